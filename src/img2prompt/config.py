@@ -1,0 +1,70 @@
+"""Typed run configurations. Each field says what it does; `__post_init__` rejects bad values early,
+with the option name a user typed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from img2prompt.data.embed import DEFAULT_ENCODER
+
+
+def _unit_interval(name: str, value: float) -> None:
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"--{name} must be a cosine in (0, 1], got {value}")
+
+
+@dataclass
+class PrepareConfig:
+    inputs: list[Path]
+    """Prompt corpora: CSV/TSV, Parquet (DiffusionDB metadata too), JSONL, JSON, TXT."""
+    out: Path
+    """Output folder for prompts.parquet and manifest.json."""
+    images: Path | None = None
+    """Folder of images named by row id (Kaggle: `{imgId}.png`; DiffusionDB: `image_name`)."""
+    min_words: int = 3
+    """Drop prompts with fewer words than this after cleaning."""
+    max_words: int = 77
+    """Drop prompts with more words than this after cleaning."""
+    min_latin: float = 0.5
+    """Drop prompts whose letters are less than this share Latin-script."""
+    dedup_threshold: float = 0.9
+    """Drop a prompt with cosine >= this to an already kept prompt (1.0: exact copies only)."""
+    dedup_mode: str = "exact"
+    """`exact` (equals brute force) or `approx` (IVF, for millions; prints measured recall)."""
+    nprobe: int = 16
+    """IVF lists searched per query in approx mode: higher is slower and more complete."""
+    folds: int = 5
+    """Number of group K-folds (1: everything in fold 0)."""
+    group_threshold: float = 0.8
+    """Prompts joined by a chain of cosines >= this share a group, and so a fold."""
+    encoder: str = DEFAULT_ENCODER
+    """Target encoder: a sentence-transformers name or path; the default is the offline scorer."""
+    batch_size: int = 128
+    """Texts per encoder batch."""
+    device: str = "auto"
+    """`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`..."""
+    cache_dir: Path | None = None
+    """Embedding cache (default: $IMG2PROMPT_CACHE/embeddings or ~/.cache/img2prompt/embeddings)."""
+    on_error: str = "fail"
+    """`fail` at the first bad row, or `skip` it and count it in the summary and manifest."""
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise ValueError("give at least one input file")
+        if self.min_words < 0 or self.max_words < max(self.min_words, 1):
+            raise ValueError(
+                f"need 0 <= --min-words <= --max-words, got {self.min_words} and {self.max_words}"
+            )
+        if not 0.0 <= self.min_latin <= 1.0:
+            raise ValueError(f"--min-latin must be in [0, 1], got {self.min_latin}")
+        _unit_interval("dedup-threshold", self.dedup_threshold)
+        _unit_interval("group-threshold", self.group_threshold)
+        if self.dedup_mode not in ("exact", "approx"):
+            raise ValueError(f"--dedup-mode must be exact or approx, got {self.dedup_mode!r}")
+        if self.folds < 1:
+            raise ValueError(f"--folds must be >= 1, got {self.folds}")
+        if self.batch_size < 1 or self.nprobe < 1:
+            raise ValueError("--batch-size and --nprobe must be >= 1")
+        if self.on_error not in ("fail", "skip"):
+            raise ValueError(f"--on-error must be fail or skip, got {self.on_error!r}")

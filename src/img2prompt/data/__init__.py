@@ -1,0 +1,1 @@
+"""Prompt data: read corpora, clean, embed, de-duplicate and split into folds."""

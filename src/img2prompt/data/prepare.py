@@ -1,0 +1,232 @@
+"""`img2prompt data prepare`: corpora -> clean -> filter -> embed -> near-dup filter -> folds.
+
+De-duplication works on *prompts*, not rows: rows whose cleaned prompts share a `dedup_key` are one
+prompt, and every image row of a kept prompt is kept, in the prompt's group and fold. Rows without
+an image that repeat a prompt are dropped as exact duplicates.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from img2prompt import __version__
+from img2prompt.config import PrepareConfig
+from img2prompt.data.clean import clean_prompt, dedup_key, latin_fraction, word_count
+from img2prompt.data.dedup import near_duplicates, similar_pairs
+from img2prompt.data.embed import TargetEncoder, embed_texts, load_encoder
+from img2prompt.data.folds import assign_folds, connected_groups
+from img2prompt.data.sources import META_COLUMNS, SourceRow, read_sources
+from img2prompt.errors import ErrorLog, InputError
+from img2prompt.io import write_json, write_parquet
+
+
+@dataclass
+class PrepareReport:
+    removed: dict[str, int] = field(default_factory=dict)  # step -> rows removed, in step order
+    rows_read: int = 0
+    rows: int = 0
+    prompts: int = 0
+    groups: int = 0
+    largest_group: int = 0
+    fold_rows: list[int] = field(default_factory=list)
+    pair_recall: float | None = None
+    near_duplicate_examples: list[tuple[str, str]] = field(default_factory=list)
+    error_examples: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareReport:
+    report = PrepareReport()
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        report.seconds[step] = round(now - clock, 3)
+        clock = now
+
+    errors = ErrorLog(cfg.on_error)
+    rows = read_sources(cfg.inputs, errors, cfg.images)
+    report.rows_read = len(rows) + errors.count
+    report.removed["bad rows skipped (--on-error skip)"] = errors.count
+    report.error_examples = errors.examples
+    lap("read")
+
+    rows, prompts = _clean_and_filter(rows, cfg, report)
+    if not rows:
+        raise InputError(", ".join(map(str, cfg.inputs)), "no prompts left after cleaning/filters")
+    lap("clean")
+
+    # One vector per distinct cleaned text; a prompt (dedup key) is represented by its first text.
+    encoder = load_encoder(cfg.encoder, cfg.device)
+    texts = list(dict.fromkeys(prompts))
+    text_row = {text: i for i, text in enumerate(texts)}
+    vectors = embed_texts(texts, encoder, cfg.cache_dir, cfg.batch_size, progress=progress)
+    targets = vectors[[text_row[p] for p in prompts]]
+    lap("embed")
+
+    keys = [dedup_key(p) for p in prompts]
+    unit_of_key = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+    row_unit = np.array([unit_of_key[k] for k in keys], dtype=np.int64)
+    first_row_of_unit = np.unique(row_unit, return_index=True)[1]
+    unit_vectors = targets[first_row_of_unit]
+    dedup = near_duplicates(
+        unit_vectors,
+        cfg.dedup_threshold,
+        cfg.dedup_mode,
+        progress=progress,
+        **({"nprobe": cfg.nprobe} if cfg.dedup_mode == "approx" else {}),
+    )
+    report.pair_recall = dedup.pair_recall
+    for unit in np.flatnonzero(~dedup.keep)[:10]:
+        report.near_duplicate_examples.append(
+            (prompts[first_row_of_unit[unit]], prompts[first_row_of_unit[dedup.duplicate_of[unit]]])
+        )
+    keep_row = dedup.keep[row_unit]
+    report.removed["near duplicates"] = int((~keep_row).sum())
+    lap("near-duplicates")
+
+    kept_units = np.flatnonzero(dedup.keep)
+    a, b = similar_pairs(
+        unit_vectors[kept_units],
+        cfg.group_threshold,
+        cfg.dedup_mode,
+        nprobe=cfg.nprobe,
+        progress=progress,
+    )
+    unit_group = np.full(len(unit_vectors), -1, dtype=np.int64)
+    unit_group[kept_units] = connected_groups(len(kept_units), a, b)
+    rows = [row for row, keep in zip(rows, keep_row, strict=True) if keep]
+    prompts = [p for p, keep in zip(prompts, keep_row, strict=True) if keep]
+    targets, row_unit = targets[keep_row], row_unit[keep_row]
+    groups = unit_group[row_unit]
+    folds = assign_folds(groups, cfg.folds)
+    _, prompts_per_group = np.unique(unit_group[kept_units], return_counts=True)
+    report.groups, report.largest_group = len(prompts_per_group), int(prompts_per_group.max())
+    report.fold_rows = np.bincount(folds, minlength=cfg.folds).tolist()
+    report.rows, report.prompts = len(rows), len(kept_units)
+    lap("groups and folds")
+
+    _check_unique_ids(rows)
+    table = _table(rows, prompts, targets, groups, folds)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    write_parquet(table, cfg.out / "prompts.parquet")
+    write_json(_manifest(cfg, report, encoder), cfg.out / "manifest.json")
+    lap("write")
+    return report
+
+
+def _clean_and_filter(
+    rows: list[SourceRow], cfg: PrepareConfig, report: PrepareReport
+) -> tuple[list[SourceRow], list[str]]:
+    """Each filter in turn, counting what it removes."""
+    pairs = [(row, clean_prompt(row.prompt_raw)) for row in rows]
+    steps = [
+        ("empty after cleaning", lambda p: bool(p)),
+        (f"under {cfg.min_latin:.0%} Latin letters", lambda p: latin_fraction(p) >= cfg.min_latin),
+        (f"fewer than {cfg.min_words} words", lambda p: word_count(p) >= cfg.min_words),
+        (f"more than {cfg.max_words} words", lambda p: word_count(p) <= cfg.max_words),
+    ]
+    for name, keep in steps:
+        before = len(pairs)
+        pairs = [(row, p) for row, p in pairs if keep(p)]
+        report.removed[name] = before - len(pairs)
+    seen: set[tuple[str, str | None]] = set()
+    unique = []
+    for row, p in pairs:
+        key = (dedup_key(p), row.image)
+        if key not in seen:
+            seen.add(key)
+            unique.append((row, p))
+    report.removed["exact duplicates"] = len(pairs) - len(unique)
+    return [row for row, _ in unique], [p for _, p in unique]
+
+
+def _check_unique_ids(rows: list[SourceRow]) -> None:
+    first: dict[str, SourceRow] = {}
+    for row in rows:
+        if row.id in first:
+            other = first[row.id]
+            raise InputError(
+                row.source,
+                f"id {row.id!r} is also used at {other.source}:{other.line}; ids must be unique",
+                row.line,
+            )
+        first[row.id] = row
+
+
+def _table(
+    rows: list[SourceRow],
+    prompts: list[str],
+    targets: np.ndarray,
+    groups: np.ndarray,
+    folds: np.ndarray,
+) -> pa.Table:
+    n, dim = targets.shape
+    offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32))
+    columns: dict[str, pa.Array] = {
+        "id": pa.array([r.id for r in rows], pa.string()),
+        "prompt": pa.array(prompts, pa.string()),
+        "prompt_raw": pa.array([r.prompt_raw for r in rows], pa.string()),
+        "target": pa.ListArray.from_arrays(offsets, pa.array(targets.reshape(-1), pa.float32())),
+        "group": pa.array(groups, pa.int64()),
+        "fold": pa.array(folds, pa.int64()),
+    }
+    if any(r.image for r in rows):
+        columns["image"] = pa.array([r.image for r in rows], pa.string())
+    columns["source"] = pa.array([r.source for r in rows], pa.string())
+    for name in META_COLUMNS:
+        values = [r.meta.get(name) for r in rows]
+        if any(v is not None for v in values):
+            try:
+                columns[name] = pa.array(values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types across sources
+                columns[name] = pa.array([None if v is None else str(v) for v in values])
+    return pa.table(columns)
+
+
+def _manifest(cfg: PrepareConfig, report: PrepareReport, encoder: TargetEncoder) -> dict:
+    import faiss
+    import sentence_transformers
+    import torch
+
+    return {
+        "img2prompt_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "inputs": [
+            {"path": str(p), "bytes": Path(p).stat().st_size if Path(p).is_file() else None}
+            for p in cfg.inputs
+        ],
+        "parameters": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "inputs"},
+        "encoder": {
+            "spec": encoder.spec,
+            "fingerprint": encoder.fingerprint,
+            "dim": encoder.dim,
+            "device": encoder.device,
+        },
+        "counts": {
+            "rows_read": report.rows_read,
+            "removed": report.removed,
+            "rows": report.rows,
+            "prompts": report.prompts,
+            "groups": report.groups,
+            "largest_group": report.largest_group,
+            "fold_rows": report.fold_rows,
+        },
+        "near_duplicate_pair_recall": report.pair_recall,
+        "skipped_errors": report.error_examples,
+        "seconds": report.seconds,
+        "versions": {
+            "torch": torch.__version__,
+            "sentence_transformers": sentence_transformers.__version__,
+            "faiss": faiss.__version__,
+            "pyarrow": pa.__version__,
+        },
+    }

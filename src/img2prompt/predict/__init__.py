@@ -1,0 +1,1 @@
+"""Prediction outputs: the Kaggle submission format."""

@@ -1,0 +1,55 @@
+"""Progress bars (rich) for long work: count, rate, elapsed and time left, on stderr."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+stderr = Console(stderr=True)
+
+
+class _RateColumn(ProgressColumn):
+    """Items per second (rich's own speed column counts bytes)."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.1f}/s" if task.speed else "", style="cyan")
+
+
+class _Bar:
+    def __init__(self, progress: Progress | None = None, task: int | None = None) -> None:
+        self._progress, self._task = progress, task
+
+    def advance(self, amount: float = 1) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.advance(self._task, amount)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str, total: float | None, enabled: bool = True) -> Iterator[_Bar]:
+    """A bar on stderr; a silent stand-in when disabled or when there is nothing to do."""
+    if not enabled or not total:
+        yield _Bar()
+        return
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+    ) as progress:
+        yield _Bar(progress, progress.add_task(description, total=total))

@@ -1,0 +1,42 @@
+"""Terminal summaries of finished runs (rich tables on stdout)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from img2prompt.data.prepare import PrepareReport
+
+console = Console()
+
+
+def print_prepare_report(report: PrepareReport, out: Path) -> None:
+    table = Table(title="data prepare", show_header=True, header_style="bold")
+    table.add_column("step")
+    table.add_column("rows removed", justify="right")
+    table.add_row("rows read", f"{report.rows_read:,}", style="dim")
+    for step, removed in report.removed.items():
+        table.add_row(step, f"{removed:,}")
+    table.add_row("rows written", f"{report.rows:,}", style="bold green")
+    console.print(table)
+    folds = ", ".join(f"{n:,}" for n in report.fold_rows)
+    console.print(
+        f"{report.prompts:,} prompts in {report.groups:,} groups "
+        f"(largest group: {report.largest_group:,} prompts); rows per fold: {folds}"
+    )
+    if report.pair_recall is not None:
+        console.print(
+            f"approximate near-duplicate search: pair recall {report.pair_recall:.4f} "
+            "(measured against exact search on a sample)"
+        )
+    if report.near_duplicate_examples:
+        console.print("[bold]near duplicates dropped[/] (dropped ← kept):")
+        for dropped, kept in report.near_duplicate_examples[:5]:
+            console.print(f"  [red]{dropped}[/]\n    ← [green]{kept}[/]", highlight=False)
+    if report.error_examples:
+        console.print("[bold yellow]skipped rows[/]:")
+        for line in report.error_examples[:10]:
+            console.print(f"  {line}", highlight=False, markup=False)
+    console.print(f"wrote {out / 'prompts.parquet'} and {out / 'manifest.json'}")
