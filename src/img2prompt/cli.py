@@ -153,7 +153,7 @@ def _run(function, *args, **kwargs):
     except ValueError as e:  # InputError and bad option values; both are the user's to fix
         if os.environ.get("IMG2PROMPT_DEBUG"):
             raise
-        stderr.print(f"[bold red]error:[/] {e}", markup=True, highlight=False)
+        stderr.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 

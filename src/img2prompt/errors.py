@@ -20,7 +20,7 @@ class InputError(ValueError):
 
 
 class ErrorLog:
-    """What `--on-error` decides: raise at the first bad row (`fail`), or record it and go on (`skip`).
+    """`--on-error`: raise at the first bad row (`fail`), or record it and go on (`skip`).
 
     Skipped rows are counted per reason so the summary and the manifest can say what was left out.
     """

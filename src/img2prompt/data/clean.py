@@ -31,7 +31,7 @@ _KEY_TOKEN = regex.compile(r"[\p{L}\p{N}]+")
 
 
 def _strip_controls(text: str) -> str:
-    """Format characters (zero-width space, BOM, bidi marks) go; control characters become spaces."""
+    """Format characters (zero-width space, BOM, bidi marks) go; control characters: spaces."""
     out = []
     for ch in text:
         category = unicodedata.category(ch)

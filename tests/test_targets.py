@@ -1,0 +1,74 @@
+"""Targets must be the competition's: all-MiniLM-L6-v2 vectors equal to sample_submission.csv."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from img2prompt.data.embed import EmbeddingCache, embed_texts
+from img2prompt.predict.submission import read_submission, write_submission
+
+
+def kaggle_prompts(kaggle_sample):
+    with open(kaggle_sample / "prompts.csv", newline="", encoding="utf-8") as f:
+        return {row["imgId"]: row["prompt"] for row in csv.DictReader(f)}
+
+
+def test_targets_equal_the_true_targets(kaggle_sample, encoder, tmp_path):
+    ids, truth = read_submission(kaggle_sample / "sample_submission.csv")
+    prompts = kaggle_prompts(kaggle_sample)
+    ours = embed_texts([prompts[i] for i in ids], encoder, tmp_path, progress=False)
+    assert ours.dtype == np.float32 and ours.shape == (7, 384)
+    assert np.abs(ours - truth).max() <= 1e-5
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-6)
+
+
+def test_submission_round_trip_is_exact_to_the_sample(kaggle_sample, tmp_path):
+    ids, truth = read_submission(kaggle_sample / "sample_submission.csv")
+    write_submission(tmp_path / "s.csv", ids, truth)
+    again_ids, again = read_submission(tmp_path / "s.csv")
+    assert again_ids == ids
+    np.testing.assert_array_equal(again, truth)
+    original = (kaggle_sample / "sample_submission.csv").read_text().splitlines()
+    written = (tmp_path / "s.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in written] == [line.split(",")[0] for line in original]
+
+
+def test_submission_errors_name_the_line(tmp_path):
+    (tmp_path / "s.csv").write_text("imgId_eId,val\na_0,0.1\na_2,0.3\n")
+    with pytest.raises(ValueError, match=r"s\.csv:3: expected a_1"):
+        read_submission(tmp_path / "s.csv")
+
+
+def test_interrupted_embedding_resumes_without_recomputing(encoder, tmp_path, shared_data):
+    texts = (shared_data / "prompt_banks" / "flavors.txt").read_text().splitlines()[:300]
+    texts += texts[:20]  # repeats are embedded once
+    reference = embed_texts(texts, encoder, tmp_path / "fresh", chunk_size=64, progress=False)
+
+    class Interrupting:
+        """The real encoder, killed on its third chunk."""
+
+        def __init__(self, limit):
+            self.calls, self.encoded, self.limit = 0, 0, limit
+            self.dim, self.fingerprint, self.device = encoder.dim, encoder.fingerprint, "cpu"
+
+        def encode(self, chunk, batch_size=128):
+            self.calls += 1
+            if self.calls > self.limit:
+                raise KeyboardInterrupt
+            self.encoded += len(chunk)
+            return encoder.encode(chunk, batch_size)
+
+    first = Interrupting(limit=2)
+    with pytest.raises(KeyboardInterrupt):
+        embed_texts(texts, first, tmp_path / "cache", chunk_size=64, progress=False)
+    assert len(EmbeddingCache(tmp_path / "cache", encoder.fingerprint).load()) == 128
+
+    second = Interrupting(limit=100)
+    resumed = embed_texts(texts, second, tmp_path / "cache", chunk_size=64, progress=False)
+    assert second.encoded == 300 - 128  # only what was missing, nothing twice
+    np.testing.assert_array_equal(resumed, reference)
+    third = Interrupting(limit=0)  # everything cached: the encoder is not called at all
+    np.testing.assert_array_equal(
+        embed_texts(texts, third, tmp_path / "cache", progress=False), reference
+    )
