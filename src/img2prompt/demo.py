@@ -39,7 +39,7 @@ def run_demo(out: Path) -> None:
     prompts = resources.files("img2prompt") / "assets" / "demo_prompts.txt"
     with resources.as_file(prompts) as path:
         console.rule("[bold]1. data prepare: shipped prompts → training table")
-        cfg = PrepareConfig(inputs=[path], out=out / "data", folds=3)
+        cfg = PrepareConfig(inputs=[path], out=out / "data", folds=3, group_threshold=0.7)
         print_prepare_report(prepare(cfg), cfg.out)
 
     sample = kaggle_sample_dir()

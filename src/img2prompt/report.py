@@ -32,9 +32,11 @@ def print_prepare_report(report: PrepareReport, out: Path) -> None:
             "(measured against exact search on a sample)"
         )
     if report.near_duplicate_examples:
-        console.print("[bold]near duplicates dropped[/] (dropped ← kept):")
-        for dropped, kept in report.near_duplicate_examples[:5]:
-            console.print(f"  [red]{dropped}[/]\n    ← [green]{kept}[/]", highlight=False)
+        console.print("[bold]near duplicates dropped[/] (cosine: dropped ← kept):")
+        for dropped, kept, cosine in report.near_duplicate_examples[:5]:
+            console.print(
+                f"  {cosine:.3f}: [red]{dropped}[/]\n         ← [green]{kept}[/]", highlight=False
+            )
     if report.error_examples:
         console.print("[bold yellow]skipped rows[/]:")
         for line in report.error_examples[:10]:

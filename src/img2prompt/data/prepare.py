@@ -37,7 +37,7 @@ class PrepareReport:
     largest_group: int = 0
     fold_rows: list[int] = field(default_factory=list)
     pair_recall: float | None = None
-    near_duplicate_examples: list[tuple[str, str]] = field(default_factory=list)
+    near_duplicate_examples: list[tuple[str, str, float]] = field(default_factory=list)
     error_examples: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -86,8 +86,10 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareReport:
     )
     report.pair_recall = dedup.pair_recall
     for unit in np.flatnonzero(~dedup.keep)[:10]:
+        partner = dedup.duplicate_of[unit]
+        cosine = float(unit_vectors[unit] @ unit_vectors[partner])
         report.near_duplicate_examples.append(
-            (prompts[first_row_of_unit[unit]], prompts[first_row_of_unit[dedup.duplicate_of[unit]]])
+            (prompts[first_row_of_unit[unit]], prompts[first_row_of_unit[partner]], cosine)
         )
     keep_row = dedup.keep[row_unit]
     report.removed["near duplicates"] = int((~keep_row).sum())
