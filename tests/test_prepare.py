@@ -239,3 +239,16 @@ def test_help_teaches():
         "--on-error",
     ]:
         assert option in result.output
+
+
+def test_the_installed_command_runs():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "img2prompt", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.startswith("img2prompt ")

@@ -25,6 +25,26 @@ data_app = typer.Typer(
 app.add_typer(data_app, name="data")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from img2prompt import __version__
+
+        typer.echo(f"img2prompt {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Recover the prompt behind a Stable Diffusion image."""
+
+
 class DedupMode(str, Enum):
     exact = "exact"
     approx = "approx"
@@ -97,29 +117,13 @@ def data_prepare(
     word-count and Latin-script filters → exact duplicates → MiniLM targets (cached, resumable) →
     near-duplicate filter (FAISS) → group K-folds. Every step prints what it removed.
     """
+    # The options are PrepareConfig's fields by name; the dataclass checks their values.
+    options = {name: value for name, value in locals().items() if name != "quiet"}
     from img2prompt.config import PrepareConfig
     from img2prompt.data.prepare import prepare
     from img2prompt.report import print_prepare_report
 
-    cfg = _config(
-        PrepareConfig,
-        inputs=inputs,
-        out=out,
-        images=images,
-        min_words=min_words,
-        max_words=max_words,
-        min_latin=min_latin,
-        dedup_threshold=dedup_threshold,
-        dedup_mode=dedup_mode.value,
-        nprobe=nprobe,
-        folds=folds,
-        group_threshold=group_threshold,
-        encoder=encoder,
-        batch_size=batch_size,
-        device=device,
-        cache_dir=cache_dir,
-        on_error=on_error.value,
-    )
+    cfg = _config(PrepareConfig, **options)
     report = _run(prepare, cfg, progress=not quiet)
     print_prepare_report(report, cfg.out)
 
@@ -137,6 +141,7 @@ def demo(
 
 
 def _config(cls, **values):
+    values = {k: v.value if isinstance(v, Enum) else v for k, v in values.items()}
     try:
         return cls(**values)
     except ValueError as e:
