@@ -22,6 +22,9 @@ CASES = [
     ("ｆｕｌｌ－ｗｉｄｔｈ letters", "full-width letters"),
     ("a, , b ,,c ,", "a, b,c"),
     ("(( ))", ""),
+    ("(a:[1])", "a"),
+    ("a\\\\(b", "a(b"),
+    ("e\u200b\u0301", "\u00e9"),
     ("", ""),
 ]
 
@@ -31,6 +34,9 @@ ORDINARY = [
     "An astronaut riding a horse; 35mm photo. Trending on ArtStation?",
     "portrait of a woman by Alphonse Mucha - art nouveau, 1900s",
     "Café in Paris, pâtisserie window, naïve art",
+    "a clock showing (3:00), aspect ratio (16:9), a photo (1:1)",
+    "time: 3:00 pm, smiley :) and sad face :(",
+    "a family emoji \U0001f468\u200d\U0001f469\u200d\U0001f467",
 ]
 
 
@@ -50,7 +56,29 @@ def test_real_competition_prompts_are_unchanged(kaggle_sample):
     assert [clean_prompt(p) for p in prompts] == prompts
 
 
-markup = st.sampled_from(["(", ")", "((", "))", "[", "]", "{", "}", ":1.3", "\\(", "<lora:x:1>"])
+markup = st.sampled_from(
+    [
+        "(",
+        ")",
+        "((",
+        "))",
+        "[",
+        "]",
+        "{",
+        "}",
+        ":1.3",
+        ":2",
+        "\\",
+        "\\(",
+        "<lora:x:1>",
+        "\u200b",
+        "\u0301",
+        "\u200d",
+        "\x07",
+        "a",
+        "1",
+    ]
+)
 text = st.lists(st.one_of(st.text(max_size=6), markup, st.sampled_from([" ", ",", ", "])))
 
 

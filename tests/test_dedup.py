@@ -117,3 +117,18 @@ def test_pair_recall_counts_missing_pairs():
 def test_bad_arguments_are_rejected(emb, threshold, message):
     with pytest.raises(ValueError, match=message):
         exact_near_duplicates(emb, threshold)
+
+
+def test_unnormalised_embeddings_are_refused():
+    emb = 1000 * clustered_unit_rows(np.random.default_rng(0), 10, 4, 0.3)
+    with pytest.raises(ValueError, match="L2-normalised"):
+        exact_near_duplicates(emb, 0.9)
+
+
+@pytest.mark.parametrize("mode", ["exact", "approx"])
+def test_empty_input(mode):
+    empty = np.zeros((0, 8), np.float32)
+    a, b = similar_pairs(empty, 0.9, mode)
+    assert len(a) == len(b) == 0
+    assert len(exact_near_duplicates(empty, 0.9).keep) == 0
+    assert approx_near_duplicates(empty, 0.9).pair_recall is None

@@ -224,6 +224,20 @@ def test_bad_options_give_a_clear_message(corpus, tmp_path, args, message):
     assert message in " ".join(result.output.split())
 
 
+def test_user_text_in_errors_is_printed_verbatim(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"[/INST]": "a red cat on a mat"}\n')
+    result = prepare(tmp_path / "p.jsonl", "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert "[/INST]" in result.output
+
+
+def test_out_must_be_a_folder(tmp_path, corpus):
+    (tmp_path / "taken").write_text("x")
+    result = prepare(corpus, "--out", tmp_path / "taken")
+    assert result.exit_code == 2
+    assert "--out must be a folder" in result.output
+
+
 def test_help_teaches():
     result = runner.invoke(app, ["data", "prepare", "--help"])
     assert result.exit_code == 0

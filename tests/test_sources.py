@@ -109,7 +109,15 @@ BAD_CASES = {
     "prompt not text": ("p.jsonl", b'{"prompt": "a"}\n{"prompt": 5}\n', "p.jsonl:2", 1),
     "no prompt column": ("p.csv", b"id,words\n1,a cat\n", "p.csv:2", 0),
     "bad quoting": ("p.csv", b'prompt\n"ok"\n"bad"x"\n', "p.csv:3", 1),
+    "NUL byte": ("p.txt", b"fine\nbin\x00ary\n", "p.txt:2", 1),
+    "deep JSON": ("p.jsonl", b'"ok"\n' + b"[" * 100_000 + b"\n", "p.jsonl:2", 1),
+    "bad part_id": ("p.csv", b"id,prompt,part_id\nx,a cat,abc\n", "p.csv:2", 0),
 }
+
+
+def _images_for(content, folder):
+    """The part_id case needs --images; the others must fail without it."""
+    return folder if b"part_id" in content else None
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -117,7 +125,7 @@ def test_bad_rows_fail_with_file_and_line(tmp_path, case):
     name, content, where, _ = BAD_CASES[case]
     (tmp_path / name).write_bytes(content)
     with pytest.raises(InputError) as info:
-        read(tmp_path / name)
+        read(tmp_path / name, images=_images_for(content, tmp_path))
     assert str(info.value).startswith(str(tmp_path / where) + ":")
 
 
@@ -125,7 +133,7 @@ def test_bad_rows_fail_with_file_and_line(tmp_path, case):
 def test_bad_rows_are_skipped_and_counted(tmp_path, case):
     name, content, where, good = BAD_CASES[case]
     (tmp_path / name).write_bytes(content)
-    rows, errors = read(tmp_path / name, policy="skip")
+    rows, errors = read(tmp_path / name, policy="skip", images=_images_for(content, tmp_path))
     assert len(rows) == good
     assert errors.count >= 1
     assert errors.examples[0].startswith(str(tmp_path / where))
@@ -155,3 +163,28 @@ def test_missing_file_and_unknown_format(tmp_path):
     (tmp_path / "p.xlsx").write_bytes(b"x")
     with pytest.raises(InputError, match="unknown format"):
         read(tmp_path / "p.xlsx")
+
+
+def test_utf16_file_is_rejected_whole(tmp_path):
+    (tmp_path / "p.txt").write_bytes("a blue dog running\nan owl\n".encode("utf-16"))
+    with pytest.raises(InputError, match="UTF-16 or UTF-32; save it as UTF-8"):
+        read(tmp_path / "p.txt")
+    rows, errors = read(tmp_path / "p.txt", policy="skip")
+    assert rows == [] and errors.count == 1
+
+
+def test_tsv_quotes_are_text(tmp_path):
+    (tmp_path / "p.tsv").write_text('id\tprompt\n1\t"Starry night" by van gogh, oil\n')
+    rows, _ = read(tmp_path / "p.tsv")
+    assert rows[0].prompt_raw == '"Starry night" by van gogh, oil'
+
+
+def test_parquet_without_prompt_column_lists_its_columns(tmp_path):
+    pq.write_table(pa.table({"words": ["a"], "n": [1]}), tmp_path / "p.parquet")
+    with pytest.raises(InputError, match=r"got \['words', 'n'\]"):
+        read(tmp_path / "p.parquet")
+
+
+def test_folder_given_as_input(tmp_path):
+    with pytest.raises(InputError, match="is a folder"):
+        read(tmp_path)

@@ -72,3 +72,13 @@ def test_interrupted_embedding_resumes_without_recomputing(encoder, tmp_path, sh
     np.testing.assert_array_equal(
         embed_texts(texts, third, tmp_path / "cache", progress=False), reference
     )
+
+
+def test_a_damaged_cache_chunk_is_ignored_and_re_embedded(encoder, tmp_path):
+    texts = ["a red fox", "an owl at night", "a ship in a bottle"]
+    reference = embed_texts(texts, encoder, tmp_path, chunk_size=2, progress=False)
+    chunks = sorted((tmp_path / encoder.fingerprint).glob("chunk-*.npz"))
+    chunks[0].write_bytes(chunks[0].read_bytes()[:50])
+    with pytest.warns(UserWarning, match="ignoring unreadable cache chunk"):
+        again = embed_texts(texts, encoder, tmp_path, chunk_size=2, progress=False)
+    np.testing.assert_allclose(again, reference, atol=1e-6)

@@ -158,7 +158,9 @@ def _run(function, *args, **kwargs):
     except ValueError as e:  # InputError and bad option values; both are the user's to fix
         if os.environ.get("IMG2PROMPT_DEBUG"):
             raise
-        stderr.print(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        stderr.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from img2prompt.data.prepare import PrepareReport
@@ -35,7 +36,8 @@ def print_prepare_report(report: PrepareReport, out: Path) -> None:
         console.print("[bold]near duplicates dropped[/] (cosine: dropped ← kept):")
         for dropped, kept, cosine in report.near_duplicate_examples[:5]:
             console.print(
-                f"  {cosine:.3f}: [red]{dropped}[/]\n         ← [green]{kept}[/]", highlight=False
+                f"  {cosine:.3f}: [red]{escape(dropped)}[/]\n         ← [green]{escape(kept)}[/]",
+                highlight=False,
             )
     if report.error_examples:
         console.print("[bold yellow]skipped rows[/]:")

@@ -16,10 +16,11 @@ import regex
 _WHITESPACE = regex.compile(r"\s+")
 # Escaped brackets (`\(`) mean literal brackets to the web UIs; drop the backslash first so the
 # bracket rules below see the same text on every pass (this is what keeps cleaning idempotent).
-_ESCAPED_BRACKET = regex.compile(r"\\([()\[\]{}])")
+_ESCAPED_BRACKET = regex.compile(r"\\+([()\[\]{}])")
 _NETWORK_TAG = regex.compile(r"<(?:lora|lyco|hypernet|embedding):[^<>]*>", regex.IGNORECASE)
-# `(text:1.3)` / `(text: -0.5)`: an attention weight. The text may not contain brackets itself.
-_WEIGHTED = regex.compile(r"\(([^()]*?):\s*[-+]?\d*\.?\d+\s*\)")
+# `(text:1.3)` / `(text: -0.5)`: an attention weight. The text has a letter and no brackets, so a
+# time or ratio such as `(3:00)` or `(16:9)` is left alone.
+_WEIGHTED = regex.compile(r"\(((?=[^()]*?\p{L})[^()]*?):\s*[-+]?\d*\.?\d+\s*\)")
 # Two or more parentheses around text: `((text))`, `(((text)))`.
 _MULTI_PAREN = regex.compile(r"\({2,}([^()]*)\){2,}")
 _SQUARE_OR_CURLY = regex.compile(r"[\[\]{}]")
@@ -30,12 +31,16 @@ _LATIN_LETTER = regex.compile(r"\p{Latin}")
 _KEY_TOKEN = regex.compile(r"[\p{L}\p{N}]+")
 
 
+# Joiners shape emoji sequences and some scripts; they are text, not formatting noise.
+_KEEP_FORMAT = {"\u200c", "\u200d"}
+
+
 def _strip_controls(text: str) -> str:
     """Format characters (zero-width space, BOM, bidi marks) go; control characters: spaces."""
     out = []
     for ch in text:
         category = unicodedata.category(ch)
-        if category == "Cf":
+        if category == "Cf" and ch not in _KEEP_FORMAT:
             continue
         out.append(" " if category == "Cc" else ch)
     return "".join(out)
@@ -43,18 +48,19 @@ def _strip_controls(text: str) -> str:
 
 def clean_prompt(text: str) -> str:
     """Return the words of a prompt without front-end markup, in NFKC with single spaces."""
-    text = unicodedata.normalize("NFKC", text)
+    # Controls go before NFKC, so characters they separated are composed on the first pass.
     if not text.isprintable():
         text = _strip_controls(text)
+    text = unicodedata.normalize("NFKC", text)
     text = _ESCAPED_BRACKET.sub(r"\1", text)
     text = _NETWORK_TAG.sub(" ", text)
+    text = _SQUARE_OR_CURLY.sub(" ", text)
     # Weights and emphasis nest (`((a:1.2), b)`), so apply until nothing changes.
     while True:
         reduced = _MULTI_PAREN.sub(r"\1", _WEIGHTED.sub(r"\1", text))
         if reduced == text:
             break
         text = reduced
-    text = _SQUARE_OR_CURLY.sub(" ", text)
     text = _WHITESPACE.sub(" ", text).strip()
     text = _REPEATED_COMMAS.sub(",", _SPACE_BEFORE_COMMA.sub(",", text))
     return text.strip(" ,")

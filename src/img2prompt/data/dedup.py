@@ -78,7 +78,11 @@ def _check(emb: np.ndarray, threshold: float) -> np.ndarray:
         raise ValueError(f"embeddings must be a 2-d array, got shape {emb.shape}")
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
-    return np.ascontiguousarray(emb, dtype=np.float32)
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    norms = np.linalg.norm(emb, axis=1)
+    if len(emb) and not np.allclose(norms[np.isfinite(norms)], 1.0, atol=1e-3):
+        raise ValueError("embeddings must be L2-normalised (cosine is their inner product)")
+    return emb
 
 
 def exact_near_duplicates(
@@ -149,7 +153,8 @@ def similar_pairs(
                 parts_a.append(hit[below])
                 parts_b.append(query[below])
                 bar.advance(len(block))
-        a, b = np.concatenate(parts_a), np.concatenate(parts_b)
+        a = np.concatenate(parts_a) if parts_a else np.empty(0, np.int64)
+        b = np.concatenate(parts_b) if parts_b else np.empty(0, np.int64)
     else:
         raise ValueError(f"mode must be 'exact' or 'approx', got {mode!r}")
     ok = confirm_similar(emb, a, b, threshold)
@@ -160,6 +165,8 @@ def _ivf_candidate_pairs(
     emb: np.ndarray, radius: float, nprobe: int, block_size: int, progress: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     n, dim = emb.shape
+    if n == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
     nlist = min(int(4 * math.sqrt(n)), n // 39)  # k-means wants >= 39 points per list
     if nlist < 2:  # too few rows to cluster: a flat index is exact and just as fast
         index = faiss.IndexFlatIP(dim)
@@ -216,6 +223,8 @@ def pair_recall(
     """
     emb = _check(emb, threshold)
     n = len(emb)
+    if n == 0:
+        return None
     sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, sample_size), replace=False))
     index = faiss.IndexFlatIP(emb.shape[1])
     index.add(emb)

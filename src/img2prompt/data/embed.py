@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import warnings
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -106,9 +108,15 @@ class EmbeddingCache:
     def load(self) -> dict[bytes, np.ndarray]:
         found: dict[bytes, np.ndarray] = {}
         for chunk in sorted(self.dir.glob("chunk-*.npz")):
-            with np.load(chunk) as data:
-                for key, vector in zip(data["keys"], data["vectors"], strict=True):
-                    found[key.tobytes()] = vector
+            try:
+                with np.load(chunk) as data:
+                    keys, vectors = data["keys"], data["vectors"]
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+                # Writes are atomic, so this is damage from outside; its texts are re-embedded.
+                warnings.warn(f"ignoring unreadable cache chunk {chunk}: {e}", stacklevel=2)
+                continue
+            for key, vector in zip(keys, vectors, strict=True):
+                found[key.tobytes()] = vector
         return found
 
     def save(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:

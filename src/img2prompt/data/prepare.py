@@ -43,6 +43,8 @@ class PrepareReport:
 
 
 def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareReport:
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise InputError(cfg.out, "--out must be a folder, and this is a file")
     report = PrepareReport()
     clock = time.perf_counter()
 
@@ -61,7 +63,8 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareReport:
 
     rows, prompts = _clean_and_filter(rows, cfg, report)
     if not rows:
-        raise InputError(", ".join(map(str, cfg.inputs)), "no prompts left after cleaning/filters")
+        why = f" ({errors.count} bad rows skipped)" if errors.count else ""
+        raise InputError(", ".join(map(str, cfg.inputs)), f"no prompts left after filters{why}")
     lap("clean")
 
     # One vector per distinct cleaned text; a prompt (dedup key) is represented by its first text.
@@ -191,7 +194,7 @@ def _table(
         if any(v is not None for v in values):
             try:
                 columns[name] = pa.array(values)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types across sources
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):  # mixed or huge values
                 columns[name] = pa.array([None if v is None else str(v) for v in values])
     return pa.table(columns)
 

@@ -58,7 +58,8 @@ def read_source(
     """All good rows of one file; bad ones go to `errors` (which may raise)."""
     path = Path(path)
     if not path.is_file():
-        errors.report(InputError(path, "no such file"))
+        problem = "is a folder; give the files in it" if path.is_dir() else "no such file"
+        errors.report(InputError(path, problem))
         return []
     suffix = path.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
@@ -122,7 +123,10 @@ def _image_path(
     if record.get("image"):
         candidates = [path.parent / str(record["image"])]
     elif images_dir is not None:
-        candidates = _image_candidates(Path(images_dir), row_id, record.get("part_id"))
+        part_id = record.get("part_id")
+        if part_id not in (None, "") and not str(part_id).isdigit():
+            raise InputError(path, f"part_id {part_id!r} is not a whole number", line)
+        candidates = _image_candidates(Path(images_dir), row_id, part_id)
     else:
         return None
     for candidate in candidates:
@@ -137,7 +141,7 @@ def _image_candidates(images_dir: Path, row_id: str, part_id: Any) -> list[Path]
     else:
         names = [row_id + suffix for suffix in IMAGE_SUFFIXES]
     candidates = [images_dir / name for name in names]
-    if part_id is not None:  # DiffusionDB keeps each part's images in its own folder
+    if part_id not in (None, ""):  # DiffusionDB keeps each part's images in its own folder
         candidates += [images_dir / f"part-{int(part_id):06d}" / name for name in names]
     return candidates
 
@@ -152,9 +156,16 @@ def _first_present(record: dict[str, Any], names: tuple[str, ...]) -> str | None
 def _decoded_lines(path: Path, errors: ErrorLog) -> Iterator[tuple[int, str]]:
     """Lines decoded one at a time, so a bad byte is reported with its line, not the whole file."""
     with open(path, "rb") as f:
+        if f.read(4).startswith((b"\xff\xfe", b"\xfe\xff")):
+            errors.report(InputError(path, "file is UTF-16 or UTF-32; save it as UTF-8"))
+            return
+        f.seek(0)
         for number, raw in enumerate(f, start=1):
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
+            if b"\x00" in raw:  # UTF-16 without a byte-order mark, or a binary file
+                errors.report(InputError(path, "NUL byte: not a UTF-8 text line", number))
+                continue
             try:
                 yield number, raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -185,8 +196,10 @@ class _LineTracker:
 
 def _csv_records(path: Path, errors: ErrorLog) -> Iterator[tuple[int, dict[str, Any]]]:
     tracker = _LineTracker(_decoded_lines(path, errors))
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
-    reader = csv.reader(tracker, delimiter=delimiter, strict=True)
+    if path.suffix.lower() == ".tsv":  # TSV has no quoting: a quote is part of the text
+        reader = csv.reader(tracker, delimiter="\t", quoting=csv.QUOTE_NONE, strict=True)
+    else:
+        reader = csv.reader(tracker, strict=True)
     header: list[str] | None = None
     while True:
         tracker.record_start = 0
@@ -218,6 +231,9 @@ def _jsonl_records(path: Path, errors: ErrorLog) -> Iterator[tuple[int, dict[str
         except json.JSONDecodeError as e:
             errors.report(InputError(path, f"invalid JSON: {e.msg} (column {e.colno})", number))
             continue
+        except RecursionError:
+            errors.report(InputError(path, "JSON nested too deeply", number))
+            continue
         record = _as_record(path, number, value, errors)
         if record is not None:
             yield number, record
@@ -231,6 +247,9 @@ def _json_records(path: Path, errors: ErrorLog) -> Iterator[tuple[int, dict[str,
         return
     except json.JSONDecodeError as e:
         errors.report(InputError(path, f"invalid JSON: {e.msg}", e.lineno))
+        return
+    except RecursionError:
+        errors.report(InputError(path, "JSON nested too deeply"))
         return
     if not isinstance(value, list):
         errors.report(InputError(path, "expected a JSON list of prompts or of objects"))
@@ -260,8 +279,13 @@ def _parquet_records(path: Path, errors: ErrorLog) -> Iterator[tuple[int, dict[s
     except Exception as e:  # pyarrow raises several types for a file that is not Parquet
         errors.report(InputError(path, f"not a readable Parquet file: {e}"))
         return
+    names = parquet.schema_arrow.names
+    if not set(PROMPT_COLUMNS) & set(names):
+        message = f"no prompt column: expected one of {PROMPT_COLUMNS}, got {names}"
+        errors.report(InputError(path, message))
+        return
     wanted = set(PROMPT_COLUMNS + ID_COLUMNS + META_COLUMNS + ("image", "part_id"))
-    columns = [name for name in parquet.schema_arrow.names if name in wanted]
+    columns = [name for name in names if name in wanted]
     number = 0
     for batch in parquet.iter_batches(batch_size=65536, columns=columns):
         for record in batch.to_pylist():
