@@ -33,19 +33,37 @@ class DedupResult:
     pair_recall: float | None = None  # approximate mode only: measured on a sample
 
 
-def confirm_similar(emb: np.ndarray, a: np.ndarray, b: np.ndarray, threshold: float) -> np.ndarray:
-    """Mask of pairs (a[k], b[k]) whose float64 cosine is >= threshold (within TOLERANCE)."""
-    if len(a) == 0:
-        return np.zeros(0, dtype=bool)
-    cos = np.einsum("ij,ij->i", emb[a].astype(np.float64), emb[b].astype(np.float64))
-    return cos >= threshold - TOLERANCE
+def _cosine64(emb: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """float64 inner products of row pairs, a chunk at a time (millions would not fit at once)."""
+    out = np.empty(len(a), dtype=np.float64)
+    for start in range(0, len(a), chunk):
+        part = slice(start, start + chunk)
+        out[part] = np.einsum(
+            "ij,ij->i", emb[a[part]].astype(np.float64), emb[b[part]].astype(np.float64)
+        )
+    return out
 
 
-def _range_pairs(index: faiss.Index, queries: np.ndarray, radius: float):
-    """All (query row, index id) with inner product >= radius."""
-    lims, _, ids = index.range_search(queries, radius)
-    rows = np.repeat(np.arange(len(queries), dtype=np.int64), np.diff(lims).astype(np.int64))
-    return rows, ids.astype(np.int64)
+def _similar_hits(
+    index: faiss.Index,
+    emb: np.ndarray,
+    query_rows: np.ndarray,
+    threshold: float,
+    id_rows: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs (query row, hit row) with cosine >= threshold.
+
+    FAISS screens in float32 a little below the threshold; only pairs within the float32 error of
+    it are decided again in float64, so the answer is exact at the cost of a few dot products.
+    `id_rows` maps the index's ids to rows of `emb` (None: they are rows already).
+    """
+    lims, sims, ids = index.range_search(emb[query_rows], threshold - TOLERANCE - _SCREEN_SLACK)
+    query = np.repeat(query_rows, np.diff(lims).astype(np.int64))
+    hit = ids.astype(np.int64) if id_rows is None else id_rows[ids]
+    unsure = np.flatnonzero(sims < threshold - TOLERANCE + _SCREEN_SLACK)
+    ok = np.ones(len(query), dtype=bool)
+    ok[unsure] = _cosine64(emb, query[unsure], hit[unsure]) >= threshold - TOLERANCE
+    return query[ok], hit[ok]
 
 
 def _greedy_over_pairs(
@@ -92,34 +110,27 @@ def exact_near_duplicates(
     (a FAISS flat index that grows), then within itself."""
     emb = _check(emb, threshold)
     n, dim = emb.shape
-    radius = threshold - TOLERANCE - _SCREEN_SLACK
     dropped = np.zeros(n, dtype=bool)
     duplicate_of = np.full(n, -1, dtype=np.int64)
     kept_index = faiss.IndexFlatIP(dim)
     kept_rows = np.empty(0, dtype=np.int64)
     with progress_bar("near-duplicates (exact)", total=n, enabled=progress) as bar:
         for start in range(0, n, block_size):
-            block = emb[start : start + block_size]
-            rows = np.arange(start, start + len(block))
+            rows = np.arange(start, min(start + block_size, n))
             if kept_index.ntotal:
-                query, hit = _range_pairs(kept_index, block, radius)
-                query, hit = rows[query], kept_rows[hit]
-                ok = confirm_similar(emb, query, hit, threshold)
+                query, hit = _similar_hits(kept_index, emb, rows, threshold, kept_rows)
                 # Any kept neighbour will do; keep the first one FAISS listed for the report.
-                query, hit = query[ok][::-1], hit[ok][::-1]
-                dropped[query] = True
-                duplicate_of[query] = hit
+                dropped[query[::-1]] = True
+                duplicate_of[query[::-1]] = hit[::-1]
             block_index = faiss.IndexFlatIP(dim)
-            block_index.add(block)
-            query, hit = _range_pairs(block_index, block, radius)
-            inside = hit < query
-            later, earlier = rows[query[inside]], rows[hit[inside]]
-            ok = confirm_similar(emb, earlier, later, threshold)
-            _greedy_over_pairs(earlier[ok], later[ok], dropped, duplicate_of)
+            block_index.add(emb[rows])
+            later, earlier = _similar_hits(block_index, emb, rows, threshold, rows)
+            inside = earlier < later
+            _greedy_over_pairs(earlier[inside], later[inside], dropped, duplicate_of)
             newly_kept = rows[~dropped[rows]]
             kept_index.add(emb[newly_kept])
             kept_rows = np.concatenate([kept_rows, newly_kept])
-            bar.advance(len(block))
+            bar.advance(len(rows))
     return DedupResult(keep=~dropped, duplicate_of=duplicate_of)
 
 
@@ -137,32 +148,26 @@ def similar_pairs(
     a full self-search); approximate mode uses an IVF index.
     """
     emb = _check(emb, threshold)
-    radius = threshold - TOLERANCE - _SCREEN_SLACK
     if mode == "approx":
-        a, b = _ivf_candidate_pairs(emb, radius, nprobe, block_size, progress)
-    elif mode == "exact":
-        index = faiss.IndexFlatIP(emb.shape[1])
-        parts_a, parts_b = [], []
-        with progress_bar("similar pairs (exact)", total=len(emb), enabled=progress) as bar:
-            for start in range(0, len(emb), block_size):
-                block = emb[start : start + block_size]
-                index.add(block)
-                query, hit = _range_pairs(index, block, radius)
-                query += start
-                below = hit < query
-                parts_a.append(hit[below])
-                parts_b.append(query[below])
-                bar.advance(len(block))
-        a = np.concatenate(parts_a) if parts_a else np.empty(0, np.int64)
-        b = np.concatenate(parts_b) if parts_b else np.empty(0, np.int64)
-    else:
+        return _ivf_similar_pairs(emb, threshold, nprobe, block_size, progress)
+    if mode != "exact":
         raise ValueError(f"mode must be 'exact' or 'approx', got {mode!r}")
-    ok = confirm_similar(emb, a, b, threshold)
-    return a[ok], b[ok]
+    index = faiss.IndexFlatIP(emb.shape[1])
+    parts_a, parts_b = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    with progress_bar("similar pairs (exact)", total=len(emb), enabled=progress) as bar:
+        for start in range(0, len(emb), block_size):
+            rows = np.arange(start, min(start + block_size, len(emb)))
+            index.add(emb[rows])
+            query, hit = _similar_hits(index, emb, rows, threshold)
+            below = hit < query
+            parts_a.append(hit[below])
+            parts_b.append(query[below])
+            bar.advance(len(rows))
+    return np.concatenate(parts_a), np.concatenate(parts_b)
 
 
-def _ivf_candidate_pairs(
-    emb: np.ndarray, radius: float, nprobe: int, block_size: int, progress: bool
+def _ivf_similar_pairs(
+    emb: np.ndarray, threshold: float, nprobe: int, block_size: int, progress: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     n, dim = emb.shape
     if n == 0:
@@ -179,13 +184,12 @@ def _ivf_candidate_pairs(
     parts_a, parts_b = [], []
     with progress_bar("similar pairs (IVF)", total=n, enabled=progress) as bar:
         for start in range(0, n, block_size):
-            block = emb[start : start + block_size]
-            query, hit = _range_pairs(index, block, radius)
-            query += start
+            rows = np.arange(start, min(start + block_size, n))
+            query, hit = _similar_hits(index, emb, rows, threshold)
             other = hit != query
             parts_a.append(np.minimum(query, hit)[other])
             parts_b.append(np.maximum(query, hit)[other])
-            bar.advance(len(block))
+            bar.advance(len(rows))
     pairs = np.unique(np.stack([np.concatenate(parts_a), np.concatenate(parts_b)], axis=1), axis=0)
     return pairs[:, 0], pairs[:, 1]
 
@@ -228,15 +232,12 @@ def pair_recall(
     sample = np.sort(np.random.default_rng(seed).choice(n, size=min(n, sample_size), replace=False))
     index = faiss.IndexFlatIP(emb.shape[1])
     index.add(emb)
-    query, hit = _range_pairs(index, emb[sample], threshold - TOLERANCE - _SCREEN_SLACK)
-    query = sample[query]
+    query, hit = _similar_hits(index, emb, sample, threshold)
     other = hit != query
     query, hit = query[other], hit[other]
-    ok = confirm_similar(emb, query, hit, threshold)
-    pairs = zip(
-        np.minimum(query, hit)[ok].tolist(), np.maximum(query, hit)[ok].tolist(), strict=True
+    true_pairs = set(
+        zip(np.minimum(query, hit).tolist(), np.maximum(query, hit).tolist(), strict=True)
     )
-    true_pairs = set(pairs)
     if not true_pairs:
         return None
     in_sample = np.isin(found_a, sample) | np.isin(found_b, sample)
