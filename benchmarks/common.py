@@ -26,7 +26,10 @@ SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux reports ru_maxrss in KiB)."""
+    """Peak resident memory of this process so far, in MiB (Linux reports ru_maxrss in KiB).
+
+    In a spawned child this includes the parent's peak (see `reset_peak_rss`).
+    """
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib / 1024 if sys.platform != "darwin" else kib / 2**20
 
@@ -39,6 +42,51 @@ def current_rss_mb() -> float:
         return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
         return peak_rss_mb()
+
+
+def _proc_status_mb(field: str) -> float | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak-RSS mark (Linux: write 5 to /proc/self/clear_refs).
+
+    Needed because a spawned child inherits its parent's high-water mark: fork copies it and exec
+    folds it into ru_maxrss, so ru_maxrss in a fresh child is at least the parent's peak. Returns
+    False where the reset is not possible.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def process_peak_mb() -> float:
+    """Peak RSS since the last `reset_peak_rss()` (VmHWM); ru_maxrss where /proc is missing."""
+    hwm = _proc_status_mb("VmHWM")
+    return peak_rss_mb() if hwm is None else hwm
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process so far (all its threads)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load_average() -> str:
+    try:
+        return "/".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 class Timer:
@@ -70,8 +118,10 @@ class Measured:
 
     result: Any
     seconds: float  # wall time of the call alone (not the child's start-up or data loading)
-    peak_rss_mb: float  # peak RSS of the child process, everything included
-    base_rss_mb: float  # peak RSS of the child just before the call (imports + loaded input)
+    peak_rss_mb: float  # peak RSS of the child process during the call, everything included
+    base_rss_mb: float  # RSS of the child just before the call (imports + loaded input)
+    cpu_seconds: float = math.nan  # user + system CPU time of the call (all threads)
+    load_before: str = ""  # 1/5/15-minute load average when the call started (other work)
 
     @property
     def extra_mb(self) -> float:
@@ -82,13 +132,18 @@ class Measured:
 def _child_main(fn: Callable, data_path: str | None, kwargs: dict, conn) -> None:
     try:
         args = () if data_path is None else (np.load(data_path),)
-        base = peak_rss_mb()
+        # Without a reset the best there is: the (inherited) high-water mark so far.
+        base = current_rss_mb() if reset_peak_rss() else peak_rss_mb()
+        load = load_average()
+        cpu = cpu_seconds()
         start = time.perf_counter()
         result = fn(*args, **kwargs)
         seconds = time.perf_counter() - start
-        conn.send(("ok", result, seconds, peak_rss_mb(), base))
+        cpu = cpu_seconds() - cpu
+        conn.send(("ok", result, seconds, process_peak_mb(), base, cpu, load))
     except BaseException:  # report anything, including MemoryError, to the parent
-        conn.send(("error", traceback.format_exc(), math.nan, peak_rss_mb(), math.nan))
+        message = traceback.format_exc()
+        conn.send(("error", message, math.nan, process_peak_mb(), math.nan, math.nan, ""))
     finally:
         conn.close()
 
@@ -97,9 +152,10 @@ def run_isolated(fn: Callable, data_path: str | Path | None = None, **kwargs: An
     """Run `fn(np.load(data_path), **kwargs)` (or `fn(**kwargs)`) in a fresh spawned process.
 
     Each measured method gets its own process, so its peak RSS is its own and not the high-water
-    mark of whatever ran before it. `fn` must be a module-level function and its result picklable
-    (return a small summary, not big arrays). Raises RuntimeError when the child fails or dies
-    (for example killed for memory).
+    mark of whatever ran before it (the mark a child inherits from its parent is reset first).
+    `fn` must be a module-level function and its result picklable (return a small summary, not
+    big arrays). Raises RuntimeError when the child fails or dies (for example killed for
+    memory).
     """
     ctx = mp.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
@@ -114,10 +170,10 @@ def run_isolated(fn: Callable, data_path: str | Path | None = None, **kwargs: An
     process.join()
     if message is None:
         raise RuntimeError(f"{fn.__name__} died with exit code {process.exitcode} (out of memory?)")
-    status, result, seconds, peak, base = message
+    status, result, seconds, peak, base, cpu, load = message
     if status != "ok":
         raise RuntimeError(f"{fn.__name__} failed in its child process:\n{result}")
-    return Measured(result=result, seconds=seconds, peak_rss_mb=peak, base_rss_mb=base)
+    return Measured(result, seconds, peak, base, cpu, load)
 
 
 def noise_scale_for_cosine(cos: np.ndarray | float, dim: int) -> np.ndarray | float:
@@ -166,7 +222,7 @@ def synthetic_embeddings(
     n_cluster = clusters * cluster_size
     if n_cluster > n:
         raise ValueError(f"{clusters} clusters of {cluster_size} do not fit in {n} rows")
-    n_dup = int(round(dup_fraction * (n - n_cluster)))
+    n_dup = round(dup_fraction * (n - n_cluster))
     n_orig = n - n_cluster - n_dup
     if n_dup and n_orig < 1:
         raise ValueError("need at least one original row to copy from")

@@ -1,0 +1,40 @@
+"""Run every benchmark: `python benchmarks/run_all.py [--quick]` (what `make bench` calls).
+
+Full sizes take a while on a small machine (the 1M-row approximate and 200k-row exact
+de-duplication take minutes each); `--quick` uses small sizes and finishes in about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_dedup
+import bench_embed
+
+QUICK_EMBED = ["--n-prompts", "300", "--naive-n", "60", "--repeats", "1"]
+# One cluster just over the seed method's k=5000, so its k limit still bites at n=20000.
+QUICK_DEDUP = [
+    "--n", "20000", "--approx-n", "100000", "--no-exact-200k",
+    "--clusters", "1", "--cluster-size", "5500",
+]  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true", help="small sizes, about a minute")
+    args = p.parse_args(argv)
+    started = time.perf_counter()
+    status = bench_embed.main(QUICK_EMBED if args.quick else [])
+    print(flush=True)
+    status |= bench_dedup.main(QUICK_DEDUP if args.quick else [])
+    print(f"\nall benchmarks done in {time.perf_counter() - started:.0f} s", flush=True)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
