@@ -90,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--device", default="auto")
     p.add_argument("--repeats", type=int, default=2, help="timings are the best of this many")
+    p.add_argument(
+        "--sweep",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="BATCH",
+        help="also time TargetEncoder.encode at these batch sizes (e.g. --sweep 8 32 128 512)",
+    )
     args = p.parse_args(argv)
 
     print("== bench_embed: target embeddings (MiniLM) ==", flush=True)
@@ -181,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         f" equal to encode(): max |diff| {np.abs(first - vectors).max():.2e}",
         flush=True,
     )
+    for size in args.sweep:
+        seconds, _ = best_of(repeats, lambda size=size: encoder.encode(texts, batch_size=size))
+        _report(f"sweep: TargetEncoder.encode, batch_size={size}", len(texts), seconds)
     print(f"  peak RSS of this process: {peak_rss_mb():,.0f} MiB", flush=True)
     return 0
 
