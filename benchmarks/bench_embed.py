@@ -1,6 +1,6 @@
 """Target-embedding throughput (prompts/s) of `TargetEncoder` against naive baselines.
 
-    python benchmarks/bench_embed.py [--n-prompts 2000] [--naive-n 200] [--batch-size 128]
+    python benchmarks/bench_embed.py [--n-prompts 2000] [--naive-n 200] [--batch-size 32]
 
 Prompts are built from ../shared/data/prompt_banks (subjects + mediums + flavors, sometimes an
 artist), 5-40 words each like real Stable Diffusion prompts. Measured in the same process:
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--n-prompts", type=int, default=2000)
     p.add_argument("--naive-n", type=int, default=200, help="prompts for the one-at-a-time loop")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--device", default="auto")
     p.add_argument("--repeats", type=int, default=2, help="timings are the best of this many")
     p.add_argument(

