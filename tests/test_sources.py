@@ -20,11 +20,15 @@ def png(path):
     return path
 
 
+def id_prompt_line(path):
+    rows, _ = read(path)
+    return [(r.id, r.prompt_raw, r.line) for r in rows]
+
+
 def test_txt_one_prompt_per_line(tmp_path):
     f = tmp_path / "p.txt"
     f.write_text("a red fox\n\n  \nan owl at night\r\n")
-    rows, _ = read(f)
-    assert [(r.id, r.prompt_raw, r.line) for r in rows] == [
+    assert id_prompt_line(f) == [
         ("p:1", "a red fox", 1),
         ("p:4", "an owl at night", 4),
     ]
@@ -33,8 +37,7 @@ def test_txt_one_prompt_per_line(tmp_path):
 def test_csv_with_quotes_and_multiline_field(tmp_path):
     f = tmp_path / "p.csv"
     f.write_text('id,prompt\na,"a cat, ""quoted"""\nb,"two\nlines"\nc,plain\n')
-    rows, _ = read(f)
-    assert [(r.id, r.prompt_raw, r.line) for r in rows] == [
+    assert id_prompt_line(f) == [
         ("a", 'a cat, "quoted"', 2),
         ("b", "two\nlines", 3),
         ("c", "plain", 5),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from img2prompt.data.embed import DEFAULT_ENCODER
+from img2prompt.data.embed import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER
 
 
 def _unit_interval(name: str, value: float) -> None:
@@ -40,8 +40,8 @@ class PrepareConfig:
     """Prompts joined by a chain of cosines >= this share a group, and so a fold."""
     encoder: str = DEFAULT_ENCODER
     """Target encoder: a sentence-transformers name or path; the default is the offline scorer."""
-    batch_size: int = 32
-    """Texts per encoder batch (32 is fastest on a 2-core CPU; raise it on a GPU)."""
+    batch_size: int = DEFAULT_BATCH_SIZE
+    """Texts per encoder batch (the default suits a CPU; raise it on a GPU)."""
     device: str = "auto"
     """`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`..."""
     cache_dir: Path | None = None

@@ -203,12 +203,13 @@ def approx_near_duplicates(
     progress: bool = False,
 ) -> DedupResult:
     """Keep-first de-duplication over IVF candidate pairs; pair recall measured on a sample."""
-    earlier, later = similar_pairs(emb, threshold, "approx", block_size, nprobe, progress)
+    emb = _check(emb, threshold)
+    earlier, later = _ivf_similar_pairs(emb, threshold, nprobe, block_size, progress)
     n = len(emb)
     dropped = np.zeros(n, dtype=bool)
     duplicate_of = np.full(n, -1, dtype=np.int64)
     _greedy_over_pairs(earlier, later, dropped, duplicate_of)
-    recall = pair_recall(emb, threshold, earlier, later, recall_sample)
+    recall = _pair_recall(emb, threshold, earlier, later, recall_sample)
     return DedupResult(keep=~dropped, duplicate_of=duplicate_of, pair_recall=recall)
 
 
@@ -225,7 +226,17 @@ def pair_recall(
     Truth is an exact flat search of the sampled rows against all rows. None when the sample holds
     no similar pair at all.
     """
-    emb = _check(emb, threshold)
+    return _pair_recall(_check(emb, threshold), threshold, found_a, found_b, sample_size, seed)
+
+
+def _pair_recall(
+    emb: np.ndarray,
+    threshold: float,
+    found_a: np.ndarray,
+    found_b: np.ndarray,
+    sample_size: int = 2000,
+    seed: int = 0,
+) -> float | None:
     n = len(emb)
     if n == 0:
         return None
@@ -246,10 +257,15 @@ def pair_recall(
 
 
 def near_duplicates(
-    emb: np.ndarray, threshold: float, mode: str = "exact", progress: bool = False, **options
+    emb: np.ndarray,
+    threshold: float,
+    mode: str = "exact",
+    nprobe: int = 16,
+    progress: bool = False,
 ) -> DedupResult:
+    """The filter `data prepare` runs: exact, or approximate with `nprobe` IVF lists per query."""
     if mode == "exact":
-        return exact_near_duplicates(emb, threshold, progress=progress, **options)
+        return exact_near_duplicates(emb, threshold, progress=progress)
     if mode == "approx":
-        return approx_near_duplicates(emb, threshold, progress=progress, **options)
+        return approx_near_duplicates(emb, threshold, nprobe=nprobe, progress=progress)
     raise ValueError(f"mode must be 'exact' or 'approx', got {mode!r}")

@@ -61,7 +61,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareReport:
     report.error_examples = errors.examples
     lap("read")
 
-    rows, prompts = _clean_and_filter(rows, cfg, report)
+    rows, prompts, keys = _clean_and_filter(rows, cfg, report)
     if not rows:
         why = f" ({errors.count} bad rows skipped)" if errors.count else ""
         raise InputError(", ".join(map(str, cfg.inputs)), f"no prompts left after filters{why}")
@@ -75,17 +75,12 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareReport:
     targets = vectors[[text_row[p] for p in prompts]]
     lap("embed")
 
-    keys = [dedup_key(p) for p in prompts]
     unit_of_key = {key: i for i, key in enumerate(dict.fromkeys(keys))}
     row_unit = np.array([unit_of_key[k] for k in keys], dtype=np.int64)
     first_row_of_unit = np.unique(row_unit, return_index=True)[1]
     unit_vectors = targets[first_row_of_unit]
     dedup = near_duplicates(
-        unit_vectors,
-        cfg.dedup_threshold,
-        cfg.dedup_mode,
-        progress=progress,
-        **({"nprobe": cfg.nprobe} if cfg.dedup_mode == "approx" else {}),
+        unit_vectors, cfg.dedup_threshold, cfg.dedup_mode, cfg.nprobe, progress=progress
     )
     report.pair_recall = dedup.pair_recall
     for unit in np.flatnonzero(~dedup.keep)[:10]:
@@ -130,8 +125,8 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareReport:
 
 def _clean_and_filter(
     rows: list[SourceRow], cfg: PrepareConfig, report: PrepareReport
-) -> tuple[list[SourceRow], list[str]]:
-    """Each filter in turn, counting what it removes."""
+) -> tuple[list[SourceRow], list[str], list[str]]:
+    """Each filter in turn, counting what it removes. Returns rows, cleaned prompts, dedup keys."""
     pairs = [(row, clean_prompt(row.prompt_raw)) for row in rows]
     steps = [
         ("empty after cleaning", lambda p: bool(p)),
@@ -151,9 +146,10 @@ def _clean_and_filter(
     for key, (row, p) in zip(keys, pairs, strict=True):
         if (key, row.image) not in seen:
             seen.add((key, row.image))
-            unique.append((row, p))
+            unique.append((row, p, key))
     report.removed["exact duplicates"] = len(pairs) - len(unique)
-    return [row for row, _ in unique], [p for _, p in unique]
+    rows, prompts, unique_keys = zip(*unique, strict=True) if unique else ((), (), ())
+    return list(rows), list(prompts), list(unique_keys)
 
 
 def _check_unique_ids(rows: list[SourceRow]) -> None:
