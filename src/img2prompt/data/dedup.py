@@ -209,7 +209,7 @@ def approx_near_duplicates(
     dropped = np.zeros(n, dtype=bool)
     duplicate_of = np.full(n, -1, dtype=np.int64)
     _greedy_over_pairs(earlier, later, dropped, duplicate_of)
-    recall = _pair_recall(emb, threshold, earlier, later, recall_sample)
+    recall = pair_recall(emb, threshold, earlier, later, recall_sample)
     return DedupResult(keep=~dropped, duplicate_of=duplicate_of, pair_recall=recall)
 
 
@@ -226,17 +226,7 @@ def pair_recall(
     Truth is an exact flat search of the sampled rows against all rows. None when the sample holds
     no similar pair at all.
     """
-    return _pair_recall(_check(emb, threshold), threshold, found_a, found_b, sample_size, seed)
-
-
-def _pair_recall(
-    emb: np.ndarray,
-    threshold: float,
-    found_a: np.ndarray,
-    found_b: np.ndarray,
-    sample_size: int = 2000,
-    seed: int = 0,
-) -> float | None:
+    emb = _check(emb, threshold)  # cheap: one einsum over the rows
     n = len(emb)
     if n == 0:
         return None
