@@ -130,6 +130,129 @@ def data_prepare(
     print_prepare_report(report, cfg.out)
 
 
+class Head(str, Enum):
+    linear = "linear"
+    mlp = "mlp"
+
+
+class Pool(str, Enum):
+    default = "default"
+    gem = "gem"
+
+
+@app.command("train")
+def train_command(
+    data: Annotated[
+        Path | None, typer.Option(help="Prepared folder: prompts.parquet with an image column.")
+    ] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(
+            help="hf-clip:openai/clip-vit-large-patch14 (or -336, or a folder), "
+            "hf-convnext:ID_OR_DIR, efficientnet-lite0 (offline ImageNet), tiny-clip, "
+            "tiny-convnext, timm:NAME, open-clip:ARCH/TAG."
+        ),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Run folder (model/, metrics, OOF).")] = None,
+    recipe: Annotated[
+        Path | None,
+        typer.Option(help="YAML recipe (configs/*.yaml); options given here override it."),
+    ] = None,
+    head: Annotated[
+        Head | None, typer.Option(help="linear, or mlp (Linear-BN-ReLU-Linear).")
+    ] = None,
+    head_hidden: Annotated[int | None, typer.Option(help="mlp head width [16384].")] = None,
+    pool: Annotated[Pool | None, typer.Option(help="default (CLS) or gem over tokens.")] = None,
+    gem_p: Annotated[float | None, typer.Option(help="GeM exponent [2].")] = None,
+    style_backbone: Annotated[
+        str | None, typer.Option(help="Frozen style extractor, e.g. hf-convnext:ID.")
+    ] = None,
+    loss: Annotated[
+        str | None, typer.Option(help="cosine, mnrl, or weighted: cosine=1,mnrl=0.2 [cosine].")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs after the LP epochs [5].")] = None,
+    lp_epochs: Annotated[
+        int | None, typer.Option(help="LP-FT: head-only epochs first, on cached features [0].")
+    ] = None,
+    freeze_backbone: Annotated[
+        bool | None, typer.Option(help="Train only the head (features cached).")
+    ] = None,
+    freeze_layers: Annotated[
+        int | None, typer.Option(help="Freeze the first N backbone layer groups [0].")
+    ] = None,
+    reinit_layers: Annotated[
+        int | None, typer.Option(help="Re-initialise the top N backbone blocks [0].")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step per device [32].")] = None,
+    accumulate: Annotated[int | None, typer.Option(help="Gradient accumulation steps [1].")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak LR of the head [1e-3].")] = None,
+    backbone_lr: Annotated[
+        float | None, typer.Option(help="Peak LR of the backbone's top group [--lr].")
+    ] = None,
+    layer_decay: Annotated[
+        float | None, typer.Option(help="Layer-wise LR decay per group, 1 = off [1].")
+    ] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay [0.05].")] = None,
+    warmup: Annotated[float | None, typer.Option(help="Warmup share of steps [0.05].")] = None,
+    clip_grad: Annotated[
+        float | None, typer.Option(help="Gradient-norm clip, 0 = off [1].")
+    ] = None,
+    ema: Annotated[float | None, typer.Option(help="EMA decay of weights, e.g. 0.999.")] = None,
+    mixgen: Annotated[
+        float | None, typer.Option(help="MixGen share of each batch, e.g. 0.25 [0].")
+    ] = None,
+    hflip: Annotated[bool | None, typer.Option(help="Random horizontal flips.")] = None,
+    fold: Annotated[
+        str | None, typer.Option(help="Validation fold: N, all (K-fold + OOF) or none [0].")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed [0].")] = None,
+    devices: Annotated[
+        int | None, typer.Option(help="Devices per node (GPUs or CPU procs).")
+    ] = None,
+    num_nodes: Annotated[int | None, typer.Option(help="Machines for multi-node DDP [1].")] = None,
+    accelerator: Annotated[str | None, typer.Option(help="auto, cpu, cuda [auto].")] = None,
+    strategy: Annotated[str | None, typer.Option(help="Lightning strategy: auto, ddp ...")] = None,
+    precision: Annotated[
+        str | None, typer.Option(help="auto, 32-true, bf16-mixed, 16-mixed [auto].")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Image-decoding workers [2].")] = None,
+    encoder: Annotated[str | None, typer.Option(help="Target encoder (for MixGen).")] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")
+    ] = False,
+    stop_after_epochs: Annotated[
+        int | None, typer.Option(help="Stop, resumably, after N epochs in this call.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Train an image -> prompt-embedding model; writes `OUT/model/` (a model folder).
+
+    Recipes in `configs/` reproduce the winning solutions (`--recipe configs/first-place.yaml
+    --data DIR --out RUN`). LP-FT: `--lp-epochs 2 --epochs 3`. K-fold with out-of-fold
+    predictions: `--fold all`. Several GPUs: `--devices 4 --strategy ddp`. Interrupted?
+    Run the same command with `--resume`.
+    """
+    given = {
+        name: value
+        for name, value in locals().items()
+        if value is not None and name not in ("recipe", "quiet")
+    }
+    from img2prompt.config import TrainConfig, load_recipe
+    from img2prompt.report import print_train_report
+    from img2prompt.train.loop import train
+
+    values = _run(load_recipe, recipe) if recipe else {}
+    values.update({k: v.value if isinstance(v, Enum) else v for k, v in given.items()})
+    if values.get("clip_grad") == 0:
+        values["clip_grad"] = None
+    missing = [f"--{k.replace('_', '-')}" for k in ("data", "backbone", "out") if k not in values]
+    if missing:
+        raise typer.BadParameter(f"missing {', '.join(missing)} (give them or a --recipe)")
+    cfg = _config(TrainConfig, **values)
+    report = _run(train, cfg, progress=not quiet)
+    print_train_report(report)
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the demo writes its outputs.")] = Path(

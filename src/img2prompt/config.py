@@ -68,3 +68,151 @@ class PrepareConfig:
             raise ValueError("--batch-size and --nprobe must be >= 1")
         if self.on_error not in ("fail", "skip"):
             raise ValueError(f"--on-error must be fail or skip, got {self.on_error!r}")
+
+
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
+
+
+@dataclass
+class TrainConfig:
+    data: Path
+    """Prepared folder whose prompts.parquet has an `image` column (`data prepare --images`)."""
+    backbone: str
+    """Backbone spec: hf-clip:ID_OR_DIR, hf-convnext:ID_OR_DIR, efficientnet-lite0, tiny-clip..."""
+    out: Path
+    """Run folder: model/, config.yaml, metrics.csv, curves.png, oof.parquet, checkpoints/."""
+    head: str = "linear"
+    """`linear` (Xavier init) or `mlp` (Linear -> BatchNorm -> ReLU -> Linear)."""
+    head_hidden: int = 16 * 1024
+    """Hidden width of the mlp head (the first-place text: 16 x 1024)."""
+    pool: str = "default"
+    """`default` (backbone's pooling: CLS for CLIP) or `gem` over patch tokens."""
+    gem_p: float = 2.0
+    """GeM exponent."""
+    style_backbone: str | None = None
+    """Frozen style extractor concatenated to the backbone's features (hf-convnext:...)."""
+    loss: str = "cosine"
+    """`cosine`, `mnrl`, or weighted: `cosine=1,mnrl=0.2`."""
+    mnrl_scale: float = 384**0.5
+    """MNRL logit scale (seed 000: sqrt(384))."""
+    epochs: int = 5
+    """Epochs with the backbone trainable (after the LP epochs)."""
+    lp_epochs: int = 0
+    """LP-FT: epochs training the head alone on a frozen backbone first."""
+    freeze_backbone: bool = False
+    """Train only the head for all epochs (features computed once and cached)."""
+    freeze_layers: int = 0
+    """Freeze the backbone's first N layer groups (embeddings count as one) during fine-tuning."""
+    reinit_layers: int = 0
+    """Re-initialise the backbone's top N blocks before training (seed 000's freeze & re-init)."""
+    batch_size: int = 32
+    """Images per step per device."""
+    accumulate: int = 1
+    """Gradient accumulation steps (effective batch = batch_size x accumulate x devices)."""
+    lr: float = 1e-3
+    """Peak learning rate of the head (and of the backbone unless --backbone-lr)."""
+    backbone_lr: float | None = None
+    """Peak learning rate of the backbone's top layer group (default: --lr)."""
+    layer_decay: float = 1.0
+    """Layer-wise LR decay: each group below the top gets this factor once more (1: off)."""
+    weight_decay: float = 0.05
+    """AdamW weight decay (not applied to biases and norms)."""
+    warmup: float = 0.05
+    """Share of each phase's steps spent warming the LR up linearly, then cosine to zero."""
+    clip_grad: float | None = 1.0
+    """Clip the gradient norm to this (None: off)."""
+    ema: float | None = None
+    """EMA decay of the weights (e.g. 0.999); validation and the saved model use the average."""
+    mixgen: float = 0.0
+    """MixGen: share of each batch replaced by mixed images with concatenated prompts."""
+    hflip: bool = False
+    """Random horizontal flips."""
+    fold: str = "0"
+    """Validation fold: a number, `all` (K-fold with out-of-fold predictions) or `none`."""
+    seed: int = 0
+    """Seed for initialisation, shuffling and augmentation."""
+    devices: int = 1
+    """Devices (GPUs, or CPU processes) per node."""
+    num_nodes: int = 1
+    """Machines, for multi-node DDP."""
+    accelerator: str = "auto"
+    """auto, cpu, cuda, mps."""
+    strategy: str = "auto"
+    """Lightning strategy: auto, ddp, fsdp ..."""
+    precision: str = "auto"
+    """auto (bf16-mixed on a CUDA GPU that has it, else 32-true), 32-true, bf16-mixed, 16-mixed."""
+    workers: int = 2
+    """Image-decoding worker processes per device."""
+    encoder: str = DEFAULT_ENCODER
+    """Target encoder (MixGen embeds the concatenated prompts with it)."""
+    resume: bool = False
+    """Continue the run in `out` from its last checkpoint."""
+    stop_after_epochs: int | None = None
+    """Stop (resumably) after this many epochs in this invocation; for time-boxed jobs."""
+
+    def __post_init__(self) -> None:
+        from img2prompt.train.losses import parse_loss_weights
+
+        self.data, self.out = Path(self.data), Path(self.out)
+        self.model_config()  # checks head, pool and sizes
+        parse_loss_weights(self.loss)
+        if self.epochs < 0 or self.lp_epochs < 0 or self.epochs + self.lp_epochs == 0:
+            raise ValueError("need --epochs >= 0, --lp-epochs >= 0 and at least one epoch")
+        if self.batch_size < 1 or self.accumulate < 1 or self.devices < 1 or self.num_nodes < 1:
+            raise ValueError("--batch-size, --accumulate, --devices and --num-nodes must be >= 1")
+        if self.lr <= 0 or (self.backbone_lr is not None and self.backbone_lr <= 0):
+            raise ValueError("learning rates must be > 0")
+        if not 0 < self.layer_decay <= 1:
+            raise ValueError(f"--layer-decay must be in (0, 1], got {self.layer_decay}")
+        if not 0 <= self.warmup < 1:
+            raise ValueError(f"--warmup is a share of steps in [0, 1), got {self.warmup}")
+        if self.ema is not None and not 0 < self.ema < 1:
+            raise ValueError(f"--ema is a decay in (0, 1), e.g. 0.999; got {self.ema}")
+        if not 0 <= self.mixgen <= 1:
+            raise ValueError(f"--mixgen is a share of the batch in [0, 1], got {self.mixgen}")
+        if self.fold not in ("all", "none") and not str(self.fold).isdigit():
+            raise ValueError(f"--fold must be a fold number, all or none; got {self.fold!r}")
+        self.fold = str(self.fold)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        if self.freeze_layers < 0 or self.reinit_layers < 0 or self.workers < 0:
+            raise ValueError("--freeze-layers, --reinit-layers and --workers must be >= 0")
+
+    def model_config(self):
+        from img2prompt.models.model import ModelConfig
+
+        return ModelConfig(
+            backbone=self.backbone,
+            head=self.head,
+            head_hidden=self.head_hidden,
+            pool=self.pool,
+            gem_p=self.gem_p,
+            style_backbone=self.style_backbone,
+            target_encoder=self.encoder,
+        )
+
+
+def load_recipe(path: Path) -> dict:
+    """A YAML recipe as TrainConfig values; unknown keys are an error naming the file."""
+    import dataclasses
+
+    import yaml
+
+    from img2prompt.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such recipe file")
+    try:
+        values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        line = getattr(getattr(e, "problem_mark", None), "line", None)
+        raise InputError(path, f"not valid YAML: {e}", None if line is None else line + 1) from None
+    if not isinstance(values, dict):
+        raise InputError(path, "a recipe is a mapping of option: value")
+    values = {str(k).replace("-", "_"): v for k, v in values.items()}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise InputError(path, f"unknown keys {unknown}; known: {sorted(known)}")
+    return values

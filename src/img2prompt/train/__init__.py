@@ -1,0 +1,1 @@
+"""Training: losses, augmentation, optimisation and the loop (`img2prompt train`)."""

@@ -1,0 +1,80 @@
+"""Losses between predicted and target embeddings, as small modules (sentence-transformers style).
+
+Both take `(predictions, targets)`, each (B, D); predictions need not be normalised.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LOSS_TYPES = ("cosine", "mnrl")
+
+
+class CosineLoss(nn.Module):
+    """mean(1 - cos(prediction, target)): exactly what the Kaggle metric rewards.
+
+    Use it always, alone or beside MNRL; it pulls each prediction toward its own target."""
+
+    def forward(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return (1.0 - F.cosine_similarity(predictions, targets, dim=-1)).mean()
+
+
+class MNRLoss(nn.Module):
+    """Multiple-Negatives-Ranking loss: cross-entropy over `scale * cos(prediction_i, target_j)`,
+    where target_i is the positive and the batch's other targets are the negatives.
+
+    Use it when batches are large enough to hold hard negatives; it teaches the model to tell
+    similar prompts apart, which a plain cosine loss does not. The default scale is sqrt(384),
+    as seed 000 scaled unit vectors (sentence-transformers uses 20, nearly the same).
+    `symmetric` adds the target -> prediction direction.
+    """
+
+    def __init__(self, scale: float = math.sqrt(384), symmetric: bool = False) -> None:
+        super().__init__()
+        self.scale = scale
+        self.symmetric = symmetric
+
+    def forward(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        logits = self.scale * F.normalize(predictions, dim=-1) @ F.normalize(targets, dim=-1).T
+        labels = torch.arange(len(logits), device=logits.device)
+        loss = F.cross_entropy(logits, labels)
+        if self.symmetric:
+            loss = (loss + F.cross_entropy(logits.T, labels)) / 2
+        return loss
+
+
+class WeightedLoss(nn.Module):
+    """A weighted sum of losses, e.g. `cosine=1,mnrl=0.2`."""
+
+    def __init__(self, weights: dict[str, float], mnrl_scale: float = math.sqrt(384)) -> None:
+        super().__init__()
+        build = {"cosine": CosineLoss, "mnrl": lambda: MNRLoss(mnrl_scale)}
+        self.weights = dict(weights)
+        self.losses = nn.ModuleDict({name: build[name]() for name in weights})
+
+    def forward(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        predictions, targets = predictions.float(), targets.float()
+        return sum(w * self.losses[name](predictions, targets) for name, w in self.weights.items())
+
+
+def parse_loss_weights(text: str) -> dict[str, float]:
+    """`cosine`, `mnrl` or `cosine=1,mnrl=0.5` -> {name: weight}; a clear error otherwise."""
+    weights: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, weight = part.partition("=")
+        name = name.strip()
+        if name not in LOSS_TYPES:
+            raise ValueError(f"--loss: unknown loss {name!r}; use {' / '.join(LOSS_TYPES)}")
+        try:
+            weights[name] = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"--loss: weight of {name} is not a number: {weight!r}") from None
+        if weights[name] < 0:
+            raise ValueError(f"--loss: weight of {name} must be >= 0")
+    if not weights or not any(weights.values()):
+        raise ValueError(f"--loss: give at least one loss with a positive weight, got {text!r}")
+    return weights
