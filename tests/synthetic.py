@@ -14,7 +14,12 @@ from PIL import Image, ImageDraw
 
 from img2prompt.io import write_parquet
 
-COLOURS = {"red": (220, 30, 30), "green": (30, 180, 60), "blue": (40, 60, 220), "yellow": (240, 220, 40)}
+COLOURS = {
+    "red": (220, 30, 30),
+    "green": (30, 180, 60),
+    "blue": (40, 60, 220),
+    "yellow": (240, 220, 40),
+}
 BACKGROUNDS = {"white": (250, 250, 250), "black": (10, 10, 10)}
 SHAPES = ("circle", "square", "triangle")
 
@@ -30,7 +35,9 @@ def draw(shape: str, colour: tuple, background: tuple, size: int, rng: np.random
     elif shape == "square":
         pen.rectangle(box, fill=colour)
     else:
-        pen.polygon([(cx, cy - radius), (cx - radius, cy + radius), (cx + radius, cy + radius)], fill=colour)
+        pen.polygon(
+            [(cx, cy - radius), (cx - radius, cy + radius), (cx + radius, cy + radius)], fill=colour
+        )
     return image
 
 

@@ -1,0 +1,238 @@
+"""`img2prompt train`: learning, LP-FT freezing, K-fold OOF, resume, DDP, recipes and errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from img2prompt.cli import app
+from img2prompt.config import TrainConfig, load_recipe
+from img2prompt.models.model import ImageToPromptModel, load_model
+from img2prompt.train.loop import train
+from synthetic import make_shapes_dataset
+from tiny_checkpoints import save_tiny_clip, save_tiny_convnext
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory, encoder) -> Path:
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes"), encoder, images_per_prompt=16)
+
+
+@pytest.fixture(scope="module")
+def small_shapes(tmp_path_factory, encoder) -> Path:
+    return make_shapes_dataset(tmp_path_factory.mktemp("small"), encoder, images_per_prompt=2)
+
+
+def _config(data: Path, out: Path, **overrides) -> TrainConfig:
+    values = dict(data=data, backbone="tiny-clip", out=out, epochs=1, batch_size=8, workers=0)
+    return TrainConfig(**(values | overrides))
+
+
+def _predict(model: ImageToPromptModel, images: list[Path]) -> np.ndarray:
+    from img2prompt.data.images import load_image
+    from img2prompt.data.transforms import preprocess
+
+    pixels = torch.stack([preprocess(load_image(p), model.preprocess) for p in images])
+    with torch.no_grad():
+        return torch.nn.functional.normalize(model(pixels), dim=-1).numpy()
+
+
+@pytest.mark.slow
+def test_learns_a_synthetic_task_from_scratch(shapes, tmp_path):
+    """Coloured shapes, prompts that describe them, real MiniLM targets: held-out images of the
+    validation fold reach mean cosine >= 0.9, clearly above predicting the mean target."""
+    cfg = _config(
+        shapes, tmp_path / "run", backbone="tiny-convnext", head="mlp", head_hidden=512,
+        epochs=12, lr=3e-3, fold="1",
+    )  # fmt: skip
+    report = train(cfg, progress=False)
+    table = pq.read_table(shapes / "prompts.parquet")
+    targets = np.stack(table["target"].to_numpy(zero_copy_only=False))
+    folds = table["fold"].to_numpy()
+    mean = targets[folds == 0].mean(0)
+    baseline = float((targets[folds == 1] @ (mean / np.linalg.norm(mean))).mean())
+    held_out = report.folds[0].best_cosine
+    assert held_out >= 0.9, (held_out, baseline)
+    assert held_out > baseline + 0.05
+    # The saved model reproduces the validation score without training code.
+    model = load_model(tmp_path / "run" / "model")
+    val_images = [
+        shapes / p for p, f in zip(table["image"].to_pylist(), folds, strict=True) if f == 1
+    ]
+    predictions = _predict(model, val_images)
+    assert float((predictions * targets[folds == 1]).sum(1).mean()) == pytest.approx(
+        held_out, abs=1e-4
+    )
+    for name in ("config.yaml", "metrics.csv", "curves.png", "oof.parquet", "model/model.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+
+
+def test_lp_phase_leaves_the_backbone_untouched(small_shapes, tmp_path):
+    """Head-only epochs on cached features change the head and nothing else; the frozen style
+    extractor stays unchanged even while the backbone fine-tunes."""
+    cfg = _config(
+        small_shapes, tmp_path / "lp", lp_epochs=2, epochs=0, style_backbone="tiny-convnext"
+    )
+    torch.manual_seed(0)
+    train(cfg, progress=False)
+    trained = load_model(tmp_path / "lp" / "model")
+    from img2prompt.train.loop import _seed
+
+    torch.manual_seed(_seed(cfg.seed, 0, "init"))  # the loop's initialisation, rebuilt
+    initial = ImageToPromptModel(cfg.model_config())
+    for name, value in initial.state_dict().items():
+        same = torch.equal(trained.state_dict()[name], value)
+        assert same != name.startswith("head."), name
+
+    cfg = _config(small_shapes, tmp_path / "ft", epochs=1, style_backbone="tiny-convnext")
+    train(cfg, progress=False)
+    finetuned = load_model(tmp_path / "ft" / "model").state_dict()
+    for name, value in initial.state_dict().items():
+        if name.startswith("style."):
+            assert torch.equal(finetuned[name], value), name
+    assert not torch.equal(finetuned["backbone.model.post_layernorm.weight"],
+                           initial.state_dict()["backbone.model.post_layernorm.weight"])  # fmt: skip
+
+
+def test_resume_continues_exactly_where_it_stopped(small_shapes, tmp_path):
+    """Stopped after each epoch and resumed, a run ends with the same weights, metrics and OOF
+    predictions as one that never stopped (LP + FT, flips, EMA and MixGen all on)."""
+    options = dict(lp_epochs=1, epochs=2, hflip=True, ema=0.9, mixgen=0.5, fold="0")
+    train(_config(small_shapes, tmp_path / "straight", **options), progress=False)
+    cfg = _config(small_shapes, tmp_path / "stopped", stop_after_epochs=1, **options)
+    assert train(cfg, progress=False).stopped_early
+    for _ in range(2):
+        cfg = _config(
+            small_shapes, tmp_path / "stopped", stop_after_epochs=1, resume=True, **options
+        )
+        train(cfg, progress=False)
+    straight = load_model(tmp_path / "straight" / "model").state_dict()
+    resumed = load_model(tmp_path / "stopped" / "model").state_dict()
+    for name, value in straight.items():
+        assert torch.equal(resumed[name], value), name
+    a, b = (pq.read_table(tmp_path / run / "oof.parquet") for run in ("straight", "stopped"))
+    assert a.equals(b)
+    lines = (tmp_path / "stopped" / "metrics.csv").read_text().splitlines()
+    assert len(lines) == 1 + 3  # header + one row per epoch, none repeated
+
+
+def test_kfold_writes_every_row_out_of_fold_once(small_shapes, tmp_path):
+    report = train(_config(small_shapes, tmp_path / "cv", fold="all"), progress=False)
+    assert [f.fold for f in report.folds] == [0, 1]
+    oof = pq.read_table(tmp_path / "cv" / "oof.parquet")
+    table = pq.read_table(small_shapes / "prompts.parquet")
+    assert sorted(oof["id"].to_pylist()) == sorted(table["id"].to_pylist())
+    target_of = dict(zip(table["id"].to_pylist(), table["target"].to_pylist(), strict=True))
+    fold_of = dict(zip(table["id"].to_pylist(), table["fold"].to_pylist(), strict=True))
+    embeddings = np.stack(oof["embedding"].to_numpy(zero_copy_only=False))
+    targets = np.stack([target_of[i] for i in oof["id"].to_pylist()])
+    np.testing.assert_allclose(oof["cosine"].to_numpy(), (embeddings * targets).sum(1), atol=1e-5)
+    assert oof["fold"].to_pylist() == [fold_of[i] for i in oof["id"].to_pylist()]
+    assert report.oof_cosine == pytest.approx(float(oof["cosine"].to_numpy().mean()), abs=1e-6)
+    for fold in (0, 1):
+        assert (tmp_path / "cv" / f"fold-{fold}" / "model" / "model.json").is_file()
+    assert (tmp_path / "cv" / "model" / "model.json").is_file()
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes_writes_one_model(small_shapes, tmp_path):
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "img2prompt", "train", "--data", str(small_shapes),
+        "--backbone", "tiny-clip", "--out", str(out), "--epochs", "2", "--batch-size", "4",
+        "--workers", "0", "--devices", "2", "--accelerator", "cpu", "--strategy", "ddp", "-q",
+    ]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": str(REPO / "src")}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("best val cosine") == 1  # one summary, from rank 0
+    assert len(list(out.rglob("model.safetensors"))) == 1
+    assert len(list(out.rglob("last.pt"))) == 1
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2
+    load_model(out / "model")
+
+
+@pytest.mark.slow
+def test_efficientnet_lite0_end_to_end_on_the_kaggle_sample(kaggle_sample, tmp_path):
+    """prepare -> train (LP then FT, on the real ImageNet weights) -> a loadable model folder."""
+    data, run = tmp_path / "data", tmp_path / "run"
+    result = runner.invoke(app, [
+        "data", "prepare", str(kaggle_sample / "prompts.csv"), "--images",
+        str(kaggle_sample / "images"), "--out", str(data), "--folds", "2", "-q",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, [
+        "train", "--data", str(data), "--backbone", "efficientnet-lite0", "--out", str(run),
+        "--lp-epochs", "1", "--epochs", "1", "--batch-size", "4", "--workers", "0", "-q",
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "best val cosine" in result.output
+    model = load_model(run / "model")
+    images = sorted((kaggle_sample / "images").glob("*.png"))
+    predictions = _predict(model, images)
+    assert predictions.shape == (7, 384) and np.isfinite(predictions).all()
+
+
+def test_every_shipped_recipe_parses_and_builds_with_tiny_substitutes(tmp_path):
+    """Recipes name real hub ids; here each id is swapped for a tiny checkpoint of the same kind."""
+    clip = str(save_tiny_clip(tmp_path / "clip"))
+    convnext = str(save_tiny_convnext(tmp_path / "convnext"))
+    recipes = sorted((REPO / "configs").glob("*.yaml"))
+    assert {r.stem for r in recipes} >= {"seed-linear", "first-place", "mnrl-gem-style"}
+    for recipe in recipes:
+        values = load_recipe(recipe)
+        assert values["backbone"].startswith(("hf-clip:openai/", "hf-convnext:", "efficientnet"))
+        values = values | {"data": tmp_path, "out": tmp_path / recipe.stem}
+        values["backbone"] = "hf-clip:" + clip
+        if values.get("style_backbone"):
+            values["style_backbone"] = "hf-convnext:" + convnext
+        values["head_hidden"] = min(values.get("head_hidden", 64), 64)
+        values["freeze_layers"] = min(values.get("freeze_layers", 0), 2)
+        cfg = TrainConfig(**values)
+        model = ImageToPromptModel(cfg.model_config()).eval()
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 384), recipe.name
+
+
+def test_recipe_errors_name_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backbone: tiny-clip\nepochs: [1\n")
+    with pytest.raises(ValueError, match="bad.yaml.*not valid YAML"):
+        load_recipe(bad)
+    bad.write_text("backbone: tiny-clip\nepoch: 3\n")
+    with pytest.raises(ValueError, match="unknown keys \\['epoch'\\]"):
+        load_recipe(bad)
+
+
+def test_cli_refuses_to_overwrite_or_to_resume_with_other_settings(small_shapes, tmp_path):
+    base = ["train", "--data", str(small_shapes), "--backbone", "tiny-clip", "--out",
+            str(tmp_path / "run"), "--epochs", "1", "--workers", "0", "-q"]  # fmt: skip
+    assert runner.invoke(app, base).exit_code == 0
+    again = runner.invoke(app, base)
+    assert again.exit_code == 2 and "already holds a run" in again.output
+    changed = runner.invoke(app, [*base[:-1], "--lr", "0.5", "--resume", "-q"])
+    assert changed.exit_code == 2 and "lr: 0.001 -> 0.5" in changed.output
+    missing = runner.invoke(app, ["train", "--backbone", "tiny-clip"])
+    assert missing.exit_code == 2 and "--data" in missing.output
+
+
+def test_a_table_without_images_is_explained(tmp_path, encoder):
+    from img2prompt.config import PrepareConfig
+    from img2prompt.data.prepare import prepare
+
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("a red fox in the snow\na castle on a hill at dawn\n")
+    prepare(PrepareConfig(inputs=[prompts], out=tmp_path / "data", folds=1), progress=False)
+    with pytest.raises(ValueError, match="missing columns \\['image'\\]"):
+        train(_config(tmp_path / "data", tmp_path / "run"), progress=False)
