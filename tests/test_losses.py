@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -139,5 +140,5 @@ def test_warmup_then_cosine_to_zero():
         schedule.step()
     assert lrs[:3] == pytest.approx([0.5, 1.0, 1.0])  # 2 warmup steps, then the cosine from 1
     assert lrs[3] == pytest.approx(0.5 * (1 + math.cos(math.pi / 18)))
-    assert all(a >= b for a, b in zip(lrs[1:], lrs[2:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[1:]))
     assert lrs[-1] < 0.01

@@ -68,7 +68,7 @@ def test_optional_backbones_say_which_extra_they_need():
 
 
 def test_unknown_and_duplicate_backbones_are_clear_errors():
-    with pytest.raises(ValueError, match="unknown backbone 'nope'.*known: .*efficientnet-lite0"):
+    with pytest.raises(ValueError, match=r"unknown backbone 'nope'.*known: .*efficientnet-lite0"):
         build_backbone("nope:x")
     with pytest.raises(ValueError, match="already registered"):
         register_backbone("tiny-clip")(lambda argument, pretrained: None)
