@@ -130,7 +130,7 @@ def _make_shards(
         "host": platform.node(),
         "device": report.device,
     }
-    total = sum(len(plan.jobs(s, prompts.ids, cfg.seed)) for s in todo)
+    total = sum(stop - start for start, stop in map(plan.bounds, todo))
     label = "generate" if ranks.world_size == 1 else f"generate (rank {ranks.rank})"
     with progress_bar(label, total, enabled=progress and ranks.is_main) as bar:
         for shard in todo:

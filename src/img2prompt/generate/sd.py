@@ -82,12 +82,14 @@ def _quiet_libraries() -> Iterator[None]:
     diffusers_logging.set_verbosity_error()
     transformers_logging.set_verbosity_error()
     diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
     try:
         yield
     finally:
         diffusers_logging.set_verbosity(levels[0])
         transformers_logging.set_verbosity(levels[1])
         diffusers_logging.enable_progress_bar()
+        transformers_logging.enable_progress_bar()
 
 
 def load_pipeline(

@@ -63,9 +63,13 @@ class ShardPlan:
     def shards(self) -> int:
         return -(-self.images // self.shard_size)
 
-    def jobs(self, shard: int, prompt_ids: Sequence[str], base_seed: int) -> list[ImageJob]:
+    def bounds(self, shard: int) -> tuple[int, int]:
+        """Image numbers [start, stop) of a shard."""
         start = shard * self.shard_size
-        stop = min(start + self.shard_size, self.images)
+        return start, min(start + self.shard_size, self.images)
+
+    def jobs(self, shard: int, prompt_ids: Sequence[str], base_seed: int) -> list[ImageJob]:
+        start, stop = self.bounds(shard)
         jobs = []
         for number in range(start, stop):
             row, k = divmod(number, self.images_per_prompt)

@@ -62,6 +62,7 @@ def build_tiny_pipeline(folder: str | Path, words: Iterable[str] = (), seed: int
         UNet2DConditionModel,
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers.utils import logging as transformers_logging
 
     folder = Path(folder)
     with tempfile.TemporaryDirectory(prefix="tiny-tokenizer-") as tokenizer_dir:
@@ -122,5 +123,9 @@ def build_tiny_pipeline(folder: str | Path, words: Iterable[str] = (), seed: int
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    pipeline.save_pretrained(folder)
+    transformers_logging.disable_progress_bar()  # its "Writing model shards" bar
+    try:
+        pipeline.save_pretrained(folder)
+    finally:
+        transformers_logging.enable_progress_bar()
     return folder
