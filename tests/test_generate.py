@@ -23,6 +23,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from img2prompt.cli import app
+from img2prompt.generate.presets import SCHEDULERS
 from img2prompt.generate.shards import INDEX_PART, ShardPlan, image_seed
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -296,9 +297,9 @@ def test_one_generator_per_image_makes_batches_match_single_images(tiny_model):
 
     pipe = load_pipeline(str(tiny_model), "dpm++", torch.device("cpu"), torch.float32)
     texts, seeds = list(PROMPTS.values()), [11, 12, 11]
-    batch, _ = render(pipe, texts, seeds, steps=4, guidance=7.0, size=64)
+    batch = render(pipe, texts, seeds, steps=4, guidance=7.0, size=64)
     single = [
-        render(pipe, [text], [seed], steps=4, guidance=7.0, size=64)[0][0]
+        render(pipe, [text], [seed], steps=4, guidance=7.0, size=64)[0]
         for text, seed in zip(texts, seeds, strict=True)
     ]
     a = np.stack([np.asarray(im, dtype=np.int16) for im in batch])
@@ -306,7 +307,7 @@ def test_one_generator_per_image_makes_batches_match_single_images(tiny_model):
     # Same noise per image: equal up to float rounding (at most 1 level of 255) ...
     assert np.abs(a - b).max() <= 1
     # ... while another seed gives another image.
-    other, _ = render(pipe, texts[:1], [13], steps=4, guidance=7.0, size=64)
+    other = render(pipe, texts[:1], [13], steps=4, guidance=7.0, size=64)
     assert np.abs(np.asarray(other[0], dtype=np.int16) - a[0]).mean() > 5
 
 
@@ -344,3 +345,31 @@ def test_an_interrupted_shard_keeps_its_whole_images(reference, tiny_model, prom
     assert "0 images generated in 1 shards" in " ".join(output.split())
     assert image_bytes(out) == image_bytes(reference[0])
     assert not leftovers(out)
+
+
+def test_presets_fill_only_what_is_not_given(tmp_path):
+    from img2prompt.config import GenerateConfig
+    from img2prompt.generate.presets import SD2_768_V
+
+    fast = GenerateConfig(prompts=tmp_path / "p.parquet", out=tmp_path / "o", preset="fast")
+    assert (fast.model, fast.steps, fast.scheduler, fast.size) == (SD2_768_V, 20, "dpm++", 768)
+    competition = GenerateConfig(prompts=tmp_path / "p.parquet", out=tmp_path / "o", steps=30)
+    assert (competition.steps, competition.guidance, competition.scheduler) == (30, 7.0, "ddim")
+    assert (competition.size, competition.save_size) == (768, 512)
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_every_scheduler_loads_and_draws(tiny_model, scheduler):
+    from img2prompt.generate.sd import load_pipeline, render
+
+    pipe = load_pipeline(str(tiny_model), scheduler, torch.device("cpu"), torch.float32)
+    (image,) = render(pipe, ["a red cat"], [1], steps=3, guidance=7.0, size=32)
+    assert image.size == (32, 32)
+    assert np.asarray(image).std() > 0
+
+
+def test_duplicate_prompt_ids_are_refused(tiny_model, tmp_path):
+    prompts = tmp_path / "prompts.parquet"
+    pq.write_table(pa.table({"id": ["a", "b", "a"], "prompt": ["x y", "y z", "z w"]}), prompts)
+    code, output = run_cli(command(prompts, tiny_model, tmp_path / "out"))
+    assert code == 2 and "'a' appears 2 times" in output

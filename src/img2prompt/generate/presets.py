@@ -42,7 +42,8 @@ PRESETS: dict[str, Preset] = {
         size=768,
         save_size=512,
         scheduler="ddim",
-        about="SD 2.0 768-v as in the competition: 768 px, 50 DDIM steps, guidance 7, saved 512",
+        about="the competition's data description: SD 2.0 768-v, 768 px, 50 steps, guidance 7, "
+        "a seed per image (DDIM; saved at 512 px like its sample images)",
     ),
     # What top teams did to make millions of images: DPM-Solver++ needs ~20 steps for images
     # close to 50 DDIM steps, so 2.5x fewer UNet passes.

@@ -8,6 +8,7 @@ carry into the image index, `target`, `group` and `fold` when present.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,9 +62,10 @@ def read_prompts(path: str | Path, limit: int | None = None) -> PromptTable:
         if not isinstance(text, str) or not text.strip():
             raise InputError(path, "empty prompt", row)
     if len(set(ids)) != len(ids):
-        seen: set[str] = set()
-        duplicate = next(i for i in ids if i in seen or seen.add(i))
-        raise InputError(path, f"id {duplicate!r} appears twice; seeds are derived from ids")
+        duplicate, count = Counter(ids).most_common(1)[0]
+        raise InputError(
+            path, f"id {duplicate!r} appears {count} times; ids must be unique (seeds use them)"
+        )
     if not texts:
         raise InputError(path, "no prompts")
     digest = hashlib.sha256()

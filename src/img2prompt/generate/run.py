@@ -10,6 +10,7 @@ the shards that are its own and not finished yet; when all shards are there, the
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import time
 from dataclasses import dataclass
@@ -90,7 +91,12 @@ def generate(cfg: GenerateConfig, progress: bool = True) -> GenerateReport:
         _claim(cfg, prompts, model, plan, ranks)
         done_before = sum(is_done(cfg.out, s) for s in range(plan.shards))
         report = GenerateReport(
-            len(prompts), plan.images, plan.shards, done_before, ranks.rank, ranks.world_size
+            prompts=len(prompts),
+            images=plan.images,
+            shards=plan.shards,
+            shards_done_before=done_before,
+            rank=ranks.rank,
+            world_size=ranks.world_size,
         )
         mine = plan.shards_of_rank(ranks.rank, ranks.world_size)
         todo = [shard for shard in mine if not is_done(cfg.out, shard)]
@@ -144,7 +150,7 @@ def _make_shards(
                 if not all(path.is_file() for path in paths):  # else kept from a killed run
                     texts = [prompts.texts[job.prompt_row] for job in batch]
                     seeds = [job.seed for job in batch]
-                    images, _ = render(
+                    images = render(
                         pipe, texts, seeds, cfg.steps, cfg.guidance, cfg.size, cfg.negative_prompt
                     )
                     for image, path in zip(images, paths, strict=True):
@@ -234,8 +240,6 @@ def _claim(
     parameters = run_parameters(cfg, prompts, model)
     run_file = out / RUN_FILE
     if run_file.is_file():
-        import json
-
         recorded = json.loads(run_file.read_text(encoding="utf-8")).get("parameters", {})
         changed = [
             f"{name}: {recorded.get(name)!r} -> {value!r}"

@@ -27,7 +27,7 @@ SCHEDULER_CLASSES: dict[str, tuple[str, dict]] = {
     ),
     "euler": ("EulerDiscreteScheduler", {}),
     "euler-a": ("EulerAncestralDiscreteScheduler", {}),
-    "pndm": ("PNDMScheduler", {}),
+    "pndm": ("PNDMScheduler", {"skip_prk_steps": True}),  # PLMS, as SD 1.x ships it
     "unipc": ("UniPCMultistepScheduler", {}),
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -145,10 +145,10 @@ def render(
     guidance: float,
     size: int,
     negative_prompt: str = "",
-) -> tuple[list[Image.Image], list[bool] | None]:
+) -> list[Image.Image]:
     """One image per (prompt, seed). Each image has its own CPU generator, so its starting noise
-    depends on its seed alone (not on the batch or the device). Returns the images and, when the
-    safety checker ran, its per-image flags."""
+    depends on its seed alone (not on the batch or the device). With the safety checker on, a
+    flagged image comes back black."""
     generators = [torch.Generator("cpu").manual_seed(seed) for seed in seeds]
     negative = [negative_prompt] * len(prompts) if negative_prompt else None
     with _quiet_libraries(), torch.inference_mode():
@@ -162,5 +162,4 @@ def render(
             generator=generators,
             output_type="pil",
         )
-    flags = result.nsfw_content_detected
-    return list(result.images), None if flags is None else [bool(f) for f in flags]
+    return list(result.images)
