@@ -373,3 +373,18 @@ def test_duplicate_prompt_ids_are_refused(tiny_model, tmp_path):
     pq.write_table(pa.table({"id": ["a", "b", "a"], "prompt": ["x y", "y z", "z w"]}), prompts)
     code, output = run_cli(command(prompts, tiny_model, tmp_path / "out"))
     assert code == 2 and "'a' appears 2 times" in output
+
+
+def test_a_model_that_fails_to_load_is_a_clear_error_and_binds_nothing(
+    tiny_model, prompts_file, tmp_path
+):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_model, broken)
+    shutil.rmtree(broken / "unet")
+    out = tmp_path / "out"
+    code, output = run_cli(command(prompts_file, broken, out))
+    assert code == 2 and "cannot load this folder" in output and "Traceback" not in output
+    # No image was made, so the folder is free for a run with other options.
+    code, output = run_cli(command(prompts_file, tiny_model, out, "--limit", "1", "--steps", "2"))
+    assert code == 0, output
+    assert pq.read_table(out / "images.parquet").num_rows == 2

@@ -237,6 +237,9 @@ def _claim(
     out = cfg.out
     if out.exists() and not out.is_dir():
         raise InputError(out, "--out must be a folder, and this is a file")
+    if ranks.world_size == 1:  # no other writer: temporary files here are from a killed run
+        for leftover in out.glob(".*.tmp"):
+            leftover.unlink()
     parameters = run_parameters(cfg, prompts, model)
     run_file = out / RUN_FILE
     if run_file.is_file():
@@ -246,18 +249,18 @@ def _claim(
             for name, value in parameters.items()
             if recorded.get(name) != value
         ]
-        if changed:
+        if not changed:
+            return
+        # The parameters bind once an image exists; a run that failed before (a model that
+        # would not load, say) may be started again with other options.
+        if any((out / SHARDS).glob("*")):
             raise InputError(
                 run_file,
                 "this folder holds a generate run with other parameters ("
                 + "; ".join(changed)
                 + "); use another --out, or the same options to resume that run",
             )
-        return
-    if ranks.world_size == 1:  # no other writer: temporary files here are from a killed run
-        for leftover in out.glob(".*.tmp"):
-            leftover.unlink()
-    if out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
+    elif out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
         raise InputError(out, f"--out is not empty and has no {RUN_FILE}; give a new folder")
     import diffusers
     import torch
