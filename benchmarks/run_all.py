@@ -15,7 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_dedup
 import bench_embed
+import bench_generate
 
+QUICK_GENERATE = ["--images", "16"]
 QUICK_EMBED = ["--n-prompts", "300", "--naive-n", "60", "--repeats", "1"]
 # One cluster just over the seed method's k=5000, so its k limit still bites at n=20000.
 QUICK_DEDUP = [
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     status = bench_embed.main(QUICK_EMBED if args.quick else [])
     print(flush=True)
     status |= bench_dedup.main(QUICK_DEDUP if args.quick else [])
+    print(flush=True)
+    status |= bench_generate.main(QUICK_GENERATE if args.quick else [])
     print(f"\nall benchmarks done in {time.perf_counter() - started:.0f} s", flush=True)
     return status
 

@@ -9,12 +9,14 @@ from typing import Annotated
 
 import typer
 
+from img2prompt.generate.presets import PRECISIONS, PRESETS, SCHEDULERS
 from img2prompt.progress import stderr
 
 app = typer.Typer(
     help="Recover the prompt behind a Stable Diffusion image.\n\n"
     "The pipeline: `data prepare` turns prompt corpora into a clean, de-duplicated, embedded "
-    "training table (targets are all-MiniLM-L6-v2 vectors, the Kaggle metric's space).",
+    "training table (targets are all-MiniLM-L6-v2 vectors, the Kaggle metric's space); "
+    "`generate` draws Stable Diffusion images for its prompts.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
@@ -251,6 +253,87 @@ def train_command(
     cfg = _config(TrainConfig, **values)
     report = _run(train, cfg, progress=not quiet)
     print_train_report(report)
+
+
+Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)
+Scheduler = Enum("Scheduler", {name: name for name in SCHEDULERS}, type=str)
+Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
+_PRESET_HELP = "; ".join(f"`{name}`: {preset.about}" for name, preset in PRESETS.items())
+
+
+@app.command()
+def generate(
+    prompts: Annotated[
+        Path,
+        typer.Option(
+            help="Prompts table: `data prepare`'s prompts.parquet (or any Parquet "
+            "table with a `prompt` column, and `id`)."
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(help="Output folder: shards/NNNNN/*.png, images.parquet, generate.json."),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Diffusers SD 1.x/2.x pipeline: hub id or local folder "
+            "[default: the preset's, stabilityai/stable-diffusion-2]."
+        ),
+    ] = None,
+    preset: Annotated[Preset, typer.Option(help=_PRESET_HELP)] = Preset.competition,
+    images_per_prompt: Annotated[
+        int, typer.Option(help="Images per prompt, each with its own seed.")
+    ] = 1,
+    seed: Annotated[
+        int, typer.Option(help="Base seed; each image's seed is a hash of (seed, prompt id, k).")
+    ] = 0,
+    steps: Annotated[int | None, typer.Option(help="Denoising steps [preset].")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Guidance scale [preset].")] = None,
+    size: Annotated[int | None, typer.Option(help="Generation size, px [preset].")] = None,
+    save_size: Annotated[
+        int | None, typer.Option(help="Stored size, px (Lanczos resize) [preset].")
+    ] = None,
+    scheduler: Annotated[
+        Scheduler | None,
+        typer.Option(help="Sampler [preset]; `default` keeps the checkpoint's own."),
+    ] = None,
+    negative_prompt: Annotated[str, typer.Option(help="Negative prompt for every image.")] = "",
+    batch_size: Annotated[
+        int, typer.Option(help="Images per pipeline call (fixed for a run: it changes pixels).")
+    ] = 4,
+    precision: Annotated[
+        Precision, typer.Option(help="auto: fp16 on CUDA, fp32 on CPU.")
+    ] = Precision.auto,
+    shard_size: Annotated[
+        int, typer.Option(help="Images per shard: the unit of resuming and of splitting ranks.")
+    ] = 1000,
+    limit: Annotated[int | None, typer.Option(help="Only the first N prompts.")] = None,
+    device: Annotated[
+        str, typer.Option(help="auto (cuda:LOCAL_RANK when CUDA is there), cpu, cuda:1 ...")
+    ] = "auto",
+    safety_checker: Annotated[
+        bool, typer.Option("--safety-checker", help="Run the checkpoint's safety checker.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Draw Stable Diffusion images for a prompts table: resumable, sharded, several GPUs.
+
+    Kill it at any time and run the same command again: it goes on where it stopped, and the
+    result is the same as an uninterrupted run. Several GPUs or machines:
+    `torchrun --nproc-per-node 8 -m img2prompt generate ...` (or `accelerate launch`) splits
+    the shards by rank. `OUT/images.parquet` (one row per image: id, prompt_id, prompt, seed,
+    settings, image path relative to OUT, and target/group/fold when the prompts table has them)
+    goes to `data prepare` or training as it is.
+    """
+    options = {name: value for name, value in locals().items() if name != "quiet"}
+    from img2prompt.config import GenerateConfig
+    from img2prompt.generate.run import generate as run_generate
+    from img2prompt.generate.run import print_report
+
+    cfg = _config(GenerateConfig, **options)
+    report = _run(run_generate, cfg, progress=not quiet)
+    print_report(report, cfg.out)
 
 
 @app.command()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from img2prompt.data.embed import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER
+from img2prompt.generate.presets import PRECISIONS, PRESETS, SCHEDULERS
 
 
 def _unit_interval(name: str, value: float) -> None:
@@ -70,7 +71,7 @@ class PrepareConfig:
             raise ValueError(f"--on-error must be fail or skip, got {self.on_error!r}")
 
 
-PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
+TRAIN_PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true")
 
 
 @dataclass
@@ -173,8 +174,8 @@ class TrainConfig:
         if self.fold not in ("all", "none") and not str(self.fold).isdigit():
             raise ValueError(f"--fold must be a fold number, all or none; got {self.fold!r}")
         self.fold = str(self.fold)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        if self.precision not in TRAIN_PRECISIONS:
+            raise ValueError(f"--precision must be one of {', '.join(TRAIN_PRECISIONS)}")
         if self.freeze_layers < 0 or self.reinit_layers < 0 or self.workers < 0:
             raise ValueError("--freeze-layers, --reinit-layers and --workers must be >= 0")
 
@@ -216,3 +217,73 @@ def load_recipe(path: Path) -> dict:
     if unknown:
         raise InputError(path, f"unknown keys {unknown}; known: {sorted(known)}")
     return values
+
+
+@dataclass
+class GenerateConfig:
+    prompts: Path
+    """Prompts table (Parquet with `prompt` and `id`; `data prepare`'s prompts.parquet)."""
+    out: Path
+    """Output folder: shards/NNNNN/*.png, images.parquet, generate.json."""
+    preset: str = "competition"
+    """Defaults for model, steps, guidance, size, save size and scheduler (see presets.py)."""
+    model: str | None = None
+    """Diffusers Stable Diffusion pipeline: hub id or local folder (default: the preset's)."""
+    images_per_prompt: int = 1
+    """Images per prompt, each with its own seed."""
+    seed: int = 0
+    """Base seed; image k of prompt p gets a seed hashed from (seed, prompt id, k)."""
+    steps: int | None = None
+    """Denoising steps (default: the preset's)."""
+    guidance: float | None = None
+    """Classifier-free guidance scale (default: the preset's)."""
+    size: int | None = None
+    """Generation size in pixels, a multiple of 8 (default: the preset's)."""
+    save_size: int | None = None
+    """Stored size in pixels: images are resized (Lanczos) before saving (default: the preset's)."""
+    scheduler: str | None = None
+    """Sampler (default: the preset's); `default` keeps the checkpoint's own."""
+    negative_prompt: str = ""
+    """Negative prompt for every image (empty: none)."""
+    batch_size: int = 4
+    """Images per pipeline call. Part of a run's identity: on CPU and GPU a batch's pixels differ
+    from single images' in the last float bits, so resuming with another size is refused."""
+    precision: str = "auto"
+    """`auto` (fp16 on CUDA, fp32 on CPU), `fp32`, `fp16`, `bf16`."""
+    shard_size: int = 1000
+    """Images per shard folder; a shard is the unit of resuming and of splitting across ranks."""
+    limit: int | None = None
+    """Use only the first N prompts."""
+    device: str = "auto"
+    """`auto` (cuda:LOCAL_RANK when CUDA is present, else CPU), `cpu`, `cuda`, `cuda:1`..."""
+    safety_checker: bool = False
+    """Run the checkpoint's safety checker (it blacks out flagged images; off by default)."""
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ValueError(f"--preset must be one of {sorted(PRESETS)}, got {self.preset!r}")
+        preset = PRESETS[self.preset]
+        for name in ("model", "steps", "guidance", "size", "save_size", "scheduler"):
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(preset, name))
+        if not self.model:
+            raise ValueError("--model must name a hub id or a folder")
+        for name in ("images_per_prompt", "steps", "batch_size", "shard_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}"
+                )
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {self.limit}")
+        if not 0 <= self.seed < 2**63:
+            raise ValueError(f"--seed must be in [0, 2**63), got {self.seed}")
+        if self.guidance < 0:
+            raise ValueError(f"--guidance must be >= 0, got {self.guidance}")
+        if self.size < 8 or self.size % 8:
+            raise ValueError(f"--size must be a positive multiple of 8, got {self.size}")
+        if self.save_size < 1:
+            raise ValueError(f"--save-size must be >= 1, got {self.save_size}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"--scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
