@@ -16,8 +16,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_dedup
 import bench_embed
 import bench_generate
+import bench_train
 
 QUICK_GENERATE = ["--images", "16"]
+QUICK_TRAIN = ["--images", "32", "--lp-epochs", "3"]
 QUICK_EMBED = ["--n-prompts", "300", "--naive-n", "60", "--repeats", "1"]
 # One cluster just over the seed method's k=5000, so its k limit still bites at n=20000.
 QUICK_DEDUP = [
@@ -36,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     status |= bench_dedup.main(QUICK_DEDUP if args.quick else [])
     print(flush=True)
     status |= bench_generate.main(QUICK_GENERATE if args.quick else [])
+    print(flush=True)
+    status |= bench_train.main(QUICK_TRAIN if args.quick else [])
     print(f"\nall benchmarks done in {time.perf_counter() - started:.0f} s", flush=True)
     return status
 

@@ -179,6 +179,10 @@ def train_command(
     freeze_backbone: Annotated[
         bool | None, typer.Option(help="Train only the head (features cached).")
     ] = None,
+    cache_features: Annotated[
+        bool | None,
+        typer.Option(help="Compute frozen features once instead of every epoch [on]."),
+    ] = None,
     freeze_layers: Annotated[
         int | None, typer.Option(help="Freeze the first N backbone layer groups [0].")
     ] = None,

@@ -102,6 +102,8 @@ class TrainConfig:
     """LP-FT: epochs training the head alone on a frozen backbone first."""
     freeze_backbone: bool = False
     """Train only the head for all epochs (features computed once and cached)."""
+    cache_features: bool = True
+    """Compute frozen features once (LP phase, style extractor) instead of every epoch."""
     freeze_layers: int = 0
     """Freeze the backbone's first N layer groups (embeddings count as one) during fine-tuning."""
     reinit_layers: int = 0

@@ -278,8 +278,9 @@ class FoldTrainer:
         if not phase.backbone_frozen:
             freeze_bottom(model, cfg.freeze_layers)
         # Cache what is frozen, unless MixGen needs fresh pixels every step.
-        cache_all = phase.backbone_frozen and cfg.mixgen == 0
-        cache_style = not cache_all and model.style is not None and cfg.mixgen == 0
+        cacheable = cfg.cache_features and cfg.mixgen == 0
+        cache_all = cacheable and phase.backbone_frozen
+        cache_style = cacheable and not cache_all and model.style is not None
         extract = model.features if cache_all else model.style_features if cache_style else None
         train_views = val_views = None
         if extract is not None:
