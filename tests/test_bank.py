@@ -1,0 +1,224 @@
+"""Prompt banks: reading every input kind, build/add round trips, encoder checks, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from bank_helpers import PHRASES, STYLES, CountingEncoder, write_lines
+from img2prompt.cli import app
+from img2prompt.errors import ErrorLog, InputError
+from img2prompt.text import bank as bank_module
+from img2prompt.text.bank import (
+    MANIFEST_FILE,
+    add_to_bank,
+    build_bank,
+    default_bank,
+    derive_words,
+    load_bank,
+    read_entries,
+)
+
+runner = CliRunner()
+
+
+def _inputs(tmp_path):
+    """A TXT list, a CSV with category and frequency columns, and a phrase tree with counts."""
+    txt = write_lines(tmp_path / "subjects.txt", [*PHRASES[:8], "A Red  Fox"])  # a duplicate
+    csv = tmp_path / "table.csv"
+    csv.write_text(
+        "prompt,category,frequency\n"
+        + "".join(f'"{s}",styles,{10 + i}\n' for i, s in enumerate(STYLES[:5])),
+        encoding="utf-8",
+    )
+    tree = tmp_path / "tree.json"
+    tree.write_text(
+        json.dumps(
+            {
+                "n": "root",
+                "c": [
+                    {"n": "in the rain", "v": 7, "c": [{"n": "walking in the rain", "v": 3}]},
+                    {"n": "covered in snow", "v": 5},
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    return [txt, csv, tree]
+
+
+def test_read_entries_keeps_categories_and_frequencies(tmp_path):
+    txt, csv, tree = _inputs(tmp_path)
+    errors = ErrorLog("fail")
+    from_txt = read_entries(txt, errors)
+    assert [e.text for e in from_txt] == [*PHRASES[:8], "A Red Fox"]
+    assert {e.category for e in from_txt} == {"subjects"}
+    assert all(e.frequency is None for e in from_txt)
+    from_csv = read_entries(csv, errors)
+    assert [(e.text, e.category, e.frequency) for e in from_csv][:2] == [
+        (STYLES[0], "styles", 10),
+        (STYLES[1], "styles", 11),
+    ]
+    from_tree = read_entries(tree, errors)
+    assert [(e.text, e.frequency) for e in from_tree] == [
+        ("in the rain", 7),
+        ("walking in the rain", 3),
+        ("covered in snow", 5),
+    ]
+    assert {e.category for e in from_tree} == {"tree"}
+
+
+def test_read_entries_reports_bad_rows_with_file_and_line(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,frequency\nfox,3\ncat,many\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"bad\.csv:3: frequency 'many' is not a whole number"):
+        read_entries(bad, ErrorLog("fail"))
+    with pytest.raises(InputError, match="no such file"):
+        read_entries(tmp_path / "missing.txt", ErrorLog("fail"))
+
+
+def test_shared_phrase_tree_and_subjects_are_read(shared_data):
+    banks = shared_data / "prompt_banks"
+    tree = read_entries(banks / "ddb_phrases_tree.json", ErrorLog("fail"))
+    assert len(tree) > 2000
+    assert all(e.frequency is not None and e.frequency > 0 for e in tree)
+    assert ("digital art", 72205) in {(e.text, e.frequency) for e in tree}
+    subjects = read_entries(banks / "magicprompt_subjects.json", ErrorLog("fail"))
+    assert len(subjects) > 100_000
+    assert {e.category for e in subjects} == {"magicprompt_subjects"}
+
+
+def test_build_round_trip(tmp_path, encoder):
+    counting = CountingEncoder(encoder)
+    report = build_bank(_inputs(tmp_path), tmp_path / "bank", counting, words=False)
+    bank = load_bank(tmp_path / "bank", encoder)
+    expected = [*PHRASES[:8], *STYLES[:5], "in the rain", "walking in the rain", "covered in snow"]
+    assert bank.texts == expected  # "A Red  Fox" is a duplicate of "a red fox"
+    assert report.added == len(expected) and report.duplicates == 1
+    assert counting.encoded == len(expected)
+    assert bank.categories == ["subjects"] * 8 + ["styles"] * 5 + ["tree"] * 3
+    assert bank.frequencies.tolist() == [-1] * 8 + [10, 11, 12, 13, 14] + [7, 3, 5]
+    assert bank.embeddings.dtype == np.float16
+    exact = encoder.encode(expected)
+    np.testing.assert_allclose(bank.embeddings.astype(np.float32), exact, atol=2e-3)
+    tokenizer = encoder.model.tokenizer
+    tokens = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in expected]
+    assert bank.tokens.tolist() == tokens
+    # The index finds each entry from its own vector.
+    _, ids = bank.search(exact, 1)
+    assert ids[:, 0].tolist() == list(range(len(expected)))
+    manifest = json.loads((tmp_path / "bank" / MANIFEST_FILE).read_text())
+    assert manifest["encoder"]["fingerprint"] == encoder.fingerprint
+    assert manifest["entries"] == len(expected)
+    assert manifest["categories"] == {"subjects": 8, "styles": 5, "tree": 3}
+
+
+def test_add_keeps_what_is_there_and_embeds_only_new_entries(tmp_path, encoder):
+    first = write_lines(tmp_path / "subjects.txt", PHRASES)
+    build_bank([first], tmp_path / "bank", encoder, words=False, cache_dir=tmp_path / "c1")
+    before = load_bank(tmp_path / "bank", encoder)
+    more = write_lines(tmp_path / "styles.txt", [*STYLES, PHRASES[0], PHRASES[3].upper()])
+    # An empty cache for the add: any re-embedded old entry would reach the encoder and count.
+    counting = CountingEncoder(encoder)
+    report = add_to_bank(tmp_path / "bank", [more], counting, cache_dir=tmp_path / "c2")
+    assert counting.encoded == len(STYLES) == report.added == report.embedded
+    assert report.duplicates == 2
+    after = load_bank(tmp_path / "bank", encoder)
+    n = len(before)
+    assert after.texts[:n] == before.texts and after.texts[n:] == STYLES
+    assert after.categories == ["subjects"] * n + ["styles"] * len(STYLES)
+    assert np.array_equal(after.embeddings[:n], before.embeddings)  # bit for bit
+    np.testing.assert_allclose(
+        after.embeddings[n:].astype(np.float32), encoder.encode(STYLES), atol=2e-3
+    )
+    manifest = json.loads((tmp_path / "bank" / MANIFEST_FILE).read_text())
+    assert [p.rsplit("/", 1)[-1] for p in manifest["inputs"]] == ["subjects.txt", "styles.txt"]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".bank")]  # no leftovers
+
+
+def test_prepared_table_targets_are_reused_without_embedding(tmp_path, encoder):
+    prompts = ["a red fox in the snow", "a lighthouse in a storm"]
+    targets = encoder.encode(prompts)
+    table = pa.table({"id": ["a", "b"], "prompt": prompts, "target": list(targets)})
+    pq.write_table(table, tmp_path / "prompts.parquet")
+    counting = CountingEncoder(encoder)
+    report = build_bank([tmp_path / "prompts.parquet"], tmp_path / "bank", counting, words=False)
+    assert counting.encoded == 0 and report.embedded == 0 and report.added == 2
+    bank = load_bank(tmp_path / "bank", encoder)
+    assert bank.texts == prompts and bank.categories == ["prompts", "prompts"]
+    assert np.array_equal(bank.embeddings, targets.astype(np.float16))
+
+
+def test_words_are_derived_from_entries(tmp_path, encoder):
+    entries = read_entries(
+        write_lines(tmp_path / "p.txt", ["a red fox", "red roses", "the fox"]), ErrorLog("fail")
+    )
+    words = {e.text: e.frequency for e in derive_words(entries, min_count=2)}
+    assert words == {"red": 2, "fox": 2}  # "a" and "the" are stop words, "roses" too rare
+    build_bank([tmp_path / "p.txt"], tmp_path / "bank", encoder, words=True, min_word_count=2)
+    bank = load_bank(tmp_path / "bank", encoder)
+    assert [(t, c) for t, c in zip(bank.texts, bank.categories, strict=True) if c == "word"] == [
+        ("fox", "word"),
+        ("red", "word"),
+    ]
+
+
+def test_bank_from_another_encoder_is_refused(tmp_path, encoder):
+    build_bank([write_lines(tmp_path / "p.txt", PHRASES[:3])], tmp_path / "bank", encoder)
+    manifest_path = tmp_path / "bank" / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text())
+    manifest["encoder"] = {"spec": "some/other-model", "fingerprint": "0123456789abcdef"}
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="built with encoder 'some/other-model'"):
+        load_bank(tmp_path / "bank", encoder)
+    assert load_bank(tmp_path / "bank").texts == PHRASES[:3]  # readable without an encoder
+
+
+def test_missing_or_foreign_folders_are_refused(tmp_path, encoder):
+    with pytest.raises(InputError, match="no such folder"):
+        load_bank(tmp_path / "nothing")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not a prompt bank"):
+        build_bank([write_lines(tmp_path / "p.txt", PHRASES[:2])], tmp_path / "mine", encoder)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_default_bank_is_built_once_then_reused(tmp_path, monkeypatch, encoder):
+    files = [write_lines(tmp_path / "subjects.txt", PHRASES[:5])]
+    monkeypatch.setattr(bank_module, "default_bank_files", lambda: files)
+    counting = CountingEncoder(encoder)
+    first = default_bank(counting, cache_dir=tmp_path / "banks", progress=False)
+    assert first.texts[:5] == PHRASES[:5] and counting.encoded > 0
+    counting.encoded = 0
+    again = default_bank(counting, cache_dir=tmp_path / "banks", progress=False)
+    assert again.texts == first.texts and counting.encoded == 0
+
+
+def test_packaged_bank_files_are_clean():
+    files = bank_module.default_bank_files()
+    assert len(files) >= 8
+    lines = [line for f in files for line in f.read_text(encoding="utf-8").splitlines()]
+    assert 1500 <= len(lines) <= 5000
+    assert all(line and line == line.strip() for line in lines)
+
+
+def test_cli_build_and_add(tmp_path):
+    subjects = write_lines(tmp_path / "subjects.txt", PHRASES)
+    styles = write_lines(tmp_path / "styles.txt", STYLES)
+    out = tmp_path / "bank"
+    result = runner.invoke(app, ["bank", "build", str(subjects), "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    assert f"{len(PHRASES)} entries" in result.output.replace(",", "")
+    result = runner.invoke(app, ["bank", "add", str(out), str(styles), "-q"])
+    assert result.exit_code == 0, result.output
+    bank = load_bank(out)
+    assert set(bank.texts) >= set(PHRASES) | set(STYLES)
+    assert bank.categories.count("styles") == len(STYLES)
+    result = runner.invoke(app, ["bank", "add", str(tmp_path / "nope"), str(styles)])
+    assert result.exit_code == 2 and "no such folder" in result.output

@@ -1,0 +1,163 @@
+"""Decoding embeddings into prompts: exactness on bank entries, honest scores, prompt constraints,
+clear errors for bad vectors, and the `decode` command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from bank_helpers import PHRASES, STYLES, write_lines
+from img2prompt.cli import app
+from img2prompt.text.bank import build_bank, entry_key, load_bank
+from img2prompt.text.decode import DecodeOptions, Decoder, check_targets
+
+runner = CliRunner()
+ROUND_TRIP = [
+    "a red fox sleeping in the snow, watercolor illustration",
+    "a samurai riding a horse in the rain, ukiyo-e woodblock print",
+]
+
+
+@pytest.fixture(scope="module")
+def bank_dir(tmp_path_factory, encoder):
+    folder = tmp_path_factory.mktemp("bank")
+    subjects = write_lines(folder / "subjects.txt", PHRASES)
+    styles = write_lines(folder / "styles.txt", STYLES)
+    build_bank([subjects, styles], folder / "bank", encoder, words=True, progress=False)
+    return folder / "bank"
+
+
+@pytest.fixture(scope="module")
+def bank(bank_dir, encoder):
+    return load_bank(bank_dir, encoder)
+
+
+@pytest.mark.parametrize("mode", ["fast", "best"])
+def test_an_entrys_own_vector_decodes_to_that_entry(bank, encoder, mode):
+    decoder = Decoder(bank, encoder, DecodeOptions(mode=mode))
+    rows = [0, 5, len(PHRASES) + 1]
+    decoded = decoder.decode(encoder.encode([bank.texts[i] for i in rows]))
+    assert [d.prompt for d in decoded] == [bank.texts[i] for i in rows]
+    assert all(d.score > 0.9999 for d in decoded)
+    assert decoded[0].neighbours[0][0] == bank.texts[0]
+
+
+@pytest.mark.parametrize("mode", ["fast", "best"])
+def test_printed_score_is_the_encoders_cosine(bank, encoder, mode):
+    targets = encoder.encode(ROUND_TRIP)
+    decoded = Decoder(bank, encoder, DecodeOptions(mode=mode)).decode(targets)
+    again = encoder.encode([d.prompt for d in decoded])
+    np.testing.assert_allclose(
+        [d.score for d in decoded], np.einsum("ij,ij->i", again, targets), atol=1e-5
+    )
+    # Several phrases, each from the bank; better than the nearest entry alone.
+    for d in decoded:
+        assert len(d.phrases) >= 2 and d.prompt == ", ".join(d.phrases)
+        assert set(d.phrases) <= set(bank.texts)
+        assert d.score > max(c for _, c in d.neighbours) + 0.05
+
+
+def test_best_beats_fast_on_round_trips(bank, encoder):
+    targets = encoder.encode(ROUND_TRIP)
+    fast = Decoder(bank, encoder, DecodeOptions(mode="fast")).decode(targets)
+    best = Decoder(bank, encoder, DecodeOptions(mode="best")).decode(targets)
+    assert np.mean([d.score for d in best]) >= np.mean([d.score for d in fast])
+    assert min(d.score for d in best) > 0.8
+
+
+@pytest.mark.parametrize("mode", ["fast", "best"])
+def test_prompts_respect_length_and_never_repeat_a_phrase(bank, encoder, mode):
+    # Targets that pull towards many phrases at once: sums of random entries.
+    rng = np.random.default_rng(0)
+    targets = np.stack([bank.vectors[rng.choice(len(bank), 12)].sum(0) for _ in range(6)])
+    options = DecodeOptions(mode=mode, max_words=8, max_phrases=12)
+    for d in Decoder(bank, encoder, options).decode(targets):
+        assert len(d.prompt.split()) <= 8
+        keys = [entry_key(p) for p in d.phrases]
+        assert len(keys) == len(set(keys))
+        for a in keys:
+            assert not any(a != b and f" {a} " in f" {b} " for b in keys), d.phrases
+
+
+def test_subjects_come_before_modifiers(bank, encoder):
+    target = encoder.encode(["oil painting of a lighthouse on a cliff"])
+    decoded = Decoder(bank, encoder, DecodeOptions(mode="best")).decode(target)[0]
+    styles = [p in STYLES for p in decoded.phrases]
+    assert styles == sorted(styles)  # False (subjects) first, then True
+    assert decoded.phrases[0] == "a lighthouse on a cliff"
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((3, 512), np.float32), "512 dimensions, the bank's encoder has 384"),
+        (np.zeros((0, 384), np.float32), "empty, no vectors"),
+        (np.zeros(0, np.float32), "empty, no vectors"),
+        (np.full((2, 384), np.nan, np.float32), "NaN, infinity or all zeros"),
+    ],
+)
+def test_bad_vectors_are_refused_with_the_reason(array, message):
+    with pytest.raises(ValueError, match=message):
+        check_targets(array, 384, source="x.npy")
+
+
+def test_cli_decode_text_prints_prompts_and_scores(bank_dir):
+    args = ["decode", "--bank", str(bank_dir), "--mode", "fast"]
+    result = runner.invoke(app, [*args, "--text", ROUND_TRIP[0], "--text", ROUND_TRIP[1]])
+    assert result.exit_code == 0, result.output
+    assert "mean score" in result.output and "s per prompt" in result.output
+    quiet = runner.invoke(app, [*args, "-q", "--text", ROUND_TRIP[0], "--text", ROUND_TRIP[1]])
+    prompts = quiet.stdout.splitlines()
+    assert len(prompts) == 2 and all(p in result.output for p in prompts)
+
+
+def test_cli_decode_writes_txt_and_parquet(tmp_path, bank_dir, encoder):
+    texts = write_lines(tmp_path / "in.txt", ROUND_TRIP)
+    base = ["decode", "--bank", str(bank_dir), "--texts", str(texts), "-q", "--mode", "best"]
+    result = runner.invoke(app, [*base, "--out", str(tmp_path / "out.txt")])
+    assert result.exit_code == 0, result.output
+    written = (tmp_path / "out.txt").read_text().splitlines()
+    assert written == result.stdout.splitlines() and len(written) == 2
+
+    np.save(tmp_path / "targets.npy", encoder.encode(ROUND_TRIP))
+    args = ["decode", "--bank", str(bank_dir), "--embeddings", str(tmp_path / "targets.npy")]
+    result = runner.invoke(app, [*args, "-q", "--out", str(tmp_path / "out.parquet")])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert [row["prompt"] for row in table] == written  # same search, same prompts
+    assert [row["input"] for row in table] == ["row 0", "row 1"]
+    for row, target in zip(table, encoder.encode(ROUND_TRIP), strict=True):
+        assert abs(row["score"] - float(encoder.encode([row["prompt"]])[0] @ target)) < 1e-5
+        assert len(row["neighbours"]) == len(row["neighbour_cosines"]) == 5
+        assert row["neighbour_cosines"] == sorted(row["neighbour_cosines"], reverse=True)
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((3, 512), np.float32), "512 dimensions"),
+        (np.zeros((0, 384), np.float32), "empty"),
+        (np.vstack([np.ones((1, 384)), np.full((1, 384), np.nan)]), "row 1"),
+    ],
+)
+def test_cli_bad_embeddings_name_the_file(tmp_path, bank_dir, array, message):
+    path = tmp_path / "bad.npy"
+    np.save(path, array)
+    result = runner.invoke(app, ["decode", "--bank", str(bank_dir), "--embeddings", str(path)])
+    assert result.exit_code == 2
+    assert "error:" in result.output and str(path) in result.output.replace("\n", "")
+    assert message in result.output.replace("\n", "")
+
+
+def test_cli_decode_option_errors(tmp_path, bank_dir):
+    both = ["decode", "--bank", str(bank_dir), "--text", "a fox", "--embeddings", "x.npy"]
+    assert runner.invoke(app, both).exit_code == 2
+    bad_out = ["decode", "--bank", str(bank_dir), "--text", "a fox", "--out", "x.csv"]
+    result = runner.invoke(app, bad_out)
+    assert result.exit_code == 2 and ".parquet" in result.output
+    not_npy = tmp_path / "x.npy"
+    not_npy.write_text("hello")
+    result = runner.invoke(app, ["decode", "--bank", str(bank_dir), "--embeddings", str(not_npy)])
+    assert result.exit_code == 2 and "not a readable .npy" in result.output
