@@ -266,7 +266,7 @@ def decode(
         typer.Option(help="fast: nearest entries, greedy assembly; best: beam search."),
     ] = DecodeMode.best,
     max_words: Annotated[int, typer.Option(help="Longest prompt in words.")] = 60,
-    beam_width: Annotated[int, typer.Option(help="best: prompts kept after each step.")] = 4,
+    beam_width: Annotated[int, typer.Option(help="best: prompts kept after each step.")] = 3,
     encodes_per_step: Annotated[
         int, typer.Option(help="best: extensions per prompt and step scored by the encoder.")
     ] = 24,

@@ -117,7 +117,7 @@ class DecodeConfig:
     """`fast` (nearest entries, greedy assembly) or `best` (beam search scored by the encoder)."""
     max_words: int = 60
     """Longest prompt in words."""
-    beam_width: int = 4
+    beam_width: int = 3
     """`best`: prompts kept after each step."""
     encodes_per_step: int = 24
     """`best`: extensions per prompt and step scored by the encoder."""
