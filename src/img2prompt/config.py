@@ -82,6 +82,9 @@ class BankBuildConfig:
     things no whole phrase says."""
     min_word_count: int = 2
     """A word becomes an entry when at least this many entries use it."""
+    vocabulary: bool = False
+    """Also add the encoder's own whole words (WordPiece tokens of 3+ letters; ~21k for MiniLM),
+    category `vocabulary`: any word it knows can then appear in a prompt."""
     encoder: str = DEFAULT_ENCODER
     """Target encoder: a sentence-transformers name or path; the default is the offline scorer."""
     batch_size: int = 64

@@ -1,17 +1,19 @@
 """Embedding → readable prompt: phrases from a bank, put together so that the prompt's own
 MiniLM vector lies as close as possible to the target.
 
-Sentence embeddings of MiniLM are the mean of its token vectors, so the vector of "a, b" is close
-to the token-weighted sum of the vectors of "a" and "b". That cheap *additive estimate* ranks
-thousands of candidate prompts per step; only the best few are encoded for real.
+MiniLM's sentence vector is the mean of its token vectors, so the vector of "a, b" is near the
+token-weighted sum of the vectors of "a" and "b". That cheap *additive estimate* ranks hundreds of
+candidate prompts per step; only the best few are encoded for real, in large batches and (where
+the hardware has it) in bfloat16. Printed scores are always re-computed in float32.
 
-- `fast`: the nearest entries (FAISS) and a short greedy assembly on additive estimates only;
-  one encoder call per prompt scores the result (and a fallback: the nearest entry alone).
+- `fast`: the nearest entries (FAISS), a greedy assembly on additive estimates, and the encoder
+  picks the best of its prefixes (the estimate overrates long prompts).
 - `best`: beam search. Each step extends every beam by one phrase from a candidate pool: the
   entries nearest to the target plus those nearest to each beam's *residual* (the part of the
-  target its current prompt misses). Extensions are pre-ranked by an estimate anchored on the
-  beam's exact vector, the top ones are encoded in one large batch, and the best become the next
-  beams. A clean-up pass then drops phrases whose removal does not lower the score.
+  target its prompt misses). Extensions are pre-ranked by an estimate anchored on the beam's
+  encoded vector, the top ones are encoded in one batch, and the best become the next beams.
+  Then a clean-up pass drops phrases whose removal does not lower the score, and swap rounds try
+  replacing single phrases.
 
 Every prompt puts its subject phrases first and modifiers (media, styles, artists, lighting...)
 after them, joined by commas, never repeats a phrase, and stays within `max_words`.
@@ -290,7 +292,7 @@ class Decoder:
             active = [s for s in searches if s.active]
             if not active:
                 break
-            if opts.residual_shortlist:
+            if opts.residual_shortlist and _step > 0:  # at first a residual is the target
                 residuals = np.concatenate([s.residuals() for s in active])
                 _, found = self.bank.search(residuals, opts.residual_shortlist)
                 start = 0
@@ -367,7 +369,7 @@ class Decoder:
 @dataclass
 class _Beam:
     phrases: list[int]
-    vector: np.ndarray  # exact unit vector of the composed prompt
+    vector: np.ndarray  # the encoder's unit vector of the composed prompt
     score: float
     decoder: Decoder = field(repr=False)
 
