@@ -1,7 +1,8 @@
 """Run every benchmark: `python benchmarks/run_all.py [--quick]` (what `make bench` calls).
 
 Full sizes take a while on a small machine (the 1M-row approximate and 200k-row exact
-de-duplication take minutes each); `--quick` uses small sizes and finishes in about a minute.
+de-duplication take minutes each, and bench_decode builds a 225k-phrase bank once); `--quick` uses
+small sizes and finishes in a few minutes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_decode
 import bench_dedup
 import bench_embed
 import bench_generate
@@ -20,6 +22,8 @@ import bench_train
 
 QUICK_GENERATE = ["--images", "16"]
 QUICK_TRAIN = ["--images", "32", "--lp-epochs", "3"]
+# The default bank only: the shared-data bank takes minutes to build the first time.
+QUICK_DECODE = ["--no-big-bank", "--repeats", "1"]
 QUICK_EMBED = ["--n-prompts", "300", "--naive-n", "60", "--repeats", "1"]
 # One cluster just over the seed method's k=5000, so its k limit still bites at n=20000.
 QUICK_DEDUP = [
@@ -40,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     status |= bench_generate.main(QUICK_GENERATE if args.quick else [])
     print(flush=True)
     status |= bench_train.main(QUICK_TRAIN if args.quick else [])
+    print(flush=True)
+    status |= bench_decode.main(QUICK_DECODE if args.quick else [])
     print(f"\nall benchmarks done in {time.perf_counter() - started:.0f} s", flush=True)
     return status
 

@@ -22,6 +22,7 @@ from img2prompt.text.bank import (
     derive_words,
     load_bank,
     read_entries,
+    vocabulary_entries,
 )
 
 runner = CliRunner()
@@ -193,11 +194,21 @@ def test_default_bank_is_built_once_then_reused(tmp_path, monkeypatch, encoder):
     files = [write_lines(tmp_path / "subjects.txt", PHRASES[:5])]
     monkeypatch.setattr(bank_module, "default_bank_files", lambda: files)
     counting = CountingEncoder(encoder)
-    first = default_bank(counting, cache_dir=tmp_path / "banks", progress=False)
+    first = default_bank(counting, tmp_path / "banks", progress=False, vocabulary=False)
     assert first.texts[:5] == PHRASES[:5] and counting.encoded > 0
     counting.encoded = 0
-    again = default_bank(counting, cache_dir=tmp_path / "banks", progress=False)
+    again = default_bank(counting, tmp_path / "banks", progress=False, vocabulary=False)
     assert again.texts == first.texts and counting.encoded == 0
+
+
+def test_vocabulary_entries_are_the_encoders_whole_words(encoder):
+    entries = vocabulary_entries(encoder)
+    words = {e.text for e in entries}
+    assert 15_000 < len(words) < 30_000
+    assert {"crater", "lighthouse", "samurai"} <= words
+    assert not words & {"the", "and", "with"}  # stop words
+    assert all(w.isalpha() and w.islower() and len(w) >= 3 for w in words)  # no "##ing" pieces
+    assert {e.category for e in entries} == {"vocabulary"}
 
 
 def test_packaged_bank_files_are_clean():

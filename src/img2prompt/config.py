@@ -303,6 +303,9 @@ class BankBuildConfig:
     things no whole phrase says."""
     min_word_count: int = 2
     """A word becomes an entry when at least this many entries use it."""
+    vocabulary: bool = False
+    """Also add the encoder's own whole words (WordPiece tokens of 3+ letters; ~21k for MiniLM),
+    category `vocabulary`: any word it knows can then appear in a prompt."""
     encoder: str = DEFAULT_ENCODER
     """Target encoder: a sentence-transformers name or path; the default is the offline scorer."""
     batch_size: int = 64
@@ -338,7 +341,7 @@ class DecodeConfig:
     """`fast` (nearest entries, greedy assembly) or `best` (beam search scored by the encoder)."""
     max_words: int = 60
     """Longest prompt in words."""
-    beam_width: int = 4
+    beam_width: int = 3
     """`best`: prompts kept after each step."""
     encodes_per_step: int = 24
     """`best`: extensions per prompt and step scored by the encoder."""

@@ -1,0 +1,190 @@
+"""Readable prompts: round-trip quality and speed of `decode --mode fast|best`.
+
+    python benchmarks/bench_decode.py [--big-bank /tmp/img2prompt-bank225k] [--repeats 2]
+
+Each prompt below (Kaggle's 7 sample prompts and 30 written for this benchmark, none of them an
+entry of either bank) is embedded with MiniLM, decoded back into a prompt, and scored by the cosine
+between the decoded prompt's own MiniLM vector and the original's. Two banks:
+
+  - the packaged default bank (a few thousand phrases written for img2prompt);
+  - a bank of every list in ../shared/data/prompt_banks (~225k entries and their single words),
+    built once into --big-bank (minutes on a CPU; embeddings are cached) and reused.
+
+Baseline, measured in the same run: the nearest bank entry alone (what a nearest-neighbour lookup
+would print). Times are per prompt, decoding all prompts in one call; the median of --repeats runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import SHARED_DIR, cpu_seconds, load_average, verdict
+
+BANKS = SHARED_DIR / "data" / "prompt_banks"
+KAGGLE_PROMPTS = SHARED_DIR / "data" / "kaggle_sample" / "prompts.csv"
+GOALS = {"best": (0.92, 0.5), "fast": (0.80, 0.020)}  # mean cosine at least, seconds at most
+
+# Real-looking Stable Diffusion prompts written for this benchmark (not in any bank).
+OWN_PROMPTS = [
+    "a cozy reading nook by a rainy window, warm lamp light, watercolor illustration",
+    "portrait of an elderly fisherman with a weathered face, dramatic side lighting, 85mm photo",
+    "a red fox sleeping in a snowy pine forest at dawn, soft pastel colors",
+    "cyberpunk street market at night, neon signs reflected in puddles, cinematic, highly detailed",
+    "an astronaut riding a horse on the surface of mars, digital art, trending on artstation",
+    "a bowl of steaming ramen on a wooden table, food photography, shallow depth of field",
+    "ancient stone temple overgrown with vines in a misty jungle, matte painting",
+    "a tiny robot watering a potted plant on a windowsill, pixar style 3d render",
+    "medieval knight in shining armor before a huge dragon, oil painting by frank frazetta",
+    "a lighthouse on a rocky cliff during a violent storm, crashing waves, dark moody sky",
+    "a cute corgi wearing sunglasses on a beach, summer vibes, photo",
+    "a floating island with waterfalls and castles in the clouds, fantasy concept art",
+    "minimalist poster of a mountain range at sunset, flat vector illustration, orange and purple",
+    "a steampunk airship flying over a victorian city, intricate brass details, sepia tones",
+    "close-up of a dew covered spider web at sunrise, macro photography",
+    "a witch brewing a glowing potion in a dark cottage, candlelight, storybook illustration",
+    "an abandoned amusement park overgrown with weeds, eerie atmosphere, film photograph",
+    "a giant sea turtle swimming through a coral reef, sunbeams underwater, national geographic",
+    "a samurai standing in a field of red spider lilies, ukiyo-e woodblock print",
+    "an old library with endless bookshelves and spiral staircases, warm golden light",
+    "a futuristic sports car parked in a glass garage, studio lighting, octane render",
+    "a child flying a kite on a windy hill, impressionist painting, vibrant colors",
+    "a snowy cabin in the mountains at night under the northern lights",
+    "a portrait of a cat dressed as a renaissance nobleman, oil on canvas",
+    "a bustling tokyo street in the rain, people with umbrellas, blade runner style",
+    "an owl perched on a branch under a full moon, detailed pencil drawing",
+    "a chef plating a gourmet dessert in a busy restaurant kitchen, candid photo",
+    "a desert caravan of camels crossing golden dunes at sunset, wide angle",
+    "a mermaid sitting on a rock by the sea, art nouveau style by alphonse mucha",
+    "an isometric cutaway of a cozy coffee shop, low poly, soft colors",
+]
+
+
+def benchmark_prompts() -> list[str]:
+    with open(KAGGLE_PROMPTS, newline="", encoding="utf-8") as f:
+        kaggle = [row["prompt"] for row in csv.DictReader(f)]
+    return kaggle + OWN_PROMPTS
+
+
+def ensure_big_bank(path: Path, encoder) -> Path:
+    from img2prompt.text.bank import MANIFEST_FILE, build_bank
+
+    if not (path / MANIFEST_FILE).is_file():
+        print(f"  building the shared-data bank into {path} (once; minutes on a CPU)", flush=True)
+        files = sorted(p for p in BANKS.iterdir() if p.suffix in (".txt", ".json"))
+        build_bank(files, path, encoder, progress=True)
+    return path
+
+
+def measure(bank, encoder, targets, prompts, mode: str, repeats: int) -> dict:
+    from img2prompt.text.bank import entry_key
+    from img2prompt.text.decode import DecodeOptions, Decoder
+
+    seconds, cpu, decoded, encodes = [], [], None, 0
+    for _ in range(max(1, repeats)):
+        decoder = Decoder(bank, encoder, DecodeOptions(mode=mode))
+        start, start_cpu = time.perf_counter(), cpu_seconds()
+        decoded = decoder.decode(targets)
+        seconds.append((time.perf_counter() - start) / len(targets))
+        cpu.append((cpu_seconds() - start_cpu) / len(targets))
+        encodes = decoder.encodes / len(targets)
+    assert decoded is not None
+    scores = np.array([d.score for d in decoded])
+    words = [len(d.prompt.split()) for d in decoded]
+    repeats_ok = all(len({entry_key(p) for p in d.phrases}) == len(d.phrases) for d in decoded)
+    return {
+        "mode": mode,
+        "mean": float(scores.mean()),
+        "min": float(scores.min()),
+        "seconds": statistics.median(seconds),
+        "all_seconds": seconds,
+        "cpu": statistics.median(cpu),
+        "encodes": encodes,
+        "max_words": max(words),
+        "no_repeats": repeats_ok,
+        "examples": [
+            (prompts[i], decoded[i].prompt, decoded[i].score) for i in range(len(prompts))
+        ],
+    }
+
+
+def run_bank(name: str, bank, encoder, prompts: list[str], repeats: int, show: int) -> int:
+    from img2prompt.text.bank import entry_key
+
+    keys = {entry_key(t) for t in bank.texts}
+    inside = sum(entry_key(p) in keys for p in prompts)
+    targets = encoder.encode(prompts)
+    nearest, _ = bank.search(targets, 1)
+    baseline = float(nearest[:, 0].mean())
+    print(
+        f"  [{name}] {len(bank):,} entries; {len(prompts)} prompts, {inside} of them in the bank;"
+        f" baseline (nearest entry alone): mean cosine {baseline:.4f}",
+        flush=True,
+    )
+    status = 0
+    for mode in ("fast", "best"):
+        r = measure(bank, encoder, targets, prompts, mode, repeats)
+        goal_cos, goal_s = GOALS[mode]
+        ok = r["mean"] >= goal_cos and r["seconds"] <= goal_s
+        times = ", ".join(f"{s:.3f}" for s in r["all_seconds"])
+        print(
+            f"  [{name}] {mode:<4}: mean cosine {r['mean']:.4f} (min {r['min']:.4f}),"
+            f" {r['seconds']:.3f} s/prompt (runs: {times}; CPU {r['cpu']:.3f} s/prompt),"
+            f" {r['encodes']:.0f} texts encoded per prompt; longest prompt {r['max_words']} words;"
+            f" no phrase repeated: {r['no_repeats']}; load average {load_average()}",
+            flush=True,
+        )
+        print(
+            f"  [{name}] RATIO {mode} / nearest entry: {r['mean'] / baseline:.2f}x mean cosine;"
+            f" goal >= {goal_cos} at <= {goal_s} s/prompt: {verdict(ok)}",
+            flush=True,
+        )
+        for original, prompt, score in r["examples"][:show]:
+            print(f"      {score:.3f}  {prompt}\n             ← {original}", flush=True)
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--big-bank", type=Path, default=Path("/tmp/img2prompt-bank225k"))
+    p.add_argument("--no-big-bank", action="store_true", help="only the packaged default bank")
+    p.add_argument("--repeats", type=int, default=2, help="timings are the median of this many")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
+    p.add_argument("--show", type=int, default=3, help="example prompts printed per mode")
+    args = p.parse_args(argv)
+
+    print("== bench_decode: readable prompts (round trip through MiniLM) ==", flush=True)
+    if not BANKS.is_dir() or not KAGGLE_PROMPTS.is_file():
+        print(f"  SKIPPED: shared data not found under {SHARED_DIR / 'data'}")
+        return 0
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    from img2prompt.data.embed import load_encoder
+    from img2prompt.text.bank import default_bank, load_bank
+
+    encoder = load_encoder(device="cpu")
+    prompts = benchmark_prompts()[: args.limit or None]
+    print(
+        f"  torch {torch.__version__} ({torch.get_num_threads()} threads), {os.cpu_count()} CPUs",
+        flush=True,
+    )
+    status = run_bank("default", default_bank(encoder), encoder, prompts, args.repeats, args.show)
+    if not args.no_big_bank:
+        big = load_bank(ensure_big_bank(args.big_bank, encoder), encoder)
+        status |= run_bank("shared 225k", big, encoder, prompts, args.repeats, args.show)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
