@@ -30,7 +30,7 @@ def make_dataset(folder: Path, n: int, side: int = 256, seed: int = 0) -> Path:
     import pyarrow as pa
     from PIL import Image
 
-    from img2prompt.io import write_parquet
+    from img2prompt.io import vector_column, write_parquet
 
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -43,12 +43,11 @@ def make_dataset(folder: Path, n: int, side: int = 256, seed: int = 0) -> Path:
         names.append(f"{i}.png")
     targets = rng.normal(size=(n, 384)).astype(np.float32)
     targets /= np.linalg.norm(targets, axis=1, keepdims=True)
-    offsets = pa.array(np.arange(0, (n + 1) * 384, 384, dtype=np.int32))
     table = pa.table(
         {
             "id": [str(i) for i in range(n)],
             "prompt": ["a picture"] * n,
-            "target": pa.ListArray.from_arrays(offsets, pa.array(targets.reshape(-1))),
+            "target": vector_column(targets),
             "group": np.arange(n),
             "fold": np.arange(n) % 2,
             "image": names,

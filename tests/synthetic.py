@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image, ImageDraw
 
-from img2prompt.io import write_parquet
+from img2prompt.io import vector_column, write_parquet
 
 COLOURS = {
     "red": (220, 30, 30),
@@ -59,13 +59,11 @@ def make_shapes_dataset(
                     rows.append((name, prompt, k % folds))
     names, prompts, fold = zip(*rows, strict=True)
     targets = encoder.encode(list(prompts))
-    dim = targets.shape[1]
-    offsets = pa.array(np.arange(0, (len(rows) + 1) * dim, dim, dtype=np.int32))
     table = pa.table(
         {
             "id": [Path(n).stem for n in names],
             "prompt": list(prompts),
-            "target": pa.ListArray.from_arrays(offsets, pa.array(targets.reshape(-1))),
+            "target": vector_column(targets),
             "group": np.zeros(len(rows), np.int64),
             "fold": np.asarray(fold, np.int64),
             "image": list(names),

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from img2prompt.data.images import load_image
 from img2prompt.data.transforms import PreprocessConfig, preprocess
 from img2prompt.errors import InputError
+from img2prompt.io import vectors_from_column
 
 
 @dataclass
@@ -57,7 +58,7 @@ def read_training_table(data_dir: str | Path) -> TrainingTable:
     if any(image is None for image in images):
         first = images.index(None)
         raise InputError(path, f"row {first} ({table.column('id')[first]}) has no image")
-    targets = np.stack(table.column("target").to_numpy(zero_copy_only=False)).astype(np.float32)
+    targets = vectors_from_column(table.column("target"), path)
     return TrainingTable(
         ids=table.column("id").to_pylist(),
         prompts=table.column("prompt").to_pylist(),

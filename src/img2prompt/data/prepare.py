@@ -24,7 +24,7 @@ from img2prompt.data.embed import TargetEncoder, embed_texts, load_encoder
 from img2prompt.data.folds import assign_folds, connected_groups
 from img2prompt.data.sources import META_COLUMNS, SourceRow, read_sources
 from img2prompt.errors import ErrorLog, InputError
-from img2prompt.io import write_json, write_parquet
+from img2prompt.io import vector_column, write_json, write_parquet
 
 
 @dataclass
@@ -172,13 +172,11 @@ def _table(
     groups: np.ndarray,
     folds: np.ndarray,
 ) -> pa.Table:
-    n, dim = targets.shape
-    offsets = pa.array(np.arange(0, (n + 1) * dim, dim, dtype=np.int32))
     columns: dict[str, pa.Array] = {
         "id": pa.array([r.id for r in rows], pa.string()),
         "prompt": pa.array(prompts, pa.string()),
         "prompt_raw": pa.array([r.prompt_raw for r in rows], pa.string()),
-        "target": pa.ListArray.from_arrays(offsets, pa.array(targets.reshape(-1), pa.float32())),
+        "target": vector_column(targets),
         "group": pa.array(groups, pa.int64()),
         "fold": pa.array(folds, pa.int64()),
     }

@@ -39,7 +39,7 @@ from img2prompt.data.clean import clean_prompt
 from img2prompt.data.embed import TargetEncoder, default_cache_dir, embed_texts
 from img2prompt.data.sources import PROMPT_COLUMNS, read_records
 from img2prompt.errors import ErrorLog, InputError
-from img2prompt.io import atomic_path, write_json, write_parquet
+from img2prompt.io import atomic_path, vectors_from_column, write_json, write_parquet
 
 BANK_FORMAT = 1
 ENTRIES_FILE = "entries.parquet"
@@ -224,7 +224,7 @@ def _prepared_entries(path: Path) -> list[BankEntry]:
         raise InputError(path, f"no prompt column: expected one of {TEXT_COLUMNS}, got {names}")
     wanted = [column, "target"] + [c for c in ("category", *FREQUENCY_COLUMNS) if c in names]
     table = pq.read_table(path, columns=wanted)
-    targets = _vectors_from_lists(path, table.column("target"))
+    targets = vectors_from_column(table.column("target"), path)
     texts = table.column(column).to_pylist()
     categories = table.column("category").to_pylist() if "category" in names else None
     entries = []
@@ -234,14 +234,6 @@ def _prepared_entries(path: Path) -> list[BankEntry]:
         category = categories[row] if categories and categories[row] else path.stem
         entries.append(BankEntry(text.strip(), str(category), None, str(path), targets[row]))
     return entries
-
-
-def _vectors_from_lists(path: Path, column: pa.ChunkedArray) -> np.ndarray:
-    lengths = set(column.combine_chunks().value_lengths().to_pylist()) if len(column) else {0}
-    if len(lengths) != 1 or 0 in lengths:
-        raise InputError(path, f"`target` rows must all have the same length, got {lengths}")
-    flat = column.combine_chunks().flatten().to_numpy(zero_copy_only=False)
-    return np.asarray(flat, dtype=np.float32).reshape(len(column), -1)
 
 
 def derive_words(entries: Iterable[BankEntry], min_count: int) -> list[BankEntry]:

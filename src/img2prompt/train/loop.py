@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 import yaml
@@ -28,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from img2prompt.config import TrainConfig
 from img2prompt.data.dataset import ImageDataset, TrainingTable, flip_decision, read_training_table
-from img2prompt.io import atomic_path, write_json
+from img2prompt.io import atomic_path, vector_column, write_json, write_parquet
 from img2prompt.models.model import ImageToPromptModel, save_model
 from img2prompt.progress import progress_bar, stderr
 from img2prompt.train.augment import mixgen
@@ -157,7 +159,6 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainReport:
     fabric.launch()
     cfg = _check_run_folder(cfg)
     table = read_training_table(cfg.data)
-    parse_loss_weights(cfg.loss)  # checked before any work
     if fabric.is_global_zero:
         cfg.out.mkdir(parents=True, exist_ok=True)
         with atomic_path(cfg.out / "config.yaml") as tmp:
@@ -168,7 +169,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainReport:
     state = RunState(cfg.out)
     report = TrainReport(cfg.out, is_global_zero=fabric.is_global_zero)
     metrics = MetricsLog(cfg.out / "metrics.csv", fabric.is_global_zero)
-    oof_parts: list[dict] = []
+    oof_parts: list[Path] = []
     for fold in folds:
         key = "all" if fold is None else str(fold)
         fold_dir = cfg.out if len(folds) == 1 else cfg.out / f"fold-{fold}"
@@ -187,9 +188,9 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainReport:
                 state.finish(key, result)
         report.folds.append(result)
         if fold is not None and (fold_dir / "oof.parquet").exists():
-            oof_parts.append({"path": fold_dir / "oof.parquet"})
+            oof_parts.append(fold_dir / "oof.parquet")
     if fabric.is_global_zero and not report.stopped_early:
-        report.oof_cosine = _write_oof(cfg.out, [p["path"] for p in oof_parts], len(folds) > 1)
+        report.oof_cosine = _write_oof(cfg.out, oof_parts, len(folds) > 1)
         _publish_best_model(cfg.out, report.folds)
         metrics.plot(cfg.out / "curves.png")
     fabric.barrier()
@@ -243,6 +244,8 @@ class FoldTrainer:
         self.best_cosine: float | None = None
         self.best_epoch: str | None = None
         self.epochs_this_call = 0
+        self._oof: np.ndarray | None = None  # validation predictions of the best epoch
+        self._resume_state: dict | None = None
 
     # -- setup --
 
@@ -486,24 +489,17 @@ class FoldTrainer:
             self._oof = predictions
 
     def _write_fold_outputs(self) -> None:
-        predictions = getattr(self, "_oof", None)
+        predictions = self._oof
         if predictions is None or self.fold is None:
             return
-        import pyarrow as pa
-
-        from img2prompt.io import write_parquet
-
         rows = self.val_rows
         targets = self.table.targets[rows]
-        flat = pa.array(predictions.astype(np.float32).reshape(-1))
-        dim = predictions.shape[1]
-        offsets = pa.array(np.arange(0, (len(rows) + 1) * dim, dim, dtype=np.int32))
         table = pa.table(
             {
                 "id": [self.table.ids[i] for i in rows],
                 "image": [str(self.table.images[i]) for i in rows],
                 "fold": np.full(len(rows), self.fold, np.int64),
-                "embedding": pa.ListArray.from_arrays(offsets, flat),
+                "embedding": vector_column(predictions),
                 "cosine": (predictions * targets).sum(1).astype(np.float32),
             }
         )
@@ -519,7 +515,7 @@ class FoldTrainer:
             "scheduler": scheduler.state_dict(),
             "best_cosine": self.best_cosine,
             "best_epoch": self.best_epoch,
-            "oof": getattr(self, "_oof", None),
+            "oof": self._oof,
         }
 
     def _save_checkpoint(self, phase_index, epoch, optimizer, scheduler) -> None:
@@ -540,13 +536,12 @@ class FoldTrainer:
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
         self.best_cosine, self.best_epoch = state["best_cosine"], state["best_epoch"]
-        if state["oof"] is not None:
-            self._oof = state["oof"]
+        self._oof = state["oof"]
         self._resume_state = state
         return state["phase"], state["epoch"]
 
     def _restore_optimizer(self, optimizer, scheduler) -> None:
-        state = getattr(self, "_resume_state", None)
+        state = self._resume_state
         if state is not None:
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
@@ -624,11 +619,6 @@ def _write_oof(out: Path, parts: list[Path], several: bool) -> float | None:
     """Concatenate the folds' out-of-fold predictions into RUN/oof.parquet; return their cosine."""
     if not parts:
         return None
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from img2prompt.io import write_parquet
-
     table = pa.concat_tables([pq.read_table(p) for p in parts])
     if several:
         write_parquet(table, out / "oof.parquet")
