@@ -735,6 +735,144 @@ def ensemble_apply(
 
 
 @app.command()
+def describe(
+    images: Annotated[
+        list[Path], typer.Argument(help="Image files or folders (searched recursively).")
+    ],
+    model: Annotated[str, typer.Option(help="A model folder (`RUN/model`) or `default`.")] = (
+        "default"
+    ),
+    bank: Annotated[
+        str, typer.Option(help="Prompt bank: `default` (shipped with the package) or a folder.")
+    ] = "default",
+    mode: Annotated[
+        DecodeMode,
+        typer.Option(help="fast: ~15 ms a prompt; best: beam search, ~0.35 s a prompt on a CPU."),
+    ] = DecodeMode.best,
+    out: Annotated[
+        Path | None,
+        typer.Option(help=".parquet (prompt, score, embedding, neighbours) or .json."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print JSON on stdout instead of the table.")
+    ] = False,
+    neighbours: Annotated[int, typer.Option(help="Nearest bank entries listed per image.")] = 3,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    tta: Annotated[TTA, typer.Option(help="Test-time views: mirror, 15% zoom.")] = TTA.none,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    skip_bad: Annotated[
+        bool,
+        typer.Option(help="Exit 0 when some images could not be read but the others were."),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
+) -> None:
+    """Describe images: the readable prompt behind each (predict + decode), its score (cosine
+    of the prompt's own MiniLM vector to the predicted embedding) and the nearest bank entries.
+    Unreadable images are listed with their reason; the exit code is 1 when there were any
+    (unless --skip-bad and at least one image was described)."""
+    import json
+
+    from img2prompt.describe import Describer, descriptions_json, write_descriptions
+    from img2prompt.predict.predictor import PredictOptions
+    from img2prompt.text.decode import DecodeOptions
+
+    if out is not None and out.suffix.lower() not in (".parquet", ".json"):
+        raise typer.BadParameter(f"--out must end in .parquet or .json, got {out.name!r}")
+    predict_options = _config(PredictOptions, batch_size=batch_size, tta=tta, device=device)
+    decode_options = _config(DecodeOptions, mode=mode, neighbours=neighbours)
+
+    def run():
+        describer = Describer(model, bank, predict_options=predict_options,
+                              decode_options=decode_options, progress=not quiet)  # fmt: skip
+        return describer.describe_files(images, progress=not quiet)
+
+    result = _run(run)
+    if out is not None:
+        write_descriptions(result, out)
+    if json_output:
+        typer.echo(json.dumps(descriptions_json(result)))
+    elif result.descriptions:
+        from img2prompt.report import print_descriptions
+
+        print_descriptions(result.descriptions)
+    n = len(result.descriptions)
+    if not quiet and n:
+        mean = sum(d.score for d in result.descriptions) / n
+        stderr.print(
+            f"{n:,} images described in {result.seconds:.1f} s ({mode.value} decoding), "
+            f"mean score {mean:.4f}" + (f"; wrote {out}" if out else ""),
+            highlight=False,
+        )
+    if result.failures:
+        stderr.print(f"[bold red]{len(result.failures)} images could not be read:[/]")
+        for failure in result.failures:
+            stderr.print(f"  {failure.image}: {failure.reason}", highlight=False, markup=False)
+        if not (skip_bad and n):
+            raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on; 0.0.0.0 exposes it (no authentication).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    model: Annotated[str, typer.Option(help="A model folder (`RUN/model`) or `default`.")] = (
+        "default"
+    ),
+    bank: Annotated[
+        str, typer.Option(help="Prompt bank: `default` (shipped with the package) or a folder.")
+    ] = "default",
+    mode: Annotated[
+        DecodeMode,
+        typer.Option(help="fast: ~15 ms a prompt; best: beam search, ~0.35 s a prompt on a CPU."),
+    ] = DecodeMode.fast,
+    max_upload_mb: Annotated[
+        float, typer.Option(help="Larger uploads are refused with 413.")
+    ] = 20.0,
+    max_megapixels: Annotated[
+        float, typer.Option(help="Images announcing more pixels are refused unread (400).")
+    ] = 64.0,
+    max_batch: Annotated[
+        int, typer.Option(help="Waiting uploads described together in one model call.")
+    ] = 8,
+    max_pending: Annotated[
+        int, typer.Option(help="Uploads allowed to wait; more are answered 503.")
+    ] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve the web page (`/`) and the HTTP API (`POST /api/describe`, `GET /api/health`,
+    OpenAPI at `/docs`). The model and the bank are loaded once, before the server starts."""
+    import uvicorn
+
+    from img2prompt.describe import Describer
+    from img2prompt.predict.predictor import PredictOptions
+    from img2prompt.serve.app import create_app
+
+    if not 0 < port < 65536:
+        raise typer.BadParameter("--port must be in 1..65535")
+    predict_options = _config(PredictOptions, device=device)
+    stderr.print(f"loading model {model!r} and bank {bank!r} ...", highlight=False)
+    describer = _run(Describer, model, bank, mode.value, predict_options)
+    app_ = _run(
+        create_app,
+        describer,
+        max_upload_mb=max_upload_mb,
+        max_pixels=int(max_megapixels * 1_000_000),
+        max_batch=max_batch,
+        max_pending=max_pending,
+    )
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        stderr.print(
+            f"[yellow]warning:[/] listening on {host}: anyone who can reach it can use it",
+            highlight=False,
+        )
+    stderr.print(f"img2prompt on http://{host}:{port}/  (Ctrl+C stops it)", highlight=False)
+    uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_keep_alive=5)
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the demo writes its outputs.")] = Path(
         "demo-out"

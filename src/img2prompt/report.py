@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from img2prompt.data.prepare import PrepareReport
 
 if TYPE_CHECKING:
+    from img2prompt.describe import Description
     from img2prompt.train.loop import TrainReport
 
 console = Console()
@@ -69,3 +71,23 @@ def print_train_report(report: TrainReport) -> None:
     if report.oof_cosine is not None:
         out.print(f"Out-of-fold mean cosine: [bold]{report.oof_cosine:.4f}[/]")
     out.print(f"Model folder: {escape(str(report.out / 'model'))}")
+
+
+def print_descriptions(
+    descriptions: list[Description], truths: list[str] | None = None, title: str | None = None
+) -> None:
+    """`describe`'s table: image, score, prompt (, true prompt), nearest bank entries."""
+    table = Table(title=title, show_header=True, header_style="bold", show_lines=True)
+    table.add_column("image", overflow="fold", max_width=24)
+    table.add_column("score", justify="right")
+    table.add_column("prompt", overflow="fold", ratio=3)
+    if truths is not None:
+        table.add_column("true prompt", overflow="fold", ratio=2, style="dim")
+    table.add_column("nearest bank entries", overflow="fold", ratio=2, style="cyan")
+    for i, d in enumerate(descriptions):
+        row = [Text(Path(d.image).name), Text(f"{d.score:.3f}"), Text(d.prompt)]
+        if truths is not None:
+            row.append(Text(truths[i]))
+        row.append(Text("\n".join(f"{c:.2f} {t}" for t, c in d.neighbours)))
+        table.add_row(*row)
+    console.print(table)

@@ -6,8 +6,11 @@ holds (CMYK JPEGs, 16-bit PNGs, palettes with transparency, EXIF rotation, decom
 
 from __future__ import annotations
 
+import io
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -23,25 +26,78 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Open `path` as an upright 8-bit RGB image; raise `InputError` naming the file and why."""
     path = Path(path)
     try:
+        return _decode(path, path, max_pixels)
+    except FileNotFoundError:
+        raise InputError(path, "no such image file") from None
+
+
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+"""What `load_image_bytes` opens by default: the common formats, none that runs a helper
+program (Pillow hands EPS to Ghostscript)."""
+
+
+def load_image_bytes(
+    data: bytes,
+    name: str = "upload",
+    max_pixels: int = MAX_PIXELS,
+    formats: Sequence[str] | None = UPLOAD_FORMATS,
+) -> Image.Image:
+    """`load_image` for an image held in memory (an upload); errors name it `name`."""
+    return _decode(io.BytesIO(data), name, max_pixels, formats)
+
+
+def image_header(
+    data: bytes, name: str = "upload", formats: Sequence[str] | None = UPLOAD_FORMATS
+) -> tuple[str, int, int]:
+    """(format, width, height) from the header alone, without decoding pixels; `NotAnImage`
+    when no allowed format recognises the bytes."""
+    try:
+        with Image.open(io.BytesIO(data), formats=formats) as image:
+            return str(image.format), image.width, image.height
+    except Image.UnidentifiedImageError:
+        raise NotAnImage(name, _not_an_image(formats)) from None
+    except Image.DecompressionBombError as e:
+        raise InputError(name, f"refused as a decompression bomb ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(name, f"cannot read the image header: {e}") from None
+
+
+class NotAnImage(InputError):
+    """The bytes are in no image format that is allowed (or that Pillow knows)."""
+
+
+def _not_an_image(formats: Sequence[str] | None) -> str:
+    if formats is None:
+        return "not an image in a format Pillow can read"
+    return f"not an image (accepted: {', '.join(formats)})"
+
+
+def _decode(
+    source: Path | BinaryIO,
+    name: str | Path,
+    max_pixels: int,
+    formats: Sequence[str] | None = None,
+) -> Image.Image:
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source, formats=formats) as image:
                 width, height = image.size
                 if width * height > max_pixels:
                     raise InputError(
-                        path, f"image is {width}x{height}, over the {max_pixels:,}-pixel limit"
+                        name, f"image is {width}x{height}, over the {max_pixels:,}-pixel limit"
                     )
                 image.load()
                 image = ImageOps.exif_transpose(image)
                 return to_rgb(image)
-    except InputError:
+    except (InputError, FileNotFoundError):
         raise
-    except FileNotFoundError:
-        raise InputError(path, "no such image file") from None
+    except Image.UnidentifiedImageError:
+        raise NotAnImage(name, _not_an_image(formats)) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise InputError(path, f"refused as a decompression bomb ({e})") from None
+        raise InputError(name, f"refused as a decompression bomb ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's ways of saying "not decodable"
-        raise InputError(path, f"cannot decode image: {e}") from None
+        raise InputError(name, f"cannot decode image: {e}") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

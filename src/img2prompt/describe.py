@@ -1,0 +1,196 @@
+"""Image -> readable prompt: a model predicts the prompt's MiniLM vector, a bank decodes it.
+
+`Describer` loads the model, the target encoder, the bank and the decoder once; the `describe`
+command and the web app (`img2prompt.serve`) share it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from img2prompt.data.images import MAX_PIXELS, find_images, load_image_bytes
+from img2prompt.errors import InputError
+from img2prompt.io import atomic_path, vector_column, write_parquet
+from img2prompt.predict.predictor import Failure, PredictOptions, Predictor
+from img2prompt.predict.tta import render_views
+from img2prompt.text.decode import Decoded, DecodeOptions, Decoder
+
+
+@dataclass
+class Description:
+    """What img2prompt says about one image."""
+
+    image: str
+    """The image as given (a path, or an upload's name)."""
+    prompt: str
+    """The readable prompt decoded from the predicted embedding."""
+    score: float
+    """Cosine between MiniLM's vector of `prompt` and `embedding`: how well the words say what
+    the model predicted (not how right the model is)."""
+    embedding: np.ndarray
+    """The predicted prompt embedding: 384 float32, unit length."""
+    phrases: list[str] = field(default_factory=list)
+    neighbours: list[tuple[str, float]] = field(default_factory=list)
+    """Nearest bank entries to the embedding, with their cosines."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "prompt": self.prompt,
+            "score": round(self.score, 6),
+            "embedding": [float(x) for x in self.embedding],
+            "phrases": self.phrases,
+            "neighbors": [{"text": t, "cosine": round(c, 6)} for t, c in self.neighbours],
+        }
+
+
+@dataclass
+class DescribeRun:
+    descriptions: list[Description]
+    failures: list[Failure]
+    seconds: float
+
+
+class Describer:
+    """A model, its target encoder, a prompt bank and a decoder, loaded once.
+
+    `model`: a model folder, `default`, or a loaded `ImageToPromptModel`; `bank`: `default` or a
+    bank folder built with the model's target encoder. Not thread-safe: call it from one thread
+    at a time (the web app runs it in a single worker thread)."""
+
+    def __init__(
+        self,
+        model: Any = "default",
+        bank: str | Path = "default",
+        mode: str = "fast",
+        predict_options: PredictOptions | None = None,
+        decode_options: DecodeOptions | None = None,
+        progress: bool = False,
+    ) -> None:
+        from img2prompt.data.embed import load_encoder
+        from img2prompt.text.bank import open_bank
+
+        self.model_name = model if isinstance(model, str | Path) else type(model).__name__
+        self.bank_name = str(bank)
+        self.predictor = Predictor(model, predict_options or PredictOptions())
+        cfg = self.predictor.model.cfg
+        self.encoder = load_encoder(cfg.target_encoder, self.predictor.options.device)
+        if self.encoder.dim != cfg.out_dim:
+            raise ValueError(
+                f"the model predicts {cfg.out_dim} dimensions, its target encoder "
+                f"{cfg.target_encoder!r} makes {self.encoder.dim}"
+            )
+        self.bank = open_bank(bank, self.encoder, progress=progress)
+        options = decode_options or DecodeOptions(mode=mode)
+        self.decoder = Decoder(self.bank, self.encoder, options)
+
+    @property
+    def mode(self) -> str:
+        return self.decoder.options.mode
+
+    def describe(self, images: Sequence[Image.Image], names: Sequence[str] | None = None):
+        """Images in memory (any mode) -> one `Description` each, in order."""
+        if not images:
+            return []
+        names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
+        return self._describe_embeddings(names, self.predictor.embed_images(images))
+
+    def describe_files(self, inputs: Sequence[str | Path], progress: bool = False) -> DescribeRun:
+        """Image files and folders (searched recursively) -> descriptions, in input order;
+        undecodable images are listed in `failures`, not fatal."""
+        started = time.perf_counter()
+        missing = [
+            Failure(str(p), "no such file or folder") for p in inputs if not Path(p).exists()
+        ]
+        paths = find_images([Path(p) for p in inputs if Path(p).exists()])
+        if not paths and not missing:
+            raise ValueError(
+                f"no images (png, jpg, jpeg, webp) under {', '.join(map(str, inputs))}"
+            )
+        predictions = self.predictor.predict_files(paths, progress=progress)
+        descriptions = self._describe_embeddings(predictions.images, predictions.embeddings)
+        failures = missing + predictions.failures
+        return DescribeRun(descriptions, failures, time.perf_counter() - started)
+
+    def describe_uploads(
+        self, uploads: Sequence[tuple[str, bytes]], max_pixels: int = MAX_PIXELS
+    ) -> list[Description | InputError]:
+        """Encoded images held in memory (name, bytes) -> a `Description` or the `InputError`
+        that says why it could not be read, for each, in order. Each image is decoded and
+        turned into model input at once, so only one full-size image is in memory at a time."""
+        pixels: list[np.ndarray] = []
+        results: list[Description | InputError | None] = []
+        for name, data in uploads:
+            try:
+                image = load_image_bytes(data, name, max_pixels)
+                pixels.append(render_views(image, self.predictor.views))
+                results.append(None)
+            except InputError as e:
+                results.append(e)
+        if pixels:
+            chunks = []
+            step = self.predictor.options.batch_size
+            for start in range(0, len(pixels), step):
+                batch = np.concatenate(pixels[start : start + step])
+                chunks.append(self.predictor.embed_pixels(batch).numpy())
+            names = [name for (name, _), r in zip(uploads, results, strict=True) if r is None]
+            described = iter(self._describe_embeddings(names, np.concatenate(chunks)))
+            results = [next(described) if r is None else r for r in results]
+        return results  # type: ignore[return-value]
+
+    def _describe_embeddings(self, names: Sequence[str], embeddings: np.ndarray):
+        if len(names) == 0:
+            return []
+        decoded: list[Decoded] = self.decoder.decode(embeddings)
+        return [
+            Description(name, d.prompt, d.score, vector, d.phrases, d.neighbours)
+            for name, d, vector in zip(names, decoded, embeddings, strict=True)
+        ]
+
+
+def write_descriptions(run: DescribeRun, out: Path) -> None:
+    """`.parquet`: image, prompt, score, embedding (list<float32>), phrases, neighbours;
+    `.json`: the same as a list of objects plus the failures."""
+    suffix = out.suffix.lower()
+    if suffix == ".json":
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps(descriptions_json(run), indent=1) + "\n", encoding="utf-8")
+        return
+    if suffix != ".parquet":
+        raise ValueError(f"--out must end in .parquet or .json, got {out.name!r}")
+    d = run.descriptions
+    dim = d[0].embedding.shape[0] if d else 384
+    table = pa.table(
+        {
+            "image": [x.image for x in d],
+            "prompt": [x.prompt for x in d],
+            "score": pa.array([x.score for x in d], pa.float32()),
+            "embedding": vector_column(
+                np.stack([x.embedding for x in d]) if d else np.zeros((0, dim), np.float32)
+            ),
+            "phrases": pa.array([x.phrases for x in d], pa.list_(pa.string())),
+            "neighbours": pa.array(
+                [[t for t, _ in x.neighbours] for x in d], pa.list_(pa.string())
+            ),
+            "neighbour_cosines": pa.array(
+                [[c for _, c in x.neighbours] for x in d], pa.list_(pa.float32())
+            ),
+        }
+    )
+    write_parquet(table, out)
+
+
+def descriptions_json(run: DescribeRun) -> dict[str, Any]:
+    return {
+        "results": [d.to_json() for d in run.descriptions],
+        "failures": [{"image": f.image, "reason": f.reason} for f in run.failures],
+    }

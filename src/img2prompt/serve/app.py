@@ -1,0 +1,345 @@
+"""The web app: `GET /` (a page to drop an image on), `POST /api/describe`, `GET /api/health`.
+
+What keeps it standing on bad input and under load:
+- request bodies are limited twice: a `Content-Length` over the limit is answered 413 before a
+  byte is read, and a body that streams past the limit (chunked, or a lying header) is cut off
+  with 413 as soon as it does;
+- the image header is read first: bytes in no accepted format get 415, a header announcing more
+  pixels than `max_pixels` gets 400 without decoding anything (the decompression-bomb guard);
+- the model and the decoder run on one worker thread, never on the event loop; requests that
+  arrive while it is busy wait in a bounded queue and are described together in one batch (a
+  batch costs far less than its images one by one), and past `max_pending` waiting requests the
+  server answers 503 instead of piling up memory;
+- anything unexpected in the model is logged and answered 500; the worker keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from img2prompt.data.images import NotAnImage, image_header
+from img2prompt.errors import InputError
+
+log = logging.getLogger("img2prompt.serve")
+
+STATIC = Path(__file__).resolve().parent / "static"
+DEFAULT_MAX_UPLOAD_MB = 20.0
+DEFAULT_MAX_PIXELS = 64_000_000
+"""Uploads announcing more pixels are refused unread: 64 Mpx is ~190 MB once decoded to RGB."""
+MULTIPART_SLACK = 64 * 1024
+"""Room for multipart boundaries and part headers on top of the file itself."""
+
+
+class Neighbor(BaseModel):
+    text: str
+    cosine: float
+
+
+class ImageInfo(BaseModel):
+    name: str
+    format: str
+    width: int
+    height: int
+    bytes: int
+
+
+class DescribeResponse(BaseModel):
+    prompt: str = Field(description="The readable prompt decoded from the predicted embedding.")
+    score: float = Field(
+        description="Cosine between the prompt's own MiniLM embedding and `embedding`."
+    )
+    embedding: list[float] = Field(
+        description="The predicted all-MiniLM-L6-v2 embedding of the prompt (unit length)."
+    )
+    neighbors: list[Neighbor] = Field(description="Nearest bank entries to the embedding.")
+    phrases: list[str] = Field(description="The bank phrases the prompt is made of.")
+    image: ImageInfo
+    mode: str = Field(description="Decoding mode: fast or best.")
+    seconds: float = Field(description="Time from the upload's arrival to this answer.")
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    bank: str
+    bank_entries: int
+    mode: str
+    max_upload_mb: float
+    max_pixels: int
+    pending: int
+    described: int
+
+
+class _Rejected(HTTPException):
+    pass
+
+
+class UploadLimit:
+    """ASGI middleware: 413 for bodies over `max_bytes`, by header and while streaming."""
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > self.max_bytes
+            except ValueError:
+                await _send_json(send, 400, "Content-Length is not a number")
+                return
+            if too_big:
+                await _send_json(send, 413, self._message())
+                return
+        received = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    # An HTTPException passes through FastAPI's body parsing untouched.
+                    raise _Rejected(413, self._message())
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _Rejected as e:  # raised outside a route (nothing has answered it yet)
+            if not started:
+                await _send_json(send, e.status_code, str(e.detail))
+
+    def _message(self) -> str:
+        mb = (self.max_bytes - MULTIPART_SLACK) / 2**20
+        return f"upload too large: the limit is {mb:g} MB"
+
+
+async def _send_json(send, status: int, detail: str) -> None:
+    response = JSONResponse({"detail": detail}, status_code=status, headers={"Connection": "close"})
+    await send({"type": "http.response.start", "status": status, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
+
+
+@dataclass
+class _Job:
+    name: str
+    data: bytes
+    future: asyncio.Future
+
+
+@dataclass
+class ModelWorker:
+    """One thread that runs the describer; jobs that queue up while it works form the next
+    batch (up to `max_batch`). `max_pending` bounds the queue."""
+
+    describer: Any
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_batch: int = 8
+    max_pending: int = 64
+    described: int = 0
+    _queue: asyncio.Queue | None = None
+    _task: asyncio.Task | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="img2prompt-model")
+    )
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize() if self._queue is not None else 0
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name="img2prompt-batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = self._queue = self._loop = None
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def describe(self, name: str, data: bytes):
+        """A `Description`, or raises the `InputError` that says why the image is unreadable."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._queue is None:
+            # Not started on this loop (an app used without its lifespan): no batching.
+            result = (await loop.run_in_executor(self._executor, self._work, [(name, data)]))[0]
+        else:
+            if self._queue.qsize() >= self.max_pending:
+                raise HTTPException(503, "busy: too many images waiting; try again shortly")
+            job = _Job(name, data, loop.create_future())
+            self._queue.put_nowait(job)
+            result = await job.future
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def _work(self, uploads: list[tuple[str, bytes]]) -> list:
+        results = self.describer.describe_uploads(uploads, max_pixels=self.max_pixels)
+        self.described += sum(not isinstance(r, Exception) for r in results)
+        return results
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self._queue.get()]
+            while len(jobs) < self.max_batch and not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+            jobs = [job for job in jobs if not job.future.done()]  # clients that left
+            if not jobs:
+                continue
+            try:
+                uploads = [(job.name, job.data) for job in jobs]
+                results = await loop.run_in_executor(self._executor, self._work, uploads)
+            except asyncio.CancelledError:
+                for job in jobs:
+                    job.future.cancel()
+                raise
+            except Exception as e:  # a bug or an exhausted machine: 500 (logged), keep serving
+                results = [e] * len(jobs)
+            for job, result in zip(jobs, results, strict=True):
+                if not job.future.done():
+                    job.future.set_result(result)
+
+
+def create_app(
+    describer: Any,
+    *,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_batch: int = 8,
+    max_pending: int = 64,
+) -> FastAPI:
+    """The web app over `describer`: anything with `describe_uploads(list[(name, bytes)],
+    max_pixels) -> list[Description | InputError]` (an `img2prompt.describe.Describer`, or a
+    stand-in in tests)."""
+    if max_upload_mb <= 0 or max_pixels < 1 or max_batch < 1 or max_pending < 1:
+        raise ValueError("max_upload_mb, max_pixels, max_batch and max_pending must be positive")
+    max_bytes = int(max_upload_mb * 2**20)
+    worker = ModelWorker(describer, max_pixels, max_batch, max_pending)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        worker.start()
+        try:
+            yield
+        finally:
+            await worker.stop()
+            worker.close()
+
+    app = FastAPI(
+        title="img2prompt",
+        summary="Recover the prompt behind a Stable Diffusion image.",
+        description="Upload an image to `POST /api/describe` (multipart field `image`): the "
+        "answer is the predicted all-MiniLM-L6-v2 prompt embedding, a readable prompt decoded "
+        "from it, its score and the nearest prompt-bank entries. (This page loads its scripts "
+        "from a CDN; offline, `/openapi.json` has the same schema.)",
+        lifespan=lifespan,
+    )
+    app.state.worker = worker
+    app.add_middleware(UploadLimit, max_bytes=max_bytes + MULTIPART_SLACK)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/api/health", response_model=Health)
+    async def health() -> Health:
+        bank = getattr(describer, "bank", None)
+        return Health(
+            status="ok",
+            model=str(getattr(describer, "model_name", "?")),
+            bank=str(getattr(describer, "bank_name", "?")),
+            bank_entries=len(bank) if bank is not None else 0,
+            mode=str(getattr(describer, "mode", "?")),
+            max_upload_mb=max_upload_mb,
+            max_pixels=max_pixels,
+            pending=worker.pending,
+            described=worker.described,
+        )
+
+    @app.post(
+        "/api/describe",
+        response_model=DescribeResponse,
+        responses={
+            400: {"description": "Unreadable image, or more pixels than the server accepts"},
+            413: {"description": "Upload over the size limit"},
+            415: {"description": "Not an image in an accepted format"},
+            503: {"description": "Too many images waiting"},
+        },
+    )
+    async def describe(
+        image: Annotated[
+            UploadFile | None, File(description="The image: PNG, JPEG, WebP, GIF, BMP, TIFF.")
+        ] = None,
+    ) -> DescribeResponse:
+        started = time.perf_counter()
+        if image is None:
+            raise HTTPException(400, "send the image as the multipart form field 'image'")
+        data = await image.read()
+        name = image.filename or "upload"
+        if len(data) > max_bytes:
+            raise HTTPException(413, f"upload too large: the limit is {max_upload_mb:g} MB")
+        if not data:
+            raise HTTPException(400, "empty upload")
+        try:
+            kind, width, height = image_header(data, name)
+            if width * height > max_pixels:
+                raise InputError(
+                    name,
+                    f"image is {width}x{height}, over this server's {max_pixels:,}-pixel limit",
+                )
+            result = await worker.describe(name, data)
+        except NotAnImage as e:
+            raise HTTPException(415, f"{name}: {e.message}") from None
+        except InputError as e:
+            raise HTTPException(400, f"{name}: {e.message}") from None
+        except HTTPException:
+            raise
+        except Exception:
+            log.exception("describing %s failed", name)
+            raise HTTPException(
+                500, "the model failed on this image (see the server log)"
+            ) from None
+        return DescribeResponse(
+            prompt=result.prompt,
+            score=result.score,
+            embedding=[float(x) for x in result.embedding],
+            neighbors=[Neighbor(text=t, cosine=c) for t, c in result.neighbours],
+            phrases=result.phrases,
+            image=ImageInfo(name=name, format=kind, width=width, height=height, bytes=len(data)),
+            mode=str(getattr(describer, "mode", "?")),
+            seconds=time.perf_counter() - started,
+        )
+
+    return app
