@@ -31,6 +31,13 @@ bank_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(bank_app, name="bank")
+submission_app = typer.Typer(help="Kaggle submission files.", no_args_is_help=True)
+app.add_typer(submission_app, name="submission")
+ensemble_app = typer.Typer(
+    help="Ensembles: weights learned on out-of-fold predictions, applied to new predictions.",
+    no_args_is_help=True,
+)
+app.add_typer(ensemble_app, name="ensemble")
 
 
 def _print_version(value: bool) -> None:
@@ -519,6 +526,210 @@ def _print_scores(result, out: Path | None) -> None:
         f"{n:,} prompts, mean score {mean:.4f} (cosine of each prompt's embedding to its target);"
         f" {result.seconds / n:.3f} s per prompt, {result.encodes / n:.0f} texts encoded per prompt"
         + (f"; wrote {out}" if out else ""),
+        highlight=False,
+    )
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class TTA(str, Enum):
+    none = "none"
+    hflip = "hflip"
+    zoom = "zoom"
+    hflip_zoom = "hflip+zoom"
+
+
+@app.command()
+def predict(
+    model: Annotated[str, typer.Argument(help="A model folder (`RUN/model`) or `default`.")],
+    images: Annotated[
+        list[Path], typer.Argument(help="Image files or folders (searched recursively).")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Parquet of `image` (as given) and `embedding` (384 floats, unit)."),
+    ] = None,
+    submission: Annotated[
+        Path | None,
+        typer.Option(help="Kaggle CSV `imgId_eId,val`; imgId is the file name without suffix."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    precision: Annotated[
+        Precision,
+        typer.Option(help="auto: bf16 where native and checked to keep cosine >= 0.9995 to fp32."),
+    ] = Precision.auto,
+    tta: Annotated[
+        TTA,
+        typer.Option(help="Test-time views, averaged after normalising each: mirror, 15% zoom."),
+    ] = TTA.none,
+    workers: Annotated[
+        int, typer.Option(help="Threads decoding images beside the model; -1: one per core.")
+    ] = -1,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    skip_bad: Annotated[
+        bool,
+        typer.Option(help="Exit 0 even when some images could not be read (they are listed)."),
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Predict the prompt embedding of every image: batched, in input order, bf16 where it is
+    safe. Unreadable images are listed with their reason and left out; the exit code is 1 when
+    there were any (unless --skip-bad). With neither --out nor --submission: predictions.parquet."""
+    from img2prompt.predict.predictor import PredictOptions
+    from img2prompt.predict.run import run_predict
+
+    if out is None and submission is None:
+        out = Path("predictions.parquet")
+    options = _config(
+        PredictOptions,
+        batch_size=batch_size,
+        precision=precision,
+        tta=tta,
+        workers=workers,
+        device=device,
+    )
+    predictor, result = _run(run_predict, model, images, options, out, submission, not quiet)
+    n = len(result.images)
+    note = f" ({predictor.precision_note})" if predictor.precision_note else ""
+    stderr.print(
+        f"{n:,} images in {result.seconds:.1f} s ({n / max(result.seconds, 1e-9):.1f}/s), "
+        f"{result.precision}{note}, {len(predictor.views)} view(s) per image"
+        + "".join(f"; wrote {path}" for path in (out, submission) if path),
+        highlight=False,
+    )
+    if result.failures:
+        stderr.print(f"[bold red]{len(result.failures)} images could not be read:[/]")
+        for failure in result.failures:
+            stderr.print(f"  {failure.image}: {failure.reason}", highlight=False, markup=False)
+        if not skip_bad:
+            raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    predictions: Annotated[
+        Path, typer.Argument(help="predict/ensemble Parquet, training oof.parquet or a CSV.")
+    ],
+    truth: Annotated[
+        Path,
+        typer.Option(help="Prepared data folder (prompts.parquet) or a Kaggle sample_submission."),
+    ],
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Folder for report.json and cosine_histogram.png (default: beside)."),
+    ] = None,
+) -> None:
+    """Mean cosine to the true prompt embeddings (the competition metric), per fold and source,
+    and the worst images."""
+    from rich.table import Table
+
+    from img2prompt.evaluate import evaluate as run_evaluate
+    from img2prompt.evaluate import write_report
+
+    result = _run(run_evaluate, predictions, truth)
+    folder = report or predictions.with_name(predictions.stem + "-evaluation")
+    report_path, histogram = write_report(result, folder)
+    typer.echo(f"mean cosine {result.mean:.4f} over {len(result.cosines):,} images")
+    for title, groups in (("fold", result.per_fold), ("source", result.per_source)):
+        if len(groups) > 1:
+            table = Table(title=f"per {title}", box=None, header_style="bold")
+            for column in (title, "images", "mean cosine"):
+                table.add_column(column, justify="right" if column != title else "left")
+            for key, (n, mean) in groups.items():
+                table.add_row(key, f"{n:,}", f"{mean:.4f}")
+            stderr.print(table)
+    stderr.print("worst images:", style="bold")
+    for image, cosine in result.worst():
+        stderr.print(f"  {cosine:.4f}  {image}", highlight=False, markup=False)
+    stderr.print(f"wrote {report_path} and {histogram}", highlight=False)
+
+
+@submission_app.command("check")
+def submission_check(
+    file: Annotated[Path, typer.Argument(help="The submission CSV to check.")],
+    sample: Annotated[
+        Path | None, typer.Option(help="sample_submission.csv: the ids and order Kaggle expects.")
+    ] = None,
+    truth: Annotated[
+        Path | None, typer.Option(help="True vectors in submission format: prints the score.")
+    ] = None,
+    dim: Annotated[int, typer.Option(help="Values per image.")] = 384,
+) -> None:
+    """Check a submission before uploading it: header, ids, eId order, count, finite values,
+    duplicates, and (with --sample) the image ids and their order. Exit code 1 on any problem."""
+    from img2prompt.predict.submission import check_submission
+
+    check = _run(check_submission, file, sample, truth, dim)
+    if check.score is not None:
+        typer.echo(f"score (mean cosine) {check.score:.4f}")
+    if check.ok:
+        stderr.print(f"{file}: ok, {check.images:,} images x {check.dim} values", highlight=False)
+        return
+    for problem in check.problems:
+        stderr.print(f"[bold red]problem:[/] {problem}", highlight=False, markup=True)
+    raise typer.Exit(1)
+
+
+@ensemble_app.command("fit")
+def ensemble_fit(
+    oof: Annotated[
+        list[Path], typer.Argument(help="Out-of-fold prediction files, one per member model.")
+    ],
+    truth: Annotated[Path, typer.Option(help="Prepared data folder or truth file.")],
+    out: Annotated[Path, typer.Option(help="Where to write the weights (JSON).")] = Path(
+        "ensemble.json"
+    ),
+) -> None:
+    """Learn non-negative member weights that maximise mean cosine on out-of-fold predictions."""
+    from img2prompt.predict.ensemble import fit_ensemble, save_weights
+    from img2prompt.predict.tables import read_predictions, read_truth
+
+    def fit():
+        members = [read_predictions(path) for path in oof]
+        return fit_ensemble(members, read_truth(truth))
+
+    result = _run(fit)
+    save_weights(result, out)
+    for member, weight, score in zip(
+        result.members, result.weights, result.member_scores, strict=True
+    ):
+        typer.echo(f"{score:.4f}  weight {weight:.3f}  {member}")
+    typer.echo(f"{result.blend_score:.4f}  blend of {len(result.members)} ({result.rows:,} rows)")
+    stderr.print(f"wrote {out}", highlight=False)
+
+
+@ensemble_app.command("apply")
+def ensemble_apply(
+    weights: Annotated[Path, typer.Argument(help="Weights from `ensemble fit`.")],
+    predictions: Annotated[
+        list[Path], typer.Argument(help="Prediction files, in the members' order.")
+    ],
+    out: Annotated[Path | None, typer.Option(help="Parquet of the blended embeddings.")] = None,
+    submission: Annotated[Path | None, typer.Option(help="Kaggle CSV of the blend.")] = None,
+) -> None:
+    """Blend prediction files (one per member, same images) with fitted weights."""
+    from img2prompt.predict.ensemble import apply_ensemble, load_weights
+    from img2prompt.predict.submission import write_submission
+    from img2prompt.predict.tables import image_keys, read_predictions, write_predictions
+
+    if out is None and submission is None:
+        raise typer.BadParameter("give --out and/or --submission")
+
+    def apply():
+        members = [read_predictions(path) for path in predictions]
+        return members[0].images, apply_ensemble(load_weights(weights), members)
+
+    images, blended = _run(apply)
+    if out is not None:
+        write_predictions(out, images, blended)
+    if submission is not None:
+        write_submission(submission, image_keys(images), blended)
+    stderr.print(
+        f"blended {len(images):,} images" + "".join(f"; wrote {p}" for p in (out, submission) if p),
         highlight=False,
     )
 

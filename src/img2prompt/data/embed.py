@@ -51,6 +51,24 @@ def resolve_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def native_bf16(device: str) -> bool:
+    """Whether `device` computes in bfloat16 natively (there it is 2-4x faster than float32;
+    elsewhere it is emulated and slower)."""
+    import torch
+
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if kind != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:  # not Linux: no cheap way to tell
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 @functools.lru_cache(maxsize=4)
 def load_encoder(spec: str = DEFAULT_ENCODER, device: str = "auto") -> TargetEncoder:
     """A shared encoder per (spec, device): loading weights takes longer than most jobs here."""

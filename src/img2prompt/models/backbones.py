@@ -29,6 +29,8 @@ class Backbone(nn.Module):
     spec: str = ""
     feature_dim: int
     preprocess: PreprocessConfig
+    convolutional: bool = False
+    """Convolutional backbones run faster in channels-last memory format on CPU (oneDNN)."""
 
     def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised pixels -> (B, feature_dim) with the backbone's own pooling."""
@@ -131,6 +133,8 @@ def hf_clip(source: str, pretrained: bool = True) -> Backbone:
 class HFConvNextBackbone(Backbone):
     """transformers `ConvNextModel`: pooled = LayerNorm(global mean); tokens = positions."""
 
+    convolutional = True
+
     def __init__(self, model: nn.Module, preprocess: PreprocessConfig) -> None:
         super().__init__()
         self.model = model
@@ -210,6 +214,8 @@ _LITE_STD = (128.0 / 255.0,) * 3
 
 class EfficientNetLiteBackbone(Backbone):
     """EfficientNet-Lite0 (efficientnet-lite-pytorch), classifier removed: 1280-d features."""
+
+    convolutional = True
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()

@@ -1,0 +1,63 @@
+"""Test-time augmentation: several views of each image, one embedding.
+
+Views are built from the model's own `PreprocessConfig`, so a view is just "the image the model
+was trained on, mirrored or zoomed". Each view's prediction is L2-normalised before the views are
+averaged (as the seed recipe did), so no view dominates by its norm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from img2prompt.data.transforms import PreprocessConfig, resize_and_crop, to_tensor
+
+TTA_CHOICES = ("none", "hflip", "zoom", "hflip+zoom")
+ZOOM = 1.15
+"""The `zoom` view resizes 15% larger before the same centre crop: a tighter crop at a second
+scale, the other cheap view that helps CLIP regressors besides the mirror image."""
+
+
+@dataclass(frozen=True)
+class View:
+    name: str
+    preprocess: PreprocessConfig
+    hflip: bool = False
+
+
+def tta_views(cfg: PreprocessConfig, tta: str = "none") -> list[View]:
+    """The views for a `--tta` choice; the first is always the plain view (what `none` gives)."""
+    if tta not in TTA_CHOICES:
+        raise ValueError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {tta!r}")
+    scales = [View("plain", cfg)]
+    if "zoom" in tta:
+        zoomed = replace(cfg, resize_to=round(cfg.resize_to * ZOOM))
+        scales.append(View("zoom", zoomed))
+    views = list(scales)
+    if "hflip" in tta:
+        views += [View(f"{v.name}-hflip", v.preprocess, hflip=True) for v in scales]
+    return views
+
+
+def render_views(image: Image.Image, views: list[View]) -> np.ndarray:
+    """(V, 3, H, W) float32: every view of one image, normalised as the model expects."""
+    crops: dict[PreprocessConfig, Image.Image] = {}
+    out = []
+    for view in views:
+        if view.preprocess not in crops:  # a mirrored view reuses its scale's resize
+            crops[view.preprocess] = resize_and_crop(image, view.preprocess)
+        crop = crops[view.preprocess]
+        if view.hflip:
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        out.append(to_tensor(crop, view.preprocess).numpy())
+    return np.stack(out)
+
+
+def merge_views(outputs: torch.Tensor, n_views: int) -> torch.Tensor:
+    """(B * V, D) model outputs, views of an image adjacent -> (B, D) unit vectors."""
+    per_view = F.normalize(outputs.float().reshape(-1, n_views, outputs.shape[-1]), dim=-1)
+    return F.normalize(per_view.mean(dim=1), dim=-1)
