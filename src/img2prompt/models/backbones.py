@@ -267,6 +267,8 @@ class EfficientNetLiteClassifierBackbone(Backbone):
     classifier was trained and calibrated with. The feature backbone above keeps its bilinear
     resize: models trained on it depend on it."""
 
+    convolutional = True
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         model._dropout = nn.Identity()  # not applied after the pooled features here
