@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_decode
 import bench_dedup
+import bench_default_model
 import bench_embed
 import bench_generate
 import bench_train
@@ -46,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     status |= bench_train.main(QUICK_TRAIN if args.quick else [])
     print(flush=True)
     status |= bench_decode.main(QUICK_DECODE if args.quick else [])
+    print(flush=True)
+    status |= bench_default_model.main([])
     print(f"\nall benchmarks done in {time.perf_counter() - started:.0f} s", flush=True)
     return status
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -38,8 +37,3 @@ def encoder():
 def _private_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own embedding cache, so none can pass on another's leftovers."""
     monkeypatch.setenv("IMG2PROMPT_CACHE", str(tmp_path_factory.mktemp("cache")))
-
-
-def unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
-    x = rng.normal(size=(n, dim))
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)

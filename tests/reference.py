@@ -25,6 +25,12 @@ def brute_force_pairs(emb: np.ndarray, threshold: float) -> set[tuple[int, int]]
     return set(zip(a.tolist(), b.tolist(), strict=True))
 
 
+def unit_rows(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    """Random unit vectors (float32)."""
+    x = rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
 def clustered_unit_rows(rng: np.random.Generator, n: int, dim: int, spread: float) -> np.ndarray:
     """Rows scattered around a few centres, so many pairs sit near any threshold."""
     centres = rng.normal(size=(max(1, n // 4), dim))

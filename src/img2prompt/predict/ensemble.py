@@ -9,6 +9,7 @@ as bounds) converges in milliseconds even for 100k OOF rows.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,28 +67,39 @@ def blend(predictions: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return normalise(np.einsum("m,mnd->nd", np.asarray(weights, np.float32), predictions))
 
 
+def blend_objective(
+    predictions: np.ndarray, targets: np.ndarray
+) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """w -> (mean cosine of the blend to the targets, its gradient in w), in float64."""
+    p = predictions.astype(np.float64)
+    t = targets.astype(np.float64)
+    a = np.einsum("mnd,nd->mn", p, t)  # member-to-truth dot products
+    gram = np.einsum("mnd,knd->nmk", p, p)  # (N, M, M)
+
+    def mean_cosine(w: np.ndarray) -> tuple[float, np.ndarray]:
+        bw = gram @ w  # (N, M): b_i . p_mi, with b_i the unnormalised blend
+        norm_sq = np.maximum(np.einsum("nm,m->n", bw, w), 1e-24)
+        norm = np.sqrt(norm_sq)
+        bt = w @ a  # (N,): b_i . t_i
+        grad = (a / norm - (bt / (norm_sq * norm))[None, :] * bw.T).mean(axis=1)
+        return float((bt / norm).mean()), grad
+
+    return mean_cosine
+
+
 def fit_weights(predictions: np.ndarray, targets: np.ndarray) -> np.ndarray:
     """Non-negative weights maximising mean cosine(blend, target); they sum to 1."""
     from scipy.optimize import minimize
 
-    p = predictions.astype(np.float64)
-    t = targets.astype(np.float64)
-    m = len(p)
-    a = np.einsum("mnd,nd->mn", p, t)  # member-to-truth dot products
-    gram = np.einsum("mnd,knd->nmk", p, p)  # (N, M, M)
+    objective = blend_objective(predictions, targets)
 
-    def negative_mean_cosine(w: np.ndarray) -> tuple[float, np.ndarray]:
-        bw = gram @ w  # (N, M): b_i . p_mi
-        norm_sq = np.maximum(np.einsum("nm,m->n", bw, w), 1e-24)
-        norm = np.sqrt(norm_sq)
-        bt = w @ a  # (N,): b_i . t_i
-        cosine = bt / norm
-        grad = (a / norm - (bt / (norm_sq * norm))[None, :] * bw.T).mean(axis=1)
-        return -float(cosine.mean()), -grad
+    def negative(w: np.ndarray) -> tuple[float, np.ndarray]:
+        value, grad = objective(w)
+        return -value, -grad
 
-    start = np.full(m, 1.0 / m)
+    m = len(predictions)
     result = minimize(
-        negative_mean_cosine, start, jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * m
+        negative, np.full(m, 1.0 / m), jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * m
     )
     weights = np.clip(result.x, 0.0, None)
     if weights.sum() <= 0:

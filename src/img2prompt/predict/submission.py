@@ -124,7 +124,9 @@ def _compare_ids(ids: list[str], expected: list[str], sample: Path) -> list[str]
         problems.append(f"{len(missing)} images of {sample.name} missing: {', '.join(missing[:5])}")
     if extra:
         problems.append(f"{len(extra)} images not in {sample.name}: {', '.join(extra[:5])}")
-    if not missing and not extra and ids != expected:
+    if len(ids) != len(expected):
+        problems.append(f"{len(ids)} images, {sample.name} has {len(expected)}")
+    elif not missing and ids != expected:
         first = next(n for n, (a, b) in enumerate(zip(ids, expected, strict=True)) if a != b)
         problems.append(
             f"images out of {sample.name}'s order: position {first} is {ids[first]}, "

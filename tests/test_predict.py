@@ -1,0 +1,303 @@
+"""`predict`: order, normalisation, batching, TTA, precision, bad images, atomic output."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from typer.testing import CliRunner
+
+from img2prompt.cli import app
+from img2prompt.data.embed import native_bf16
+from img2prompt.data.images import load_image
+from img2prompt.data.transforms import preprocess
+from img2prompt.models.model import ImageToPromptModel, ModelConfig, load_model, save_model
+from img2prompt.predict.predictor import PredictOptions, Predictor
+from img2prompt.predict.run import run_predict
+from img2prompt.predict.tables import read_predictions
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def clip_model_dir(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    model = ImageToPromptModel(ModelConfig(backbone="tiny-clip:32"), pretrained=False)
+    return save_model(model, tmp_path_factory.mktemp("model") / "model")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> list[Path]:
+    """Five small images of different sizes and content (not square: crops matter)."""
+    folder = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, size in enumerate([(48, 40), (40, 64), (33, 33), (80, 50), (41, 45)]):
+        pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+        pixels[: size[1] // 2] //= i + 1  # different content per image
+        path = folder / f"img{i}.png"
+        Image.fromarray(pixels).save(path)
+        paths.append(path)
+    return paths
+
+
+def reference_embeddings(model_dir: Path, paths: list[Path], hflip_too: bool = False):
+    """One image at a time, fp32, no threads: what the batched predictor must reproduce."""
+    model = load_model(model_dir)
+    rows = []
+    with torch.no_grad():
+        for path in paths:
+            image = load_image(path)
+            views = [preprocess(image, model.preprocess)]
+            if hflip_too:
+                views.append(preprocess(image, model.preprocess, hflip=True))
+            out = F.normalize(model(torch.stack(views)), dim=-1)
+            rows.append(F.normalize(out.mean(0), dim=0))
+    return torch.stack(rows).numpy()
+
+
+def test_order_normalisation_and_batching_match_one_image_at_a_time(clip_model_dir, photos):
+    order = [photos[3], photos[0], photos[4], photos[1], photos[2]]  # not sorted on purpose
+    expected = reference_embeddings(clip_model_dir, order)
+    for batch_size, workers in [(1, 0), (2, 2), (32, -1)]:
+        options = PredictOptions(batch_size=batch_size, workers=workers, precision="fp32")
+        result = Predictor(clip_model_dir, options).predict_files(order, progress=False)
+        assert result.images == [str(p) for p in order]
+        np.testing.assert_allclose(np.linalg.norm(result.embeddings, axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(result.embeddings, expected, atol=2e-5)
+
+
+def test_folder_input_is_recursive_sorted_and_paths_are_kept_as_given(clip_model_dir, photos):
+    folder = photos[0].parent
+    out = folder.parent / "preds.parquet"
+    result = runner.invoke(
+        app,
+        [
+            "predict",
+            str(clip_model_dir),
+            str(folder),
+            "--out",
+            str(out),
+            "-q",
+            "--precision",
+            "fp32",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    table = read_predictions(out)
+    assert table.images == [str(p) for p in sorted(photos)]
+    np.testing.assert_allclose(
+        table.embeddings, reference_embeddings(clip_model_dir, sorted(photos)), atol=2e-5
+    )
+    assert pq.read_table(out).column_names == ["image", "embedding"]
+
+
+def test_hflip_tta_averages_normalised_views(clip_model_dir, photos):
+    options = PredictOptions(tta="hflip", precision="fp32")
+    result = Predictor(clip_model_dir, options).predict_files(photos, progress=False)
+    expected = reference_embeddings(clip_model_dir, photos, hflip_too=True)
+    np.testing.assert_allclose(result.embeddings, expected, atol=2e-5)
+    plain = Predictor(clip_model_dir, PredictOptions(precision="fp32")).predict_files(
+        photos, progress=False
+    )
+    assert not np.allclose(result.embeddings, plain.embeddings, atol=1e-3)
+
+
+def test_zoom_view_is_a_tighter_crop_and_changes_the_prediction(clip_model_dir, photos):
+    from img2prompt.predict.tta import tta_views
+
+    model = load_model(clip_model_dir)
+    views = tta_views(model.preprocess, "hflip+zoom")
+    assert [v.name for v in views] == ["plain", "zoom", "plain-hflip", "zoom-hflip"]
+    assert views[1].preprocess.resize_to > model.preprocess.resize_to
+    assert views[1].preprocess.crop_size == model.preprocess.crop_size
+    predictor = Predictor(clip_model_dir, PredictOptions(tta="hflip+zoom", precision="fp32"))
+    result = predictor.predict_files(photos, progress=False)
+    np.testing.assert_allclose(np.linalg.norm(result.embeddings, axis=1), 1.0, atol=1e-5)
+
+
+def test_bf16_holds_accuracy_on_a_vit_b32_shaped_clip(kaggle_sample):
+    """The precision `auto` picks on CPUs with bf16 units: cosine >= 0.9995 to fp32."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from img2prompt.data.transforms import CLIP_MEAN, CLIP_STD, PreprocessConfig
+    from img2prompt.models.backbones import HFCLIPBackbone
+
+    torch.manual_seed(0)
+    config = CLIPVisionConfig(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        image_size=224,
+        patch_size=32,
+    )
+    backbone = HFCLIPBackbone(
+        CLIPVisionModel(config), PreprocessConfig(224, 224, CLIP_MEAN, CLIP_STD)
+    )
+    model = ImageToPromptModel(ModelConfig(backbone="hf-clip:x"), backbone=backbone).eval()
+    images = sorted((kaggle_sample / "images").glob("*.png"))
+    fp32 = Predictor(model, PredictOptions(precision="fp32")).predict_files(images, False)
+    bf16 = Predictor(model, PredictOptions(precision="bf16")).predict_files(images, False)
+    assert bf16.precision == "bf16" and fp32.precision == "fp32"
+    cosines = np.einsum("nd,nd->n", fp32.embeddings, bf16.embeddings)
+    assert cosines.min() >= 0.9995, cosines
+    auto = Predictor(model, PredictOptions(precision="auto"))
+    auto.predict_files(images[:2], False)
+    assert auto.precision == ("bf16" if native_bf16("cpu") else "fp32")
+
+
+def test_auto_precision_refuses_bf16_when_it_loses_accuracy(kaggle_sample):
+    """efficientnet-lite0 loses more than the threshold in bf16: auto must stay fp32."""
+    torch.manual_seed(0)
+    model = ImageToPromptModel(ModelConfig(backbone="efficientnet-lite0")).eval()
+    images = sorted((kaggle_sample / "images").glob("*.png"))[:3]
+    auto = Predictor(model, PredictOptions(precision="auto"))
+    got = auto.predict_files(images, False)
+    fp32 = Predictor(model, PredictOptions(precision="fp32")).predict_files(images, False)
+    assert auto.precision == "fp32"
+    if native_bf16("cpu"):
+        assert "refused" in auto.precision_note
+    np.testing.assert_allclose(got.embeddings, fp32.embeddings, atol=1e-5)
+    assert auto.channels_last  # convolutional backbones run channels-last
+
+
+def test_embed_images_equals_predict_files(clip_model_dir, photos):
+    predictor = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
+    in_memory = predictor.embed_images([Image.open(p) for p in photos])
+    np.testing.assert_allclose(
+        in_memory, predictor.predict_files(photos, False).embeddings, atol=1e-6
+    )
+
+
+# --- odd and broken images -------------------------------------------------------------------
+
+
+def _png_header_only(path: Path, width: int, height: int) -> None:
+    """A PNG that claims width x height (a decompression bomb) but holds no pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def odd_folder(tmp_path_factory):
+    """Every odd case the issue lists, with the RGB image each convertible one must become."""
+    folder = tmp_path_factory.mktemp("odd")
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (30, 44, 3), dtype=np.uint8)
+    expected: dict[str, Image.Image] = {}
+
+    Image.fromarray(rgb).save(folder / "a_plain.png")
+    expected["a_plain.png"] = Image.fromarray(rgb)
+
+    Image.fromarray(rgb).convert("CMYK").save(folder / "b_cmyk.jpg", quality=95)
+    expected["b_cmyk.jpg"] = Image.open(folder / "b_cmyk.jpg").convert("RGB")
+
+    deep = (rng.integers(0, 65536, (30, 44))).astype(np.uint16)
+    Image.fromarray(deep).save(folder / "c_16bit.png")
+    scaled = np.round(deep.astype(np.float64) / 65535 * 255).astype(np.uint8)
+    expected["c_16bit.png"] = Image.fromarray(scaled).convert("RGB")
+
+    palette = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    indices = np.asarray(palette)
+    clear = int(indices[0, 0])
+    palette.save(folder / "d_palette_alpha.png", transparency=clear)
+    flat = np.asarray(palette.convert("RGB")).copy()
+    flat[indices == clear] = 255  # transparent pixels shown on white
+    expected["d_palette_alpha.png"] = Image.fromarray(flat)
+
+    gray = rng.integers(0, 256, (30, 44), dtype=np.uint8)
+    Image.fromarray(gray).save(folder / "e_gray.png")
+    expected["e_gray.png"] = Image.fromarray(np.stack([gray] * 3, axis=-1))
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    Image.fromarray(rgb).save(folder / "f_exif_rotated.png", exif=exif)
+    expected["f_exif_rotated.png"] = Image.fromarray(rgb).transpose(Image.Transpose.ROTATE_270)
+
+    Image.fromarray(rgb).save(folder / "g_alpha.webp", lossless=True)
+    expected["g_alpha.webp"] = Image.fromarray(rgb)
+
+    whole = folder / "x_whole.png"
+    Image.fromarray(rgb).save(whole)
+    (folder / "x_truncated.png").write_bytes(whole.read_bytes()[:400])
+    whole.unlink()
+    _png_header_only(folder / "y_bomb.png", 20000, 20000)
+    (folder / "z_not_an_image.jpg").write_text("this is a text file with an image suffix\n")
+    failing = {"x_truncated.png", "y_bomb.png", "z_not_an_image.jpg"}
+    return folder, expected, failing
+
+
+def test_odd_images_are_converted_correctly(clip_model_dir, odd_folder):
+    folder, expected, failing = odd_folder
+    predictor = Predictor(clip_model_dir, PredictOptions(precision="fp32"))
+    result = predictor.predict_files(sorted(folder.iterdir()), progress=False)
+    assert [Path(p).name for p in result.images] == sorted(expected)
+    assert sorted(Path(f.image).name for f in result.failures) == sorted(failing)
+    reference = predictor.embed_images([expected[name] for name in sorted(expected)])
+    np.testing.assert_allclose(result.embeddings, reference, atol=1e-5)
+
+
+def test_broken_images_are_reported_with_reasons_and_the_rest_is_written(
+    clip_model_dir, odd_folder, tmp_path
+):
+    folder, expected, _ = odd_folder
+    out = tmp_path / "preds.parquet"
+    args = ["predict", str(clip_model_dir), str(folder), "--out", str(out), "-q"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "3 images could not be read" in text
+    assert "x_truncated.png: cannot decode image" in text
+    assert "y_bomb.png: refused as a decompression bomb" in text
+    assert "z_not_an_image.jpg: cannot decode image" in text
+    assert [Path(p).name for p in read_predictions(out).images] == sorted(expected)
+    assert runner.invoke(app, [*args, "--skip-bad"]).exit_code == 0
+
+
+def test_a_crash_leaves_no_partial_output(clip_model_dir, photos, tmp_path, monkeypatch):
+    out, submission = tmp_path / "preds.parquet", tmp_path / "sub.csv"
+    submission.write_text("previous run\n")
+    calls = []
+
+    def crash_on_second_batch(self, pixels):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("killed")
+        return original(self, pixels)
+
+    original = Predictor.embed_pixels
+    monkeypatch.setattr(Predictor, "embed_pixels", crash_on_second_batch)
+    options = PredictOptions(batch_size=2, precision="fp32")
+    with pytest.raises(RuntimeError, match="killed"):
+        run_predict(clip_model_dir, photos, options, out, submission, progress=False)
+    assert not out.exists()
+    assert submission.read_text() == "previous run\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["sub.csv"]  # no temporary files left
+
+
+def test_bad_options_are_refused():
+    with pytest.raises(ValueError, match="--tta must be one of"):
+        PredictOptions(tta="rotate")
+    with pytest.raises(ValueError, match="--precision"):
+        PredictOptions(precision="fp8")
+
+
+def test_missing_input_and_empty_folder_give_clear_errors(clip_model_dir, tmp_path):
+    result = runner.invoke(app, ["predict", str(clip_model_dir), str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "no such file or folder" in result.output
+    result = runner.invoke(app, ["predict", str(clip_model_dir), str(tmp_path)])
+    assert result.exit_code == 2 and "no images" in result.output
