@@ -37,3 +37,33 @@ def encoder():
 def _private_cache(tmp_path_factory, monkeypatch):
     """Every test gets its own embedding cache, so none can pass on another's leftovers."""
     monkeypatch.setenv("IMG2PROMPT_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def small_bank(tmp_path_factory, encoder) -> Path:
+    """A bank of a few dozen phrases (seconds to build; the packaged one takes a minute)."""
+    from bank_helpers import PHRASES, STYLES, write_lines
+    from img2prompt.text.bank import build_bank
+
+    folder = tmp_path_factory.mktemp("small-bank")
+    subjects = write_lines(folder / "subjects.txt", [*PHRASES, "a photo", "a painting"])
+    styles = write_lines(folder / "styles.txt", STYLES)
+    build_bank(
+        [subjects, styles], folder / "bank", encoder, progress=False, cache_dir=folder / "cache"
+    )
+    return folder / "bank"
+
+
+@pytest.fixture(scope="session")
+def describer(small_bank):
+    """The real default model with the small bank, `fast` decoding, loaded once (fp32: the bf16
+    accuracy check is the predictor's business, tested there)."""
+    from img2prompt.describe import Describer
+    from img2prompt.predict.predictor import PredictOptions
+
+    return Describer(
+        "default",
+        small_bank,
+        mode="fast",
+        predict_options=PredictOptions(workers=0, precision="fp32"),
+    )

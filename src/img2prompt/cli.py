@@ -877,11 +877,17 @@ def demo(
     out: Annotated[Path, typer.Option(help="Where the demo writes its outputs.")] = Path(
         "demo-out"
     ),
+    mode: Annotated[
+        DecodeMode, typer.Option(help="Decoding: fast, or best (beam search).")
+    ] = DecodeMode.best,
 ) -> None:
-    """Run the pipeline on prompts shipped with the package; nothing to download."""
+    """The main job on embedded defaults, nothing to download: the default model and prompt
+    bank describe example photographs (and the competition's sample images beside their true
+    prompts, when ../shared/data/kaggle_sample is there); then the data stage on shipped
+    prompts."""
     from img2prompt.demo import run_demo
 
-    _run(run_demo, out)
+    _run(run_demo, out, mode=mode.value)
 
 
 def _config(cls, **values):

@@ -1,8 +1,13 @@
-"""`img2prompt demo`: the pipeline on embedded defaults, nothing to download.
+"""`img2prompt demo`: the main job on embedded defaults, nothing to download.
 
-Today the data stage: the prompts shipped with the package are prepared into a training table, and
-when the competition sample is beside the repository (`../shared/data/kaggle_sample`), its prompts
-are embedded and compared with the true targets of `sample_submission.csv`.
+1. `describe` with the default model and bank on example photographs that scikit-image ships
+   inside its wheel: a readable prompt for each, with its score.
+2. When the competition sample is beside the repository (`../shared/data/kaggle_sample`), the
+   same on its 7 images, next to their true prompts, with the mean cosine of the predicted
+   embeddings to the true ones (the competition metric) and a check of the target encoder
+   against `sample_submission.csv`.
+3. The training side's first stage: the prompts shipped with the package prepared into a
+   training table (clean, embed, de-duplicate, fold).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from img2prompt.report import console, print_prepare_report
+from img2prompt.describe import Describer, DescribeRun, write_descriptions
+from img2prompt.report import console, print_descriptions, print_prepare_report
 
 
 def kaggle_sample_dir() -> Path | None:
@@ -32,36 +38,128 @@ def kaggle_sample_dir() -> Path | None:
     return None
 
 
-def run_demo(out: Path) -> None:
+EXAMPLE_IMAGES = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+)
+"""Photographs in scikit-image's wheel (`skimage/data`), public domain or CC0 by its README."""
+
+
+def example_images() -> list[Path]:
+    """The example photographs, found without importing scikit-image (it is slow to import)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            "the demo's example images come with scikit-image: pip install scikit-image"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+    return [folder / name for name in EXAMPLE_IMAGES if (folder / name).is_file()]
+
+
+def run_demo(
+    out: Path,
+    model: str = "default",
+    bank: str = "default",
+    mode: str = "best",
+    describer: Describer | None = None,
+    data_stage: bool = True,
+) -> None:
+    import time
+
+    started = time.perf_counter()
+    if describer is None:
+        console.rule("[bold]loading the default model and prompt bank")
+        t = time.perf_counter()
+        describer = Describer(model, bank, mode=mode, progress=True)
+        console.print(
+            f"model {model}, bank {bank} ({len(describer.bank):,} entries), {describer.mode} "
+            f"decoding; loaded in {time.perf_counter() - t:.1f} s",
+            highlight=False,
+        )
+
+    console.rule("[bold]1. describe: example photographs → prompts")
+    run = describer.describe_files(example_images())
+    print_descriptions(run.descriptions, neighbours=False)
+    write_descriptions(run, out / "examples.parquet")
+    _timing(run, out / "examples.parquet")
+
+    sample = kaggle_sample_dir()
+    if sample is None:
+        console.print(
+            "(../shared/data/kaggle_sample not found: skipping the competition's sample images "
+            "and the check against their true prompts)"
+        )
+    else:
+        console.rule("[bold]2. the competition's 7 sample images, against their true prompts")
+        _kaggle_sample(describer, sample, out)
+
+    if data_stage:
+        console.rule("[bold]3. data prepare: shipped prompts → training table")
+        _data_stage(out)
+    console.print(f"demo done in {time.perf_counter() - started:.0f} s", highlight=False)
+
+
+def _timing(run: DescribeRun, path: Path) -> None:
+    n = len(run.descriptions)
+    mean = sum(d.score for d in run.descriptions) / max(n, 1)
+    console.print(
+        f"{n} images in {run.seconds:.1f} s; mean score {mean:.3f} (cosine of each prompt's "
+        f"own MiniLM vector to the predicted one); wrote {path}",
+        highlight=False,
+    )
+
+
+def _kaggle_sample(describer: Describer, sample: Path, out: Path) -> None:
+    import csv
+
+    from img2prompt.predict.submission import read_submission
+
+    with open(sample / "prompts.csv", newline="", encoding="utf-8") as f:
+        truths = {row["imgId"]: row["prompt"] for row in csv.DictReader(f)}
+    ids, truth = read_submission(sample / "sample_submission.csv")
+    run = describer.describe_files([sample / "images"])
+    write_descriptions(run, out / "kaggle_sample.parquet")
+    stems = [Path(d.image).stem for d in run.descriptions]
+    cosines = [
+        float(d.embedding @ truth[ids.index(stem)])
+        for d, stem in zip(run.descriptions, stems, strict=True)
+    ]
+    print_descriptions(
+        run.descriptions,
+        truths=[truths.get(stem, "?") for stem in stems],
+        cosines=cosines,
+        neighbours=False,
+    )
+    _timing(run, out / "kaggle_sample.parquet")
+    console.print(
+        f"[bold]mean cosine of the predicted embeddings to the true prompts' embeddings: "
+        f"{np.mean(cosines):.4f}[/] (the competition metric, over {len(cosines)} images)",
+        highlight=False,
+    )
+
+    # The target encoder against the competition's own vectors.
+    rows = list(truths.items())
+    ours = describer.encoder.encode([prompt for _, prompt in rows])
+    order = [ids.index(image_id) for image_id, _ in rows]
+    worst = float(np.abs(ours - truth[order]).max())
+    console.print(
+        f"target encoder check: the true prompts embedded here vs sample_submission.csv, "
+        f"max |ours − truth| = {worst:.2e} ({'matches' if worst <= 1e-5 else 'DOES NOT match'} "
+        "to 1e-5)",
+        highlight=False,
+    )
+
+
+def _data_stage(out: Path) -> None:
     from img2prompt.config import PrepareConfig
     from img2prompt.data.prepare import prepare
 
     prompts = resources.files("img2prompt") / "assets" / "demo_prompts.txt"
     with resources.as_file(prompts) as path:
-        console.rule("[bold]1. data prepare: shipped prompts → training table")
         cfg = PrepareConfig(inputs=[path], out=out / "data", folds=3, group_threshold=0.7)
         print_prepare_report(prepare(cfg), cfg.out)
-
-    sample = kaggle_sample_dir()
-    if sample is None:
-        console.print(
-            "(../shared/data/kaggle_sample not found: skipping the check against the "
-            "competition's true targets)"
-        )
-        return
-    console.rule("[bold]2. targets vs the competition's sample_submission.csv")
-    import csv
-
-    from img2prompt.data.embed import load_encoder
-    from img2prompt.predict.submission import read_submission
-
-    with open(sample / "prompts.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    ids, truth = read_submission(sample / "sample_submission.csv")
-    ours = load_encoder().encode([r["prompt"] for r in rows])
-    order = [ids.index(r["imgId"]) for r in rows]
-    worst = float(np.abs(ours - truth[order]).max())
-    console.print(
-        f"{len(rows)} prompts embedded; max |ours − truth| = {worst:.2e} "
-        f"({'matches' if worst <= 1e-5 else 'DOES NOT match'} to 1e-5)"
-    )

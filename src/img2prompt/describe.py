@@ -79,7 +79,7 @@ class Describer:
         from img2prompt.data.embed import load_encoder
         from img2prompt.text.bank import open_bank
 
-        self.model_name = model if isinstance(model, str | Path) else type(model).__name__
+        self.model_name = str(model) if isinstance(model, str | Path) else type(model).__name__
         self.bank_name = str(bank)
         self.predictor = Predictor(model, predict_options or PredictOptions())
         cfg = self.predictor.model.cfg
@@ -97,8 +97,11 @@ class Describer:
     def mode(self) -> str:
         return self.decoder.options.mode
 
-    def describe(self, images: Sequence[Image.Image], names: Sequence[str] | None = None):
-        """Images in memory (any mode) -> one `Description` each, in order."""
+    def describe(
+        self, images: Sequence[Image.Image], names: Sequence[str] | None = None
+    ) -> list[Description]:
+        """Images in memory (any mode) -> one `Description` each, in order (`names` label
+        them; by default `image 0`, `image 1` ...)."""
         if not images:
             return []
         names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
@@ -147,7 +150,9 @@ class Describer:
             results = [next(described) if r is None else r for r in results]
         return results  # type: ignore[return-value]
 
-    def _describe_embeddings(self, names: Sequence[str], embeddings: np.ndarray):
+    def _describe_embeddings(
+        self, names: Sequence[str], embeddings: np.ndarray
+    ) -> list[Description]:
         if len(names) == 0:
             return []
         decoded: list[Decoded] = self.decoder.decode(embeddings)

@@ -74,20 +74,31 @@ def print_train_report(report: TrainReport) -> None:
 
 
 def print_descriptions(
-    descriptions: list[Description], truths: list[str] | None = None, title: str | None = None
+    descriptions: list[Description],
+    truths: list[str] | None = None,
+    cosines: list[float] | None = None,
+    neighbours: bool = True,
 ) -> None:
-    """`describe`'s table: image, score, prompt (, true prompt), nearest bank entries."""
-    table = Table(title=title, show_header=True, header_style="bold", show_lines=True)
+    """`describe`'s table: image, score, prompt, nearest bank entries; the demo adds the true
+    prompt and the cosine of the predicted embedding to the true one."""
+    table = Table(show_header=True, header_style="bold", show_lines=True)
     table.add_column("image", overflow="fold", max_width=24)
+    if cosines is not None:
+        table.add_column("cosine\nto truth", justify="right", style="bold")
     table.add_column("score", justify="right")
     table.add_column("prompt", overflow="fold", ratio=3)
     if truths is not None:
-        table.add_column("true prompt", overflow="fold", ratio=2, style="dim")
-    table.add_column("nearest bank entries", overflow="fold", ratio=2, style="cyan")
+        table.add_column("true prompt", overflow="fold", ratio=3, style="dim")
+    if neighbours:
+        table.add_column("nearest bank entries", overflow="fold", ratio=2, style="cyan")
     for i, d in enumerate(descriptions):
-        row = [Text(Path(d.image).name), Text(f"{d.score:.3f}"), Text(d.prompt)]
+        row = [Text(Path(d.image).name)]
+        if cosines is not None:
+            row.append(Text(f"{cosines[i]:.3f}"))
+        row += [Text(f"{d.score:.3f}"), Text(d.prompt)]
         if truths is not None:
             row.append(Text(truths[i]))
-        row.append(Text("\n".join(f"{c:.2f} {t}" for t, c in d.neighbours)))
+        if neighbours:
+            row.append(Text("\n".join(f"{c:.2f} {t}" for t, c in d.neighbours)))
         table.add_row(*row)
     console.print(table)

@@ -68,7 +68,7 @@ class NotAnImage(InputError):
 
 def _not_an_image(formats: Sequence[str] | None) -> str:
     if formats is None:
-        return "not an image in a format Pillow can read"
+        return "cannot decode image: not in any image format Pillow knows"
     return f"not an image (accepted: {', '.join(formats)})"
 
 

@@ -5,7 +5,8 @@
 const $ = (id) => document.getElementById(id);
 const els = {
   status: $("status"), statusText: $("status-text"), drop: $("drop"), file: $("file"),
-  dropEmpty: $("drop-empty"), preview: $("preview"), meta: $("image-meta"), another: $("another"),
+  dropEmpty: $("drop-empty"), preview: $("preview"), noPreview: $("no-preview"),
+  meta: $("image-meta"), another: $("another"),
   limits: $("limits"), copy: $("copy"), idle: $("idle"), loading: $("loading"), error: $("error"),
   output: $("output"), prompt: $("prompt"), scoreValue: $("score-value"), scoreBar: $("score-bar"),
   phrases: $("phrases"), neighbors: $("neighbors"), dlJson: $("dl-json"), dlNpy: $("dl-npy"),
@@ -24,9 +25,9 @@ async function loadHealth() {
     const h = await response.json();
     maxUploadBytes = h.max_upload_mb * 1024 * 1024;
     els.status.className = "status ok";
-    const model = String(h.model).split("/").filter(Boolean).pop();
-    els.statusText.textContent =
-      `model ${model} · bank ${h.bank} (${h.bank_entries.toLocaleString()}) · ${h.mode}`;
+    const short = (path) => String(path).split(/[\\/]/).filter(Boolean).pop() || path;
+    els.statusText.textContent = `model ${short(h.model)} · bank ${short(h.bank)} ` +
+      `(${h.bank_entries.toLocaleString()} entries) · ${h.mode} decoding`;
     els.status.title = `model: ${h.model}\nbank: ${h.bank}\ndecoding: ${h.mode}`;
     els.limits.textContent =
       `PNG, JPEG, WebP, GIF, BMP or TIFF · up to ${h.max_upload_mb} MB`;
@@ -60,6 +61,7 @@ function setPreview(file) {
   els.preview.src = previewUrl;
   els.preview.alt = file.name || "uploaded image";
   els.preview.hidden = false;
+  els.noPreview.hidden = true;
   els.dropEmpty.hidden = true;
   els.drop.classList.add("has-image");
   els.another.hidden = false;
@@ -207,6 +209,10 @@ els.file.addEventListener("change", () => {
   els.file.value = ""; // choosing the same file again fires `change` again
 });
 els.another.addEventListener("click", () => els.file.click());
+els.preview.addEventListener("error", () => { // the browser cannot show it (TIFF, not an image)
+  els.preview.hidden = true;
+  els.noPreview.hidden = false;
+});
 ["dragenter", "dragover"].forEach((type) => els.drop.addEventListener(type, (e) => {
   e.preventDefault();
   els.drop.classList.add("over");

@@ -1,0 +1,283 @@
+"""The web app: the API with the real default model (FastAPI's TestClient), its limits and
+error answers, batching and back-pressure on a live server, and the page in a real headless
+Chromium."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from image_helpers import drawn_png, png_header_only
+from img2prompt.describe import Description
+from img2prompt.serve.app import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def client(describer) -> Iterator[TestClient]:
+    app = create_app(describer, max_upload_mb=1, max_pixels=64_000_000)
+    with TestClient(app) as c:  # `with` runs the lifespan: the batching worker starts
+        yield c
+
+
+def post_image(client, data: bytes, name: str = "image.png", mime: str = "image/png"):
+    return client.post("/api/describe", files={"image": (name, data, mime)})
+
+
+def check_answer(answer: dict, encoder) -> np.ndarray:
+    embedding = np.asarray(answer["embedding"], dtype=np.float32)
+    assert embedding.shape == (384,)
+    assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-5)
+    assert answer["prompt"].strip()
+    # The score is the cosine of MiniLM(prompt) to the embedding, recomputed independently.
+    recomputed = float(encoder.encode([answer["prompt"]])[0] @ embedding)
+    assert answer["score"] == pytest.approx(recomputed, abs=1e-5)
+    cosines = [n["cosine"] for n in answer["neighbors"]]
+    assert cosines and cosines == sorted(cosines, reverse=True)
+    return embedding
+
+
+def test_health(client, describer):
+    health = client.get("/api/health").json()
+    assert health["status"] == "ok"
+    assert health["model"] == "default" and health["mode"] == "fast"
+    assert health["bank_entries"] == len(describer.bank)
+    assert health["max_upload_mb"] == 1
+
+
+def test_describe_a_real_image(client, describer, encoder, kaggle_sample):
+    path = kaggle_sample / "images" / "20057f34d.png"
+    response = post_image(client, path.read_bytes(), path.name)
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    embedding = check_answer(answer, encoder)
+    assert answer["image"] == {
+        "name": path.name,
+        "format": "PNG",
+        "width": 512,
+        "height": 512,
+        "bytes": path.stat().st_size,
+    }
+    # An upload gets the embedding `predict` gives the same file.
+    from_file = describer.predictor.predict_files([path], progress=False).embeddings[0]
+    np.testing.assert_allclose(embedding, from_file, atol=1e-5)
+
+
+def test_describe_a_drawn_image(client, encoder):
+    response = post_image(client, drawn_png(), "drawn.png")
+    assert response.status_code == 200, response.text
+    check_answer(response.json(), encoder)
+
+
+def test_oversize_uploads_get_413(client):
+    big = b"\0" * (1024 * 1024 + 1)
+    response = post_image(client, big)
+    assert response.status_code == 413 and "1 MB" in response.json()["detail"]
+
+    # No Content-Length (chunked): cut off while reading.
+    def chunks():
+        yield b'--b\r\nContent-Disposition: form-data; name="image"; filename="x.png"\r\n\r\n'
+        for _ in range(40):
+            yield b"\0" * 65536
+
+    response = client.post(
+        "/api/describe",
+        content=chunks(),
+        headers={"content-type": "multipart/form-data; boundary=b"},
+    )
+    assert response.status_code == 413
+    assert client.get("/api/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "status", "message"),
+    [
+        ("notes.txt", b"just some text, not an image\n", 415, "not an image"),
+        ("cut.png", drawn_png()[:300], 400, "truncated"),
+        ("bomb.png", png_header_only(100_000, 100_000), 400, "decompression bomb"),
+        ("big.png", png_header_only(9000, 8000), 400, "64,000,000-pixel limit"),
+        ("empty.png", b"", 400, "empty upload"),
+    ],
+)
+def test_bad_uploads_get_clear_errors(client, name, data, status, message):
+    response = post_image(client, data, name)
+    assert response.status_code == status
+    assert message in response.json()["detail"]
+    assert name in response.json()["detail"] or name == "empty.png"
+
+
+def test_missing_field_and_survival(client, encoder):
+    response = client.post("/api/describe", files={"file": ("x.png", drawn_png(), "image/png")})
+    assert response.status_code == 400 and "'image'" in response.json()["detail"]
+    assert post_image(client, drawn_png(seed=2)).status_code == 200  # still serving
+
+
+def test_page_and_schema(client):
+    page = client.get("/")
+    assert page.status_code == 200 and 'id="file"' in page.text
+    # Works offline: nothing is fetched from another site (an SVG namespace is not a fetch).
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text)
+    for asset in ("/static/app.js", "/static/style.css"):
+        response = client.get(asset)
+        assert response.status_code == 200 and not re.search(r"https?://", response.text)
+    schema = client.get("/openapi.json").json()
+    assert "/api/describe" in schema["paths"] and "/api/health" in schema["paths"]
+
+
+# --- a live server: batching, back-pressure, failures -----------------------------------------
+
+
+class FakeDescriber:
+    """Answers instantly (or when released); records the batches it was given."""
+
+    def __init__(self, fail_first: bool = False, gate: threading.Event | None = None) -> None:
+        self.batches: list[int] = []
+        self.fail_first = fail_first
+        self.gate = gate
+        self.started = threading.Event()
+
+    def describe_uploads(self, uploads, max_pixels):
+        self.started.set()
+        if self.gate is not None:
+            assert self.gate.wait(10)
+        self.batches.append(len(uploads))
+        if self.fail_first:
+            self.fail_first = False
+            raise RuntimeError("the model broke")
+        time.sleep(0.05)
+        vector = np.full(384, 384**-0.5, np.float32)
+        return [Description(name, "a prompt", 0.5, vector, ["a prompt"]) for name, _ in uploads]
+
+
+@contextlib.contextmanager
+def live_server(app) -> Iterator[str]:
+    """uvicorn on a free loopback port, in a thread; yields the base URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+def test_concurrent_uploads_are_batched_and_bounded():
+    gate = threading.Event()
+    fake = FakeDescriber(gate=gate)
+    app = create_app(fake, max_pending=3)
+    png = drawn_png()
+    with live_server(app) as url, ThreadPoolExecutor(8) as pool:
+
+        def post():
+            with httpx.Client(base_url=url, timeout=20) as c:
+                return c.post("/api/describe", files={"image": ("x.png", png, "image/png")})
+
+        first = pool.submit(post)
+        assert fake.started.wait(10)  # the worker holds the first upload
+        waiting = [pool.submit(post) for _ in range(3)]
+        deadline = time.monotonic() + 10
+        while app.state.worker.pending < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        refused = post()  # the queue is full
+        assert refused.status_code == 503 and "busy" in refused.json()["detail"]
+        gate.set()
+        answers = [f.result() for f in [first, *waiting]]
+    assert [a.status_code for a in answers] == [200] * 4
+    assert fake.batches == [1, 3]  # the three that waited went through together
+
+
+def test_a_model_failure_is_a_500_and_the_server_goes_on():
+    fake = FakeDescriber(fail_first=True)
+    with live_server(create_app(fake)) as url, httpx.Client(base_url=url) as c:
+        files = {"image": ("x.png", drawn_png(), "image/png")}
+        failed = c.post("/api/describe", files=files)
+        assert failed.status_code == 500 and "model failed" in failed.json()["detail"]
+        assert c.post("/api/describe", files=files).status_code == 200
+
+
+# --- the page in a real browser ---------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Chromium at /usr/bin/chromium (apt-get install chromium)"
+)
+def test_the_page_in_a_headless_browser(describer, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    image = tmp_path / "sunset.png"
+    image.write_bytes(drawn_png(640, 480))
+    with live_server(create_app(describer)) as url, sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            expect(page.locator("#status")).to_have_class("status ok", timeout=10_000)
+            page.set_input_files("#file", str(image))
+            prompt = page.locator("#prompt")
+            expect(prompt).not_to_be_empty(timeout=30_000)
+            expect(page.locator("#output")).to_be_visible()
+            expect(page.locator("#preview")).to_be_visible()
+            expect(page.locator("#image-meta")).to_contain_text("640×480")
+            assert float(page.locator("#score-value").inner_text()) > 0
+            assert page.locator("#neighbors li").count() > 0
+            expect(page.locator("#copy")).to_be_enabled()
+
+            # The page's own .npy writer gives the API's embedding back.
+            with page.expect_download() as download:
+                page.click("#dl-npy")
+            saved = tmp_path / "embedding.npy"
+            download.value.save_as(saved)
+            vector = np.load(saved)
+            assert vector.shape == (384,) and vector.dtype == np.float32
+            api = httpx.post(
+                f"{url}/api/describe", files={"image": ("s.png", image.read_bytes(), "image/png")}
+            ).json()
+            np.testing.assert_allclose(vector, api["embedding"], atol=1e-6)
+            assert prompt.inner_text() == api["prompt"]
+
+            # A bad file shows the server's message, and the page keeps working.
+            notes = tmp_path / "notes.png"
+            notes.write_text("not an image")
+            page.set_input_files("#file", str(notes))
+            expect(page.locator("#error")).to_contain_text("not an image", timeout=10_000)
+            page.set_input_files("#file", str(image))
+            expect(page.locator("#output")).to_be_visible(timeout=30_000)
+            expect(page.locator("#error")).to_be_hidden()
+            shot = tmp_path / "page.png"
+            page.screenshot(path=str(shot), full_page=True)
+            if target := os.environ.get("IMG2PROMPT_SCREENSHOT"):
+                shutil.copy(shot, target)
+            assert errors == []
+        finally:
+            browser.close()
