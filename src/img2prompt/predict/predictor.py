@@ -53,6 +53,10 @@ class PredictOptions:
     """auto (cuda when available), cpu, cuda, cuda:1 ..."""
     max_pixels: int = MAX_PIXELS
     """Larger images are refused as decompression bombs."""
+    compile: bool = False
+    """torch.compile the model (inductor, weights frozen): fuses the element-wise work between
+    matmuls, ~25% faster for a ViT-B/32 on CPU, after a one-off compile of 30-60 s. Worth it for
+    thousands of images."""
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -100,6 +104,7 @@ class Predictor:
         self.views = tta_views(model.preprocess, self.options.tta)
         self.precision: str | None = None  # decided on the first batch
         self.precision_note = ""
+        self._forward = self.model
 
     # -- the model side ----------------------------------------------------------------------
 
@@ -114,9 +119,25 @@ class Predictor:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         if self.precision is None:
             self._choose_precision(pixels)
+            self._forward = self.model
+            if self.options.compile:
+                # Frozen weights are constants inductor pre-packs for oneDNN, fusing bias,
+                # activation and casts into the matmuls.
+                self._forward = torch.compile(self.model, dynamic=False, options={"freezing": True})
         if self.precision == "bf16":
             pixels = pixels.to(torch.bfloat16)
-        return merge_views(self.model(pixels), len(self.views)).cpu()
+        rows = len(pixels)
+        if self.options.compile:
+            pixels = self._pad_to_batch(pixels)
+        return merge_views(self._forward(pixels)[:rows], len(self.views)).cpu()
+
+    def _pad_to_batch(self, pixels: torch.Tensor) -> torch.Tensor:
+        """A compiled model keeps one input shape: a short last batch is padded, not recompiled."""
+        full = self.options.batch_size * len(self.views)
+        if len(pixels) < full:
+            padding = pixels.new_zeros((full - len(pixels), *pixels.shape[1:]))
+            pixels = torch.cat([pixels, padding])
+        return pixels
 
     def _choose_precision(self, pixels: torch.Tensor) -> None:
         requested = self.options.precision
