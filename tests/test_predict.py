@@ -301,3 +301,15 @@ def test_missing_input_and_empty_folder_give_clear_errors(clip_model_dir, tmp_pa
     assert result.exit_code == 2 and "no such file or folder" in result.output
     result = runner.invoke(app, ["predict", str(clip_model_dir), str(tmp_path)])
     assert result.exit_code == 2 and "no images" in result.output
+
+
+def test_compiled_model_gives_the_same_embeddings(clip_model_dir, photos):
+    """--compile pads the short last batch to keep one shape; results equal eager ones."""
+    eager = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
+    compiled = Predictor(
+        clip_model_dir, PredictOptions(precision="fp32", batch_size=2, compile=True)
+    )
+    expected = eager.predict_files(photos, False).embeddings
+    got = compiled.predict_files(photos, False)
+    assert len(got.images) == len(photos) == 5  # two full batches and a padded one
+    np.testing.assert_allclose(got.embeddings, expected, atol=1e-4)

@@ -570,6 +570,12 @@ def predict(
         int, typer.Option(help="Threads decoding images beside the model; -1: one per core.")
     ] = -1,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile", help="torch.compile the model: ~25% faster after a 30-60 s compile."
+        ),
+    ] = False,
     skip_bad: Annotated[
         bool,
         typer.Option(help="Exit 0 even when some images could not be read (they are listed)."),
@@ -591,6 +597,7 @@ def predict(
         tta=tta,
         workers=workers,
         device=device,
+        compile=compile,
     )
     predictor, result = _run(run_predict, model, images, options, out, submission, not quiet)
     n = len(result.images)

@@ -51,6 +51,7 @@ def resolve_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@functools.lru_cache(maxsize=8)
 def native_bf16(device: str) -> bool:
     """Whether `device` computes in bfloat16 natively (there it is 2-4x faster than float32;
     elsewhere it is emulated and slower)."""

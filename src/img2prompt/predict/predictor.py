@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -53,6 +54,10 @@ class PredictOptions:
     """auto (cuda when available), cpu, cuda, cuda:1 ..."""
     max_pixels: int = MAX_PIXELS
     """Larger images are refused as decompression bombs."""
+    compile: bool = False
+    """torch.compile the model (inductor, weights frozen): fuses the element-wise work between
+    matmuls, ~25% faster for a ViT-B/32 on CPU, after a one-off compile of 30-60 s. Worth it for
+    thousands of images."""
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -100,6 +105,8 @@ class Predictor:
         self.views = tta_views(model.preprocess, self.options.tta)
         self.precision: str | None = None  # decided on the first batch
         self.precision_note = ""
+        self._forward = self.model
+        self._first_batch = threading.Lock()
 
     # -- the model side ----------------------------------------------------------------------
 
@@ -113,12 +120,36 @@ class Predictor:
         if self.channels_last:
             pixels = pixels.contiguous(memory_format=torch.channels_last)
         if self.precision is None:
-            self._choose_precision(pixels)
+            with self._first_batch:  # the web app calls from several threads
+                if self.precision is None:
+                    self._prepare(pixels)
         if self.precision == "bf16":
             pixels = pixels.to(torch.bfloat16)
-        return merge_views(self.model(pixels), len(self.views)).cpu()
+        rows = len(pixels)
+        if self.options.compile:
+            pixels = self._pad_to_batch(pixels)
+        return merge_views(self._forward(pixels)[:rows], len(self.views)).cpu()
+
+    def _pad_to_batch(self, pixels: torch.Tensor) -> torch.Tensor:
+        """A compiled model keeps one input shape: a short last batch is padded, not recompiled."""
+        full = self.options.batch_size * len(self.views)
+        if len(pixels) < full:
+            padding = pixels.new_zeros((full - len(pixels), *pixels.shape[1:]))
+            pixels = torch.cat([pixels, padding])
+        return pixels
+
+    def _prepare(self, pixels: torch.Tensor) -> None:
+        """On the first batch: choose the precision, then compile if asked."""
+        self._choose_precision(pixels)
+        self._forward = self.model
+        if self.options.compile:
+            # Frozen weights are constants that inductor pre-packs for oneDNN, fusing bias,
+            # activation and casts into the matmuls.
+            self._forward = torch.compile(self.model, dynamic=False, options={"freezing": True})
 
     def _choose_precision(self, pixels: torch.Tensor) -> None:
+        """bf16 *weights*, not autocast: autocast re-casts every weight on every call, which
+        cost a ViT-B/32 60% more time than a bf16 copy of the model on this CPU."""
         requested = self.options.precision
         if requested == "fp32" or (requested == "auto" and not native_bf16(str(self.device))):
             self.precision = "fp32"

@@ -22,13 +22,12 @@ after them, joined by commas, never repeats a phrase, and stays within `max_word
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from img2prompt.data.embed import TargetEncoder
+from img2prompt.data.embed import TargetEncoder, native_bf16
 from img2prompt.text.bank import PromptBank, entry_key
 
 # Categories whose phrases describe how a picture looks rather than what it shows; they go after
@@ -513,21 +512,3 @@ def _inference_mode(bf16: bool, device: str) -> Iterator[None]:
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
             yield
 
-
-@functools.lru_cache(maxsize=8)
-def native_bf16(device: str) -> bool:
-    """Whether `device` computes in bfloat16 natively (there autocast is ~3x faster than float32;
-    elsewhere it is emulated and slower)."""
-    import torch
-
-    kind = torch.device(device).type
-    if kind == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if kind != "cpu":
-        return False
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:  # not Linux: no cheap way to tell
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags

@@ -1,0 +1,168 @@
+"""Prediction throughput: `Predictor` against a naive loop, and against the bf16 ceiling.
+
+    python benchmarks/bench_predict.py [--models b32,l14] [--images 64] [--naive-images 16]
+
+For a ViT-B/32-shaped and a ViT-L/14-shaped (224 px) random CLIP vision tower with a linear head,
+measured in one process on real Stable Diffusion images (the 7 competition samples, copied under
+new names to make a folder):
+
+  - naive: per image, PIL open, transformers `CLIPImageProcessor`, fp32 forward, one at a time;
+  - predictor: `Predictor.predict_files` with its defaults (batches, decode threads, bf16 after
+    its accuracy check), model load excluded, the bf16 check included;
+  - ceiling: this machine's bf16 matmul rate (GFLOP/s, measured here on large square matmuls)
+    divided by the model's GFLOP per image (counted by torch's FlopCounterMode: 8.8 for B/32,
+    162 for L/14 at 224).
+
+Goals (issue 4): predictor >= 2.5x naive, and >= 70% of the ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import SHARED_DIR, load_average
+
+SHAPES = {
+    # name: (hidden, intermediate, layers, heads, patch)
+    "b32": (768, 3072, 12, 12, 32),
+    "l14": (1024, 4096, 24, 16, 14),
+}
+
+
+def build_model(shape: str):
+    import torch
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from img2prompt.data.transforms import CLIP_MEAN, CLIP_STD, PreprocessConfig
+    from img2prompt.models.backbones import HFCLIPBackbone
+    from img2prompt.models.model import ImageToPromptModel, ModelConfig
+
+    hidden, intermediate, layers, heads, patch = SHAPES[shape]
+    torch.manual_seed(0)
+    config = CLIPVisionConfig(
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        patch_size=patch,
+        image_size=224,
+    )
+    backbone = HFCLIPBackbone(
+        CLIPVisionModel(config), PreprocessConfig(224, 224, CLIP_MEAN, CLIP_STD, "bicubic")
+    )
+    return ImageToPromptModel(ModelConfig(backbone=f"hf-clip:{shape}"), backbone=backbone).eval()
+
+
+def gflop_per_image(model) -> float:
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(torch.zeros(1, 3, 224, 224))
+    return counter.get_total_flops() / 1e9
+
+
+def bf16_matmul_gflops(n: int = 2048, repeats: int = 20) -> float:
+    import torch
+
+    a = torch.randn(n, n, dtype=torch.bfloat16)
+    b = torch.randn(n, n, dtype=torch.bfloat16)
+    a @ b
+    best = float("inf")
+    for _ in range(3):  # best of three: the ceiling is what the hardware can do
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 * repeats / best / 1e9
+
+
+def naive_loop(model, paths: list[Path]) -> float:
+    """Images per second of the loop most first attempts write."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+    from transformers import CLIPImageProcessor
+
+    processor = CLIPImageProcessor(
+        size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}
+    )
+    start = time.perf_counter()
+    with torch.no_grad():
+        for path in paths:
+            image = Image.open(path).convert("RGB")
+            pixels = processor(images=image, return_tensors="pt")["pixel_values"]
+            F.normalize(model(pixels), dim=-1)
+    return len(paths) / (time.perf_counter() - start)
+
+
+def image_folder(folder: Path, n: int) -> list[Path]:
+    samples = sorted((SHARED_DIR / "data" / "kaggle_sample" / "images").glob("*.png"))
+    if not samples:
+        raise SystemExit(f"needs the competition sample images in {SHARED_DIR}/data/kaggle_sample")
+    paths = []
+    for i in range(n):
+        path = folder / f"{i:05d}.png"
+        shutil.copyfile(samples[i % len(samples)], path)
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="b32,l14")
+    parser.add_argument("--images", type=int, default=64, help="images for the predictor")
+    parser.add_argument("--naive-images", type=int, default=16, help="images for the naive loop")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    args = parser.parse_args(argv)
+
+    from img2prompt.predict.predictor import PredictOptions, Predictor
+
+    status = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = image_folder(Path(tmp), args.images)
+        print(f"load average before: {load_average()}")
+        for shape in args.models.split(","):
+            model = build_model(shape)
+            gflop = gflop_per_image(model)
+            naive = naive_loop(model, paths[: args.naive_images])
+            ceiling = bf16_matmul_gflops() / gflop
+            print(
+                f"{shape}: {gflop:.1f} GFLOP/image | naive loop {naive:.2f} img/s | "
+                f"bf16 ceiling {ceiling:.2f} img/s",
+                flush=True,
+            )
+            for compiled in [False, True] if args.compile else [False]:
+                options = PredictOptions(batch_size=args.batch_size, compile=compiled)
+                predictor = Predictor(model, options)
+                start = time.perf_counter()
+                predictor.predict_files(paths[: args.batch_size], progress=False)
+                warmup = time.perf_counter() - start  # bf16 check (+ compile): once per job
+                result = predictor.predict_files(paths, progress=False)
+                ours = len(result.images) / result.seconds
+                speedup, of_ceiling = ours / naive, ours / ceiling
+                ok = speedup >= 2.5 and of_ceiling >= 0.7
+                status |= not ok
+                label = "predictor --compile" if compiled else "predictor"
+                print(
+                    f"  {label}: {ours:.2f} img/s ({result.precision}, batch "
+                    f"{args.batch_size}; first batch {warmup:.1f} s) | {speedup:.2f}x naive "
+                    f"(goal 2.5) | {of_ceiling:.0%} of the ceiling (goal 70%) | "
+                    f"{'ok' if ok else 'MISSED'}",
+                    flush=True,
+                )
+        print(f"load average after: {load_average()}")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
