@@ -511,4 +511,3 @@ def _inference_mode(bf16: bool, device: str) -> Iterator[None]:
             return
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
             yield
-
