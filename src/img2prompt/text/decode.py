@@ -44,8 +44,8 @@ MODES = ("fast", "best")
 
 @dataclass
 class DecodeOptions:
-    """How hard the decoder searches. With the defaults `best` takes ~0.35 s and `fast` ~15 ms
-    per prompt on a 2-core CPU (benchmarks/bench_decode.py)."""
+    """How hard the decoder searches. With the defaults `best` takes ~0.37 s and `fast` ~17 ms
+    per prompt on a 2-core CPU with the packaged bank (benchmarks/bench_decode.py)."""
 
     mode: str = "best"
     """`fast` (greedy on additive estimates) or `best` (beam search scored by the encoder)."""
@@ -69,7 +69,7 @@ class DecodeOptions:
     """Rounds of trying to replace one phrase of the best prompt by another (`best`)."""
     fast_shortlist: int = 256
     """Entries `fast` assembles from (more costs next to nothing and lifts bench_decode's round
-    trip: 64 -> 256 entries gives 0.836 -> 0.862 with the packaged bank, 0.843 -> 0.853 with
+    trip: 64 -> 256 entries gives 0.836 -> 0.861 with the packaged bank, 0.843 -> 0.853 with
     the 225k one)."""
     fast_max_phrases: int = 6
     """Most phrases `fast` assembles; the encoder then picks the best of the prefixes."""
