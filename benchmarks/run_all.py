@@ -19,6 +19,7 @@ import bench_dedup
 import bench_default_model
 import bench_embed
 import bench_generate
+import bench_predict
 import bench_serve
 import bench_train
 
@@ -26,6 +27,7 @@ QUICK_GENERATE = ["--images", "16"]
 QUICK_TRAIN = ["--images", "32", "--lp-epochs", "3"]
 # The default bank only: the shared-data bank takes minutes to build the first time.
 QUICK_DECODE = ["--no-big-bank", "--repeats", "1"]
+QUICK_PREDICT = ["--images", "32", "--naive-images", "8", "--no-compile"]
 QUICK_SERVE = ["--requests", "80", "--baseline-requests", "16"]
 QUICK_EMBED = ["--n-prompts", "300", "--naive-n", "60", "--repeats", "1"]
 # One cluster just over the seed method's k=5000, so its k limit still bites at n=20000.
@@ -49,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     status |= bench_train.main(QUICK_TRAIN if args.quick else [])
     print(flush=True)
     status |= bench_decode.main(QUICK_DECODE if args.quick else [])
+    print(flush=True)
+    status |= bench_predict.main(QUICK_PREDICT if args.quick else [])
     print(flush=True)
     status |= bench_default_model.main([])
     print(flush=True)

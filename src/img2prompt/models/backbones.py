@@ -49,6 +49,9 @@ class Backbone(nn.Module):
         rebuilds it (arguments relative to the model folder). Weights are saved by the caller."""
         return self.spec
 
+    def set_attention(self, implementation: str) -> None:
+        """Choose the attention kernel (`sdpa`, `eager`) where the backbone has attention."""
+
 
 # --- transformers backbones -------------------------------------------------------------------
 
@@ -104,6 +107,9 @@ class HFCLIPBackbone(Backbone):
 
     def save_config(self, directory: Path) -> str:
         return _save_hf(self.model, self.preprocess, directory, "hf-clip")
+
+    def set_attention(self, implementation: str) -> None:
+        self.model.set_attn_implementation(implementation)
 
 
 def _clip_vision_config(source: str):
