@@ -358,6 +358,16 @@ class DecodeMode(str, Enum):
     best = "best"
 
 
+# Options that `describe` and `serve` share.
+ModelOption = Annotated[str, typer.Option(help="A model folder (`RUN/model`) or `default`.")]
+BankOption = Annotated[
+    str, typer.Option(help="Prompt bank: `default` (shipped with the package) or a folder.")
+]
+DecodeModeOption = Annotated[
+    DecodeMode,
+    typer.Option(help="fast: ~15 ms a prompt; best: beam search, ~0.35 s a prompt on a CPU."),
+]
+
 _ENCODER_HELP = "Target encoder: sentence-transformers name or path (default: the offline scorer)."
 
 
@@ -754,16 +764,9 @@ def describe(
     images: Annotated[
         list[Path], typer.Argument(help="Image files or folders (searched recursively).")
     ],
-    model: Annotated[str, typer.Option(help="A model folder (`RUN/model`) or `default`.")] = (
-        "default"
-    ),
-    bank: Annotated[
-        str, typer.Option(help="Prompt bank: `default` (shipped with the package) or a folder.")
-    ] = "default",
-    mode: Annotated[
-        DecodeMode,
-        typer.Option(help="fast: ~15 ms a prompt; best: beam search, ~0.35 s a prompt on a CPU."),
-    ] = DecodeMode.best,
+    model: ModelOption = "default",
+    bank: BankOption = "default",
+    mode: DecodeModeOption = DecodeMode.best,
     out: Annotated[
         Path | None,
         typer.Option(help=".parquet (prompt, score, embedding, neighbours) or .json."),
@@ -832,16 +835,9 @@ def serve(
         str, typer.Option(help="Address to listen on; 0.0.0.0 exposes it (no authentication).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    model: Annotated[str, typer.Option(help="A model folder (`RUN/model`) or `default`.")] = (
-        "default"
-    ),
-    bank: Annotated[
-        str, typer.Option(help="Prompt bank: `default` (shipped with the package) or a folder.")
-    ] = "default",
-    mode: Annotated[
-        DecodeMode,
-        typer.Option(help="fast: ~15 ms a prompt; best: beam search, ~0.35 s a prompt on a CPU."),
-    ] = DecodeMode.fast,
+    model: ModelOption = "default",
+    bank: BankOption = "default",
+    mode: DecodeModeOption = DecodeMode.fast,
     max_upload_mb: Annotated[
         float, typer.Option(help="Larger uploads are refused with 413.")
     ] = 20.0,
