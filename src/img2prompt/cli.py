@@ -837,7 +837,7 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     model: ModelOption = "default",
     bank: BankOption = "default",
-    mode: DecodeModeOption = DecodeMode.fast,
+    mode: DecodeModeOption = DecodeMode.best,
     max_upload_mb: Annotated[
         float, typer.Option(help="Larger uploads are refused with 413.")
     ] = 20.0,
