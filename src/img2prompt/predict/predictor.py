@@ -89,7 +89,9 @@ class Predictor:
     """A loaded model plus everything about running it: device, precision, TTA views, batching.
 
     `predict_files` is the command-line path (files, worker threads, failures reported);
-    `embed_images` serves callers that already hold images (the web app, `describe`)."""
+    `embed_images` serves callers that already hold images (the web app, `describe`).
+    A model object passed in is adapted in place (device, memory format, attention kernel); the
+    bf16 copy is a new one."""
 
     def __init__(
         self, model: ImageToPromptModel | str | Path, options: PredictOptions | None = None
