@@ -140,13 +140,9 @@ class Describer:
             except InputError as e:
                 results.append(e)
         if pixels:
-            chunks = []
-            step = self.predictor.options.batch_size
-            for start in range(0, len(pixels), step):
-                batch = np.concatenate(pixels[start : start + step])
-                chunks.append(self.predictor.embed_pixels(batch).numpy())
             names = [name for (name, _), r in zip(uploads, results, strict=True) if r is None]
-            described = iter(self._describe_embeddings(names, np.concatenate(chunks)))
+            embeddings = self.predictor.embed_views(pixels)
+            described = iter(self._describe_embeddings(names, embeddings))
             results = [next(described) if r is None else r for r in results]
         return results  # type: ignore[return-value]
 

@@ -52,13 +52,7 @@ class Evaluation:
 def evaluate(predictions: str | Path, truth: str | Path) -> Evaluation:
     table = read_predictions(predictions)
     reference = read_truth(truth)
-    rows, matched_by = reference.match(table)
-    targets = reference.targets[rows]
-    if targets.shape[1] != table.embeddings.shape[1]:
-        raise ValueError(
-            f"{table.path}: embeddings have {table.embeddings.shape[1]} dimensions, "
-            f"the truth in {reference.path} has {targets.shape[1]}"
-        )
+    rows, targets, matched_by = reference.targets_for(table)
     cosines = np.einsum("nd,nd->n", table.embeddings, targets)
     folds = table.folds if table.folds is not None else _take(reference.folds, rows)
     sources = _take(reference.sources, rows)

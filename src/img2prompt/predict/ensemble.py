@@ -111,12 +111,7 @@ def fit_ensemble(members: list[PredictionTable], truth: Truth) -> EnsembleFit:
     if len(members) < 2:
         raise ValueError("an ensemble needs at least two prediction files")
     predictions = align(members)
-    rows, matched_by = truth.match(members[0])
-    targets = truth.targets[rows]
-    if targets.shape[1] != predictions.shape[2]:
-        raise ValueError(
-            f"predictions have {predictions.shape[2]} dimensions, the truth {targets.shape[1]}"
-        )
+    rows, targets, matched_by = truth.targets_for(members[0])  # align() checked the others
     weights = fit_weights(predictions, targets)
     member_scores = [float(np.einsum("nd,nd->n", p, targets).mean()) for p in predictions]
     blend_score = float(np.einsum("nd,nd->n", blend(predictions, weights), targets).mean())

@@ -179,12 +179,22 @@ class Predictor:
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Images already in memory (any mode) -> (N, D) unit vectors, in batches."""
-        out = []
+        return self.embed_views([render_views(to_rgb(image), self.views) for image in images])
+
+    def embed_views(self, views: Sequence[np.ndarray]) -> np.ndarray:
+        """Per-image (V, 3, H, W) views (`render_views`, `load_views`) -> (N, D) unit vectors."""
         size = self.options.batch_size
-        for start in range(0, len(images), size):
-            batch = [render_views(to_rgb(im), self.views) for im in images[start : start + size]]
-            out.append(self.embed_pixels(np.concatenate(batch)))
-        return torch.cat(out).numpy() if out else np.zeros((0, self.model.cfg.out_dim), "float32")
+        return self._rows(
+            [
+                self.embed_pixels(np.concatenate(views[start : start + size]))
+                for start in range(0, len(views), size)
+            ]
+        )
+
+    def _rows(self, chunks: list[torch.Tensor]) -> np.ndarray:
+        if not chunks:
+            return np.zeros((0, self.model.cfg.out_dim), np.float32)
+        return torch.cat(chunks).numpy()
 
     # -- the file side -----------------------------------------------------------------------
 
@@ -215,11 +225,9 @@ class Predictor:
                         flush()
                 bar.advance()
             flush()
-        dim = self.model.cfg.out_dim
-        embeddings = torch.cat(chunks).numpy() if chunks else np.zeros((0, dim), np.float32)
         return Predictions(
             images,
-            embeddings,
+            self._rows(chunks),
             failures,
             self.precision or "fp32",
             time.perf_counter() - start,
@@ -244,16 +252,18 @@ class Predictor:
                 yield str(path), self.load_views(path)
             return
         read_ahead = 2 * self.options.batch_size + workers  # bounded: memory stays flat
+        queue = iter(paths)
+        pending: deque = deque()
         with ThreadPoolExecutor(workers, thread_name_prefix="img2prompt-decode") as pool:
-            pending = deque()
-            queue = iter(paths)
-            for path in queue:
-                pending.append((str(path), pool.submit(self.load_views, path)))
-                if len(pending) >= read_ahead:
-                    break
+
+            def submit_next() -> None:
+                path = next(queue, None)
+                if path is not None:
+                    pending.append((str(path), pool.submit(self.load_views, path)))
+
+            for _ in range(read_ahead):
+                submit_next()
             while pending:
                 name, future = pending.popleft()
-                for path in queue:
-                    pending.append((str(path), pool.submit(self.load_views, path)))
-                    break
+                submit_next()
                 yield name, future.result()

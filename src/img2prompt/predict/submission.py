@@ -103,15 +103,16 @@ def check_submission(
     if sample is not None:
         check.problems.extend(_compare_ids(ids, read_submission(sample)[0], Path(sample)))
     if truth is not None and check.ok:
-        truth_ids, targets = read_submission(truth)
-        if sorted(truth_ids) == sorted(ids):
-            row = {image: i for i, image in enumerate(truth_ids)}
-            targets = targets[[row[image] for image in ids]]
-            unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(1e-12)
-            unit_targets = targets / np.linalg.norm(targets, axis=1, keepdims=True).clip(1e-12)
-            check.score = float(np.einsum("nd,nd->n", unit, unit_targets).mean())
+        # tables reads submissions with this module, so it is imported here, not at the top
+        from img2prompt.predict.tables import PredictionTable, normalise, read_truth
+
+        table = PredictionTable(check.path, ids, normalise(vectors))
+        try:
+            _, targets, _ = read_truth(truth).targets_for(table)
+        except ValueError as e:  # images without a truth row, or another dimension
+            check.problems.append(str(e))
         else:
-            check.problems.append(f"its images differ from the truth's ({truth})")
+            check.score = float(np.einsum("nd,nd->n", table.embeddings, targets).mean())
     return check
 
 

@@ -108,6 +108,18 @@ class Truth:
             )
         return np.array([lookup[key] for key in keys], dtype=np.int64), by
 
+    def targets_for(self, predictions: PredictionTable) -> tuple[np.ndarray, np.ndarray, str]:
+        """(truth rows, their target vectors, how matched) for every prediction row; the two
+        sides must have the same dimension."""
+        rows, by = self.match(predictions)
+        targets = self.targets[rows]
+        if targets.shape[1] != predictions.embeddings.shape[1]:
+            raise ValueError(
+                f"{predictions.path}: embeddings have {predictions.embeddings.shape[1]} "
+                f"dimensions, the truth in {self.path} has {targets.shape[1]}"
+            )
+        return rows, targets, by
+
 
 def read_truth(path: str | Path) -> Truth:
     path = Path(path)
