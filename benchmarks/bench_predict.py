@@ -1,4 +1,4 @@
-"""Prediction throughput: `Predictor` against a naive loop, and against the bf16 ceiling.
+"""Prediction throughput: `Predictor` against a naive loop, and against bf16 ceilings.
 
     python benchmarks/bench_predict.py [--models b32,l14] [--images 64] [--naive-images 16]
 
@@ -7,13 +7,17 @@ measured in one process on real Stable Diffusion images (the 7 competition sampl
 new names to make a folder):
 
   - naive: per image, PIL open, transformers `CLIPImageProcessor`, fp32 forward, one at a time;
-  - predictor: `Predictor.predict_files` with its defaults (batches, decode threads, bf16 after
-    its accuracy check), model load excluded, the bf16 check included;
-  - ceiling: this machine's bf16 matmul rate (GFLOP/s, measured here on large square matmuls)
-    divided by the model's GFLOP per image (counted by torch's FlopCounterMode: 8.8 for B/32,
-    162 for L/14 at 224).
+  - predictor: `Predictor.predict_files` eager (`--no-compile`) and compiled (`--compile`), model
+    load excluded; the job's first batch (the bf16 accuracy check, and the compile) is timed
+    apart, as it is paid once per job;
+  - ceilings: a bf16 matmul rate (GFLOP/s) divided by the model's GFLOP per image (counted by
+    torch's FlopCounterMode: 8.7 for B/32, 156 for L/14 at 224), for three rates:
+      square: large square matmuls measured here (the strictest: 650-760 GFLOP/s on 2 cores);
+      shapes: the model's own linear layers at this batch's token count, measured here;
+      issue:  the ~410 GFLOP/s the issue quotes for this machine.
 
-Goals (issue 4): predictor >= 2.5x naive, and >= 70% of the ceiling.
+Goals (issue 4): predictor >= 2.5x naive, and >= 70% of the ceiling; the exit status judges the
+strictest (square) ceiling.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import SHARED_DIR, load_average
+
+ISSUE_BF16_GFLOPS = 410.0
+"""The bf16 matmul rate issue 4 quotes for this machine (2 threads here measure 650-760)."""
 
 SHAPES = {
     # name: (hidden, intermediate, layers, heads, patch)
@@ -165,13 +172,18 @@ def main(argv: list[str] | None = None) -> int:
             model = build_model(shape)
             gflop = gflop_per_image(model)
             naive = naive_loop(model, paths[: args.naive_images])
-            square = bf16_matmul_gflops()
-            shaped = linear_layers_gflops(model, args.batch_size)
-            ceiling = square / gflop
+            rates = {
+                "square": bf16_matmul_gflops(),
+                "shapes": linear_layers_gflops(model, args.batch_size),
+                "issue": ISSUE_BF16_GFLOPS,
+            }
+            ceilings = {name: rate / gflop for name, rate in rates.items()}
             print(
-                f"{shape}: {gflop:.1f} GFLOP/image | naive loop {naive:.2f} img/s | bf16 "
-                f"ceiling {ceiling:.2f} img/s (square matmuls {square:.0f} GFLOP/s; the model's "
-                f"own linear shapes {shaped:.0f} GFLOP/s = {shaped / gflop:.2f} img/s)",
+                f"{shape}: {gflop:.1f} GFLOP/image | naive loop {naive:.2f} img/s | bf16 ceilings "
+                + ", ".join(
+                    f"{name} {rates[name]:.0f} GFLOP/s = {ceilings[name]:.2f} img/s"
+                    for name in rates
+                ),
                 flush=True,
             )
             for compiled in [False, True] if args.compile else [False]:
@@ -179,25 +191,25 @@ def main(argv: list[str] | None = None) -> int:
                 predictor = Predictor(model, options)
                 start = time.perf_counter()
                 predictor.predict_files(paths[: args.batch_size], progress=False)
-                warmup = time.perf_counter() - start  # bf16 check (+ compile): once per job
+                first_batch = time.perf_counter() - start  # bf16 check (+ compile): once per job
                 result = predictor.predict_files(paths, progress=False)
                 ours = len(result.images) / result.seconds
                 # the model alone, on images decoded beforehand
-                batch = np.concatenate([predictor.load_views(p) for p in paths[: args.batch_size]])
+                crops = np.concatenate([predictor.load_views(p) for p in paths[: args.batch_size]])
                 start = time.perf_counter()
-                predictor.embed_pixels(batch)
+                predictor.embed_crops(crops)
                 model_only = args.batch_size / (time.perf_counter() - start)
-                speedup, of_ceiling = ours / naive, ours / ceiling
-                ok = speedup >= 2.5 and of_ceiling >= 0.7
+                speedup = ours / naive
+                ok = speedup >= 2.5 and ours / ceilings["square"] >= 0.7
                 status |= not ok
                 label = "predictor --compile" if compiled else "predictor"
                 print(
-                    f"  {label}: {ours:.2f} img/s ({result.precision}, batch "
-                    f"{args.batch_size}; first batch {warmup:.1f} s) | {speedup:.2f}x naive "
-                    f"(goal 2.5) | {of_ceiling:.0%} of the ceiling (goal 70%), "
-                    f"{ours * gflop / shaped:.0%} of the shape-aware one | "
-                    f"{'ok' if ok else 'MISSED'} | model alone on decoded images "
-                    f"{model_only:.2f} img/s = {model_only / ceiling:.0%} of the ceiling",
+                    f"  {label}: {ours:.2f} img/s ({result.precision}, batch {args.batch_size}; "
+                    f"first batch {first_batch:.1f} s) | {speedup:.2f}x naive (goal 2.5) | of the "
+                    "ceilings (goal 70%): "
+                    + ", ".join(f"{name} {ours / c:.0%}" for name, c in ceilings.items())
+                    + f" | {'ok' if ok else 'MISSED'} | model alone on decoded images "
+                    f"{model_only:.2f} img/s = {model_only / ceilings['square']:.0%} of square",
                     flush=True,
                 )
         print(f"load average after: {load_average()}")

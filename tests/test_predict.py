@@ -166,7 +166,7 @@ def test_auto_precision_refuses_bf16_when_it_loses_accuracy(kaggle_sample):
     if native_bf16("cpu"):
         assert "refused" in auto.precision_note
     np.testing.assert_allclose(got.embeddings, fp32.embeddings, atol=1e-5)
-    assert auto.channels_last  # convolutional backbones run channels-last
+    assert auto.layout == torch.channels_last  # convolutional backbones run channels-last
 
 
 def test_embed_images_equals_predict_files(clip_model_dir, photos):
@@ -303,13 +303,48 @@ def test_missing_input_and_empty_folder_give_clear_errors(clip_model_dir, tmp_pa
     assert result.exit_code == 2 and "no images" in result.output
 
 
-def test_compiled_model_gives_the_same_embeddings(clip_model_dir, photos):
-    """--compile pads the short last batch to keep one shape; results equal eager ones."""
-    eager = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
-    compiled = Predictor(
-        clip_model_dir, PredictOptions(precision="fp32", batch_size=2, compile=True)
-    )
+def test_compile_auto_compiles_a_long_job_and_gives_the_eager_embeddings(
+    clip_model_dir, photos, monkeypatch
+):
+    """`--compile auto` times the first batch and compiles when the rest of the job is long
+    enough (here: any length); the short last batch is padded to keep one shape, and the
+    results equal eager ones."""
+    from img2prompt.predict import predictor as predictor_module
+
+    eager = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2, compile=False))
     expected = eager.predict_files(photos, False).embeddings
-    got = compiled.predict_files(photos, False)
-    assert len(got.images) == len(photos) == 5  # two full batches and a padded one
+    assert not eager.compiled
+    short_job = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
+    short_job.predict_files(photos, False)  # a few images: far from worth a compile
+    assert not short_job.compiled and short_job.compile_note == ""
+
+    monkeypatch.setattr(predictor_module, "COMPILE_AUTO_SECONDS", 0.0)
+    auto = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
+    got = auto.predict_files(photos, False)
+    assert auto.compiled and auto.compile_note.startswith("compiled")
+    assert len(got.images) == len(photos) == 5  # an eager batch, a compiled one, a padded one
     np.testing.assert_allclose(got.embeddings, expected, atol=1e-4)
+
+
+def test_a_failed_compile_falls_back_to_eager_unless_asked_for(clip_model_dir, photos, monkeypatch):
+    """Inductor needs a C++ compiler on CPU: `auto` runs on eagerly and says why; an explicit
+    `--compile` fails loudly."""
+    from img2prompt.predict import predictor as predictor_module
+
+    def broken_compile(model, **_):
+        def forward(pixels):
+            raise RuntimeError("no C++ compiler found")
+
+        return forward
+
+    expected = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
+    expected = expected.predict_files(photos, False).embeddings
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    monkeypatch.setattr(predictor_module, "COMPILE_AUTO_SECONDS", 0.0)
+    auto = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
+    got = auto.predict_files(photos, False)
+    assert not auto.compiled and "no C++ compiler found" in auto.compile_note
+    np.testing.assert_allclose(got.embeddings, expected, atol=1e-5)
+    forced = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2, compile=True))
+    with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
+        forced.predict_files(photos, False)

@@ -233,7 +233,8 @@ class FoldTrainer:
         is_val = np.zeros(len(table), bool) if fold is None else table.folds == fold
         self.train_rows, self.val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
         self.table = table
-        self.targets = torch.from_numpy(table.targets).to(fabric.device)
+        # a copy: the table's Arrow-backed array is read-only
+        self.targets = torch.tensor(table.targets, device=fabric.device)
         self.loss_fn = WeightedLoss(parse_loss_weights(cfg.loss), cfg.mnrl_scale)
         self.encoder = None
         if cfg.mixgen > 0:
