@@ -156,25 +156,34 @@ def image_folder(folder: Path, n: int) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="b32,l14")
-    parser.add_argument("--images", type=int, default=64, help="images for the predictor")
+    parser.add_argument(
+        "--images", type=int, default=0, help="images for the predictor (default: 4 batches)"
+    )
     parser.add_argument("--naive-images", type=int, default=16, help="images for the naive loop")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--batch-size", type=int, default=0, help="default: the predictor's own choice"
+    )
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args(argv)
 
-    from img2prompt.predict.predictor import PredictOptions, Predictor
+    import torch
+
+    from img2prompt.predict.predictor import PredictOptions, Predictor, auto_batch_size
 
     status = 0
     with tempfile.TemporaryDirectory() as tmp:
-        paths = image_folder(Path(tmp), args.images)
+        folder = Path(tmp)
         print(f"load average before: {load_average()}")
         for shape in args.models.split(","):
             model = build_model(shape)
+            batch = args.batch_size or auto_batch_size(model.backbone, 1, torch.device("cpu"))
+            paths = image_folder(folder, max(args.images or 4 * batch, args.naive_images))
+            paths = paths[: args.images or 4 * batch]
             gflop = gflop_per_image(model)
             naive = naive_loop(model, paths[: args.naive_images])
             rates = {
                 "square": bf16_matmul_gflops(),
-                "shapes": linear_layers_gflops(model, args.batch_size),
+                "shapes": linear_layers_gflops(model, batch),
                 "issue": ISSUE_BF16_GFLOPS,
             }
             ceilings = {name: rate / gflop for name, rate in rates.items()}
@@ -187,24 +196,24 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
             for compiled in [False, True] if args.compile else [False]:
-                options = PredictOptions(batch_size=args.batch_size, compile=compiled)
+                options = PredictOptions(batch_size=batch, compile=compiled)
                 predictor = Predictor(model, options)
                 start = time.perf_counter()
-                predictor.predict_files(paths[: args.batch_size], progress=False)
+                predictor.predict_files(paths[:batch], progress=False)
                 first_batch = time.perf_counter() - start  # bf16 check (+ compile): once per job
                 result = predictor.predict_files(paths, progress=False)
                 ours = len(result.images) / result.seconds
                 # the model alone, on images decoded beforehand
-                crops = np.concatenate([predictor.load_views(p) for p in paths[: args.batch_size]])
+                crops = np.concatenate([predictor.load_views(p) for p in paths[:batch]])
                 start = time.perf_counter()
                 predictor.embed_crops(crops)
-                model_only = args.batch_size / (time.perf_counter() - start)
+                model_only = batch / (time.perf_counter() - start)
                 speedup = ours / naive
                 ok = speedup >= 2.5 and ours / ceilings["square"] >= 0.7
                 status |= not ok
                 label = "predictor --compile" if compiled else "predictor"
                 print(
-                    f"  {label}: {ours:.2f} img/s ({result.precision}, batch {args.batch_size}; "
+                    f"  {label}: {ours:.2f} img/s ({result.precision}, batch {batch}; "
                     f"first batch {first_batch:.1f} s) | {speedup:.2f}x naive (goal 2.5) | of the "
                     "ceilings (goal 70%): "
                     + ", ".join(f"{name} {ours / c:.0%}" for name, c in ceilings.items())

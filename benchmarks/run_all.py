@@ -27,7 +27,7 @@ QUICK_GENERATE = ["--images", "16"]
 QUICK_TRAIN = ["--images", "32", "--lp-epochs", "3"]
 # The default bank only: the shared-data bank takes minutes to build the first time.
 QUICK_DECODE = ["--no-big-bank", "--repeats", "1"]
-QUICK_PREDICT = ["--images", "32", "--naive-images", "8", "--no-compile"]
+QUICK_PREDICT = ["--images", "64", "--naive-images", "8", "--no-compile"]
 QUICK_SERVE = ["--requests", "80", "--baseline-requests", "16"]
 QUICK_EMBED = ["--n-prompts", "300", "--naive-n", "60", "--repeats", "1"]
 # One cluster just over the seed method's k=5000, so its k limit still bites at n=20000.

@@ -348,3 +348,31 @@ def test_a_failed_compile_falls_back_to_eager_unless_asked_for(clip_model_dir, p
     forced = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2, compile=True))
     with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
         forced.predict_files(photos, False)
+
+
+def test_auto_batch_size_keeps_about_4k_tokens_per_pass_on_cpu():
+    """ViT-L/14 at 224 (257 tokens) runs 16 images per pass, ViT-B/32 (50 tokens) the cap of 64;
+    each TTA view is a row, so views divide the images; conv nets and GPUs get fixed sizes."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from img2prompt.data.transforms import CLIP_MEAN, CLIP_STD, PreprocessConfig
+    from img2prompt.models.backbones import HFCLIPBackbone
+    from img2prompt.models.registry import build_backbone
+    from img2prompt.predict.predictor import auto_batch_size
+
+    def clip(patch: int) -> HFCLIPBackbone:
+        config = CLIPVisionConfig(
+            hidden_size=8, intermediate_size=8, num_hidden_layers=1, num_attention_heads=2,
+            patch_size=patch, image_size=224,
+        )  # fmt: skip
+        preprocess = PreprocessConfig(224, 224, CLIP_MEAN, CLIP_STD)
+        return HFCLIPBackbone(CLIPVisionModel(config), preprocess)
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    l14, b32 = clip(14), clip(32)
+    assert (l14.tokens_per_image, b32.tokens_per_image) == (257, 50)
+    assert auto_batch_size(l14, 1, cpu) == 16 and auto_batch_size(l14, 4, cpu) == 4
+    assert auto_batch_size(b32, 1, cpu) == 64 and auto_batch_size(b32, 2, cpu) == 32
+    convnet = build_backbone("tiny-convnext", pretrained=False)
+    assert convnet.tokens_per_image is None and auto_batch_size(convnet, 1, cpu) == 32
+    assert auto_batch_size(l14, 2, gpu) == 32

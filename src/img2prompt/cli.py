@@ -548,6 +548,12 @@ def _print_scores(result, out: Path | None) -> None:
     )
 
 
+BATCH_HELP = (
+    "Images per forward pass. Default: chosen for the model (on CPU ~4k tokens per pass for a "
+    "ViT: 16 images for ViT-L/14, 64 for ViT-B/32; 32 for conv nets; 64 rows on a GPU)."
+)
+
+
 class Precision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
@@ -575,7 +581,7 @@ def predict(
         Path | None,
         typer.Option(help="Kaggle CSV `imgId_eId,val`; imgId is the file name without suffix."),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    batch_size: Annotated[int, typer.Option(help=BATCH_HELP, show_default=False)] = 0,
     precision: Annotated[
         Precision,
         typer.Option(help="auto: bf16 where native and checked to keep cosine >= 0.9995 to fp32."),
@@ -780,7 +786,7 @@ def describe(
         bool, typer.Option("--json", help="Print JSON on stdout instead of the table.")
     ] = False,
     neighbours: Annotated[int, typer.Option(help="Nearest bank entries listed per image.")] = 3,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 32,
+    batch_size: Annotated[int, typer.Option(help=BATCH_HELP, show_default=False)] = 0,
     tta: Annotated[TTA, typer.Option(help="Test-time views: mirror, 15% zoom.")] = TTA.none,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
     skip_bad: Annotated[

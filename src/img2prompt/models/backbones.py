@@ -52,6 +52,12 @@ class Backbone(nn.Module):
     def set_attention(self, implementation: str) -> None:
         """Choose the attention kernel (`sdpa`, `eager`) where the backbone has attention."""
 
+    @property
+    def tokens_per_image(self) -> int | None:
+        """Sequence length of a transformer backbone (what sizes its activations); None when
+        the backbone is not a transformer or does not say."""
+        return None
+
 
 # --- transformers backbones -------------------------------------------------------------------
 
@@ -110,6 +116,10 @@ class HFCLIPBackbone(Backbone):
 
     def set_attention(self, implementation: str) -> None:
         self.model.set_attn_implementation(implementation)
+
+    @property
+    def tokens_per_image(self) -> int:
+        return (self.preprocess.crop_size // self.model.config.patch_size) ** 2 + 1  # + CLS
 
 
 def _clip_vision_config(source: str):
