@@ -306,9 +306,9 @@ def test_missing_input_and_empty_folder_give_clear_errors(clip_model_dir, tmp_pa
 def test_compile_auto_compiles_a_long_job_and_gives_the_eager_embeddings(
     clip_model_dir, photos, monkeypatch
 ):
-    """`--compile auto` times the first batch and compiles when the rest of the job is long
-    enough (here: any length); the short last batch is padded to keep one shape, and the
-    results equal eager ones."""
+    """`--compile auto` times the first batch and compiles a transformer when the rest of the
+    job is long enough (here: any length); the short last batch is padded to keep one shape,
+    and the results equal eager ones."""
     from img2prompt.predict import predictor as predictor_module
 
     eager = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2, compile=False))
@@ -324,6 +324,9 @@ def test_compile_auto_compiles_a_long_job_and_gives_the_eager_embeddings(
     assert auto.compiled and auto.compile_note.startswith("compiled")
     assert len(got.images) == len(photos) == 5  # an eager batch, a compiled one, a padded one
     np.testing.assert_allclose(got.embeddings, expected, atol=1e-4)
+    convolutional = Predictor("default", PredictOptions(batch_size=2))
+    convolutional.predict_files(photos, False)
+    assert not convolutional.compiled  # auto leaves conv nets eager: compiling did not pay
 
 
 def test_a_failed_compile_falls_back_to_eager_unless_asked_for(clip_model_dir, photos, monkeypatch):

@@ -599,8 +599,8 @@ def predict(
         typer.Option(
             "--compile/--no-compile",
             help="torch.compile the model: a ViT runs 25-45% faster after a one-off 30-60 s "
-            "compile. Default: compile only when the first batch shows the job has 10+ minutes "
-            "of model work left.",
+            "compile. Default: compile a transformer when the first batch shows the job has 10+ "
+            "minutes of model work left.",
             show_default=False,
         ),
     ] = None,
