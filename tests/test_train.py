@@ -236,3 +236,31 @@ def test_a_table_without_images_is_explained(tmp_path, encoder):
     prepare(PrepareConfig(inputs=[prompts], out=tmp_path / "data", folds=1), progress=False)
     with pytest.raises(ValueError, match="missing columns \\['image'\\]"):
         train(_config(tmp_path / "data", tmp_path / "run"), progress=False)
+
+
+def test_train_help_shows_the_defaults_training_uses():
+    """Train options default to None (so a --recipe can fill them), so their help states the
+    default by hand as `[value]`: each must be what TrainConfig really uses."""
+    import dataclasses
+    import re
+
+    import typer.main
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    command = typer.main.get_command(app).commands["train"]
+    checked = 0
+    for param in command.params:
+        stated = re.search(r"\[([^\]]+)\]\.?$", param.help or "")
+        if not stated or param.name not in defaults:
+            continue
+        text, default = stated.group(1), defaults[param.name]
+        if text.startswith("--"):  # "[--lr]": falls back to another option's value
+            assert default is None, param.name
+        elif isinstance(default, bool):
+            assert default == (text == "on"), param.name
+        elif isinstance(default, int | float):
+            assert float(text) == default, (param.name, text, default)
+        else:
+            assert text == default, (param.name, text, default)
+        checked += 1
+    assert checked >= 15  # the help still states its defaults
