@@ -264,3 +264,19 @@ def test_train_help_shows_the_defaults_training_uses():
             assert text == default, (param.name, text, default)
         checked += 1
     assert checked >= 15  # the help still states its defaults
+
+
+def test_train_options_for_the_model_default_as_the_model_does():
+    """TrainConfig is flat (one YAML level for recipes) and repeats ModelConfig's head and pool
+    fields; a model built from defaults must be the model a default run trains."""
+    import dataclasses
+
+    from img2prompt.models.model import ModelConfig
+
+    train_defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    shared = ("head", "head_hidden", "pool", "gem_p", "style_backbone")
+    for field in dataclasses.fields(ModelConfig):
+        if field.name in shared:
+            assert train_defaults[field.name] == field.default, field.name
+    config = TrainConfig(data=Path("d"), backbone="tiny-clip", out=Path("o")).model_config()
+    assert config == ModelConfig(backbone="tiny-clip")
