@@ -136,6 +136,11 @@ def test_page_and_schema(client):
         assert response.status_code == 200 and not re.search(r"https?://", response.text)
     schema = client.get("/openapi.json").json()
     assert "/api/describe" in schema["paths"] and "/api/health" in schema["paths"]
+    for docs in ("/docs", "/redoc"):  # the API documentation pages work offline too
+        html = client.get(docs).text
+        assert "/openapi.json" in html and not re.search(r"https?://", html)
+        for script in re.findall(r"""<script src=["']([^"']+)""", html):
+            assert client.get(script).status_code == 200
 
 
 # --- a live server: batching, back-pressure, failures -----------------------------------------
@@ -278,6 +283,14 @@ def test_the_page_in_a_headless_browser(describer, tmp_path):
             page.screenshot(path=str(shot), full_page=True)
             if target := os.environ.get("IMG2PROMPT_SCREENSHOT"):
                 shutil.copy(shot, target)
+
+            # /docs renders Swagger UI from the app's own files: nothing from another origin.
+            requests: list[str] = []
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(f"{url}/docs")
+            expect(page.locator(".opblock-summary-path").first).to_be_visible(timeout=20_000)
+            expect(page.get_by_text("/api/describe", exact=True)).to_be_visible()
+            assert requests and all(r.startswith(url) for r in requests), requests
             assert errors == []
         finally:
             browser.close()

@@ -27,6 +27,7 @@ from typing import Annotated, Any
 from fastapi import FastAPI, File, HTTPException, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from img2prompt.data.images import NotAnImage, image_header
@@ -256,13 +257,12 @@ def create_app(
             await worker.stop()
             worker.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="img2prompt",
         summary="Recover the prompt behind a Stable Diffusion image.",
         description="Upload an image to `POST /api/describe` (multipart field `image`): the "
         "answer is the predicted all-MiniLM-L6-v2 prompt embedding, a readable prompt decoded "
-        "from it, its score and the nearest prompt-bank entries. (This page loads its scripts "
-        "from a CDN; offline, `/openapi.json` has the same schema.)",
+        "from it, its score and the nearest prompt-bank entries.",
         lifespan=lifespan,
     )
     app.state.worker = worker
