@@ -48,7 +48,6 @@ would keep the eager model busy this long: the one-off compile (30-60 s on 2 CPU
 under a tenth of the job, and it makes a ViT's forward 25-45% faster. Convolutional models are
 left eager: compiled, the default EfficientNet model ran no faster (49.5 vs 52.4 img/s)."""
 
-
 CPU_TOKENS_PER_BATCH = 4096
 """Auto batch size for transformers on CPU: about this many tokens per forward pass. A ViT-L/14's
 MLP activations for 4k tokens (34 MB in bf16) about fit this machine's 32 MB L3 cache, and 16
@@ -193,6 +192,8 @@ class Predictor:
                 raise
             self._forward, self.compiled = self.model, False
             self.compile_note = f"compile failed, running eagerly: {type(e).__name__}: {e}"
+            if self.device.type == "cpu":
+                self.model.backbone.set_attention("sdpa")  # eager, the fused kernel is faster
             return self._forward(pixels)
 
     def _pad_to_batch(self, pixels: torch.Tensor) -> torch.Tensor:
