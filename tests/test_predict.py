@@ -18,6 +18,7 @@ from img2prompt.cli import app
 from img2prompt.data.embed import native_bf16
 from img2prompt.data.images import load_image
 from img2prompt.data.transforms import preprocess
+from img2prompt.errors import InputError
 from img2prompt.models.model import ImageToPromptModel, ModelConfig, load_model, save_model
 from img2prompt.predict.predictor import PredictOptions, Predictor
 from img2prompt.predict.run import run_predict
@@ -268,25 +269,80 @@ def test_broken_images_are_reported_with_reasons_and_the_rest_is_written(
     assert runner.invoke(app, [*args, "--skip-bad"]).exit_code == 0
 
 
-def test_a_crash_leaves_no_partial_output(clip_model_dir, photos, tmp_path, monkeypatch):
-    out, submission = tmp_path / "preds.parquet", tmp_path / "sub.csv"
-    submission.write_text("previous run\n")
-    calls = []
+def crash_on_batch(monkeypatch, n: int) -> list[int]:
+    """Make the model raise on its n-th batch; returns the images each call was given."""
+    calls: list[int] = []
+    original = Predictor.embed_pixels
 
-    def crash_on_second_batch(self, pixels):
-        calls.append(1)
-        if len(calls) == 2:
+    def embed(self, pixels):
+        calls.append(len(pixels))
+        if len(calls) == n:
             raise RuntimeError("killed")
         return original(self, pixels)
 
-    original = Predictor.embed_pixels
-    monkeypatch.setattr(Predictor, "embed_pixels", crash_on_second_batch)
+    monkeypatch.setattr(Predictor, "embed_pixels", embed)
+    return calls
+
+
+def test_a_crash_leaves_no_partial_output_and_the_rerun_resumes(
+    clip_model_dir, photos, tmp_path, monkeypatch
+):
+    """Killed mid-job: no output file, the old submission intact, the finished rows saved in
+    OUT.partial; the same command again predicts only the rest, and the result equals a run that
+    was never interrupted, in input order, with no row lost or repeated."""
+    from img2prompt.predict import resume
+
+    monkeypatch.setattr(resume, "SAVE_EVERY_IMAGES", 1)  # save every batch
+    out, submission = tmp_path / "preds.parquet", tmp_path / "sub.csv"
+    submission.write_text("previous run\n")
     options = PredictOptions(batch_size=2, precision="fp32")
+    crash_on_batch(monkeypatch, 2)
     with pytest.raises(RuntimeError, match="killed"):
         run_predict(clip_model_dir, photos, options, out, submission, progress=False)
     assert not out.exists()
     assert submission.read_text() == "previous run\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["sub.csv"]  # no temporary files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.parquet.partial", "sub.csv"]
+    assert not list(tmp_path.rglob("*.tmp"))
+
+    calls = crash_on_batch(monkeypatch, 0)  # counts, never crashes
+    _, result = run_predict(clip_model_dir, photos, options, out, submission, progress=False)
+    assert calls == [2, 1] and result.resumed == 2  # only the 3 images not saved before
+    expected = Predictor(clip_model_dir, options).predict_files(photos, False).embeddings
+    table = read_predictions(out)
+    assert table.images == [str(p) for p in photos]
+    np.testing.assert_allclose(table.embeddings, expected, atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.parquet", "sub.csv"]
+
+
+def test_resume_refuses_other_settings_and_redoes_changed_images(
+    clip_model_dir, photos, tmp_path, monkeypatch
+):
+    from img2prompt.predict import resume
+
+    monkeypatch.setattr(resume, "SAVE_EVERY_IMAGES", 1)
+    images = []
+    for photo in photos:  # a copy: one image is rewritten below
+        images.append(tmp_path / photo.name)
+        images[-1].write_bytes(photo.read_bytes())
+    out = tmp_path / "preds.parquet"
+    options = PredictOptions(batch_size=2, precision="fp32")
+    crash_on_batch(monkeypatch, 2)
+    with pytest.raises(RuntimeError, match="killed"):
+        run_predict(clip_model_dir, images, options, out, progress=False)
+
+    crash_on_batch(monkeypatch, 0)
+    other = PredictOptions(batch_size=2, precision="fp32", tta="hflip")
+    with pytest.raises(InputError, match=r"another model or settings .*tta.*--restart"):
+        run_predict(clip_model_dir, images, other, out, progress=False)
+
+    Image.open(photos[4]).save(images[0])  # a saved row whose image then changed
+    calls = crash_on_batch(monkeypatch, 0)
+    _, result = run_predict(clip_model_dir, images, options, out, progress=False)
+    assert result.resumed == 1 and sum(calls) == 4
+    np.testing.assert_allclose(result.embeddings[0], result.embeddings[4], atol=1e-5)
+
+    _, restarted = run_predict(clip_model_dir, images, other, out, progress=False, restart=True)
+    assert restarted.resumed == 0 and len(restarted.images) == 5
 
 
 def test_bad_options_are_refused():

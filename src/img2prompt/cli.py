@@ -608,11 +608,20 @@ def predict(
         bool,
         typer.Option(help="Exit 0 even when some images could not be read (they are listed)."),
     ] = False,
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart", help="Discard the rows an interrupted run of this job saved (OUT.partial)."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Predict the prompt embedding of every image: batched, in input order, bf16 where it is
     safe. Unreadable images are listed with their reason and left out; the exit code is 1 when
-    there were any (unless --skip-bad). With neither --out nor --submission: predictions.parquet."""
+    there were any (unless --skip-bad). With neither --out nor --submission: predictions.parquet.
+
+    Interrupted? Run the same command again: finished rows are saved in OUT.partial/ as the job
+    goes, and only the rest is predicted."""
     from img2prompt.predict.predictor import PredictOptions
     from img2prompt.predict.run import run_predict
 
@@ -627,13 +636,19 @@ def predict(
         device=device,
         compile="auto" if compile is None else compile,
     )
-    predictor, result = _run(run_predict, model, images, options, out, submission, not quiet)
-    n = len(result.images)
+    predictor, result = _run(
+        run_predict, model, images, options, out, submission, not quiet, restart=restart
+    )
+    n = len(result.images) + len(result.failures)
+    now = n - result.resumed
     notes = [note for note in (predictor.precision_note, predictor.compile_note) if note]
     note = f" ({'; '.join(notes)})" if notes else ""
+    timing = f"in {result.seconds:.1f} s ({now / max(result.seconds, 1e-9):.1f}/s)"
+    if result.resumed:
+        timing = f"({result.resumed:,} saved by an interrupted run; {now:,} predicted {timing})"
     stderr.print(
-        f"{n:,} images in {result.seconds:.1f} s ({n / max(result.seconds, 1e-9):.1f}/s), "
-        f"{result.precision}{note}, {len(predictor.views)} view(s) per image"
+        f"{n:,} images {timing}, {result.precision}{note}, "
+        f"{len(predictor.views)} view(s) per image"
         + "".join(f"; wrote {path}" for path in (out, submission) if path),
         highlight=False,
     )

@@ -31,10 +31,8 @@ class _RateColumn(ProgressColumn):
 class _Bar:
     def __init__(self, progress: Progress | None = None, task: int | None = None) -> None:
         self._progress, self._task = progress, task
-        self.done = 0.0
 
     def advance(self, amount: float = 1) -> None:
-        self.done += amount
         if self._progress is not None and self._task is not None:
             self._progress.advance(self._task, amount)
 

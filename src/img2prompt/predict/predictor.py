@@ -116,6 +116,8 @@ class Predictions:
     failures: list[Failure] = field(default_factory=list)
     precision: str = "fp32"
     seconds: float = 0.0
+    resumed: int = 0
+    """Images whose rows an interrupted earlier run of the same job had already saved."""
 
 
 class Predictor:
@@ -288,40 +290,44 @@ class Predictor:
         """Embed image files in input order; undecodable ones are reported, not fatal."""
         start = time.perf_counter()
         images: list[str] = []
-        chunks: list[torch.Tensor] = []
+        chunks: list[np.ndarray] = []
         failures: list[Failure] = []
-        batch_names: list[str] = []
-        batch_crops: list[np.ndarray] = []
+        for batch in self.iter_batches(paths, progress):
+            images += batch.images
+            chunks.append(batch.embeddings)
+            failures += batch.failures
+        embeddings = np.concatenate(chunks) if chunks else self._rows([])
+        return Predictions(
+            images, embeddings, failures, self.precision or "fp32", time.perf_counter() - start
+        )
 
-        def flush() -> None:
-            if batch_crops:
-                chunks.append(self.embed_crops(np.concatenate(batch_crops)))
-                images.extend(batch_names)
-                batch_names.clear()
-                batch_crops.clear()
-                if len(chunks) == 1 and self.compile_if_worth_it(len(paths) - bar.done):
-                    bar.describe("predict (compiling the model: a minute, once)")
-                elif len(chunks) == 2:
-                    bar.describe("predict")
-
+    def iter_batches(
+        self, paths: Sequence[str | Path], progress: bool = True
+    ) -> Iterator[Predictions]:
+        """`predict_files` a batch at a time, in input order: each batch's embeddings with the
+        failures met since the previous one (a caller can save work as it goes)."""
+        names: list[str] = []
+        crops: list[np.ndarray] = []
+        failures: list[Failure] = []
+        batches = 0
         with progress_bar("predict", len(paths), progress) as bar:
-            for name, result in self._decoded(paths):
+            for seen, (name, result) in enumerate(self._decoded(paths), 1):
                 if isinstance(result, InputError):
                     failures.append(Failure(name, result.message))
                 else:
-                    batch_names.append(name)
-                    batch_crops.append(result)
-                    if len(batch_crops) == self.batch_size:
-                        flush()
+                    names.append(name)
+                    crops.append(result)
                 bar.advance()
-            flush()
-        return Predictions(
-            images,
-            self._rows(chunks),
-            failures,
-            self.precision or "fp32",
-            time.perf_counter() - start,
-        )
+                if len(crops) < self.batch_size and seen < len(paths):
+                    continue
+                embedded = [self.embed_crops(np.concatenate(crops))] if crops else []
+                yield Predictions(names, self._rows(embedded), failures, self.precision or "fp32")
+                names, crops, failures = [], [], []
+                batches += 1
+                if batches == 1 and self.compile_if_worth_it(len(paths) - seen):
+                    bar.describe("predict (compiling the model: a minute, once)")
+                elif batches == 2:
+                    bar.describe("predict")
 
     def load_views(self, path: str | Path) -> np.ndarray | InputError:
         """(V, H, W, 3) uint8 views of one image file, or the error saying why it cannot be

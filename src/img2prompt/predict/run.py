@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from img2prompt.data.images import find_images
 from img2prompt.errors import InputError
 from img2prompt.predict.predictor import Predictions, PredictOptions, Predictor
+from img2prompt.predict.resume import PredictJob, job_identity, partial_folder
 from img2prompt.predict.submission import write_submission
 from img2prompt.predict.tables import image_keys, write_predictions
 
@@ -20,23 +23,43 @@ def run_predict(
     out: Path | None = None,
     submission: Path | None = None,
     progress: bool = True,
+    restart: bool = False,
 ) -> tuple[Predictor, Predictions]:
     """Predict every image under `inputs` (input order) and write the requested files. Images
     that cannot be decoded are listed in the result, never written; files are replaced
-    atomically, so a crash leaves no partial output."""
+    atomically, so a crash leaves no partial output. Finished rows are saved as the job goes
+    (`resume.PredictJob`): the same command after an interruption predicts only the rest."""
     if out is not None and out.suffix.lower() != ".parquet":
         raise ValueError(f"--out must end in .parquet, got {out.name!r}")
-    paths = find_images(list(inputs))
+    if out is None and submission is None:
+        raise ValueError("give --out and/or --submission")
+    paths = [str(path) for path in find_images(list(inputs))]
     if not paths:
         raise ValueError(f"no images (png, jpg, jpeg, webp) under {', '.join(map(str, inputs))}")
     if submission is not None:
-        _check_unique_stems(paths)
+        _check_unique_stems([Path(path) for path in paths])
+    job = PredictJob(partial_folder(out or submission), job_identity(model, options), restart)
+    if job.precision and options.precision == "auto":
+        options = replace(options, precision=job.precision)  # as decided when the job began
     predictor = Predictor(model, options)
-    result = predictor.predict_files(paths, progress=progress)
+    start = time.perf_counter()
+    pending = job.pending(paths)
+    for batch in predictor.iter_batches(pending, progress):
+        job.record(batch, predictor.precision or "fp32")
+    images, embeddings, failures = job.rows(paths, predictor.model.cfg.out_dim)
+    result = Predictions(
+        images,
+        embeddings,
+        failures,
+        precision=predictor.precision or job.precision or "fp32",
+        seconds=time.perf_counter() - start,
+        resumed=len(paths) - len(pending),
+    )
     if out is not None:
         write_predictions(out, result.images, result.embeddings)
     if submission is not None:
         write_submission(submission, image_keys(result.images), result.embeddings)
+    job.finish()
     return predictor, result
 
 
