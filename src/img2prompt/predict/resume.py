@@ -84,7 +84,8 @@ class PredictJob:
             self._load()  # the folder is written from the first batch on, not before
         self._buffer: list[tuple[str, tuple[int, int], np.ndarray | None, str | None]] = []
         self._saved_at = time.monotonic()
-        self._parts = len(list(folder.glob("part-*.parquet")))
+        numbers = [int(part.stem.split("-")[1]) for part in folder.glob("part-*.parquet")]
+        self._next_part = max(numbers, default=-1) + 1  # later parts override earlier rows
 
     def _load(self) -> None:
         try:
@@ -105,7 +106,7 @@ class PredictJob:
                 "run with the same ones to resume it, or pass --restart to discard it",
             )
         self.precision = recorded.get("precision")
-        for part in sorted(self.folder.glob("part-*.parquet")):
+        for part in sorted(self.folder.glob("part-*.parquet")):  # oldest first
             table = pq.read_table(part)
             vectors = vectors_from_column(table.column("embedding"), part)
             columns = [table.column(name).to_pylist() for name in ("image", "size", "mtime_ns")]
@@ -151,8 +152,8 @@ class PredictJob:
                 "reason": pa.array(reasons, pa.string()),
             }
         )
-        write_parquet(table, self.folder / f"part-{self._parts:06d}.parquet")
-        self._parts += 1
+        write_parquet(table, self.folder / f"part-{self._next_part:06d}.parquet")
+        self._next_part += 1
         for image, stamp, embedding, reason in self._buffer:
             self.done[image] = _Done(stamp, embedding, reason)
         self._buffer = []
