@@ -82,6 +82,7 @@ class PredictJob:
             shutil.rmtree(folder)
         if self.job_file.is_file():
             self._load()  # the folder is written from the first batch on, not before
+        self._stamps: dict[str, tuple[int, int]] = {}  # of the pending images, before decoding
         self._buffer: list[tuple[str, tuple[int, int], np.ndarray | None, str | None]] = []
         self._saved_at = time.monotonic()
         numbers = [int(part.stem.split("-")[1]) for part in folder.glob("part-*.parquet")]
@@ -116,21 +117,23 @@ class PredictJob:
                 self.done[image] = _Done((size, mtime), embedding, reason)
 
     def pending(self, images: list[str]) -> list[str]:
-        """The images without a saved row for their current file."""
+        """The images without a saved row for their current file. Each file is stamped here,
+        before it is read: one changed while the job runs is then redone by the next run."""
+        self._stamps = {image: _stamp(image) for image in images}
         return [
             image
             for image in images
-            if image not in self.done or self.done[image].stamp != _stamp(image)
+            if image not in self.done or self.done[image].stamp != self._stamps[image]
         ]
 
-    def record(self, batch: Predictions, precision: str) -> None:
+    def record(self, batch: Predictions) -> None:
         """Keep a batch's rows; save them when enough work is unsaved."""
         if self.precision is None:
-            self.precision = precision
-            write_json({"identity": self.identity, "precision": precision}, self.job_file)
+            self.precision = batch.precision
+            write_json({"identity": self.identity, "precision": batch.precision}, self.job_file)
         rows = zip(batch.images, batch.embeddings, strict=True)
-        self._buffer += [(image, _stamp(image), vector, None) for image, vector in rows]
-        self._buffer += [(f.image, _stamp(f.image), None, f.reason) for f in batch.failures]
+        self._buffer += [(image, self._stamps[image], vector, None) for image, vector in rows]
+        self._buffer += [(f.image, self._stamps[f.image], None, f.reason) for f in batch.failures]
         old = time.monotonic() - self._saved_at >= SAVE_EVERY_SECONDS
         if len(self._buffer) >= SAVE_EVERY_IMAGES or old:
             self.save()

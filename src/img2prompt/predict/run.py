@@ -45,13 +45,13 @@ def run_predict(
     start = time.perf_counter()
     pending = job.pending(paths)
     for batch in predictor.iter_batches(pending, progress):
-        job.record(batch, predictor.precision or "fp32")
+        job.record(batch)
     images, embeddings, failures = job.rows(paths, predictor.model.cfg.out_dim)
     result = Predictions(
         images,
         embeddings,
         failures,
-        precision=predictor.precision or job.precision or "fp32",
+        precision=job.precision or "fp32",  # this run's, or the interrupted one's
         seconds=time.perf_counter() - start,
         resumed=len(paths) - len(pending),
     )
