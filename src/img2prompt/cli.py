@@ -274,7 +274,7 @@ def train_command(
 
 Preset = Enum("Preset", {name: name for name in PRESETS}, type=str)
 Scheduler = Enum("Scheduler", {name: name for name in SCHEDULERS}, type=str)
-Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
+GeneratePrecision = Enum("GeneratePrecision", {name: name for name in PRECISIONS}, type=str)
 _PRESET_HELP = "; ".join(f"`{name}`: {preset.about}" for name, preset in PRESETS.items())
 
 
@@ -320,8 +320,8 @@ def generate(
         int, typer.Option(help="Images per pipeline call (fixed for a run: it changes pixels).")
     ] = 4,
     precision: Annotated[
-        Precision, typer.Option(help="auto: fp16 on CUDA, fp32 on CPU.")
-    ] = Precision.auto,
+        GeneratePrecision, typer.Option(help="auto: fp16 on CUDA, fp32 on CPU.")
+    ] = GeneratePrecision.auto,
     shard_size: Annotated[
         int, typer.Option(help="Images per shard: the unit of resuming and of splitting ranks.")
     ] = 1000,
@@ -554,7 +554,7 @@ BATCH_HELP = (
 )
 
 
-class Precision(str, Enum):
+class PredictPrecision(str, Enum):
     auto = "auto"
     fp32 = "fp32"
     bf16 = "bf16"
@@ -583,9 +583,9 @@ def predict(
     ] = None,
     batch_size: Annotated[int, typer.Option(help=BATCH_HELP, show_default=False)] = 0,
     precision: Annotated[
-        Precision,
+        PredictPrecision,
         typer.Option(help="auto: bf16 where native and checked to keep cosine >= 0.9995 to fp32."),
-    ] = Precision.auto,
+    ] = PredictPrecision.auto,
     tta: Annotated[
         TTA,
         typer.Option(help="Test-time views, averaged after normalising each: mirror, 15% zoom."),
