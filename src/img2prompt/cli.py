@@ -451,13 +451,13 @@ def bank_add(
 ) -> None:
     """Add entries to a bank; what is there keeps its vectors and is not embedded again."""
     from img2prompt.data.embed import load_encoder
-    from img2prompt.text.bank import add_to_bank, load_bank
+    from img2prompt.text.bank import add_to_bank, read_manifest
 
     if batch_size < 1:
         raise typer.BadParameter("--batch-size must be >= 1")
 
     def add():
-        spec = load_bank(bank).manifest["encoder"]["spec"]  # the bank's own encoder
+        spec = read_manifest(bank)["encoder"]["spec"]  # the bank's own encoder
         return add_to_bank(
             bank,
             inputs,
@@ -652,12 +652,9 @@ def predict(
         + "".join(f"; wrote {path}" for path in (out, submission) if path),
         highlight=False,
     )
-    if result.failures:
-        stderr.print(f"[bold red]{len(result.failures)} images could not be read:[/]")
-        for failure in result.failures:
-            stderr.print(f"  {failure.image}: {failure.reason}", highlight=False, markup=False)
-        if not skip_bad:
-            raise typer.Exit(1)
+    _print_failures(result.failures)
+    if result.failures and not skip_bad:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -816,12 +813,20 @@ def describe(
     (unless --skip-bad and at least one image was described)."""
     import json
 
-    from img2prompt.describe import Describer, descriptions_json, write_descriptions
+    from img2prompt.describe import (
+        Describer,
+        check_description_output,
+        descriptions_json,
+        write_descriptions,
+    )
     from img2prompt.predict.predictor import PredictOptions
     from img2prompt.text.decode import DecodeOptions
 
-    if out is not None and out.suffix.lower() not in (".parquet", ".json"):
-        raise typer.BadParameter(f"--out must end in .parquet or .json, got {out.name!r}")
+    if out is not None:
+        try:
+            check_description_output(out)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from None
     predict_options = _config(PredictOptions, batch_size=batch_size, tta=tta, device=device)
     decode_options = _config(DecodeOptions, mode=mode, neighbours=neighbours)
 
@@ -841,18 +846,14 @@ def describe(
         print_descriptions(result.descriptions)
     n = len(result.descriptions)
     if not quiet and n:
-        mean = sum(d.score for d in result.descriptions) / n
         stderr.print(
             f"{n:,} images described in {result.seconds:.1f} s ({mode.value} decoding), "
-            f"mean score {mean:.4f}" + (f"; wrote {out}" if out else ""),
+            f"mean score {result.mean_score:.4f}" + (f"; wrote {out}" if out else ""),
             highlight=False,
         )
-    if result.failures:
-        stderr.print(f"[bold red]{len(result.failures)} images could not be read:[/]")
-        for failure in result.failures:
-            stderr.print(f"  {failure.image}: {failure.reason}", highlight=False, markup=False)
-        if not (skip_bad and n):
-            raise typer.Exit(1)
+    _print_failures(result.failures)
+    if result.failures and not (skip_bad and n):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -925,6 +926,14 @@ def demo(
     from img2prompt.demo import run_demo
 
     _run(run_demo, out, mode=mode.value)
+
+
+def _print_failures(failures) -> None:
+    """The images a command could not read, each with its reason (paths printed verbatim)."""
+    if failures:
+        stderr.print(f"[bold red]{len(failures)} images could not be read:[/]")
+    for failure in failures:
+        stderr.print(f"  {failure.image}: {failure.reason}", highlight=False, markup=False)
 
 
 def _config(cls, **values):

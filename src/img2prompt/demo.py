@@ -63,8 +63,6 @@ def example_images() -> list[Path]:
 
 def run_demo(
     out: Path,
-    model: str = "default",
-    bank: str = "default",
     mode: str = "best",
     describer: Describer | None = None,
     data_stage: bool = True,
@@ -75,9 +73,9 @@ def run_demo(
     if describer is None:
         console.rule("[bold]loading the default model and prompt bank")
         t = time.perf_counter()
-        describer = Describer(model, bank, mode=mode, progress=True)
+        describer = Describer("default", "default", mode=mode, progress=True)
         console.print(
-            f"model {model}, bank {bank} ({len(describer.bank):,} entries), {describer.mode} "
+            f"default model and bank ({len(describer.bank):,} entries), {describer.mode} "
             f"decoding; loaded in {time.perf_counter() - t:.1f} s",
             highlight=False,
         )
@@ -105,10 +103,9 @@ def run_demo(
 
 
 def _timing(run: DescribeRun, path: Path) -> None:
-    n = len(run.descriptions)
-    mean = sum(d.score for d in run.descriptions) / max(n, 1)
     console.print(
-        f"{n} images in {run.seconds:.1f} s; mean score {mean:.3f} (cosine of each prompt's "
+        f"{len(run.descriptions)} images in {run.seconds:.1f} s; mean score "
+        f"{run.mean_score:.3f} (cosine of each prompt's "
         f"own MiniLM vector to the predicted one); wrote {path}",
         highlight=False,
     )
@@ -117,16 +114,16 @@ def _timing(run: DescribeRun, path: Path) -> None:
 def _kaggle_sample(describer: Describer, sample: Path, out: Path) -> None:
     import csv
 
-    from img2prompt.predict.submission import read_submission
+    from img2prompt.predict.tables import read_truth
 
     with open(sample / "prompts.csv", newline="", encoding="utf-8") as f:
         truths = {row["imgId"]: row["prompt"] for row in csv.DictReader(f)}
-    ids, truth = read_submission(sample / "sample_submission.csv")
+    truth = read_truth(sample / "sample_submission.csv")  # rows by image id (the file stem)
     run = describer.describe_files([sample / "images"])
     write_descriptions(run, out / "kaggle_sample.parquet")
     stems = [Path(d.image).stem for d in run.descriptions]
     cosines = [
-        float(d.embedding @ truth[ids.index(stem)])
+        float(d.embedding @ truth.targets[truth.by_image[stem]])
         for d, stem in zip(run.descriptions, stems, strict=True)
     ]
     print_descriptions(
@@ -145,8 +142,8 @@ def _kaggle_sample(describer: Describer, sample: Path, out: Path) -> None:
     # The target encoder against the competition's own vectors.
     rows = list(truths.items())
     ours = describer.encoder.encode([prompt for _, prompt in rows])
-    order = [ids.index(image_id) for image_id, _ in rows]
-    worst = float(np.abs(ours - truth[order]).max())
+    order = [truth.by_image[image_id] for image_id, _ in rows]
+    worst = float(np.abs(ours - truth.targets[order]).max())
     console.print(
         f"target encoder check: the true prompts embedded here vs sample_submission.csv, "
         f"max |ours − truth| = {worst:.2e} ({'matches' if worst <= 1e-5 else 'DOES NOT match'} "

@@ -59,6 +59,11 @@ class DescribeRun:
     failures: list[Failure]
     seconds: float
 
+    @property
+    def mean_score(self) -> float:
+        """Mean cosine of each prompt's own embedding to the predicted one (0 when empty)."""
+        return sum(d.score for d in self.descriptions) / max(len(self.descriptions), 1)
+
 
 class Describer:
     """A model, its target encoder, a prompt bank and a decoder, loaded once.
@@ -130,21 +135,19 @@ class Describer:
         """Encoded images held in memory (name, bytes) -> a `Description` or the `InputError`
         that says why it could not be read, for each, in order. Each image is decoded and
         turned into model input at once, so only one full-size image is in memory at a time."""
-        pixels: list[np.ndarray] = []
-        results: list[Description | InputError | None] = []
+        names: list[str] = []
+        views: list[np.ndarray] = []
+        errors: list[InputError | None] = []
         for name, data in uploads:
             try:
                 image = load_image_bytes(data, name, max_pixels)
-                pixels.append(render_views(image, self.predictor.views))
-                results.append(None)
+                views.append(render_views(image, self.predictor.views))
+                names.append(name)
+                errors.append(None)
             except InputError as e:
-                results.append(e)
-        if pixels:
-            names = [name for (name, _), r in zip(uploads, results, strict=True) if r is None]
-            embeddings = self.predictor.embed_views(pixels)
-            described = iter(self._describe_embeddings(names, embeddings))
-            results = [next(described) if r is None else r for r in results]
-        return results  # type: ignore[return-value]
+                errors.append(e)
+        described = iter(self._describe_embeddings(names, self.predictor.embed_views(views)))
+        return [next(described) if error is None else error for error in errors]
 
     def _describe_embeddings(
         self, names: Sequence[str], embeddings: np.ndarray
@@ -158,16 +161,20 @@ class Describer:
         ]
 
 
+def check_description_output(out: Path) -> None:
+    """Refuse an `--out` that `write_descriptions` cannot write (before any work is done)."""
+    if out.suffix.lower() not in (".parquet", ".json"):
+        raise ValueError(f"--out must end in .parquet or .json, got {out.name!r}")
+
+
 def write_descriptions(run: DescribeRun, out: Path) -> None:
     """`.parquet`: image, prompt, score, embedding (list<float32>), phrases, neighbours;
     `.json`: the same as a list of objects plus the failures."""
-    suffix = out.suffix.lower()
-    if suffix == ".json":
+    check_description_output(out)
+    if out.suffix.lower() == ".json":
         with atomic_path(out) as tmp:
             tmp.write_text(json.dumps(descriptions_json(run), indent=1) + "\n", encoding="utf-8")
         return
-    if suffix != ".parquet":
-        raise ValueError(f"--out must end in .parquet or .json, got {out.name!r}")
     d = run.descriptions
     dim = d[0].embedding.shape[0] if d else 384
     table = pa.table(

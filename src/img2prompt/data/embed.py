@@ -71,9 +71,14 @@ def native_bf16(device: str) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-@functools.lru_cache(maxsize=4)
 def load_encoder(spec: str = DEFAULT_ENCODER, device: str = "auto") -> TargetEncoder:
-    """A shared encoder per (spec, device): loading weights takes longer than most jobs here."""
+    """A shared encoder per (spec, device): loading weights takes longer than most jobs here.
+    The device is resolved first, so `auto` and the device it means share one encoder."""
+    return _shared_encoder(spec, resolve_device(device))
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_encoder(spec: str, device: str) -> TargetEncoder:
     from transformers.utils import logging
 
     logging.disable_progress_bar()

@@ -324,6 +324,22 @@ class PromptBank:
 def load_bank(path: str | Path, encoder: TargetEncoder | None = None) -> PromptBank:
     """Read a bank folder; with `encoder`, refuse a bank built with another one."""
     path = Path(path)
+    manifest = read_manifest(path)
+    if encoder is not None:
+        check_encoder(path, manifest, encoder)
+    table = pq.read_table(path / ENTRIES_FILE)
+    embeddings = np.load(path / EMBEDDINGS_FILE)
+    if len(table) != len(embeddings) or len(table) != manifest.get("entries"):
+        raise InputError(
+            path,
+            f"bank is inconsistent: {len(table)} entries, {len(embeddings)} vectors, manifest "
+            f"says {manifest.get('entries')}; rebuild it",
+        )
+    return _bank_from_table(path, table, embeddings, manifest)
+
+
+def read_manifest(path: Path) -> dict:
+    """A bank folder's manifest alone (cheap: no entries or vectors are read)."""
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.is_file():
         what = "no such folder" if not path.exists() else f"not a prompt bank (no {MANIFEST_FILE})"
@@ -336,17 +352,7 @@ def load_bank(path: str | Path, encoder: TargetEncoder | None = None) -> PromptB
         raise InputError(
             manifest_path, f"bank format {manifest.get('format')!r}, expected {BANK_FORMAT}"
         )
-    if encoder is not None:
-        check_encoder(path, manifest, encoder)
-    table = pq.read_table(path / ENTRIES_FILE)
-    embeddings = np.load(path / EMBEDDINGS_FILE)
-    if len(table) != len(embeddings) or len(table) != manifest.get("entries"):
-        raise InputError(
-            path,
-            f"bank is inconsistent: {len(table)} entries, {len(embeddings)} vectors, manifest "
-            f"says {manifest.get('entries')}; rebuild it",
-        )
-    return _bank_from_table(path, table, embeddings, manifest)
+    return manifest
 
 
 def check_encoder(path: Path, manifest: dict[str, Any], encoder: TargetEncoder) -> None:
