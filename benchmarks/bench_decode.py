@@ -135,6 +135,7 @@ def run_bank(name: str, bank, encoder, prompts: list[str], repeats: int, show: i
         r = measure(bank, encoder, targets, prompts, mode, repeats)
         goal_cos, goal_s = GOALS[mode]
         ok = r["mean"] >= goal_cos and r["seconds"] <= goal_s
+        status |= not ok
         times = ", ".join(f"{s:.3f}" for s in r["all_seconds"])
         print(
             f"  [{name}] {mode:<4}: mean cosine {r['mean']:.4f} (min {r['min']:.4f}),"

@@ -178,10 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         for shape in args.models.split(","):
             model = build_model(shape)
             batch = args.batch_size or auto_batch_size(model.backbone, 1, torch.device("cpu"))
-            paths = image_folder(folder, max(args.images or 4 * batch, args.naive_images))
-            paths = paths[: args.images or 4 * batch]
+            images = args.images or 4 * batch
+            copies = image_folder(folder, max(images, args.naive_images))
+            paths = copies[:images]
             gflop = gflop_per_image(model)
-            naive = naive_loop(model, paths[: args.naive_images])
+            naive = naive_loop(model, copies[: args.naive_images])
             rates = {
                 "square": bf16_matmul_gflops(),
                 "shapes": linear_layers_gflops(model, batch),

@@ -110,9 +110,10 @@ def report(name: str, r: dict) -> float:
     rate = len(lat) / r["seconds"]
     p50 = statistics.median(lat) if lat else float("nan")
     p95 = lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else float("nan")
+    slowest = lat[-1] if lat else float("nan")
     print(
         f"  {name}: {r['requests']} requests, {len(r['errors'])} errors; latency p50 "
-        f"{p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {lat[-1] * 1000:.0f} ms; "
+        f"{p50 * 1000:.0f} ms, p95 {p95 * 1000:.0f} ms, max {slowest * 1000:.0f} ms; "
         f"{rate:.1f} requests/s; load average {load_average()}",
         flush=True,
     )
@@ -163,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             server.kill()
     ok = not main_run["errors"] and not baseline["errors"]
     print(
-        f"  RATIO concurrency {args.concurrency} / concurrency 1: {rate / base_rate:.2f}x "
+        f"  RATIO concurrency {args.concurrency} / concurrency 1: "
+        f"{rate / base_rate if base_rate else float('nan'):.2f}x "
         f"requests/s; zero errors: {verdict(ok)}",
         flush=True,
     )

