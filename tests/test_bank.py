@@ -156,6 +156,13 @@ def test_prepared_table_targets_are_reused_without_embedding(tmp_path, encoder):
     assert bank.texts == prompts and bank.categories == ["prompts", "prompts"]
     assert np.array_equal(bank.embeddings, targets.astype(np.float16))
 
+    # Targets that `data prepare` made with another encoder (its manifest says) are embedded.
+    other = {"encoder": {"spec": "another-minilm", "fingerprint": "not-this-encoder"}}
+    (tmp_path / "manifest.json").write_text(json.dumps(other))
+    counting = CountingEncoder(encoder)
+    report = build_bank([tmp_path / "prompts.parquet"], tmp_path / "bank2", counting, words=False)
+    assert counting.encoded == 2 and report.embedded == 2
+
 
 def test_words_are_derived_from_entries(tmp_path, encoder):
     entries = read_entries(

@@ -19,12 +19,14 @@ A bank is written into a fresh folder that then replaces the old one, so an inte
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -112,6 +114,8 @@ class BankEntry:
     frequency: int | None
     source: str
     vector: np.ndarray | None = None  # given by a prepared table's `target` column
+    vector_encoder: str | None = None
+    """Fingerprint of the encoder that made `vector`, where its table's manifest says."""
 
 
 def entry_key(text: str) -> str:
@@ -223,8 +227,13 @@ def _prepared_entries(path: Path) -> list[BankEntry]:
     column = next((name for name in TEXT_COLUMNS if name in names), None)
     if column is None:
         raise InputError(path, f"no prompt column: expected one of {TEXT_COLUMNS}, got {names}")
-    wanted = [column, "target"] + [c for c in ("category", *FREQUENCY_COLUMNS) if c in names]
+    wanted = [column, "target"] + (["category"] if "category" in names else [])
     table = pq.read_table(path, columns=wanted)
+    manifest = path.parent / "manifest.json"  # written by `data prepare` beside its table
+    fingerprint = None
+    if manifest.is_file():
+        with contextlib.suppress(ValueError, OSError):  # unreadable: trust the dimension alone
+            fingerprint = json.loads(manifest.read_text(encoding="utf-8"))["encoder"]["fingerprint"]
     targets = vectors_from_column(table.column("target"), path)
     texts = table.column(column).to_pylist()
     categories = table.column("category").to_pylist() if "category" in names else None
@@ -233,7 +242,9 @@ def _prepared_entries(path: Path) -> list[BankEntry]:
         if not isinstance(text, str) or not text.strip():
             continue
         category = categories[row] if categories and categories[row] else path.stem
-        entries.append(BankEntry(text.strip(), str(category), None, str(path), targets[row]))
+        entries.append(
+            BankEntry(text.strip(), str(category), None, str(path), targets[row], fingerprint)
+        )
     return entries
 
 
@@ -327,7 +338,8 @@ def load_bank(path: str | Path, encoder: TargetEncoder | None = None) -> PromptB
     manifest = read_manifest(path)
     if encoder is not None:
         check_encoder(path, manifest, encoder)
-    table = pq.read_table(path / ENTRIES_FILE)
+    # `source` (one string per entry) is only needed by `bank add`, which reads it itself.
+    table = pq.read_table(path / ENTRIES_FILE, columns=["text", "category", "frequency", "tokens"])
     embeddings = np.load(path / EMBEDDINGS_FILE)
     if len(table) != len(embeddings) or len(table) != manifest.get("entries"):
         raise InputError(
@@ -495,7 +507,6 @@ def _extend(
 
     seen = {entry_key(text): row for row, text in enumerate(bank.texts)}
     new: list[BankEntry] = []
-    frequencies = bank.frequencies.copy()
     duplicates = 0
     for entry in read:
         key = entry_key(entry.text)
@@ -512,7 +523,7 @@ def _extend(
     bf16 = settings.precision == "bf16" or (
         settings.precision == "auto" and native_bf16(encoder.device)
     )
-    vectors = _new_vectors(
+    vectors, embedded = _new_vectors(
         new, encoder, settings.batch_size, settings.cache_dir, settings.progress, bf16
     )
     texts = [entry.text for entry in new]
@@ -522,7 +533,7 @@ def _extend(
             "text": pa.array(bank.texts + texts, pa.string()),
             "category": pa.array(bank.categories + [e.category for e in new], pa.string()),
             "frequency": pa.array(
-                [None if f < 0 else int(f) for f in frequencies] + [e.frequency for e in new],
+                [None if f < 0 else int(f) for f in bank.frequencies] + [e.frequency for e in new],
                 pa.int64(),
             ),
             "tokens": pa.array(np.concatenate([bank.tokens, tokens]), pa.int32()),
@@ -530,9 +541,7 @@ def _extend(
         }
     )
     embeddings = np.concatenate([bank.embeddings, vectors.astype(np.float16)])
-    categories: dict[str, int] = {}
-    for category in table.column("category").to_pylist():
-        categories[category] = categories.get(category, 0) + 1
+    categories = dict(Counter(bank.categories + [e.category for e in new]))  # first-seen order
     manifest = {
         "format": BANK_FORMAT,
         "entries": len(table),
@@ -553,7 +562,7 @@ def _extend(
         path=out,
         entries=len(table),
         added=len(new),
-        embedded=sum(entry.vector is None for entry in new),
+        embedded=embedded,
         duplicates=duplicates,
         categories=categories,
     )
@@ -572,23 +581,24 @@ def _new_vectors(
     cache_dir: str | Path | None,
     progress: bool,
     bf16: bool = False,
-) -> np.ndarray:
-    """Vectors for new entries: the ones they came with where the encoder agrees, else embedded
-    (through the resumable on-disk cache, so an interrupted build loses little)."""
+) -> tuple[np.ndarray, int]:
+    """Vectors for new entries, and how many were embedded here: the ones they came with where
+    the encoder agrees, else embedded (through the resumable on-disk cache, so an interrupted
+    build loses little)."""
     vectors = np.zeros((len(entries), encoder.dim), dtype=np.float32)
     todo = []
     for row, entry in enumerate(entries):
-        if entry.vector is not None and len(entry.vector) == encoder.dim:
+        same_encoder = entry.vector_encoder in (None, encoder.fingerprint)
+        if entry.vector is not None and len(entry.vector) == encoder.dim and same_encoder:
             vectors[row] = entry.vector
         else:
-            entry.vector = None
             todo.append(row)
     if todo:
         texts = [entries[row].text for row in todo]
         vectors[todo] = embed_texts(
             texts, encoder, cache_dir, batch_size, progress=progress, bf16=bf16
         )
-    return vectors
+    return vectors, len(todo)
 
 
 def _token_counts(encoder: TargetEncoder, texts: Sequence[str]) -> np.ndarray:

@@ -179,8 +179,10 @@ class Decoder:
             chosen = self._beam_search(targets, ids)
         texts = [self.compose(c, t) for c, t in zip(chosen, targets, strict=True)]
         scores = self.score(texts, targets)
-        # Estimates can err: where the nearest entry alone beats the assembly, print that.
-        worse = np.flatnonzero(scores < cosines[:, 0] - 1e-3)
+        # Estimates can err: where the nearest entry alone beats the assembly (and fits the
+        # word limit), print that.
+        fits = self.words[ids[:, 0]] <= opts.max_words
+        worse = np.flatnonzero((scores < cosines[:, 0] - 1e-3) & fits)
         if len(worse):
             for i in worse:
                 chosen[i], texts[i] = [int(ids[i, 0])], self.bank.texts[ids[i, 0]]
