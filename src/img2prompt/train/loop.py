@@ -290,7 +290,8 @@ class FoldTrainer:
         if extract is not None:
             model.eval()
             train_views = self._cache(extract, self.train_rows, "train")
-            val_views = self._cache(extract, self.val_rows, "val", flips=False)
+            if len(self.val_rows):  # --fold none validates on nothing
+                val_views = self._cache(extract, self.val_rows, "val", flips=False)
 
         groups = param_groups(model, cfg.lr, cfg.backbone_lr, cfg.layer_decay, cfg.weight_decay)
         optimizer = torch.optim.AdamW(groups)
