@@ -671,6 +671,13 @@ def evaluate(
         Path | None,
         typer.Option(help="Folder for report.json and cosine_histogram.png (default: beside)."),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Fail when a prediction has no truth (by default such rows are named and "
+            "left out, e.g. images whose prompt data prepare dropped as a near duplicate)."
+        ),
+    ] = False,
 ) -> None:
     """Mean cosine to the true prompt embeddings (the competition metric), per fold and source,
     and the worst images."""
@@ -679,9 +686,23 @@ def evaluate(
     from img2prompt.evaluate import evaluate as run_evaluate
     from img2prompt.evaluate import write_report
 
-    result = _run(run_evaluate, predictions, truth)
+    result = _run(run_evaluate, predictions, truth, strict)
     folder = report or predictions.with_name(predictions.stem + "-evaluation")
     report_path, histogram = write_report(result, folder)
+    if result.unmatched:
+        shown = result.unmatched[:10]
+        more = (
+            f" and {len(result.unmatched) - len(shown)} more"
+            if len(shown) < len(result.unmatched)
+            else ""
+        )
+        stderr.print(
+            f"left out {len(result.unmatched)} of {len(result.unmatched) + len(result.cosines)} "
+            f"rows with no truth in {truth} (--strict makes this an error): "
+            f"{', '.join(shown)}{more}",
+            highlight=False,
+            markup=False,
+        )
     typer.echo(f"mean cosine {result.mean:.4f} over {len(result.cosines):,} images")
     for title, groups in (("fold", result.per_fold), ("source", result.per_source)):
         if len(groups) > 1:
