@@ -66,8 +66,8 @@ def evaluate(predictions: str | Path, truth: str | Path, strict: bool = False) -
         if len(unmatched) == len(table):
             raise InputError(
                 table.path,
-                f"{len(table)} of {len(table)} rows have no truth in {reference.path} (matched by {by}; "
-                f"first: {', '.join(table.keys(by)[:3])})",
+                f"{len(table)} of {len(table)} rows have no truth in {reference.path} "
+                f"(matched by {by}; first: {', '.join(table.keys(by)[:3])})",
             )
         table = table.take(np.flatnonzero(rows >= 0))
     rows, targets, matched_by = reference.targets_for(table)
