@@ -37,11 +37,11 @@ def test_descriptions_are_consistent(describer, encoder, images):
     vectors = np.stack([d.embedding for d in run.descriptions])
     assert vectors.shape == (3, 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    # The score is the cosine of the prompt's MiniLM vector to the embedding, recomputed here.
+    # match is the cosine of the prompt's MiniLM vector to the embedding, recomputed here.
     prompts = [d.prompt for d in run.descriptions]
     assert all(prompts)
     again = np.einsum("ij,ij->i", encoder.encode(prompts), vectors)
-    np.testing.assert_allclose([d.score for d in run.descriptions], again, atol=1e-5)
+    np.testing.assert_allclose([d.match for d in run.descriptions], again, atol=1e-5)
     for d in run.descriptions:
         assert d.neighbours and d.neighbours == sorted(d.neighbours, key=lambda n: -n[1])
         assert set(d.phrases) <= set(describer.bank.texts)
@@ -85,7 +85,7 @@ def test_uploads_in_memory(describer, encoder):
 
     ref = describer.predictor.embed_images([Image.open(BytesIO(good))])[0]
     np.testing.assert_allclose(a.embedding, ref, atol=1e-5)
-    assert a.score == pytest.approx(float(encoder.encode([a.prompt])[0] @ a.embedding), abs=1e-5)
+    assert a.match == pytest.approx(float(encoder.encode([a.prompt])[0] @ a.embedding), abs=1e-5)
 
 
 def _cli(args, describer, monkeypatch):
@@ -109,9 +109,13 @@ def test_cli_json_and_parquet(describer, images, tmp_path, monkeypatch):
     assert [row["image"] for row in table] == good
     np.testing.assert_allclose(table[0]["embedding"], first["embedding"], atol=1e-6)
     assert table[0]["prompt"] == first["prompt"]
+    # "match" (not the old, misleading "score") everywhere; JSON keeps "score" as an alias.
+    assert table[0]["match"] == pytest.approx(first["match"], abs=1e-6) and "score" not in table[0]
+    assert first["score"] == first["match"]
 
     table_run = _cli(good[:1], describer, monkeypatch)
     assert table_run.exit_code == 0 and "good0.png" in table_run.stdout
+    assert "match" in table_run.stdout and "score" not in table_run.stdout
 
 
 def test_cli_exit_codes(describer, images, monkeypatch):

@@ -280,7 +280,7 @@ def test_describe_with_the_trained_model(work: Path, predicted, bank, encoder):
     np.testing.assert_allclose(embedding, vectors(predicted["lin-plain"])[0], atol=2e-4)
     assert result["prompt"] and all(p in PHRASES for p in result["phrases"])
     own = encoder.encode([result["prompt"]])[0]
-    assert result["score"] == pytest.approx(float(own @ embedding), abs=2e-3)
+    assert result["match"] == pytest.approx(float(own @ embedding), abs=2e-3)
 
 
 def free_port() -> int:

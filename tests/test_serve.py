@@ -43,9 +43,10 @@ def check_answer(answer: dict, encoder) -> np.ndarray:
     assert embedding.shape == (384,)
     assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-5)
     assert answer["prompt"].strip()
-    # The score is the cosine of MiniLM(prompt) to the embedding, recomputed independently.
+    # match is the cosine of MiniLM(prompt) to the embedding, recomputed independently;
+    # "score" is its deprecated alias.
     recomputed = float(encoder.encode([answer["prompt"]])[0] @ embedding)
-    assert answer["score"] == pytest.approx(recomputed, abs=1e-5)
+    assert answer["match"] == pytest.approx(recomputed, abs=1e-5) and answer["score"] == answer["match"]
     cosines = [n["cosine"] for n in answer["neighbors"]]
     assert cosines and cosines == sorted(cosines, reverse=True)
     return embedding

@@ -812,7 +812,7 @@ def describe(
     mode: DecodeModeOption = DecodeMode.best,
     out: Annotated[
         Path | None,
-        typer.Option(help=".parquet (prompt, score, embedding, neighbours) or .json."),
+        typer.Option(help=".parquet (prompt, match, embedding, neighbours) or .json."),
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print JSON on stdout instead of the table.")
@@ -827,8 +827,9 @@ def describe(
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary.")] = False,
 ) -> None:
-    """Describe images: the readable prompt behind each (predict + decode), its score (cosine
-    of the prompt's own MiniLM vector to the predicted embedding) and the nearest bank entries.
+    """Describe images: the readable prompt behind each (predict + decode), its match and the
+    nearest bank entries. match = cosine of the prompt's own MiniLM vector to the predicted
+    embedding: how well the words say the prediction, NOT how close it is to the true prompt.
     Unreadable images are listed with their reason; the exit code is 1 when there were any
     (unless --skip-bad and at least one image was described)."""
     import json
@@ -868,7 +869,7 @@ def describe(
     if not quiet and n:
         stderr.print(
             f"{n:,} images described in {result.seconds:.1f} s ({mode.value} decoding), "
-            f"mean score {result.mean_score:.4f}" + (f"; wrote {out}" if out else ""),
+            f"mean match {result.mean_match:.4f}" + (f"; wrote {out}" if out else ""),
             highlight=False,
         )
     _print_failures(result.failures)

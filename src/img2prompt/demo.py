@@ -1,7 +1,7 @@
 """`img2prompt demo`: the main job on embedded defaults, nothing to download.
 
 1. `describe` with the default model and bank on example photographs that scikit-image ships
-   inside its wheel: a readable prompt for each, with its score.
+   inside its wheel: a readable prompt for each, with its match.
 2. When the competition sample is beside the repository (`../shared/data/kaggle_sample`), the
    same on its 7 images, next to their true prompts, with the mean cosine of the predicted
    embeddings to the true ones (the competition metric) and a check of the target encoder
@@ -104,9 +104,9 @@ def run_demo(
 
 def _timing(run: DescribeRun, path: Path) -> None:
     console.print(
-        f"{len(run.descriptions)} images in {run.seconds:.1f} s; mean score "
-        f"{run.mean_score:.3f} (cosine of each prompt's "
-        f"own MiniLM vector to the predicted one); wrote {path}",
+        f"{len(run.descriptions)} images in {run.seconds:.1f} s; mean match "
+        f"{run.mean_match:.3f} (cosine of each prompt's own MiniLM vector to the predicted one: "
+        f"how well the words say the prediction, not how right it is); wrote {path}",
         highlight=False,
     )
 

@@ -33,20 +33,27 @@ class Description:
     """The image as given (a path, or an upload's name)."""
     prompt: str
     """The readable prompt decoded from the predicted embedding."""
-    score: float
-    """Cosine between MiniLM's vector of `prompt` and `embedding`: how well the words say what
-    the model predicted (not how right the model is)."""
+    match: float
+    """Cosine between MiniLM's vector of `prompt` and `embedding`: how well the words say the
+    predicted embedding. Not how close the prediction is to the image's true prompt: a vague
+    prediction is as easy to put into words as a right one."""
     embedding: np.ndarray
     """The predicted prompt embedding: 384 float32, unit length."""
     phrases: list[str] = field(default_factory=list)
     neighbours: list[tuple[str, float]] = field(default_factory=list)
     """Nearest bank entries to the embedding, with their cosines."""
 
+    @property
+    def score(self) -> float:
+        """Deprecated name of `match`."""
+        return self.match
+
     def to_json(self) -> dict[str, Any]:
         return {
             "image": self.image,
             "prompt": self.prompt,
-            "score": round(self.score, 6),
+            "match": round(self.match, 6),
+            "score": round(self.match, 6),  # deprecated alias of "match", kept for old clients
             "embedding": [float(x) for x in self.embedding],
             "phrases": self.phrases,
             "neighbors": [{"text": t, "cosine": round(c, 6)} for t, c in self.neighbours],
@@ -60,9 +67,9 @@ class DescribeRun:
     seconds: float
 
     @property
-    def mean_score(self) -> float:
+    def mean_match(self) -> float:
         """Mean cosine of each prompt's own embedding to the predicted one (0 when empty)."""
-        return sum(d.score for d in self.descriptions) / max(len(self.descriptions), 1)
+        return sum(d.match for d in self.descriptions) / max(len(self.descriptions), 1)
 
 
 class Describer:
@@ -168,7 +175,7 @@ def check_description_output(out: Path) -> None:
 
 
 def write_descriptions(run: DescribeRun, out: Path) -> None:
-    """`.parquet`: image, prompt, score, embedding (list<float32>), phrases, neighbours;
+    """`.parquet`: image, prompt, match, embedding (list<float32>), phrases, neighbours;
     `.json`: the same as a list of objects plus the failures."""
     check_description_output(out)
     if out.suffix.lower() == ".json":
@@ -181,7 +188,7 @@ def write_descriptions(run: DescribeRun, out: Path) -> None:
         {
             "image": [x.image for x in d],
             "prompt": [x.prompt for x in d],
-            "score": pa.array([x.score for x in d], pa.float32()),
+            "match": pa.array([x.match for x in d], pa.float32()),
             "embedding": vector_column(
                 np.stack([x.embedding for x in d]) if d else np.zeros((0, dim), np.float32)
             ),

@@ -79,13 +79,13 @@ def print_descriptions(
     cosines: list[float] | None = None,
     neighbours: bool = True,
 ) -> None:
-    """`describe`'s table: image, score, prompt, nearest bank entries; the demo adds the true
+    """`describe`'s table: image, match, prompt, nearest bank entries; the demo adds the true
     prompt and the cosine of the predicted embedding to the true one."""
     table = Table(show_header=True, header_style="bold", show_lines=True)
     table.add_column("image", overflow="fold", max_width=24)
     if cosines is not None:
         table.add_column("cosine\nto truth", justify="right", style="bold")
-    table.add_column("score", justify="right")
+    table.add_column("match", justify="right")
     table.add_column("prompt", overflow="fold", ratio=3)
     if truths is not None:
         table.add_column("true prompt", overflow="fold", ratio=3, style="dim")
@@ -95,7 +95,7 @@ def print_descriptions(
         row = [Text(Path(d.image).name)]
         if cosines is not None:
             row.append(Text(f"{cosines[i]:.3f}"))
-        row += [Text(f"{d.score:.3f}"), Text(d.prompt)]
+        row += [Text(f"{d.match:.3f}"), Text(d.prompt)]
         if truths is not None:
             row.append(Text(truths[i]))
         if neighbours:

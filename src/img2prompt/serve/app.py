@@ -58,9 +58,11 @@ class ImageInfo(BaseModel):
 
 class DescribeResponse(BaseModel):
     prompt: str = Field(description="The readable prompt decoded from the predicted embedding.")
-    score: float = Field(
-        description="Cosine between the prompt's own MiniLM embedding and `embedding`."
+    match: float = Field(
+        description="Cosine between the prompt's own MiniLM embedding and `embedding`: how well "
+        "the words say the prediction, not how close it is to the image's true prompt."
     )
+    score: float = Field(description="Deprecated: the same value as `match`.")
     embedding: list[float] = Field(
         description="The predicted all-MiniLM-L6-v2 embedding of the prompt (unit length)."
     )
@@ -262,7 +264,7 @@ def create_app(
         summary="Recover the prompt behind a Stable Diffusion image.",
         description="Upload an image to `POST /api/describe` (multipart field `image`): the "
         "answer is the predicted all-MiniLM-L6-v2 prompt embedding, a readable prompt decoded "
-        "from it, its score and the nearest prompt-bank entries.",
+        "from it, its match (how well the words say the embedding) and the nearest prompt-bank entries.",
         lifespan=lifespan,
     )
     app.state.worker = worker
@@ -333,7 +335,8 @@ def create_app(
             ) from None
         return DescribeResponse(
             prompt=result.prompt,
-            score=result.score,
+            match=result.match,
+            score=result.match,
             embedding=[float(x) for x in result.embedding],
             neighbors=[Neighbor(text=t, cosine=c) for t, c in result.neighbours],
             phrases=result.phrases,

@@ -105,8 +105,8 @@ async function describe(file) {
 
 function render(a) {
   els.prompt.textContent = a.prompt;
-  els.scoreValue.textContent = a.score.toFixed(3);
-  els.scoreBar.style.width = `${Math.max(0, Math.min(1, a.score)) * 100}%`;
+  els.scoreValue.textContent = a.match.toFixed(3);
+  els.scoreBar.style.width = `${Math.max(0, Math.min(1, a.match)) * 100}%`;
   els.phrases.replaceChildren(...a.phrases.map((p) => {
     const li = document.createElement("li");
     li.textContent = p;
@@ -173,8 +173,8 @@ function download(blob, name) {
 }
 
 function downloadJson() {
-  const { prompt, score, embedding, neighbors } = current;
-  const text = JSON.stringify({ image: current.name, prompt, score, embedding, neighbors }, null, 1);
+  const { prompt, match, embedding, neighbors } = current;
+  const text = JSON.stringify({ image: current.name, prompt, match, embedding, neighbors }, null, 1);
   download(new Blob([text], { type: "application/json" }), `${baseName()}.embedding.json`);
 }
 
