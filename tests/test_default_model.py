@@ -170,3 +170,34 @@ def test_class_mixture_head_is_the_documented_formula():
     torch.testing.assert_close(head(logits), expected)
     head(logits).square().sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+
+
+def test_default_model_beats_the_priors_leave_one_source_out_on_real_pairs(
+    model, shared_data, encoder
+):
+    """Real SD 1.x images (real_pairs, a dev set): 32 images of each of its two large sources,
+    against the constant prior a tuning on the *other* source would give (its mean prompt) and
+    against the model's own prior alone. Full-data figures: benchmarks/bench_default_model.py."""
+    root = shared_data / "real_pairs"
+    with open(root / "pairs.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    by_source: dict[str, list[dict]] = {}
+    for row in rows:
+        by_source.setdefault(row["source"], []).append(row)
+    waylon = by_source["WaylonWalker/stable-diffusion-waylonwalker-com"]
+    drawbench = by_source["kennymckormick/DrawBench-Glance"]
+    prior = model.head.prior.detach().numpy()
+    prior = prior / np.linalg.norm(prior)
+    figures = {}
+    for name, test, train in (("waylon", waylon, drawbench), ("drawbench", drawbench, waylon)):
+        sample = test[:: len(test) // 32][:32]
+        truth = encoder.encode([r["prompt"] for r in sample])
+        ours = float((_embed(model, [root / r["image"] for r in sample]) * truth).sum(1).mean())
+        other = encoder.encode(sorted({r["prompt"] for r in train})).mean(0)
+        loso = float((truth @ (other / np.linalg.norm(other))).mean())
+        own = float((truth @ prior).mean())
+        assert ours > loso + 0.08 and ours > own + 0.03, (name, ours, loso, own)
+        figures[name] = ours
+    # These 64 images' figures; drift here means the shipped model or its inputs changed.
+    assert figures == {"waylon": pytest.approx(0.449, abs=0.003),
+                       "drawbench": pytest.approx(0.387, abs=0.003)}  # fmt: skip
