@@ -1,6 +1,7 @@
 """Readable prompts: round-trip quality and speed of `decode --mode fast|best`.
 
     python benchmarks/bench_decode.py [--big-bank /tmp/img2prompt-bank225k] [--repeats 2]
+    python benchmarks/bench_decode.py --real-pairs --no-big-bank --repeats 1   # 408 real prompts
 
 Each prompt below (Kaggle's 7 sample prompts and 30 written for this benchmark, none of them an
 entry of either bank) is embedded with MiniLM, decoded back into a prompt, and scored by the cosine
@@ -12,13 +13,24 @@ between the decoded prompt's own MiniLM vector and the original's. Two banks:
 
 Baseline, measured in the same run: the nearest bank entry alone (what a nearest-neighbour lookup
 would print). Times are per prompt, decoding all prompts in one call; the median of --repeats runs.
+
+`--real-pairs` decodes instead the 408 distinct prompts of ../shared/data/real_pairs (real SD
+prompts: styled ones and DrawBench captions; a dev set). Readability, printed beside every cosine
+(no English dictionary is available offline, so the reference is the bank's own written words):
+`known` is the share of output words that occur in the bank's written entries (every category but
+the encoder's `vocabulary`); `vocabulary-only` words come from the encoder's WordPiece vocabulary
+alone (real words such as "lungs", but also name pieces and fragments); `short` counts those of at
+most 4 letters, where fragments such as "devi" or "vol" are; `repeats` is the share of prompts
+that say a content word twice ("a dog, dogs" counts once per repeated word).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import os
+import re
 import statistics
 import sys
 import time
@@ -69,6 +81,48 @@ OWN_PROMPTS = [
 ]
 
 
+REAL_PAIRS = SHARED_DIR / "data" / "real_pairs" / "pairs.csv"
+WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# Words whose repetition is grammar, not redundancy.
+FUNCTION_WORDS = frozenset(
+    {"a", "an", "the", "of", "in", "on", "at", "by", "with", "and", "or", "to", "for", "from"}
+)
+
+
+def real_pair_prompts() -> list[str]:
+    with open(REAL_PAIRS, newline="", encoding="utf-8") as f:
+        return sorted({row["prompt"] for row in csv.DictReader(f)})
+
+
+def written_words(bank) -> set[str]:
+    """Words of the bank's written entries (every category but the encoder's vocabulary)."""
+    from img2prompt.text.bank import VOCABULARY_CATEGORY
+
+    words: set[str] = set()
+    for text, category in zip(bank.texts, bank.categories, strict=True):
+        if category != VOCABULARY_CATEGORY:
+            words.update(WORD.findall(text.lower()))
+    return words
+
+
+def readability(prompts: list[str], known: set[str]) -> dict:
+    """Shares of known, vocabulary-only and short vocabulary-only words; prompts with repeats."""
+    words = [w for p in prompts for w in WORD.findall(p.lower())]
+    unknown = collections.Counter(w for w in words if w not in known)
+    repeats = 0
+    for prompt in prompts:
+        counts = collections.Counter(WORD.findall(prompt.lower()))
+        repeats += any(n > 1 for w, n in counts.items() if w not in FUNCTION_WORDS)
+    n = max(len(words), 1)
+    return {
+        "known": 1 - unknown.total() / n,
+        "vocabulary_only": unknown.total() / n,
+        "short": sum(c for w, c in unknown.items() if len(w) <= 4) / n,
+        "repeats": repeats / max(len(prompts), 1),
+        "top_unknown": unknown.most_common(12),
+    }
+
+
 def benchmark_prompts() -> list[str]:
     with open(KAGGLE_PROMPTS, newline="", encoding="utf-8") as f:
         kaggle = [row["prompt"] for row in csv.DictReader(f)]
@@ -102,6 +156,7 @@ def measure(bank, encoder, targets, prompts, mode: str, repeats: int) -> dict:
     words = [len(d.prompt.split()) for d in decoded]
     repeats_ok = all(len({entry_key(p) for p in d.phrases}) == len(d.phrases) for d in decoded)
     return {
+        "readability": readability([d.prompt for d in decoded], written_words(bank)),
         "mode": mode,
         "mean": float(scores.mean()),
         "min": float(scores.min()),
@@ -144,6 +199,15 @@ def run_bank(name: str, bank, encoder, prompts: list[str], repeats: int, show: i
             f" no phrase repeated: {r['no_repeats']}; load average {load_average()}",
             flush=True,
         )
+        read = r["readability"]
+        print(
+            f"  [{name}] {mode:<4} readability: {read['known']:.1%} of words known (in the bank's"
+            f" written entries), {read['vocabulary_only']:.1%} vocabulary-only, of which"
+            f" {read['short']:.1%} of all words have <= 4 letters; {read['repeats']:.1%} of prompts"
+            f" repeat a word; most frequent vocabulary-only: "
+            + ", ".join(f"{w} {c}" for w, c in read["top_unknown"]),
+            flush=True,
+        )
         print(
             f"  [{name}] RATIO {mode} / nearest entry: {r['mean'] / baseline:.2f}x mean cosine;"
             f" goal >= {goal_cos} at <= {goal_s} s/prompt: {verdict(ok)}",
@@ -161,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=2, help="timings are the median of this many")
     p.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
     p.add_argument("--show", type=int, default=3, help="example prompts printed per mode")
+    p.add_argument(
+        "--real-pairs", action="store_true", help="decode real_pairs' 408 prompts (a dev set)"
+    )
     args = p.parse_args(argv)
 
     print("== bench_decode: readable prompts (round trip through MiniLM) ==", flush=True)
@@ -175,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     from img2prompt.text.bank import default_bank, load_bank
 
     encoder = load_encoder(device="cpu")
-    prompts = benchmark_prompts()[: args.limit or None]
+    prompts = (real_pair_prompts() if args.real_pairs else benchmark_prompts())[
+        : args.limit or None
+    ]
     print(
         f"  torch {torch.__version__} ({torch.get_num_threads()} threads), {os.cpu_count()} CPUs",
         flush=True,
