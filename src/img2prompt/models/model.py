@@ -170,20 +170,16 @@ def save_model(
 ) -> Path:
     """Write `directory/model.json` + `model.safetensors` (+ backbone configs); returns the folder.
 
-    Files are written into a temporary sibling and renamed into place, so a crash never leaves a
-    half-written model folder."""
-    import shutil
-    import tempfile
-
+    The files are written into a temporary sibling that then replaces the folder
+    (`io.atomic_dir`), so a crash leaves the old model or the new one, never half of one."""
     from safetensors.torch import save_file
     from safetensors.torch import save_model as save_weights
 
     from img2prompt import __version__
+    from img2prompt.io import atomic_dir
 
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_dir(directory) as tmp:
         rebuild = model.backbone.save_config(tmp / "backbone")
         style_rebuild = model.style.save_config(tmp / "style") if model.style else None
         manifest = {
@@ -206,11 +202,6 @@ def save_model(
         else:
             save_weights(model, str(tmp / "model.safetensors"))
         (tmp / "model.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp.rename(directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 
@@ -244,7 +235,10 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Ima
     from safetensors.torch import load_file
     from safetensors.torch import load_model as load_weights
 
+    from img2prompt.io import recover_dir
+
     directory = resolve_model_dir(directory)
+    recover_dir(directory)  # a save cut off between its two renames left the old model aside
     manifest_path = directory / "model.json"
     if not manifest_path.is_file():
         raise ValueError(f"{directory}: not a model folder (no model.json)")

@@ -22,10 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +38,7 @@ from img2prompt.data.clean import clean_prompt
 from img2prompt.data.embed import TargetEncoder, default_cache_dir, embed_texts, native_bf16
 from img2prompt.data.sources import PROMPT_COLUMNS, read_records
 from img2prompt.errors import ErrorLog, InputError
-from img2prompt.io import atomic_path, vectors_from_column, write_json, write_parquet
+from img2prompt.io import atomic_dir, recover_dir, vectors_from_column, write_json, write_parquet
 from img2prompt.text.templates import TEMPLATES_FORMAT, expand_templates
 
 BANK_FORMAT = 1
@@ -352,6 +349,7 @@ def load_bank(path: str | Path, encoder: TargetEncoder | None = None) -> PromptB
 
 def read_manifest(path: Path) -> dict:
     """A bank folder's manifest alone (cheap: no entries or vectors are read)."""
+    recover_dir(path)  # a write cut off between its two renames left the old bank aside
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.is_file():
         what = "no such folder" if not path.exists() else f"not a prompt bank (no {MANIFEST_FILE})"
@@ -611,23 +609,12 @@ def _token_counts(encoder: TargetEncoder, texts: Sequence[str]) -> np.ndarray:
 def _write_bank(
     out: Path, table: pa.Table, embeddings: np.ndarray, manifest: dict[str, Any]
 ) -> None:
-    """Write the three files into a fresh sibling folder, then swap it in for `out`."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fresh = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    """Write the three files into a fresh sibling folder that then replaces `out`."""
+    with atomic_dir(out) as fresh:
         write_parquet(table, fresh / ENTRIES_FILE)
-        with atomic_path(fresh / EMBEDDINGS_FILE) as tmp, open(tmp, "wb") as f:
+        with open(fresh / EMBEDDINGS_FILE, "wb") as f:
             np.save(f, embeddings)
         write_json(manifest, fresh / MANIFEST_FILE)
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-        os.replace(fresh, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(fresh, ignore_errors=True)
 
 
 # --- the bank that ships with the package -------------------------------------------------------

@@ -30,7 +30,7 @@ from torch.utils.data import DataLoader
 
 from img2prompt.config import TrainConfig
 from img2prompt.data.dataset import ImageDataset, TrainingTable, flip_decision, read_training_table
-from img2prompt.io import atomic_path, vector_column, write_json, write_parquet
+from img2prompt.io import atomic_dir, atomic_path, vector_column, write_json, write_parquet
 from img2prompt.models.model import ImageToPromptModel, save_model
 from img2prompt.progress import progress_bar, stderr
 from img2prompt.train.augment import mixgen
@@ -632,9 +632,5 @@ def _publish_best_model(out: Path, folds: list[FoldResult]) -> None:
     if len(folds) < 2:
         return
     best = max(folds, key=lambda r: -1.0 if r.best_cosine is None else r.best_cosine)
-    target = out / "model"
-    tmp = out / ".model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(best.model_dir, tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    with atomic_dir(out / "model") as tmp:
+        shutil.copytree(best.model_dir, tmp, dirs_exist_ok=True)
