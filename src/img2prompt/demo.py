@@ -22,16 +22,20 @@ from img2prompt.describe import Describer, DescribeRun, write_descriptions
 from img2prompt.report import console, print_descriptions, print_prepare_report
 
 
-def kaggle_sample_dir() -> Path | None:
-    """The competition sample: $IMG2PROMPT_SHARED/data/kaggle_sample, else ../shared/data/..."""
+def shared_dir_candidates() -> list[Path]:
+    """Where the project's `shared` folder may be, in order: $IMG2PROMPT_SHARED, beside the
+    source checkout this module runs from (`REPO/src/img2prompt/demo.py` -> `REPO/../shared`),
+    then beside the current folder (for an installed package run from inside a checkout)."""
     candidates = (
         [Path(os.environ["IMG2PROMPT_SHARED"])] if "IMG2PROMPT_SHARED" in os.environ else []
     )
-    candidates += [
-        Path.cwd().parent / "shared",
-        Path(__file__).resolve().parents[3].parent / "shared",
-    ]
-    for shared in candidates:
+    repo = Path(__file__).resolve().parents[2]  # demo.py -> img2prompt -> src -> REPO
+    return [*candidates, repo.parent / "shared", Path.cwd().parent / "shared"]
+
+
+def kaggle_sample_dir() -> Path | None:
+    """The competition sample: `data/kaggle_sample` in the first shared folder that has it."""
+    for shared in shared_dir_candidates():
         sample = shared / "data" / "kaggle_sample"
         if (sample / "sample_submission.csv").is_file():
             return sample
