@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from img2prompt.io import atomic_path, write_json
+from img2prompt.metrics import cosines as row_cosines
 from img2prompt.predict.tables import PredictionTable, Truth, read_predictions, read_truth
 
 WORST_SHOWN = 10
@@ -53,7 +54,7 @@ def evaluate(predictions: str | Path, truth: str | Path) -> Evaluation:
     table = read_predictions(predictions)
     reference = read_truth(truth)
     rows, targets, matched_by = reference.targets_for(table)
-    cosines = np.einsum("nd,nd->n", table.embeddings, targets)
+    cosines = row_cosines(table.embeddings, targets)
     folds = table.folds if table.folds is not None else _take(reference.folds, rows)
     sources = _take(reference.sources, rows)
     return Evaluation(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from img2prompt.metrics import cosines
 from img2prompt.progress import progress_bar
 
 TOLERANCE = 1e-6
@@ -38,9 +39,7 @@ def _cosine64(emb: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 65536)
     out = np.empty(len(a), dtype=np.float64)
     for start in range(0, len(a), chunk):
         part = slice(start, start + chunk)
-        out[part] = np.einsum(
-            "ij,ij->i", emb[a[part]].astype(np.float64), emb[b[part]].astype(np.float64)
-        )
+        out[part] = cosines(emb[a[part]].astype(np.float64), emb[b[part]].astype(np.float64))
     return out
 
 

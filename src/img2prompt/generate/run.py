@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from img2prompt import __version__
 from img2prompt.config import GenerateConfig
+from img2prompt.device import resolve_device
 from img2prompt.errors import InputError
 from img2prompt.generate.prompts import PromptTable, read_prompts
 from img2prompt.generate.ranks import Ranks, join_ranks, leave_ranks
@@ -30,7 +31,6 @@ from img2prompt.generate.sd import (
     load_pipeline,
     locate_model,
     render,
-    resolve_device,
     resolve_dtype,
 )
 from img2prompt.generate.shards import (

@@ -4,7 +4,6 @@ device and precision, count prompt tokens, and render a batch with one generator
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -31,19 +30,6 @@ SCHEDULER_CLASSES: dict[str, tuple[str, dict]] = {
     "unipc": ("UniPCMultistepScheduler", {}),
 }
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-
-
-def resolve_device(device: str) -> torch.device:
-    """`auto`: this process's GPU (LOCAL_RANK under torchrun) when CUDA is there, else the CPU."""
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        device = f"cuda:{local_rank}"
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available here")
-    return resolved
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:

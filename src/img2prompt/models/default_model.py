@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from img2prompt.metrics import cosines
 from img2prompt.models.model import ImageToPromptModel, ModelConfig, default_model_dir, save_model
 
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ def fit_alpha(
         for i, alpha in enumerate(ALPHA_GRID):
             guess = nearest + alpha * prior
             guess /= np.linalg.norm(guess, axis=1, keepdims=True)
-            scores[i] += (guess * held).sum(axis=1).sum()
+            scores[i] += cosines(guess, held).sum()
     scores /= len(y)
     best = int(scores.argmax())
     return ALPHA_GRID[best], {

@@ -17,6 +17,7 @@ import numpy as np
 
 from img2prompt.errors import InputError
 from img2prompt.io import write_json
+from img2prompt.metrics import mean_cosine
 from img2prompt.predict.tables import PredictionTable, Truth, normalise
 
 WEIGHTS_FORMAT = "img2prompt-ensemble"
@@ -113,8 +114,8 @@ def fit_ensemble(members: list[PredictionTable], truth: Truth) -> EnsembleFit:
     predictions = align(members)
     rows, targets, matched_by = truth.targets_for(members[0])  # align() checked the others
     weights = fit_weights(predictions, targets)
-    member_scores = [float(np.einsum("nd,nd->n", p, targets).mean()) for p in predictions]
-    blend_score = float(np.einsum("nd,nd->n", blend(predictions, weights), targets).mean())
+    member_scores = [mean_cosine(p, targets) for p in predictions]
+    blend_score = mean_cosine(blend(predictions, weights), targets)
     return EnsembleFit(
         [str(m.path) for m in members], weights, member_scores, blend_score, len(rows), matched_by
     )

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from img2prompt.data.embed import TargetEncoder, native_bf16, precision_context
+from img2prompt.metrics import cosines
 from img2prompt.text.bank import PromptBank, entry_key
 
 # Categories whose phrases describe how a picture looks rather than what it shows; they go after
@@ -224,7 +225,7 @@ class Decoder:
 
     def score(self, texts: Sequence[str], targets: np.ndarray) -> np.ndarray:
         """Exact (float32) cosine of each text's vector with its target row."""
-        return np.einsum("ij,ij->i", self.encode(texts, exact=True), targets)
+        return cosines(self.encode(texts, exact=True), targets)
 
     def _allowed(self, phrases: Sequence[int], words: int, candidate: int) -> bool:
         """No phrase twice (nor one inside another) and no more than max_words."""
@@ -247,7 +248,7 @@ class Decoder:
         prefixes = [(i, seq[:n]) for i, seq in enumerate(sequences) for n in range(1, len(seq) + 1)]
         texts = [self.compose(prefix, targets[i]) for i, prefix in prefixes]
         owners = np.array([i for i, _ in prefixes])
-        scores = np.einsum("ij,ij->i", self.encode(texts), targets[owners])
+        scores = cosines(self.encode(texts), targets[owners])
         best: dict[int, tuple[float, list[int]]] = {}
         for (i, prefix), score in zip(prefixes, scores, strict=True):
             if i not in best or score > best[i][0]:

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from img2prompt.config import TrainConfig
 from img2prompt.data.dataset import ImageDataset, TrainingTable, flip_decision, read_training_table
 from img2prompt.io import atomic_dir, atomic_path, vector_column, write_json, write_parquet
+from img2prompt.metrics import cosines, mean_cosine
 from img2prompt.models.model import ImageToPromptModel, save_model
 from img2prompt.progress import progress_bar, stderr
 from img2prompt.train.augment import mixgen
@@ -473,7 +474,7 @@ class FoldTrainer:
             predictions = torch.cat(chunks)
         predictions = F.normalize(predictions.float(), dim=-1)
         targets = self.targets[torch.as_tensor(self.val_rows, device=self.targets.device)]
-        cosine = float((predictions * targets).sum(-1).mean())
+        cosine = mean_cosine(predictions, targets)
         return cosine, predictions.cpu().numpy()
 
     def _save_best(self, predictions: np.ndarray | None) -> None:
@@ -502,7 +503,7 @@ class FoldTrainer:
                 "image": [str(self.table.images[i]) for i in rows],
                 "fold": np.full(len(rows), self.fold, np.int64),
                 "embedding": vector_column(predictions),
-                "cosine": (predictions * targets).sum(1).astype(np.float32),
+                "cosine": cosines(predictions, targets).astype(np.float32),
             }
         )
         write_parquet(table, self.dir / "oof.parquet")
