@@ -1,5 +1,6 @@
 """Image backbones: each is one registered factory returning a `Backbone`.
 
+`build_backbone("name:argument")` builds one; `@register_backbone("name")` adds one.
 A `Backbone` maps normalised pixels to features, either pooled its own way (`pooled`) or as a
 sequence of tokens (`tokens`, for GeM pooling). It declares its preprocessing and splits its
 layers into `layer_groups` (input to output), which layer-wise LR decay, freezing and re-init use.
@@ -8,6 +9,7 @@ layers into `layer_groups` (input to output), which layer-wise LR decay, freezin
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,7 +22,30 @@ from img2prompt.data.transforms import (
     IMAGENET_STD,
     PreprocessConfig,
 )
-from img2prompt.models.registry import register_backbone
+from img2prompt.models.registry import Registry
+
+BackboneFactory = Callable[[str, bool], "Backbone"]
+BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+register_backbone = BACKBONES.register
+"""Register `factory(argument, pretrained) -> Backbone` under a name; names are unique."""
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """`name:argument` -> (name, argument); the argument may itself hold colons."""
+    name, _, argument = spec.partition(":")
+    return name.strip(), argument.strip()
+
+
+def build_backbone(spec: str, pretrained: bool = True) -> Backbone:
+    """Build the backbone a spec names; an unknown name lists the known ones."""
+    name, argument = split_spec(spec)
+    backbone = BACKBONES.get(name, f" in {spec!r}")(argument, pretrained)
+    backbone.spec = spec
+    return backbone
+
+
+def backbone_names() -> list[str]:
+    return list(BACKBONES.names())
 
 
 class Backbone(nn.Module):

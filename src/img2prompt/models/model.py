@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from img2prompt.data.transforms import PreprocessConfig
-from img2prompt.models.backbones import Backbone
-from img2prompt.models.heads import HEAD_TYPES, build_head
+from img2prompt.errors import ConfigError
+from img2prompt.models.backbones import Backbone, build_backbone
+from img2prompt.models.heads import build_head, head_names
 from img2prompt.models.pooling import GeM
-from img2prompt.models.registry import build_backbone
 
 MODEL_FORMAT = "img2prompt-model"
 # 2: config.backbone_weights (a folder may leave the pretrained backbone's weights to its package).
@@ -39,7 +39,8 @@ class ModelConfig:
     backbone: str
     """Backbone spec, e.g. `hf-clip:openai/clip-vit-large-patch14` or `efficientnet-lite0`."""
     head: str = "linear"
-    """`linear` (Xavier-initialised) or `mlp` (Linear -> BatchNorm -> ReLU -> Linear)."""
+    """A registered head (`models/heads.py`): `linear` (Xavier-initialised), `mlp` (Linear ->
+    BatchNorm -> ReLU -> Linear) or `class-mixture` (zero-shot through a classifier)."""
     head_hidden: int = 16 * 1024
     """Hidden width of the `mlp` head."""
     pool: str = "default"
@@ -58,8 +59,8 @@ class ModelConfig:
     holds only the rest, so the folder stays small; fine-tuning such a backbone needs `saved`."""
 
     def __post_init__(self) -> None:
-        if self.head not in HEAD_TYPES:
-            raise ValueError(f"--head must be one of {', '.join(HEAD_TYPES)}, got {self.head!r}")
+        if self.head not in head_names():
+            raise ConfigError(f"--head must be one of {', '.join(head_names())}, got {self.head!r}")
         if self.pool not in POOL_TYPES:
             raise ValueError(f"--pool must be one of {', '.join(POOL_TYPES)}, got {self.pool!r}")
         if self.backbone_weights not in BACKBONE_WEIGHTS:
