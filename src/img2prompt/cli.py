@@ -710,7 +710,7 @@ def submission_check(
 ) -> None:
     """Check a submission before uploading it: header, ids, eId order, count, finite values,
     duplicates, and (with --sample) the image ids and their order. Exit code 1 on any problem."""
-    from img2prompt.predict.submission import check_submission
+    from img2prompt.predict.check import check_submission
 
     check = _run(check_submission, file, sample, truth, dim)
     if check.score is not None:
