@@ -944,19 +944,33 @@ def _config(cls, **values):
 
 
 def _run(function, *args, **kwargs):
-    """Run a command; a bad input becomes one clear line and exit code 2, not a traceback
-    (set IMG2PROMPT_DEBUG=1 to see the traceback)."""
+    """Run a command; a bad input or setting becomes one clear line and exit code 2, not a
+    traceback (set IMG2PROMPT_DEBUG=1 to see the traceback). Any other exception is a bug and
+    keeps its traceback."""
     import os
 
     try:
         return function(*args, **kwargs)
-    except ValueError as e:  # InputError and bad option values; both are the user's to fix
-        if os.environ.get("IMG2PROMPT_DEBUG"):
+    except ValueError as e:
+        if not _is_user_error(e) or os.environ.get("IMG2PROMPT_DEBUG"):
             raise
         from rich.markup import escape
 
         stderr.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def _is_user_error(error: ValueError) -> bool:
+    """InputError and ConfigError are the user's to fix. Until config.py raises ConfigError
+    itself (part B of issue 14), a plain ValueError raised in config.py is a bad setting too."""
+    from img2prompt.errors import ConfigError, InputError
+
+    if isinstance(error, (InputError, ConfigError)):
+        return True
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and frame.tb_frame.f_globals.get("__name__") == "img2prompt.config"
 
 
 def main() -> None:

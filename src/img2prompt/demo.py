@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from img2prompt.describe import Describer, DescribeRun, write_descriptions
+from img2prompt.errors import ConfigError
 from img2prompt.report import console, print_descriptions, print_prepare_report
 
 
@@ -58,7 +59,7 @@ def example_images() -> list[Path]:
 
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError(
+        raise ConfigError(
             "the demo's example images come with scikit-image: pip install scikit-image"
         )
     folder = Path(next(iter(spec.submodule_search_locations))) / "data"

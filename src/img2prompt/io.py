@@ -124,6 +124,18 @@ def write_parquet(table: pa.Table, path: str | Path) -> None:
         pq.write_table(table, tmp)
 
 
+def read_json(path: str | Path) -> Any:
+    """A JSON file's value; a file that is not valid UTF-8 JSON is an InputError naming it."""
+    from img2prompt.errors import InputError
+
+    try:
+        return json.loads(Path(path).read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise InputError(path, f"not valid UTF-8 at byte {e.start + 1}") from None
+    except json.JSONDecodeError as e:
+        raise InputError(path, f"invalid JSON: {e.msg} (column {e.colno})", e.lineno) from None
+
+
 def write_json(obj: Any, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from img2prompt.errors import ConfigError
+
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
     from PIL import Image
@@ -44,17 +46,17 @@ def locate_model(model: str) -> str:
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file():
-            raise ValueError(
+            raise ConfigError(
                 f"--model {model}: the folder has no model_index.json, so it is not a diffusers "
                 "pipeline folder (a single .ckpt/.safetensors file can be converted with "
                 "diffusers' StableDiffusionPipeline.from_single_file(...).save_pretrained(DIR))"
             )
         return str(path.resolve())
     if path.exists():
-        raise ValueError(f"--model {model} is a file; give a diffusers pipeline folder or hub id")
+        raise ConfigError(f"--model {model} is a file; give a diffusers pipeline folder or hub id")
     if _HUB_ID.match(model) and not model.startswith((".", "~")):
         return model
-    raise ValueError(f"--model {model}: no such folder")
+    raise ConfigError(f"--model {model}: no such folder")
 
 
 @contextlib.contextmanager
@@ -102,9 +104,9 @@ def load_pipeline(
         except (OSError, ValueError, TypeError, KeyError) as e:
             where = "folder" if Path(spec).is_dir() else "hub id (not in the local cache?)"
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValueError(f"--model {model}: cannot load this {where}: {first_line}") from e
+            raise ConfigError(f"--model {model}: cannot load this {where}: {first_line}") from e
     if safety_checker and pipe.safety_checker is None:
-        raise ValueError(f"--safety-checker: {model} has no safety checker")
+        raise ConfigError(f"--safety-checker: {model} has no safety checker")
     if scheduler != "default":
         class_name, overrides = SCHEDULER_CLASSES[scheduler]
         scheduler_class = getattr(diffusers, class_name)

@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from img2prompt.errors import InputError
 from img2prompt.io import atomic_path, swap_dir
 
 SHARDS = "shards"
@@ -133,8 +134,9 @@ def assemble_index(out: Path, plan: ShardPlan) -> pa.Table | None:
     parts = [pq.read_table(shard_dir(out, s) / INDEX_PART) for s in range(plan.shards)]
     table = pa.concat_tables(parts, promote_options="default").replace_schema_metadata(None)
     if table.num_rows != plan.images:
-        raise ValueError(
-            f"{out / SHARDS}: the shards hold {table.num_rows} images, the plan {plan.images}; "
-            "they come from another run"
+        raise InputError(
+            out / SHARDS,
+            f"the shards hold {table.num_rows} images, the plan {plan.images}; they come from "
+            "another run",
         )
     return table

@@ -22,6 +22,7 @@ from img2prompt.data.transforms import (
     IMAGENET_STD,
     PreprocessConfig,
 )
+from img2prompt.errors import ConfigError
 from img2prompt.models.registry import Registry
 
 BackboneFactory = Callable[[str, bool], "Backbone"]
@@ -163,7 +164,7 @@ def hf_clip(source: str, pretrained: bool = True) -> Backbone:
     from transformers import CLIPVisionModel
 
     if not source:
-        raise ValueError("hf-clip needs a hub id or folder: hf-clip:openai/clip-vit-large-patch14")
+        raise ConfigError("hf-clip needs a hub id or folder: hf-clip:openai/clip-vit-large-patch14")
     config = _clip_vision_config(source)
     model = CLIPVisionModel.from_pretrained(source) if pretrained else CLIPVisionModel(config)
     size = config.image_size
@@ -202,7 +203,7 @@ def hf_convnext(source: str, pretrained: bool = True) -> Backbone:
     from transformers import ConvNextConfig, ConvNextModel
 
     if not source:
-        raise ValueError(
+        raise ConfigError(
             "hf-convnext needs a hub id or folder: hf-convnext:facebook/convnext-base-224"
         )
     config = ConvNextConfig.from_pretrained(source)
@@ -351,7 +352,7 @@ def _require(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ValueError(
+        raise ConfigError(
             f"this backbone needs the optional extra: pip install 'img2prompt[{extra}]' "
             "(it pulls its own torch build; install it where that is acceptable)"
         ) from None
@@ -403,7 +404,7 @@ class OpenCLIPBackbone(Backbone):
         return self.visual(pixels)
 
     def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
-        raise ValueError("GeM pooling is not available for open-clip backbones; use pooled output")
+        raise ConfigError("GeM pooling is not available for open-clip backbones; use pooled output")
 
     def layer_groups(self) -> list[nn.Module]:
         return [self.visual]

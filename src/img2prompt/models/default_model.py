@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from img2prompt.errors import ConfigError
 from img2prompt.metrics import cosines
 from img2prompt.models.model import ImageToPromptModel, ModelConfig, default_model_dir, save_model
 
@@ -76,13 +77,13 @@ def _package_file(relative: str) -> Path:
     try:
         dist = metadata.distribution(CLASS_NAMES_DIST)
     except metadata.PackageNotFoundError:
-        raise ValueError(
+        raise ConfigError(
             f"the default model's class names come from the {CLASS_NAMES_DIST!r} package: "
             f"pip install {CLASS_NAMES_DIST}"
         ) from None
     path = Path(str(dist.locate_file(relative)))
     if not path.is_file():
-        raise ValueError(f"{CLASS_NAMES_DIST} {dist.version} has no {relative}")
+        raise ConfigError(f"{CLASS_NAMES_DIST} {dist.version} has no {relative}")
     return path
 
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from img2prompt.data.transforms import PreprocessConfig
-from img2prompt.errors import ConfigError
+from img2prompt.errors import ConfigError, InputError
 from img2prompt.models.backbones import Backbone, build_backbone
 from img2prompt.models.heads import build_head, head_names
 from img2prompt.models.pooling import GeM
@@ -62,14 +62,14 @@ class ModelConfig:
         if self.head not in head_names():
             raise ConfigError(f"--head must be one of {', '.join(head_names())}, got {self.head!r}")
         if self.pool not in POOL_TYPES:
-            raise ValueError(f"--pool must be one of {', '.join(POOL_TYPES)}, got {self.pool!r}")
+            raise ConfigError(f"--pool must be one of {', '.join(POOL_TYPES)}, got {self.pool!r}")
         if self.backbone_weights not in BACKBONE_WEIGHTS:
-            raise ValueError(
+            raise ConfigError(
                 f"backbone_weights must be one of {', '.join(BACKBONE_WEIGHTS)}, "
                 f"got {self.backbone_weights!r}"
             )
         if self.head_hidden < 1 or self.out_dim < 1 or self.gem_p <= 0:
-            raise ValueError("--head-hidden and the output size must be >= 1, --gem-p > 0")
+            raise ConfigError("--head-hidden and the output size must be >= 1, --gem-p > 0")
 
 
 class ImageToPromptModel(nn.Module):
@@ -236,18 +236,18 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Ima
     from safetensors.torch import load_file
     from safetensors.torch import load_model as load_weights
 
-    from img2prompt.io import recover_dir
+    from img2prompt.io import read_json, recover_dir
 
     directory = resolve_model_dir(directory)
     recover_dir(directory)  # a save cut off between its two renames left the old model aside
     manifest_path = directory / "model.json"
     if not manifest_path.is_file():
-        raise ValueError(f"{directory}: not a model folder (no model.json)")
-    manifest = json.loads(manifest_path.read_text())
+        raise InputError(directory, "not a model folder (no model.json)")
+    manifest = read_json(manifest_path)
     if manifest.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{manifest_path}: not an img2prompt model manifest")
+        raise InputError(manifest_path, "not an img2prompt model manifest")
     if manifest.get("format_version", 0) > MODEL_FORMAT_VERSION:
-        raise ValueError(f"{manifest_path}: made by a newer img2prompt; upgrade to load it")
+        raise InputError(manifest_path, "made by a newer img2prompt; upgrade to load it")
     cfg = ModelConfig(**manifest["config"])
     pretrained = cfg.backbone_weights == "pretrained"
     backbone = build_backbone(_resolve(manifest["rebuild"]["backbone"], directory), pretrained)
@@ -262,9 +262,9 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Ima
         missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
         missing = [name for name in missing if not name.startswith("backbone.")]
         if missing or unexpected:
-            raise ValueError(
-                f"{weights}: does not fit the model (missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]})"
+            raise InputError(
+                weights,
+                f"does not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})",
             )
     else:
         load_weights(model, str(weights), device=str(device))

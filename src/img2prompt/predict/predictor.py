@@ -30,7 +30,7 @@ from img2prompt.data.embed import native_bf16
 from img2prompt.data.images import MAX_PIXELS, load_image, to_rgb
 from img2prompt.data.transforms import normalise
 from img2prompt.device import resolve_device
-from img2prompt.errors import InputError
+from img2prompt.errors import ConfigError, InputError
 from img2prompt.metrics import cosines
 from img2prompt.models.backbones import Backbone
 from img2prompt.models.model import ImageToPromptModel, load_model
@@ -91,15 +91,15 @@ class PredictOptions:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}")
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.batch_size < 0:
-            raise ValueError("--batch-size must be >= 1 (or 0: chosen for the model)")
+            raise ConfigError("--batch-size must be >= 1 (or 0: chosen for the model)")
         if self.tta not in TTA_CHOICES:
-            raise ValueError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {self.tta!r}")
+            raise ConfigError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {self.tta!r}")
         if isinstance(self.compile, bool):
             self.compile = "on" if self.compile else "off"
         if self.compile not in COMPILES:
-            raise ValueError(f"compile must be one of {', '.join(COMPILES)}, got {self.compile!r}")
+            raise ConfigError(f"compile must be one of {', '.join(COMPILES)}, got {self.compile!r}")
 
 
 @dataclass

@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from img2prompt.data.clean import clean_prompt
 from img2prompt.data.embed import TargetEncoder, default_cache_dir, embed_texts, native_bf16
 from img2prompt.data.sources import PROMPT_COLUMNS, read_records
-from img2prompt.errors import ErrorLog, InputError
+from img2prompt.errors import ConfigError, ErrorLog, InputError
 from img2prompt.io import atomic_dir, recover_dir, vectors_from_column, write_json, write_parquet
 from img2prompt.text.templates import TEMPLATES_FORMAT, expand_templates
 
@@ -480,7 +480,7 @@ class _Settings:
 
     def __post_init__(self) -> None:
         if self.precision not in ("fp32", "bf16", "auto"):
-            raise ValueError(f"precision must be fp32, bf16 or auto, got {self.precision!r}")
+            raise ConfigError(f"precision must be fp32, bf16 or auto, got {self.precision!r}")
 
 
 def _extend(
@@ -491,7 +491,7 @@ def _extend(
     settings: _Settings,
 ) -> BankReport:
     if not inputs:
-        raise ValueError("give at least one input file")
+        raise ConfigError("give at least one input file")
     errors = ErrorLog("fail")
     read: list[BankEntry] = []
     for path in inputs:

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from img2prompt.config import TrainConfig
 from img2prompt.data.dataset import ImageDataset, TrainingTable, flip_decision, read_training_table
+from img2prompt.errors import ConfigError
 from img2prompt.io import atomic_dir, atomic_path, vector_column, write_json, write_parquet
 from img2prompt.metrics import cosines, mean_cosine
 from img2prompt.models.model import ImageToPromptModel, save_model
@@ -114,13 +115,13 @@ def _check_run_folder(cfg: TrainConfig) -> TrainConfig:
     saved_path = cfg.out / "config.yaml"
     if not cfg.resume:
         if saved_path.exists():
-            raise ValueError(
+            raise ConfigError(
                 f"{cfg.out} already holds a run; pass --resume to continue it, "
                 "or choose another --out"
             )
         return cfg
     if not saved_path.exists():
-        raise ValueError(
+        raise ConfigError(
             f"{cfg.out}: nothing to resume (no config.yaml); start it without --resume"
         )
     saved = yaml.safe_load(saved_path.read_text())
@@ -128,7 +129,7 @@ def _check_run_folder(cfg: TrainConfig) -> TrainConfig:
     changed = [k for k in saved if k not in RESUMABLE_CHANGES and saved[k] != current.get(k)]
     if changed:
         details = ", ".join(f"{k}: {saved[k]!r} -> {current.get(k)!r}" for k in changed)
-        raise ValueError(f"{saved_path}: --resume with different settings ({details})")
+        raise ConfigError(f"{saved_path}: --resume with different settings ({details})")
     return cfg
 
 
@@ -205,14 +206,14 @@ def _folds_to_run(fold: str, table_folds: np.ndarray) -> list[int | None]:
         return [None]
     if fold == "all":
         if len(present) < 2:
-            raise ValueError(
+            raise ConfigError(
                 "--fold all needs a table with at least 2 folds (data prepare --folds)"
             )
         return present
     if int(fold) not in present:
-        raise ValueError(f"--fold {fold}: the table's folds are {present}")
+        raise ConfigError(f"--fold {fold}: the table's folds are {present}")
     if len(present) < 2:
-        raise ValueError("the table has one fold, so nothing is left to train on; use --fold none")
+        raise ConfigError("the table has one fold, so nothing is left to train on; use --fold none")
     return [int(fold)]
 
 
