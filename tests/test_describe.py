@@ -90,7 +90,7 @@ def test_uploads_in_memory(describer, encoder):
 
 def _cli(args, describer, monkeypatch):
     """Run the CLI with the session's describer (the model and bank are loaded once)."""
-    import img2prompt.describe as describe_module
+    import img2prompt.describer as describe_module
 
     monkeypatch.setattr(describe_module, "Describer", lambda *a, **k: describer)
     return runner.invoke(app, ["describe", *args, "--quiet"])

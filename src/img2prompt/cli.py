@@ -812,7 +812,7 @@ def describe(
     (unless --skip-bad and at least one image was described)."""
     import json
 
-    from img2prompt.describe import (
+    from img2prompt.describer import (
         Describer,
         check_description_output,
         descriptions_json,
@@ -883,7 +883,7 @@ def serve(
     OpenAPI at `/docs`). The model and the bank are loaded once, before the server starts."""
     import uvicorn
 
-    from img2prompt.describe import Describer
+    from img2prompt.describer import Describer
     from img2prompt.predict.predictor import PredictOptions
     from img2prompt.serve.app import create_app
 
@@ -907,6 +907,23 @@ def serve(
         )
     stderr.print(f"img2prompt on http://{host}:{port}/  (Ctrl+C stops it)", highlight=False)
     uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_keep_alive=5)
+
+
+@app.command()
+def push(
+    model: Annotated[Path, typer.Argument(help="A model folder (e.g. RUN/model).")],
+    repo: Annotated[str, typer.Argument(help="Hugging Face Hub repository: owner/name.")],
+    private: Annotated[bool, typer.Option(help="Create the repository as private.")] = False,
+    revision: Annotated[
+        str | None, typer.Option(help="Branch to push to (created if missing).")
+    ] = None,
+) -> None:
+    """Upload a model folder to the Hugging Face Hub; then `hf:owner/name` loads it anywhere a
+    model is taken (predict, describe, serve, `img2prompt.load_model`)."""
+    from img2prompt.models.model import push_model
+
+    url = _run(push_model, model, repo, private=private, revision=revision)
+    stderr.print(f"pushed {model} to {repo}: {url}", highlight=False)
 
 
 @app.command()

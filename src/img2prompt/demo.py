@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from img2prompt.describe import Describer, DescribeRun, write_descriptions
+from img2prompt.describer import Describer, DescribeRun, write_descriptions
 from img2prompt.errors import ConfigError
 from img2prompt.report import console, print_descriptions, print_prepare_report
 

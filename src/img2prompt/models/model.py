@@ -224,30 +224,45 @@ def default_model_dir() -> Path:
 
 def resolve_model_dir(model: str | Path) -> Path:
     """The string `default` names the packaged default model (write `./default` for a folder of
-    that name); anything else is a model folder."""
+    that name); `hf:owner/repo[@revision]` a model on the Hugging Face Hub (downloaded, or from
+    the hub cache offline); anything else is a model folder."""
     if isinstance(model, str) and model == DEFAULT_MODEL:
         return default_model_dir()
+    if isinstance(model, str) and model.startswith("hf:"):
+        from img2prompt.models.hub import download_model
+
+        return download_model(model)
     return Path(model)
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu") -> ImageToPromptModel:
-    """Load a model folder (or `default`, the packaged one) for prediction, in eval mode; no
-    training code or download needed."""
-    from safetensors.torch import load_file
-    from safetensors.torch import load_model as load_weights
-
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """A model folder's `model.json`, checked (format, version, weights file present); an
+    InputError names the folder when it is not a model this img2prompt can load."""
     from img2prompt.io import read_json, recover_dir
 
-    directory = resolve_model_dir(directory)
+    directory = Path(directory)
     recover_dir(directory)  # a save cut off between its two renames left the old model aside
     manifest_path = directory / "model.json"
     if not manifest_path.is_file():
         raise InputError(directory, "not a model folder (no model.json)")
     manifest = read_json(manifest_path)
-    if manifest.get("format") != MODEL_FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT:
         raise InputError(manifest_path, "not an img2prompt model manifest")
     if manifest.get("format_version", 0) > MODEL_FORMAT_VERSION:
         raise InputError(manifest_path, "made by a newer img2prompt; upgrade to load it")
+    if not (directory / "model.safetensors").is_file():
+        raise InputError(directory, "model folder without model.safetensors")
+    return manifest
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> ImageToPromptModel:
+    """Load a model folder (or `default`, the packaged one, or `hf:owner/repo[@revision]`) for
+    prediction, in eval mode; no training code needed."""
+    from safetensors.torch import load_file
+    from safetensors.torch import load_model as load_weights
+
+    directory = resolve_model_dir(directory)
+    manifest = read_manifest(directory)
     cfg = ModelConfig(**manifest["config"])
     pretrained = cfg.backbone_weights == "pretrained"
     backbone = build_backbone(_resolve(manifest["rebuild"]["backbone"], directory), pretrained)
@@ -270,3 +285,15 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Ima
         load_weights(model, str(weights), device=str(device))
     model.manifest = manifest
     return model.to(device).eval()
+
+
+def push_model(
+    directory: str | Path, repo: str, private: bool = False, revision: str | None = None
+) -> str:
+    """Upload a model folder to the Hugging Face Hub repository `owner/repo` (`revision`: a
+    branch); the folder is checked first, so a wrong path uploads nothing. Returns the commit
+    URL."""
+    from img2prompt.models.hub import upload_folder
+
+    read_manifest(directory)
+    return upload_folder(directory, repo, private=private, revision=revision)

@@ -241,7 +241,7 @@ def create_app(
     max_pending: int = 64,
 ) -> FastAPI:
     """The web app over `describer`: anything with `describe_uploads(list[(name, bytes)],
-    max_pixels) -> list[Description | InputError]` (an `img2prompt.describe.Describer`, or a
+    max_pixels) -> list[Description | InputError]` (an `img2prompt.describer.Describer`, or a
     stand-in in tests)."""
     if max_upload_mb <= 0 or max_pixels < 1 or max_batch < 1 or max_pending < 1:
         raise ConfigError("max_upload_mb, max_pixels, max_batch and max_pending must be positive")
