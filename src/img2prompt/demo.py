@@ -20,6 +20,7 @@ import numpy as np
 
 from img2prompt.describer import Describer, DescribeRun, write_descriptions
 from img2prompt.errors import ConfigError
+from img2prompt.metrics import cosines as row_cosines
 from img2prompt.report import console, print_descriptions, print_prepare_report
 
 
@@ -127,10 +128,8 @@ def _kaggle_sample(describer: Describer, sample: Path, out: Path) -> None:
     run = describer.describe_files([sample / "images"])
     write_descriptions(run, out / "kaggle_sample.parquet")
     stems = [Path(d.image).stem for d in run.descriptions]
-    cosines = [
-        float(d.embedding @ truth.targets[truth.by_image[stem]])
-        for d, stem in zip(run.descriptions, stems, strict=True)
-    ]
+    predicted = np.stack([d.embedding for d in run.descriptions])
+    cosines = row_cosines(predicted, truth.targets[[truth.by_image[s] for s in stems]]).tolist()
     print_descriptions(
         run.descriptions,
         truths=[truths.get(stem, "?") for stem in stems],
