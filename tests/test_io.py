@@ -31,6 +31,14 @@ def test_atomic_dir_replaces_a_folder_and_leaves_nothing_beside_it(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
+def test_atomic_dir_publishes_with_the_usual_permissions(tmp_path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with atomic_dir(tmp_path / "out") as tmp:
+        (tmp / "a.txt").write_text("x")
+    assert (tmp_path / "out").stat().st_mode == plain.stat().st_mode  # not mkdtemp's 0700
+
+
 def test_atomic_dir_keeps_the_old_folder_when_the_writer_fails(tmp_path):
     target = tmp_path / "out"
     target.mkdir()

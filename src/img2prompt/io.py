@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -51,12 +52,25 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     recover_dir(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _fresh_sibling(path)
     try:
         yield tmp
         swap_dir(tmp, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fresh_sibling(path: Path) -> Path:
+    """A new empty folder beside `path` with the usual permissions (umask), unlike mkdtemp's
+    0700, which the published folder would keep."""
+    for _ in range(100):
+        candidate = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
 
 
 def swap_dir(new: Path, path: Path) -> None:
@@ -82,7 +96,11 @@ def swap_dir(new: Path, path: Path) -> None:
 
 def recover_dir(path: str | Path) -> None:
     """Undo a swap that was cut off between its renames: a backup with no folder at `path` is
-    the last complete folder, so it goes back; a backup beside a folder is stale and goes."""
+    the last complete folder, so it goes back; a backup beside a folder is stale and goes.
+
+    Meant for one writer per folder (a training run, a bank build): a reader that runs this
+    while another process is between the renames makes that writer's save fail with an
+    OSError, leaving the old folder, never neither."""
     path = Path(path)
     backup = backup_dir(path)
     if not backup.exists():
