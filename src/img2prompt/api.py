@@ -8,8 +8,8 @@ objects):
     results = img2prompt.describe(["cat.png"])            # .prompt .score .embedding
 
 `import img2prompt` stays light: these names are loaded on first use (`img2prompt.__getattr__`).
-Models, encoders, banks and describers are cached per process, so calling `decode` or `describe`
-again does not load them again.
+`decode` and `describe` keep what they load (encoder, bank, model) for the process, so calling
+them again costs only the work itself; `load_model` loads afresh each time (keep its `Model`).
 """
 
 from __future__ import annotations
