@@ -731,7 +731,7 @@ def submission_check(
 ) -> None:
     """Check a submission before uploading it: header, ids, eId order, count, finite values,
     duplicates, and (with --sample) the image ids and their order. Exit code 1 on any problem."""
-    from img2prompt.predict.submission import check_submission
+    from img2prompt.predict.check import check_submission
 
     check = _run(check_submission, file, sample, truth, dim)
     if check.score is not None:
@@ -833,7 +833,7 @@ def describe(
     (unless --skip-bad and at least one image was described)."""
     import json
 
-    from img2prompt.describe import (
+    from img2prompt.describer import (
         Describer,
         check_description_output,
         descriptions_json,
@@ -904,7 +904,7 @@ def serve(
     OpenAPI at `/docs`). The model and the bank are loaded once, before the server starts."""
     import uvicorn
 
-    from img2prompt.describe import Describer
+    from img2prompt.describer import Describer
     from img2prompt.predict.predictor import PredictOptions
     from img2prompt.serve.app import create_app
 
@@ -928,6 +928,23 @@ def serve(
         )
     stderr.print(f"img2prompt on http://{host}:{port}/  (Ctrl+C stops it)", highlight=False)
     uvicorn.run(app_, host=host, port=port, log_level=log_level, timeout_keep_alive=5)
+
+
+@app.command()
+def push(
+    model: Annotated[Path, typer.Argument(help="A model folder (e.g. RUN/model).")],
+    repo: Annotated[str, typer.Argument(help="Hugging Face Hub repository: owner/name.")],
+    private: Annotated[bool, typer.Option(help="Create the repository as private.")] = False,
+    revision: Annotated[
+        str | None, typer.Option(help="Branch to push to (created if missing).")
+    ] = None,
+) -> None:
+    """Upload a model folder to the Hugging Face Hub; then `hf:owner/name` loads it anywhere a
+    model is taken (predict, describe, serve, `img2prompt.load_model`)."""
+    from img2prompt.models.model import push_model
+
+    url = _run(push_model, model, repo, private=private, revision=revision)
+    stderr.print(f"pushed {model} to {repo}: {url}", highlight=False)
 
 
 @app.command()
@@ -965,19 +982,33 @@ def _config(cls, **values):
 
 
 def _run(function, *args, **kwargs):
-    """Run a command; a bad input becomes one clear line and exit code 2, not a traceback
-    (set IMG2PROMPT_DEBUG=1 to see the traceback)."""
+    """Run a command; a bad input or setting becomes one clear line and exit code 2, not a
+    traceback (set IMG2PROMPT_DEBUG=1 to see the traceback). Any other exception is a bug and
+    keeps its traceback."""
     import os
 
     try:
         return function(*args, **kwargs)
-    except ValueError as e:  # InputError and bad option values; both are the user's to fix
-        if os.environ.get("IMG2PROMPT_DEBUG"):
+    except ValueError as e:
+        if not _is_user_error(e) or os.environ.get("IMG2PROMPT_DEBUG"):
             raise
         from rich.markup import escape
 
         stderr.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def _is_user_error(error: ValueError) -> bool:
+    """InputError and ConfigError are the user's to fix. Until config.py raises ConfigError
+    itself (part B of issue 14), a plain ValueError raised in config.py is a bad setting too."""
+    from img2prompt.errors import ConfigError, InputError
+
+    if isinstance(error, (InputError, ConfigError)):
+        return True
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and frame.tb_frame.f_globals.get("__name__") == "img2prompt.config"
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from rich.text import Text
 from img2prompt.data.prepare import PrepareReport
 
 if TYPE_CHECKING:
-    from img2prompt.describe import Description
+    from img2prompt.describer import Description
     from img2prompt.train.loop import TrainReport
 
 console = Console()

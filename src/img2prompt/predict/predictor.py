@@ -24,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from img2prompt.data.embed import native_bf16, resolve_device
+from img2prompt.data.embed import native_bf16
 from img2prompt.data.images import MAX_PIXELS, load_image, to_rgb
 from img2prompt.data.transforms import normalise
-from img2prompt.errors import InputError
+from img2prompt.device import resolve_device
+from img2prompt.errors import ConfigError, InputError
+from img2prompt.metrics import cosines
 from img2prompt.models.backbones import Backbone
 from img2prompt.models.model import ImageToPromptModel, load_model
 from img2prompt.predict.tta import TTA_CHOICES, merge_views, render_views, tta_views
@@ -90,15 +91,15 @@ class PredictOptions:
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}")
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.batch_size < 0:
-            raise ValueError("--batch-size must be >= 1 (or 0: chosen for the model)")
+            raise ConfigError("--batch-size must be >= 1 (or 0: chosen for the model)")
         if self.tta not in TTA_CHOICES:
-            raise ValueError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {self.tta!r}")
+            raise ConfigError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {self.tta!r}")
         if isinstance(self.compile, bool):
             self.compile = "on" if self.compile else "off"
         if self.compile not in COMPILES:
-            raise ValueError(f"compile must be one of {', '.join(COMPILES)}, got {self.compile!r}")
+            raise ConfigError(f"compile must be one of {', '.join(COMPILES)}, got {self.compile!r}")
 
 
 @dataclass
@@ -132,7 +133,7 @@ class Predictor:
         self, model: ImageToPromptModel | str | Path, options: PredictOptions | None = None
     ) -> None:
         self.options = options or PredictOptions()
-        self.device = torch.device(resolve_device(self.options.device))
+        self.device = resolve_device(self.options.device)
         if not isinstance(model, ImageToPromptModel):
             model = load_model(model, self.device)
         self.model = model.to(self.device).eval()
@@ -254,7 +255,7 @@ class Predictor:
             sample = pixels[: CALIBRATION_IMAGES * len(self.views)]
             reference = merge_views(self.model(sample), len(self.views))
             candidate = merge_views(bf16_model(sample.to(torch.bfloat16)), len(self.views))
-            worst = F.cosine_similarity(reference, candidate).min().item()
+            worst = cosines(reference, candidate, normalised=False).min().item()
             if worst < BF16_MIN_COSINE:
                 self.precision = "fp32"
                 self.precision_note = (

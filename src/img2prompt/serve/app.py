@@ -31,7 +31,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from img2prompt.data.images import NotAnImage, image_header
-from img2prompt.errors import InputError
+from img2prompt.errors import ConfigError, InputError
 
 log = logging.getLogger("img2prompt.serve")
 
@@ -241,10 +241,10 @@ def create_app(
     max_pending: int = 64,
 ) -> FastAPI:
     """The web app over `describer`: anything with `describe_uploads(list[(name, bytes)],
-    max_pixels) -> list[Description | InputError]` (an `img2prompt.describe.Describer`, or a
+    max_pixels) -> list[Description | InputError]` (an `img2prompt.describer.Describer`, or a
     stand-in in tests)."""
     if max_upload_mb <= 0 or max_pixels < 1 or max_batch < 1 or max_pending < 1:
-        raise ValueError("max_upload_mb, max_pixels, max_batch and max_pending must be positive")
+        raise ConfigError("max_upload_mb, max_pixels, max_batch and max_pending must be positive")
     max_bytes = int(max_upload_mb * 2**20)
     worker = ModelWorker(describer, max_pixels, max_batch, max_pending)
 
