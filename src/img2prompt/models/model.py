@@ -240,7 +240,8 @@ def resolve_model_dir(model: str | Path) -> Path:
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> ImageToPromptModel:
     """Load a model folder (or `default`, the packaged one) for prediction, in eval mode; no
-    training code or download needed."""
+    training code or download needed. An index folder (`model.json` kind `retrieval`) loads as
+    an `img2prompt.index.model.RetrievalModel`, which predicts through the same interface."""
     from safetensors.torch import load_file
     from safetensors.torch import load_model as load_weights
 
@@ -253,6 +254,10 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Ima
         raise ValueError(f"{manifest_path}: not an img2prompt model manifest")
     if manifest.get("format_version", 0) > MODEL_FORMAT_VERSION:
         raise ValueError(f"{manifest_path}: made by a newer img2prompt; upgrade to load it")
+    if manifest.get("kind") == "retrieval":  # an `index build` folder: CLIP + a prompt index
+        from img2prompt.index.model import load_retrieval_model
+
+        return load_retrieval_model(directory, manifest, device)
     cfg = ModelConfig(**manifest["config"])
     pretrained = cfg.backbone_weights == "pretrained"
     backbone = build_backbone(_resolve(manifest["rebuild"]["backbone"], directory), pretrained)

@@ -1,0 +1,132 @@
+"""The searchable part of an index folder: CLIP text features in FAISS, the prompts' MiniLM
+targets, and the blend that turns an image's nearest prompts into a predicted target.
+
+Files: `index.faiss` (inner product over unit CLIP text features: IndexFlatIP, IVF-Flat or
+HNSW), `targets.npy` ((N, 384) float32, memory-mapped at load, so tens of millions of rows cost
+page cache, not RAM) and `prompts.parquet` (`id`, `prompt`, `group`, in index row order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+INDEX_FILE = "index.faiss"
+TARGETS_FILE = "targets.npy"
+PROMPTS_FILE = "prompts.parquet"
+
+
+def blend(scores: np.ndarray, targets: np.ndarray, temperature: float) -> np.ndarray:
+    """(B, k) cosines and (B, k, D) targets of the k nearest prompts -> (B, D) unit vectors:
+    normalise(sum_j softmax(s / T)_j * target_j). Rows with fewer neighbours carry -inf
+    scores, which get zero weight."""
+    logits = scores.astype(np.float64) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    weights = np.exp(logits)
+    weights /= weights.sum(axis=1, keepdims=True)
+    mixed = np.einsum("bk,bkd->bd", weights, targets.astype(np.float64))
+    norms = np.linalg.norm(mixed, axis=1, keepdims=True)
+    return (mixed / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class PromptIndex:
+    """FAISS over the prompts' unit CLIP text features plus their MiniLM targets. Read-only once
+    built, so copies of a model share it (`__deepcopy__`): the predictor's bf16 copy of the CLIP
+    tower must not duplicate millions of rows."""
+
+    def __init__(
+        self,
+        faiss_index,
+        targets: np.ndarray,
+        folder: Path | None = None,
+        nprobe: int = 32,
+        ef_search: int = 128,
+    ) -> None:
+        if faiss_index.ntotal != len(targets):
+            raise ValueError(
+                f"{folder}: the index holds {faiss_index.ntotal:,} prompts but "
+                f"{TARGETS_FILE} {len(targets):,}; rebuild it"
+            )
+        self.faiss = faiss_index
+        self.targets = targets
+        self.folder = folder
+        self._prompts: list[str] | None = None
+        self._groups: np.ndarray | None = None
+        self.configure(nprobe, ef_search)
+
+    def configure(self, nprobe: int, ef_search: int) -> None:
+        """Search effort of approximate indexes (ignored by exact ones)."""
+        import faiss
+
+        ivf = faiss.try_extract_index_ivf(self.faiss)
+        if ivf is not None:
+            ivf.nprobe = nprobe
+        if hasattr(self.faiss, "hnsw"):
+            self.faiss.hnsw.efSearch = ef_search
+
+    def __len__(self) -> int:
+        return int(self.faiss.ntotal)
+
+    def __deepcopy__(self, memo: dict) -> PromptIndex:
+        return self
+
+    @property
+    def dim(self) -> int:
+        return int(self.faiss.d)
+
+    def search(self, features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(B, D) unit float32 features -> (B, k) cosines (descending) and row ids; k is capped
+        at the index size."""
+        features = np.ascontiguousarray(features, dtype=np.float32)
+        return self.faiss.search(features, min(k, len(self)))
+
+    def predict(self, features: np.ndarray, k: int, temperature: float) -> np.ndarray:
+        """The retrieval model's output for (B, D) unit CLIP image features."""
+        scores, ids = self.search(features, k)
+        return self.blend(scores, ids, temperature)
+
+    def blend(self, scores: np.ndarray, ids: np.ndarray, temperature: float) -> np.ndarray:
+        valid = ids >= 0  # approximate searches may return fewer than k
+        rows = np.where(valid, ids, 0)
+        scores = np.where(valid, scores, -np.inf)
+        return blend(scores, np.asarray(self.targets[rows.reshape(-1)]).reshape(
+            *rows.shape, -1), temperature)  # fmt: skip
+
+    def features(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
+        """Stored CLIP text features of some rows (all by default), float32."""
+        rows = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.int64)
+        return np.stack([self.faiss.reconstruct(int(i)) for i in rows]) if len(rows) else (
+            np.zeros((0, self.dim), np.float32))  # fmt: skip
+
+    @property
+    def prompts(self) -> list[str]:
+        if self._prompts is None:
+            self._load_table()
+        return self._prompts  # type: ignore[return-value]
+
+    @property
+    def groups(self) -> np.ndarray:
+        if self._groups is None:
+            self._load_table()
+        return self._groups  # type: ignore[return-value]
+
+    def _load_table(self) -> None:
+        if self.folder is None:
+            raise ValueError("this index has no prompts table (built in memory)")
+        table = pq.read_table(self.folder / PROMPTS_FILE, columns=["prompt", "group"])
+        self._prompts = table.column("prompt").to_pylist()
+        self._groups = table.column("group").to_numpy().astype(np.int64)
+
+
+def open_index(folder: Path, nprobe: int = 32, ef_search: int = 128) -> PromptIndex:
+    import faiss
+
+    for name in (INDEX_FILE, TARGETS_FILE, PROMPTS_FILE):
+        if not (folder / name).is_file():
+            raise ValueError(f"{folder / name}: missing; the index folder is incomplete")
+    index = faiss.read_index(str(folder / INDEX_FILE))
+    targets = np.load(folder / TARGETS_FILE, mmap_mode="r")
+    return PromptIndex(index, targets, folder, nprobe, ef_search)
