@@ -284,3 +284,55 @@ def test_bad_inputs_name_the_file(clip_dir, tmp_path):
         build_index(IndexBuildConfig(table, str(clip_dir), tmp_path / "other"), progress=False)
     with pytest.raises(ValueError, match="--k must be"):
         IndexBuildConfig(table, str(clip_dir), tmp_path / "i", k=0)
+
+
+def test_describe_index_model_nearest_prompts_and_interrogation(
+    index_dir, reference, small_bank, shared_data, encoder, tmp_path
+):
+    from img2prompt.describe import Describer
+    from img2prompt.text.bank import load_bank
+
+    paths = _kaggle_images(shared_data)[:3]
+    describer = Describer(
+        str(index_dir), small_bank, mode="fast",
+        predict_options=PredictOptions(precision="fp32", workers=0),
+    )  # fmt: skip
+    run = describer.describe_files(paths)
+    features = reference.image_features(paths)
+    expected = reference.predict(features, 8, 0.05)
+    bank = load_bank(small_bank)
+    subjects = [t for t, c in zip(bank.texts, bank.categories, strict=True) if c == "subjects"]
+    subject_features = _unit(_tensor(_text_features(reference, subjects)).numpy())
+    for d, feature, vector in zip(run.descriptions, features, expected, strict=True):
+        np.testing.assert_allclose(d.embedding, vector, atol=1e-4)
+        assert d.prompt  # the MiniLM decode path is still there
+        s = reference.text @ feature
+        top = np.argsort(-s, kind="stable")[:5]
+        assert [t for t, _ in d.nearest_prompts] == [reference.prompts[i] for i in top]
+        np.testing.assert_allclose([c for _, c in d.nearest_prompts], s[top], atol=1e-4)
+        phrases = d.interrogation.split(", ")
+        assert phrases[0] == subjects[int(np.argmax(subject_features @ feature))]
+        assert set(phrases) <= set(bank.texts) and len(set(phrases)) == len(phrases)
+        whole = _unit(_tensor(_text_features(reference, [d.interrogation])).numpy())[0]
+        assert whole @ feature >= subject_features.max(0) @ feature - 1e-9 or len(phrases) == 1
+        minilm = encoder.encode([d.interrogation])[0]
+        assert d.interrogation_score == pytest.approx(float(minilm @ d.embedding), abs=1e-4)
+    # The command line shows them too (JSON here).
+    result = CliRunner().invoke(
+        app, ["describe", *map(str, paths), "--model", str(index_dir), "--bank",
+              str(small_bank), "--mode", "fast", "--json", "-q"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    first = json.loads(result.stdout)["results"][0]
+    assert len(first["nearest_prompts"]) == 5 and first["interrogation"]["prompt"]
+
+
+def _text_features(reference: Reference, texts: list[str]):
+    from transformers import AutoTokenizer
+
+    clip_dir = Path(reference.clip.name_or_path)
+    tokens = AutoTokenizer.from_pretrained(clip_dir)(
+        texts, padding=True, truncation=True, return_tensors="pt"
+    )
+    with torch.no_grad():
+        return reference.clip.get_text_features(**tokens)

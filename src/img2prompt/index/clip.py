@@ -26,10 +26,19 @@ def _pooled(output) -> torch.Tensor:
     return output if isinstance(output, torch.Tensor) else output.pooler_output
 
 
+def _quiet_transformers() -> None:
+    """transformers draws its own bars for loading and saving shards; ours already say what
+    is happening."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
 def load_clip(spec: str | Path):
     """A full CLIPModel (both towers) from a hub id or folder, in eval mode."""
     from transformers import CLIPModel
 
+    _quiet_transformers()
     try:
         return CLIPModel.from_pretrained(str(spec)).eval()
     except (OSError, ValueError) as e:
