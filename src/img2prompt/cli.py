@@ -1030,6 +1030,10 @@ def index_tune(
             help="Leave each image's own prompt group out of its neighbours (off: leaked)."
         ),
     ] = True,
+    exclude_similar: Annotated[
+        float,
+        typer.Option(help="Also leave out prompts whose target has cosine >= this to the own."),
+    ] = 0.8,
     write: Annotated[bool, typer.Option(help="Write the chosen k, T into model.json.")] = True,
     batch_size: Annotated[int, typer.Option(help=BATCH_HELP, show_default=False)] = 0,
     device: DeviceOption = "auto",
@@ -1049,6 +1053,7 @@ def index_tune(
         temperature_grid=_floats(temperature_grid, "--temperature-grid"),
         oof=oof,
         exclude_own_group=exclude_own_group,
+        exclude_similar=exclude_similar,
         write=write,
         batch_size=batch_size,
         device=device,

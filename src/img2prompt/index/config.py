@@ -79,6 +79,10 @@ class IndexTuneConfig:
     exclude_own_group: bool = True
     """Leave out each image's own prompt group (and its exact prompt) from its neighbours, as a
     test image's prompt is absent from the index; off measures a leaked, optimistic score."""
+    exclude_similar: float = 0.8
+    """With `exclude_own_group`: also leave out index prompts whose MiniLM target has at least
+    this cosine to the image's own (near-duplicates, whatever table the index came from;
+    `data prepare`'s default group threshold). 1.0: only groups and equal prompts."""
     write: bool = True
     """Write the chosen k and temperature into INDEX/model.json."""
     batch_size: int = 0
@@ -103,3 +107,5 @@ class IndexTuneConfig:
                 check_k_temperature(k, temperature)
         if self.batch_size < 0:
             raise ValueError("--batch-size must be >= 1 (or 0: chosen for the model)")
+        if not 0.0 < self.exclude_similar <= 1.0:
+            raise ValueError(f"--exclude-similar must be in (0, 1], got {self.exclude_similar}")

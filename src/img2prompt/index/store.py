@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 INDEX_FILE = "index.faiss"
 TARGETS_FILE = "targets.npy"
 PROMPTS_FILE = "prompts.parquet"
+SEARCH_BLOCK = 1 << 18
+"""Rows scored per matmul in exact search: 16 queries x 262k rows of float32 scores = 16 MB."""
 
 
 def blend(scores: np.ndarray, targets: np.ndarray, temperature: float) -> np.ndarray:
@@ -53,6 +55,7 @@ class PromptIndex:
         self.faiss = faiss_index
         self.targets = targets
         self.folder = folder
+        self._rows = _flat_rows(faiss_index)
         self._prompts: list[str] | None = None
         self._groups: np.ndarray | None = None
         self.configure(nprobe, ef_search)
@@ -79,9 +82,27 @@ class PromptIndex:
 
     def search(self, features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(B, D) unit float32 features -> (B, k) cosines (descending) and row ids; k is capped
-        at the index size."""
-        features = np.ascontiguousarray(features, dtype=np.float32)
-        return self.faiss.search(features, min(k, len(self)))
+        at the index size. Exact indexes are searched with numpy's BLAS over FAISS's own rows
+        (no copy): FAISS's own flat search ran 2-3x slower for one image or batches of 16 on
+        the 2-core CPU (benchmarks/bench_index.py), far slower when its OpenMP threads competed
+        with other work. Ties are broken by the lower row."""
+        features = np.ascontiguousarray(np.atleast_2d(features), dtype=np.float32)
+        k = min(k, len(self))
+        if self._rows is None:
+            return self.faiss.search(features, k)
+        best_scores = np.zeros((len(features), 0), np.float32)
+        best_ids = np.zeros((len(features), 0), np.int64)
+        for start in range(0, len(self), SEARCH_BLOCK):
+            scores = features @ self._rows[start : start + SEARCH_BLOCK].T
+            ids = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
+            scores = np.concatenate([best_scores, scores], axis=1)
+            ids = np.concatenate([best_ids, ids], axis=1)
+            if scores.shape[1] > k:
+                keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+                scores, ids = np.take_along_axis(scores, keep, 1), np.take_along_axis(ids, keep, 1)
+            best_scores, best_ids = scores, ids
+        order = np.lexsort((best_ids, -best_scores), axis=1)
+        return np.take_along_axis(best_scores, order, 1), np.take_along_axis(best_ids, order, 1)
 
     def predict(self, features: np.ndarray, k: int, temperature: float) -> np.ndarray:
         """The retrieval model's output for (B, D) unit CLIP image features."""
@@ -92,14 +113,17 @@ class PromptIndex:
         valid = ids >= 0  # approximate searches may return fewer than k
         rows = np.where(valid, ids, 0)
         scores = np.where(valid, scores, -np.inf)
-        return blend(scores, np.asarray(self.targets[rows.reshape(-1)]).reshape(
-            *rows.shape, -1), temperature)  # fmt: skip
+        targets = np.asarray(self.targets[rows.reshape(-1)]).reshape(*rows.shape, -1)
+        return blend(scores, targets, temperature)
 
     def features(self, rows: Sequence[int] | np.ndarray | None = None) -> np.ndarray:
         """Stored CLIP text features of some rows (all by default), float32."""
         rows = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.int64)
-        return np.stack([self.faiss.reconstruct(int(i)) for i in rows]) if len(rows) else (
-            np.zeros((0, self.dim), np.float32))  # fmt: skip
+        if self._rows is not None:
+            return np.array(self._rows[rows])
+        if not len(rows):
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack([self.faiss.reconstruct(int(i)) for i in rows])
 
     @property
     def prompts(self) -> list[str]:
@@ -119,6 +143,18 @@ class PromptIndex:
         table = pq.read_table(self.folder / PROMPTS_FILE, columns=["prompt", "group"])
         self._prompts = table.column("prompt").to_pylist()
         self._groups = table.column("group").to_numpy().astype(np.int64)
+
+
+def _flat_rows(index) -> np.ndarray | None:
+    """An exact inner-product index's stored rows as an (N, D) numpy view, else None."""
+    import faiss
+
+    if not isinstance(index, faiss.IndexFlat) or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        return None
+    if index.ntotal == 0:
+        return np.zeros((0, index.d), np.float32)
+    flat = faiss.rev_swig_ptr(index.get_xb(), index.ntotal * index.d)
+    return flat.reshape(index.ntotal, index.d)
 
 
 def open_index(folder: Path, nprobe: int = 32, ef_search: int = 128) -> PromptIndex:

@@ -72,39 +72,58 @@ def read_image_table(data: Path) -> ImageTable:
     )
 
 
+@dataclass
+class Exclusion:
+    """What each image may not take as a neighbour (see the module docstring)."""
+
+    prompts: list[str]
+    """Each image's own prompt: an index row with the same prompt is left out."""
+    groups: np.ndarray | None = None
+    """Each image's group, when the index's groups come from the same table."""
+    targets: np.ndarray | None = None
+    """Each image's own MiniLM target, with `similar`: rows whose target is that close are left
+    out, whatever table the index came from (near-duplicate prompts)."""
+    similar: float = 1.0
+
+
+QUERY_BLOCK = 256
+"""Images searched together while excluding: bounds the (block, depth, 384) targets read."""
+
+
 def excluded_neighbours(
-    index: PromptIndex,
-    features: np.ndarray,
-    k: int,
-    groups: np.ndarray | None,
-    prompts: list[str],
+    index: PromptIndex, features: np.ndarray, k: int, exclusion: Exclusion
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The k nearest index rows of each feature row, leaving out rows of its own group (when
-    `groups` is given) and rows whose prompt equals its own. Returns (B, k) cosines and ids,
-    padded with -inf / -1 when fewer rows remain."""
+    """The k nearest index rows of each feature row, leaving out what `exclusion` names.
+    Returns (B, k) cosines and ids, padded with -inf / -1 when fewer rows remain. Searches
+    2k deep first and four times deeper for the rows that lost too many."""
     n = len(index)
     codes = {prompt: i for i, prompt in enumerate(index.prompts)}
-    own_prompt = np.array([codes.get(p, -1) for p in prompts], np.int64)
+    own_prompt = np.array([codes.get(p, -1) for p in exclusion.prompts], np.int64)
     index_groups = index.groups
     scores_out = np.full((len(features), k), -np.inf, np.float32)
     ids_out = np.full((len(features), k), -1, np.int64)
-    todo = np.arange(len(features))
-    depth = min(n, 2 * k)
-    while len(todo):
-        scores, ids = index.search(features[todo], depth)
-        bad = (ids < 0) | (ids == own_prompt[todo, None])
-        if groups is not None:
-            bad |= index_groups[np.maximum(ids, 0)] == groups[todo, None]
-        complete = (~bad).sum(1) >= k
-        finished = complete | (depth >= n)
-        for row, scores_row, ids_row, bad_row in zip(
-            todo[finished], scores[finished], ids[finished], bad[finished], strict=True
-        ):
-            keep = np.flatnonzero(~bad_row)[:k]
-            scores_out[row, : len(keep)] = scores_row[keep]
-            ids_out[row, : len(keep)] = ids_row[keep]
-        todo = todo[~finished]
-        depth = min(n, depth * 4)
+    for block in range(0, len(features), QUERY_BLOCK):
+        todo = np.arange(block, min(block + QUERY_BLOCK, len(features)))
+        depth = min(n, 2 * k)
+        while len(todo):
+            scores, ids = index.search(features[todo], depth)
+            rows = np.maximum(ids, 0)
+            bad = (ids < 0) | (ids == own_prompt[todo, None])
+            if exclusion.groups is not None:
+                bad |= index_groups[rows] == exclusion.groups[todo, None]
+            if exclusion.targets is not None and exclusion.similar < 1.0:
+                near = np.asarray(index.targets[rows.reshape(-1)]).reshape(*rows.shape, -1)
+                cosines = np.einsum("bkd,bd->bk", near, exclusion.targets[todo])
+                bad |= cosines >= exclusion.similar
+            finished = ((~bad).sum(1) >= k) | (depth >= n)
+            for row, scores_row, ids_row, bad_row in zip(
+                todo[finished], scores[finished], ids[finished], bad[finished], strict=True
+            ):
+                keep = np.flatnonzero(~bad_row)[:k]
+                scores_out[row, : len(keep)] = scores_row[keep]
+                ids_out[row, : len(keep)] = ids_row[keep]
+            todo = todo[~finished]
+            depth = min(n, depth * 4)
     return scores_out, ids_out
 
 
@@ -144,31 +163,36 @@ def tune_index(cfg: IndexTuneConfig, progress: bool = True) -> TuneResult:
             f"targets are {table.targets.shape[1]}-d, the index's {model.cfg.out_dim}-d",
         )
     options = PredictOptions(
-        batch_size=cfg.batch_size, precision=cfg.precision, workers=cfg.workers,
-        device=cfg.device, compile="off",
-    )  # fmt: skip
+        batch_size=cfg.batch_size,
+        precision=cfg.precision,
+        workers=cfg.workers,
+        device=cfg.device,
+        compile="off",
+    )
     predictor = Predictor(FeatureModel(model), options)
     predicted = predictor.predict_files([str(p) for p in table.images], progress=progress)
     rows = _rows_by_image(table, predicted.images)
     if not len(rows):
         raise InputError(table.path, "none of the table's images could be read")
-    groups = None
-    exclusion = "none (leaked: each image may find its own prompt)"
+    targets = table.targets[rows]
+    exclusion = Exclusion([""] * len(rows))  # "" matches no index prompt
+    said = "nothing (leaked: each image may find its own prompt)"
     if cfg.exclude_own_group:
         same = _same_source(manifest, table.path)
-        groups = table.groups[rows] if same else None
-        exclusion = "own group and own prompt" if same else "own prompt (another table)"
-    prompts = [table.prompts[i] for i in rows] if cfg.exclude_own_group else []
-    if not cfg.exclude_own_group:
-        prompts = [""] * len(rows)  # matches no index prompt
+        exclusion = Exclusion(
+            [table.prompts[i] for i in rows],
+            table.groups[rows] if same else None,
+            targets,
+            cfg.exclude_similar,
+        )
+        said = ("own group, " if same else "") + "own prompt"
+        if cfg.exclude_similar < 1.0:
+            said += f", prompts with target cosine >= {cfg.exclude_similar:g}"
     k_grid = sorted(set(cfg.k_grid))
     temperature_grid = sorted(set(cfg.temperature_grid))
-    scores, ids = excluded_neighbours(
-        model.index, predicted.embeddings, max(k_grid), groups, prompts
-    )
+    scores, ids = excluded_neighbours(model.index, predicted.embeddings, max(k_grid), exclusion)
     if (ids[:, 0] < 0).any():
         raise InputError(table.path, "some images have no neighbour left after the exclusion")
-    targets = table.targets[rows]
     grid = grid_scores(model.index, scores, ids, targets, k_grid, temperature_grid)
     best_k, best_t = np.unravel_index(int(np.argmax(grid)), grid.shape)
     k, temperature = k_grid[best_k], temperature_grid[best_t]
@@ -176,9 +200,19 @@ def tune_index(cfg: IndexTuneConfig, progress: bool = True) -> TuneResult:
     oof = model.index.blend(scores[:, :k], ids[:, :k], temperature)
     _write_oof(oof_path, table, rows, oof)
     result = TuneResult(
-        cfg.index, len(rows), k_grid, temperature_grid, grid, k, temperature,
-        float(grid[best_k, best_t]), exclusion, oof_path, cfg.write, predicted.failures,
-    )  # fmt: skip
+        cfg.index,
+        len(rows),
+        k_grid,
+        temperature_grid,
+        grid,
+        k,
+        temperature,
+        float(grid[best_k, best_t]),
+        said,
+        oof_path,
+        cfg.write,
+        predicted.failures,
+    )
     if cfg.write:
         _write_choice(cfg, manifest, table, result)
     result.seconds = time.perf_counter() - started
