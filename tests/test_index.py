@@ -289,18 +289,21 @@ def test_bad_inputs_name_the_file(clip_dir, tmp_path):
         IndexBuildConfig(table, str(clip_dir), tmp_path / "i", k=0)
 
 
-def test_describe_index_model_nearest_prompts_and_interrogation(
-    index_dir, reference, small_bank, shared_data, encoder, tmp_path
-):
+@pytest.fixture(scope="module")
+def index_describer(index_dir, small_bank):
     from img2prompt.describe import Describer
+
+    options = PredictOptions(precision="fp32", workers=0)
+    return Describer(str(index_dir), small_bank, mode="fast", predict_options=options)
+
+
+def test_describe_index_model_nearest_prompts_and_interrogation(
+    index_dir, index_describer, reference, small_bank, shared_data, encoder
+):
     from img2prompt.text.bank import load_bank
 
     paths = _kaggle_images(shared_data)[:3]
-    describer = Describer(
-        str(index_dir), small_bank, mode="fast",
-        predict_options=PredictOptions(precision="fp32", workers=0),
-    )  # fmt: skip
-    run = describer.describe_files(paths)
+    run = index_describer.describe_files(paths)
     features = reference.image_features(paths)
     expected = reference.predict(features, 8, 0.05)
     bank = load_bank(small_bank)
@@ -341,17 +344,17 @@ def _text_features(reference: Reference, texts: list[str]):
         return reference.clip.get_text_features(**tokens)
 
 
-def test_serve_and_ensemble_take_an_index(index_dir, data_dir, small_bank, shared_data, tmp_path):
+def test_serve_and_ensemble_take_an_index(
+    index_dir, index_describer, data_dir, shared_data, tmp_path
+):
     """`serve --model INDEX` answers with the nearest prompts; `index tune`'s OOF file (through
     the CLI) is what `ensemble fit` reads."""
     from fastapi.testclient import TestClient
 
-    from img2prompt.describe import Describer
     from img2prompt.serve.app import create_app
 
-    describer = Describer(str(index_dir), small_bank, mode="fast")
     image = _kaggle_images(shared_data)[0]
-    with TestClient(create_app(describer)) as client:
+    with TestClient(create_app(index_describer)) as client:
         answer = client.post("/api/describe", files={"image": (image.name, image.read_bytes())})
     assert answer.status_code == 200, answer.text
     body = answer.json()
@@ -362,7 +365,9 @@ def test_serve_and_ensemble_take_an_index(index_dir, data_dir, small_bank, share
     shutil.copytree(index_dir, index)
     runner = CliRunner()
     tune = ["index", "tune", str(index), "--data", str(data_dir), "--k-grid", "2,8"]
-    tuned = runner.invoke(app, [*tune, "--temperature-grid", "0.05,0.5", "-q"])
+    tuned = runner.invoke(
+        app, [*tune, "--temperature-grid", "0.05,0.5", "--precision", "fp32", "-q"]
+    )
     assert tuned.exit_code == 0, tuned.output
     assert "best k=" in tuned.output
     other = tmp_path / "k1.parquet"  # a second member: k = 1, model.json left as tuned

@@ -1036,6 +1036,13 @@ def index_tune(
     ] = 0.8,
     write: Annotated[bool, typer.Option(help="Write the chosen k, T into model.json.")] = True,
     batch_size: Annotated[int, typer.Option(help=BATCH_HELP, show_default=False)] = 0,
+    precision: Annotated[
+        PredictPrecision,
+        typer.Option(help="CLIP image tower: auto (bf16 where native and checked), fp32, bf16."),
+    ] = PredictPrecision.auto,
+    workers: Annotated[
+        int, typer.Option(help="Threads decoding images beside the model; -1: one per core.")
+    ] = -1,
     device: DeviceOption = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
@@ -1056,6 +1063,8 @@ def index_tune(
         exclude_similar=exclude_similar,
         write=write,
         batch_size=batch_size,
+        precision=precision,
+        workers=workers,
         device=device,
     )
     print_tuning(_run(tune_index, cfg, progress=not quiet))

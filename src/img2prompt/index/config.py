@@ -107,5 +107,7 @@ class IndexTuneConfig:
                 check_k_temperature(k, temperature)
         if self.batch_size < 0:
             raise ValueError("--batch-size must be >= 1 (or 0: chosen for the model)")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
         if not 0.0 < self.exclude_similar <= 1.0:
             raise ValueError(f"--exclude-similar must be in (0, 1], got {self.exclude_similar}")
