@@ -330,7 +330,11 @@ def test_describe_index_model_nearest_prompts_and_interrogation(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     first = json.loads(result.stdout)["results"][0]
-    assert len(first["nearest_prompts"]) == 5 and first["interrogation"]["prompt"]
+    assert (
+        len(first["nearest_prompts"]) == 5
+        and first["interrogation"]
+        and "interrogation_score" in first
+    )
 
 
 def _text_features(reference: Reference, texts: list[str]):

@@ -62,11 +62,9 @@ class Description:
             out["nearest_prompts"] = [
                 {"prompt": t, "clip_cosine": round(c, 6)} for t, c in self.nearest_prompts
             ]
-        if self.interrogation:
-            out["interrogation"] = {
-                "prompt": self.interrogation,
-                "score": round(self.interrogation_score or 0.0, 6),
-            }
+        if self.interrogation:  # the names `POST /api/describe` answers with
+            out["interrogation"] = self.interrogation
+            out["interrogation_score"] = round(self.interrogation_score or 0.0, 6)
         return out
 
 
