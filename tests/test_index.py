@@ -384,3 +384,23 @@ def test_serve_and_ensemble_take_an_index(
     for member in members:
         score = pq.read_table(member).column("cosine").to_numpy().mean()
         assert f"{score:.4f}  weight" in fitted.output
+
+
+def test_index_folder_is_self_contained(clip_dir, data_dir, index_dir, shared_data, tmp_path):
+    """An index moved elsewhere, its source CLIP folder gone, loads and predicts the same: the
+    CLIP inside it loads like an openai hub folder."""
+    from transformers import AutoTokenizer, CLIPModel, CLIPProcessor
+
+    source = shutil.copytree(clip_dir, tmp_path / "source-clip")
+    built = tmp_path / "built"
+    build_index(IndexBuildConfig(data_dir, str(source), built, k=8, batch_size=8), progress=False)
+    shutil.rmtree(source)
+    moved = shutil.move(built, tmp_path / "elsewhere" / "idx")
+    CLIPModel.from_pretrained(Path(moved) / "clip")
+    CLIPProcessor.from_pretrained(Path(moved) / "clip")
+    AutoTokenizer.from_pretrained(Path(moved) / "clip")
+    images = _kaggle_images(shared_data)[:3]
+    options = PredictOptions(precision="fp32", workers=0)
+    got = Predictor(moved, options).predict_files(images, progress=False).embeddings
+    want = Predictor(index_dir, options).predict_files(images, progress=False).embeddings
+    np.testing.assert_allclose(got, want, atol=1e-6)
