@@ -257,12 +257,18 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> ImageToPromptModel:
     """Load a model folder (or `default`, the packaged one, or `hf:owner/repo[@revision]`) for
-    prediction, in eval mode; no training code needed."""
+    prediction, in eval mode; no training code needed. An index folder (`model.json` kind
+    `retrieval`) loads as an `img2prompt.index.model.RetrievalModel`, which predicts through the
+    same interface."""
     from safetensors.torch import load_file
     from safetensors.torch import load_model as load_weights
 
     directory = resolve_model_dir(directory)
     manifest = read_manifest(directory)
+    if manifest.get("kind") == "retrieval":  # an `index build` folder: CLIP + a prompt index
+        from img2prompt.index.model import load_retrieval_model
+
+        return load_retrieval_model(directory, manifest, device)
     cfg = ModelConfig(**manifest["config"])
     pretrained = cfg.backbone_weights == "pretrained"
     backbone = build_backbone(_resolve(manifest["rebuild"]["backbone"], directory), pretrained)

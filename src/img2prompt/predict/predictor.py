@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from img2prompt.data.embed import native_bf16
 from img2prompt.data.images import MAX_PIXELS, load_image, to_rgb
@@ -33,7 +34,7 @@ from img2prompt.device import resolve_device
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.metrics import cosines
 from img2prompt.models.backbones import Backbone
-from img2prompt.models.model import ImageToPromptModel, load_model
+from img2prompt.models.model import load_model
 from img2prompt.predict.tta import TTA_CHOICES, merge_views, render_views, tta_views
 from img2prompt.progress import progress_bar
 
@@ -89,7 +90,14 @@ class PredictOptions:
     on / off (or True / False); auto: only for jobs long enough to repay it (see
     `COMPILE_AUTO_SECONDS`), and a compile that fails falls back to eager."""
 
+    k: int = 0
+    """Retrieval index models only: prompts blended per image (0: the index's own)."""
+    temperature: float = 0.0
+    """Retrieval index models only: softmax temperature (0: the index's own)."""
+
     def __post_init__(self) -> None:
+        if self.k < 0 or self.temperature < 0:
+            raise ValueError("--k and --temperature must be > 0 (or 0: the index's own)")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.batch_size < 0:
@@ -130,12 +138,16 @@ class Predictor:
     bf16 copy is a new one."""
 
     def __init__(
-        self, model: ImageToPromptModel | str | Path, options: PredictOptions | None = None
+        self, model: nn.Module | str | Path, options: PredictOptions | None = None
     ) -> None:
         self.options = options or PredictOptions()
         self.device = resolve_device(self.options.device)
-        if not isinstance(model, ImageToPromptModel):
+        if isinstance(model, str | Path):
             model = load_model(model, self.device)
+        if self.options.k or self.options.temperature:
+            if not hasattr(model, "set_retrieval"):
+                raise ValueError("--k and --temperature apply to retrieval index models only")
+            model.set_retrieval(self.options.k, self.options.temperature)
         self.model = model.to(self.device).eval()
         # oneDNN prefers channels-last activations for convolutions (1.6x on EfficientNet).
         self.layout = (
@@ -213,6 +225,10 @@ class Predictor:
         """On the first batch: choose the precision, then compile if asked."""
         self._choose_precision(pixels)
         self._forward = self.model
+        if not getattr(self.model, "compilable", True):  # a retrieval index: search is not torch
+            if self.options.compile == "on":
+                self.compile_note = "not compiled: the model searches an index"
+            return
         if self.options.compile == "on":
             self._compile()
             self.compile_note = "compiled"
@@ -223,6 +239,8 @@ class Predictor:
         if self.options.compile != "auto" or self.compiled or not self._seconds_per_image:
             return False
         if not self.model.backbone.tokens_per_image:  # not a transformer: see above
+            return False
+        if not getattr(self.model, "compilable", True):  # searches an index: not a torch graph
             return False
         expected = images_left * self._seconds_per_image
         if expected < COMPILE_AUTO_SECONDS:
