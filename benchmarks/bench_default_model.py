@@ -187,6 +187,7 @@ def kaggle_section(model) -> bool:
 
     from img2prompt.data.images import load_image
     from img2prompt.data.transforms import preprocess
+    from img2prompt.metrics import cosines
     from img2prompt.models.default_model import imagenet_class_names
     from img2prompt.predict.submission import read_submission
 
@@ -209,8 +210,8 @@ def kaggle_section(model) -> bool:
         top = weights.topk(3)
     scores = {
         "constant prior (baseline)": truth @ _unit(prior),
-        "class mixture alone (alpha=0)": (_unit(mixture.numpy()) * truth).sum(1),
-        "default model": (_unit(full) * truth).sum(1),
+        "class mixture alone (alpha=0)": cosines(_unit(mixture.numpy()), truth),
+        "default model": cosines(_unit(full), truth),
     }
     print(f"  7 images {predict_s:.2f} s")
     print(f"  {'method':<32} {'mean cosine':>11}  per image")

@@ -424,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     groups = len(set(data.groups.tolist()))
     print(f"real_pairs: {len(data.ids)} images, {len(set(data.prompts))} prompts, {groups} groups")
 
-    from img2prompt.models.registry import build_backbone
+    from img2prompt.models.backbones import build_backbone
 
     # channels-last: oneDNN's fast layout for convolutions (1.6x on this backbone)
     backbone = build_backbone("efficientnet-lite0").eval().to(memory_format=torch.channels_last)

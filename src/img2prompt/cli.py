@@ -38,6 +38,12 @@ ensemble_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(ensemble_app, name="ensemble")
+index_app = typer.Typer(
+    help="Training-free CLIP path: a prompt index searched by CLIP image-text similarity; the "
+    "index folder is a model every command takes.",
+    no_args_is_help=True,
+)
+app.add_typer(index_app, name="index")
 
 # Options several commands share, spelled once.
 DeviceOption = Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")]
@@ -366,7 +372,9 @@ class DecodeMode(str, Enum):
 
 
 # Options that `describe` and `serve` share.
-ModelOption = Annotated[str, typer.Option(help="A model folder (`RUN/model`) or `default`.")]
+ModelOption = Annotated[
+    str, typer.Option(help="A model folder (`RUN/model`, an index folder) or `default`.")
+]
 BankOption = Annotated[
     str, typer.Option(help="Prompt bank: `default` (shipped with the package) or a folder.")
 ]
@@ -572,7 +580,9 @@ class TTA(str, Enum):
 
 @app.command()
 def predict(
-    model: Annotated[str, typer.Argument(help="A model folder (`RUN/model`) or `default`.")],
+    model: Annotated[
+        str, typer.Argument(help="A model folder (`RUN/model`, an index) or `default`.")
+    ],
     images: ImagesArgument,
     out: Annotated[
         Path | None,
@@ -605,6 +615,12 @@ def predict(
             show_default=False,
         ),
     ] = None,
+    k: Annotated[
+        int, typer.Option(help="Index models: prompts blended per image [the index's own].")
+    ] = 0,
+    temperature: Annotated[
+        float, typer.Option(help="Index models: softmax temperature [the index's own].")
+    ] = 0.0,
     skip_bad: Annotated[
         bool,
         typer.Option(help="Exit 0 even when some images could not be read (they are listed)."),
@@ -636,6 +652,8 @@ def predict(
         workers=workers,
         device=device,
         compile="auto" if compile is None else compile,
+        k=k,
+        temperature=temperature,
     )
     predictor, result = _run(
         run_predict, model, images, options, out, submission, not quiet, restart=restart
@@ -731,7 +749,7 @@ def submission_check(
 ) -> None:
     """Check a submission before uploading it: header, ids, eId order, count, finite values,
     duplicates, and (with --sample) the image ids and their order. Exit code 1 on any problem."""
-    from img2prompt.predict.submission import check_submission
+    from img2prompt.predict.check import check_submission
 
     check = _run(check_submission, file, sample, truth, dim)
     if check.score is not None:
@@ -834,7 +852,7 @@ def describe(
     (unless --skip-bad and at least one image was described)."""
     import json
 
-    from img2prompt.describe import (
+    from img2prompt.describer import (
         Describer,
         check_description_output,
         descriptions_json,
@@ -905,7 +923,7 @@ def serve(
     OpenAPI at `/docs`). The model and the bank are loaded once, before the server starts."""
     import uvicorn
 
-    from img2prompt.describe import Describer
+    from img2prompt.describer import Describer
     from img2prompt.predict.predictor import PredictOptions
     from img2prompt.serve.app import create_app
 
@@ -932,6 +950,23 @@ def serve(
 
 
 @app.command()
+def push(
+    model: Annotated[Path, typer.Argument(help="A model folder (e.g. RUN/model).")],
+    repo: Annotated[str, typer.Argument(help="Hugging Face Hub repository: owner/name.")],
+    private: Annotated[bool, typer.Option(help="Create the repository as private.")] = False,
+    revision: Annotated[
+        str | None, typer.Option(help="Branch to push to (created if missing).")
+    ] = None,
+) -> None:
+    """Upload a model folder to the Hugging Face Hub; then `hf:owner/name` loads it anywhere a
+    model is taken (predict, describe, serve, `img2prompt.load_model`)."""
+    from img2prompt.models.model import push_model
+
+    url = _run(push_model, model, repo, private=private, revision=revision)
+    stderr.print(f"pushed {model} to {repo}: {url}", highlight=False)
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="Where the demo writes its outputs.")] = Path(
         "demo-out"
@@ -947,6 +982,131 @@ def demo(
     from img2prompt.demo import run_demo
 
     _run(run_demo, out, mode=mode.value)
+
+
+class Approx(str, Enum):
+    exact = "exact"
+    ivf = "ivf"
+    hnsw = "hnsw"
+
+
+class BuildPrecision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+@index_app.command("build")
+def index_build(
+    prompts: Annotated[
+        Path,
+        typer.Argument(
+            help="Prepared folder (`data prepare` output) or its prompts.parquet: prompts and "
+            "their MiniLM targets.",
+            show_default=False,
+        ),
+    ],
+    clip: Annotated[
+        str,
+        typer.Option(
+            help="CLIP dual encoder: hub id (openai/clip-vit-large-patch14) or CLIPModel folder."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Index folder to write (a model folder).")],
+    k: Annotated[int, typer.Option(help="Prompts blended per image.")] = 32,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature over cosines.")] = 0.05,
+    approx: Annotated[
+        Approx,
+        typer.Option(help="exact (equals brute force), or ivf / hnsw for tens of millions."),
+    ] = Approx.exact,
+    nprobe: Annotated[int, typer.Option(help="ivf: lists searched per query.")] = 32,
+    ef_search: Annotated[int, typer.Option(help="hnsw: candidates per query.")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Prompts per text-encoder batch.")] = 256,
+    chunk_size: Annotated[int, typer.Option(help="Prompts per saved chunk (resume unit).")] = 8192,
+    device: DeviceOption = "auto",
+    precision: Annotated[
+        BuildPrecision, typer.Option(help="auto: fp16 on CUDA, fp32 on CPU.")
+    ] = BuildPrecision.auto,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Embed a prepared table's prompts with CLIP's text tower into a FAISS index (CLIP weights
+    copied in): `predict INDEX`, `describe --model INDEX` and `serve --model INDEX` then predict
+    softmax(cosine / T)-weighted means of the k nearest prompts' targets. Interrupted? Run the
+    same command again: finished chunks in OUT.partial/ are kept."""
+    options = {name: value for name, value in locals().items() if name != "quiet"}
+    from img2prompt.index.build import build_index, summary
+    from img2prompt.index.config import IndexBuildConfig
+
+    cfg = _config(IndexBuildConfig, **options)
+    stderr.print(summary(_run(build_index, cfg, progress=not quiet)), highlight=False)
+
+
+def _floats(text: str, option: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{option} takes comma-separated numbers, got {text!r}") from None
+
+
+@index_app.command("tune")
+def index_tune(
+    index: Annotated[Path, typer.Argument(help="Index folder.", show_default=False)],
+    data: Annotated[
+        Path, typer.Option(help="Prepared folder with images: prompts.parquet with `image`.")
+    ],
+    k_grid: Annotated[str, typer.Option(help="k values tried.")] = "1,2,4,8,16,32,64,128",
+    temperature_grid: Annotated[
+        str, typer.Option(help="Temperatures tried.")
+    ] = "0.01,0.02,0.03,0.05,0.07,0.1,0.2",
+    oof: Annotated[
+        Path | None,
+        typer.Option(help="Out-of-fold predictions at the chosen k, T [INDEX/oof.parquet]."),
+    ] = None,
+    exclude_own_group: Annotated[
+        bool,
+        typer.Option(
+            help="Leave each image's own prompt group out of its neighbours (off: leaked)."
+        ),
+    ] = True,
+    exclude_similar: Annotated[
+        float,
+        typer.Option(help="Also leave out prompts whose target has cosine >= this to the own."),
+    ] = 0.8,
+    write: Annotated[bool, typer.Option(help="Write the chosen k, T into model.json.")] = True,
+    batch_size: Annotated[int, typer.Option(help=BATCH_HELP, show_default=False)] = 0,
+    precision: Annotated[
+        PredictPrecision,
+        typer.Option(help="CLIP image tower: auto (bf16 where native and checked), fp32, bf16."),
+    ] = PredictPrecision.auto,
+    workers: Annotated[
+        int, typer.Option(help="Threads decoding images beside the model; -1: one per core.")
+    ] = -1,
+    device: DeviceOption = "auto",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Choose k and the temperature by mean cosine on a prepared image table, each image's own
+    prompt group left out of its neighbours (a test image's prompt is not in the index); writes
+    them into INDEX/model.json and the out-of-fold predictions for `ensemble fit`."""
+    from img2prompt.index.config import IndexTuneConfig
+    from img2prompt.index.tune import print_tuning, tune_index
+
+    cfg = _config(
+        IndexTuneConfig,
+        index=index,
+        data=data,
+        k_grid=[int(x) for x in _floats(k_grid, "--k-grid")],
+        temperature_grid=_floats(temperature_grid, "--temperature-grid"),
+        oof=oof,
+        exclude_own_group=exclude_own_group,
+        exclude_similar=exclude_similar,
+        write=write,
+        batch_size=batch_size,
+        precision=precision,
+        workers=workers,
+        device=device,
+    )
+    print_tuning(_run(tune_index, cfg, progress=not quiet))
 
 
 def _print_failures(failures) -> None:
@@ -966,19 +1126,33 @@ def _config(cls, **values):
 
 
 def _run(function, *args, **kwargs):
-    """Run a command; a bad input becomes one clear line and exit code 2, not a traceback
-    (set IMG2PROMPT_DEBUG=1 to see the traceback)."""
+    """Run a command; a bad input or setting becomes one clear line and exit code 2, not a
+    traceback (set IMG2PROMPT_DEBUG=1 to see the traceback). Any other exception is a bug and
+    keeps its traceback."""
     import os
 
     try:
         return function(*args, **kwargs)
-    except ValueError as e:  # InputError and bad option values; both are the user's to fix
-        if os.environ.get("IMG2PROMPT_DEBUG"):
+    except ValueError as e:
+        if not _is_user_error(e) or os.environ.get("IMG2PROMPT_DEBUG"):
             raise
         from rich.markup import escape
 
         stderr.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def _is_user_error(error: ValueError) -> bool:
+    """InputError and ConfigError are the user's to fix. Until config.py raises ConfigError
+    itself (part B of issue 14), a plain ValueError raised in config.py is a bad setting too."""
+    from img2prompt.errors import ConfigError, InputError
+
+    if isinstance(error, (InputError, ConfigError)):
+        return True
+    frame = error.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    return frame is not None and frame.tb_frame.f_globals.get("__name__") == "img2prompt.config"
 
 
 def main() -> None:

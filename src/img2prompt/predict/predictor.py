@@ -24,15 +24,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 
-from img2prompt.data.embed import native_bf16, resolve_device
+from img2prompt.data.embed import native_bf16
 from img2prompt.data.images import MAX_PIXELS, load_image, to_rgb
 from img2prompt.data.transforms import normalise
-from img2prompt.errors import InputError
+from img2prompt.device import resolve_device
+from img2prompt.errors import ConfigError, InputError
+from img2prompt.metrics import cosines
 from img2prompt.models.backbones import Backbone
-from img2prompt.models.model import ImageToPromptModel, load_model
+from img2prompt.models.model import load_model
 from img2prompt.predict.tta import TTA_CHOICES, merge_views, render_views, tta_views
 from img2prompt.progress import progress_bar
 
@@ -88,17 +90,24 @@ class PredictOptions:
     on / off (or True / False); auto: only for jobs long enough to repay it (see
     `COMPILE_AUTO_SECONDS`), and a compile that fails falls back to eager."""
 
+    k: int = 0
+    """Retrieval index models only: prompts blended per image (0: the index's own)."""
+    temperature: float = 0.0
+    """Retrieval index models only: softmax temperature (0: the index's own)."""
+
     def __post_init__(self) -> None:
+        if self.k < 0 or self.temperature < 0:
+            raise ValueError("--k and --temperature must be > 0 (or 0: the index's own)")
         if self.precision not in PRECISIONS:
-            raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}")
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.batch_size < 0:
-            raise ValueError("--batch-size must be >= 1 (or 0: chosen for the model)")
+            raise ConfigError("--batch-size must be >= 1 (or 0: chosen for the model)")
         if self.tta not in TTA_CHOICES:
-            raise ValueError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {self.tta!r}")
+            raise ConfigError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {self.tta!r}")
         if isinstance(self.compile, bool):
             self.compile = "on" if self.compile else "off"
         if self.compile not in COMPILES:
-            raise ValueError(f"compile must be one of {', '.join(COMPILES)}, got {self.compile!r}")
+            raise ConfigError(f"compile must be one of {', '.join(COMPILES)}, got {self.compile!r}")
 
 
 @dataclass
@@ -129,12 +138,16 @@ class Predictor:
     bf16 copy is a new one."""
 
     def __init__(
-        self, model: ImageToPromptModel | str | Path, options: PredictOptions | None = None
+        self, model: nn.Module | str | Path, options: PredictOptions | None = None
     ) -> None:
         self.options = options or PredictOptions()
-        self.device = torch.device(resolve_device(self.options.device))
-        if not isinstance(model, ImageToPromptModel):
+        self.device = resolve_device(self.options.device)
+        if isinstance(model, str | Path):
             model = load_model(model, self.device)
+        if self.options.k or self.options.temperature:
+            if not hasattr(model, "set_retrieval"):
+                raise ValueError("--k and --temperature apply to retrieval index models only")
+            model.set_retrieval(self.options.k, self.options.temperature)
         self.model = model.to(self.device).eval()
         # oneDNN prefers channels-last activations for convolutions (1.6x on EfficientNet).
         self.layout = (
@@ -212,6 +225,10 @@ class Predictor:
         """On the first batch: choose the precision, then compile if asked."""
         self._choose_precision(pixels)
         self._forward = self.model
+        if not getattr(self.model, "compilable", True):  # a retrieval index: search is not torch
+            if self.options.compile == "on":
+                self.compile_note = "not compiled: the model searches an index"
+            return
         if self.options.compile == "on":
             self._compile()
             self.compile_note = "compiled"
@@ -222,6 +239,8 @@ class Predictor:
         if self.options.compile != "auto" or self.compiled or not self._seconds_per_image:
             return False
         if not self.model.backbone.tokens_per_image:  # not a transformer: see above
+            return False
+        if not getattr(self.model, "compilable", True):  # searches an index: not a torch graph
             return False
         expected = images_left * self._seconds_per_image
         if expected < COMPILE_AUTO_SECONDS:
@@ -254,7 +273,7 @@ class Predictor:
             sample = pixels[: CALIBRATION_IMAGES * len(self.views)]
             reference = merge_views(self.model(sample), len(self.views))
             candidate = merge_views(bf16_model(sample.to(torch.bfloat16)), len(self.views))
-            worst = F.cosine_similarity(reference, candidate).min().item()
+            worst = cosines(reference, candidate, normalised=False).min().item()
             if worst < BF16_MIN_COSINE:
                 self.precision = "fp32"
                 self.precision_note = (

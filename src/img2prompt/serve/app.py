@@ -31,7 +31,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from img2prompt.data.images import NotAnImage, image_header
-from img2prompt.errors import InputError
+from img2prompt.errors import ConfigError, InputError
 
 log = logging.getLogger("img2prompt.serve")
 
@@ -56,6 +56,11 @@ class ImageInfo(BaseModel):
     bytes: int
 
 
+class NearestPrompt(BaseModel):
+    prompt: str
+    clip_cosine: float
+
+
 class DescribeResponse(BaseModel):
     prompt: str = Field(description="The readable prompt decoded from the predicted embedding.")
     match: float = Field(
@@ -68,6 +73,16 @@ class DescribeResponse(BaseModel):
     )
     neighbors: list[Neighbor] = Field(description="Nearest bank entries to the embedding.")
     phrases: list[str] = Field(description="The bank phrases the prompt is made of.")
+    nearest_prompts: list[NearestPrompt] = Field(
+        default_factory=list,
+        description="Index models: the real prompts most CLIP-similar to the image.",
+    )
+    interrogation: str | None = Field(
+        default=None, description="Index models: bank phrases chosen by CLIP similarity."
+    )
+    interrogation_score: float | None = Field(
+        default=None, description="Cosine of the interrogation's MiniLM vector to `embedding`."
+    )
     image: ImageInfo
     mode: str = Field(description="Decoding mode: fast or best.")
     seconds: float = Field(description="Time from the upload's arrival to this answer.")
@@ -243,10 +258,10 @@ def create_app(
     max_pending: int = 64,
 ) -> FastAPI:
     """The web app over `describer`: anything with `describe_uploads(list[(name, bytes)],
-    max_pixels) -> list[Description | InputError]` (an `img2prompt.describe.Describer`, or a
+    max_pixels) -> list[Description | InputError]` (an `img2prompt.describer.Describer`, or a
     stand-in in tests)."""
     if max_upload_mb <= 0 or max_pixels < 1 or max_batch < 1 or max_pending < 1:
-        raise ValueError("max_upload_mb, max_pixels, max_batch and max_pending must be positive")
+        raise ConfigError("max_upload_mb, max_pixels, max_batch and max_pending must be positive")
     max_bytes = int(max_upload_mb * 2**20)
     worker = ModelWorker(describer, max_pixels, max_batch, max_pending)
 
@@ -340,6 +355,12 @@ def create_app(
             embedding=[float(x) for x in result.embedding],
             neighbors=[Neighbor(text=t, cosine=c) for t, c in result.neighbours],
             phrases=result.phrases,
+            nearest_prompts=[
+                NearestPrompt(prompt=t, clip_cosine=c)
+                for t, c in getattr(result, "nearest_prompts", [])
+            ],
+            interrogation=getattr(result, "interrogation", "") or None,
+            interrogation_score=getattr(result, "interrogation_score", None),
             image=ImageInfo(name=name, format=kind, width=width, height=height, bytes=len(data)),
             mode=str(getattr(describer, "mode", "?")),
             seconds=time.perf_counter() - started,

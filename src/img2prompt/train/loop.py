@@ -30,7 +30,9 @@ from torch.utils.data import DataLoader
 
 from img2prompt.config import TrainConfig
 from img2prompt.data.dataset import ImageDataset, TrainingTable, flip_decision, read_training_table
-from img2prompt.io import atomic_path, vector_column, write_json, write_parquet
+from img2prompt.errors import ConfigError
+from img2prompt.io import atomic_dir, atomic_path, vector_column, write_json, write_parquet
+from img2prompt.metrics import cosines, mean_cosine
 from img2prompt.models.model import ImageToPromptModel, save_model
 from img2prompt.progress import progress_bar, stderr
 from img2prompt.train.augment import mixgen
@@ -113,13 +115,13 @@ def _check_run_folder(cfg: TrainConfig) -> TrainConfig:
     saved_path = cfg.out / "config.yaml"
     if not cfg.resume:
         if saved_path.exists():
-            raise ValueError(
+            raise ConfigError(
                 f"{cfg.out} already holds a run; pass --resume to continue it, "
                 "or choose another --out"
             )
         return cfg
     if not saved_path.exists():
-        raise ValueError(
+        raise ConfigError(
             f"{cfg.out}: nothing to resume (no config.yaml); start it without --resume"
         )
     saved = yaml.safe_load(saved_path.read_text())
@@ -127,7 +129,7 @@ def _check_run_folder(cfg: TrainConfig) -> TrainConfig:
     changed = [k for k in saved if k not in RESUMABLE_CHANGES and saved[k] != current.get(k)]
     if changed:
         details = ", ".join(f"{k}: {saved[k]!r} -> {current.get(k)!r}" for k in changed)
-        raise ValueError(f"{saved_path}: --resume with different settings ({details})")
+        raise ConfigError(f"{saved_path}: --resume with different settings ({details})")
     return cfg
 
 
@@ -204,14 +206,14 @@ def _folds_to_run(fold: str, table_folds: np.ndarray) -> list[int | None]:
         return [None]
     if fold == "all":
         if len(present) < 2:
-            raise ValueError(
+            raise ConfigError(
                 "--fold all needs a table with at least 2 folds (data prepare --folds)"
             )
         return present
     if int(fold) not in present:
-        raise ValueError(f"--fold {fold}: the table's folds are {present}")
+        raise ConfigError(f"--fold {fold}: the table's folds are {present}")
     if len(present) < 2:
-        raise ValueError("the table has one fold, so nothing is left to train on; use --fold none")
+        raise ConfigError("the table has one fold, so nothing is left to train on; use --fold none")
     return [int(fold)]
 
 
@@ -473,7 +475,7 @@ class FoldTrainer:
             predictions = torch.cat(chunks)
         predictions = F.normalize(predictions.float(), dim=-1)
         targets = self.targets[torch.as_tensor(self.val_rows, device=self.targets.device)]
-        cosine = float((predictions * targets).sum(-1).mean())
+        cosine = mean_cosine(predictions, targets)
         return cosine, predictions.cpu().numpy()
 
     def _save_best(self, predictions: np.ndarray | None) -> None:
@@ -502,7 +504,7 @@ class FoldTrainer:
                 "image": [str(self.table.images[i]) for i in rows],
                 "fold": np.full(len(rows), self.fold, np.int64),
                 "embedding": vector_column(predictions),
-                "cosine": (predictions * targets).sum(1).astype(np.float32),
+                "cosine": cosines(predictions, targets).astype(np.float32),
             }
         )
         write_parquet(table, self.dir / "oof.parquet")
@@ -632,9 +634,5 @@ def _publish_best_model(out: Path, folds: list[FoldResult]) -> None:
     if len(folds) < 2:
         return
     best = max(folds, key=lambda r: -1.0 if r.best_cosine is None else r.best_cosine)
-    target = out / "model"
-    tmp = out / ".model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(best.model_dir, tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    with atomic_dir(out / "model") as tmp:
+        shutil.copytree(best.model_dir, tmp, dirs_exist_ok=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pyarrow as pa
 from PIL import Image
 
 from img2prompt.data.images import MAX_PIXELS, find_images, load_image_bytes
-from img2prompt.errors import InputError
+from img2prompt.errors import ConfigError, InputError
 from img2prompt.io import atomic_path, vector_column, write_parquet
 from img2prompt.predict.predictor import Failure, PredictOptions, Predictor
 from img2prompt.predict.tta import render_views
@@ -42,6 +42,13 @@ class Description:
     phrases: list[str] = field(default_factory=list)
     neighbours: list[tuple[str, float]] = field(default_factory=list)
     """Nearest bank entries to the embedding, with their cosines."""
+    nearest_prompts: list[tuple[str, float]] = field(default_factory=list)
+    """Index models: the real prompts most CLIP-similar to the image, with their CLIP cosines
+    (the prompts the prediction blends)."""
+    interrogation: str = ""
+    """Index models: a prompt of bank phrases chosen by CLIP image-text similarity."""
+    interrogation_score: float | None = None
+    """Cosine between MiniLM's vector of `interrogation` and `embedding`."""
 
     @property
     def score(self) -> float:
@@ -49,7 +56,7 @@ class Description:
         return self.match
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "image": self.image,
             "prompt": self.prompt,
             "match": round(self.match, 6),
@@ -58,6 +65,14 @@ class Description:
             "phrases": self.phrases,
             "neighbors": [{"text": t, "cosine": round(c, 6)} for t, c in self.neighbours],
         }
+        if self.nearest_prompts:
+            out["nearest_prompts"] = [
+                {"prompt": t, "clip_cosine": round(c, 6)} for t, c in self.nearest_prompts
+            ]
+        if self.interrogation:  # the names `POST /api/describe` answers with
+            out["interrogation"] = self.interrogation
+            out["interrogation_score"] = round(self.interrogation_score or 0.0, 6)
+        return out
 
 
 @dataclass
@@ -87,23 +102,52 @@ class Describer:
         predict_options: PredictOptions | None = None,
         decode_options: DecodeOptions | None = None,
         progress: bool = False,
+        interrogate: bool = True,
+        nearest_prompts: int = 5,
     ) -> None:
-        from img2prompt.data.embed import load_encoder
+        from img2prompt.data.embed import load_encoder, resolve_device
+        from img2prompt.index.model import FeatureModel, RetrievalModel
+        from img2prompt.models.model import load_model
         from img2prompt.text.bank import open_bank
 
         self.model_name = str(model) if isinstance(model, str | Path) else type(model).__name__
         self.bank_name = str(bank)
-        self.predictor = Predictor(model, predict_options or PredictOptions())
-        cfg = self.predictor.model.cfg
+        options = predict_options or PredictOptions()
+        if isinstance(model, str | Path):
+            model = load_model(model, resolve_device(options.device))
+        # An index model: the predictor yields CLIP image features, and `_describe_embeddings`
+        # searches the index itself, so the nearest prompts and the interrogation need no
+        # second pass through CLIP.
+        self.retrieval = model if isinstance(model, RetrievalModel) else None
+        self.nearest_prompts = nearest_prompts
+        if self.retrieval is not None:
+            self.retrieval.set_retrieval(options.k, options.temperature)
+            options = replace(options, k=0, temperature=0.0)
+            self.predictor = Predictor(FeatureModel(self.retrieval), options)
+            cfg = self.retrieval.cfg
+        else:
+            self.predictor = Predictor(model, options)
+            cfg = self.predictor.model.cfg
         self.encoder = load_encoder(cfg.target_encoder, self.predictor.options.device)
         if self.encoder.dim != cfg.out_dim:
-            raise ValueError(
+            raise ConfigError(
                 f"the model predicts {cfg.out_dim} dimensions, its target encoder "
                 f"{cfg.target_encoder!r} makes {self.encoder.dim}"
             )
         self.bank = open_bank(bank, self.encoder, progress=progress)
         options = decode_options or DecodeOptions(mode=mode)
         self.decoder = Decoder(self.bank, self.encoder, options)
+        self.interrogator = None
+        if self.retrieval is not None and interrogate and self.retrieval.folder is not None:
+            from img2prompt.index.interrogate import Interrogator
+            from img2prompt.index.model import CLIP_FOLDER
+
+            self.interrogator = Interrogator(
+                self.retrieval.folder / CLIP_FOLDER,
+                self.bank.texts,
+                self.bank.categories,
+                device=str(self.predictor.device),
+            )
 
     @property
     def mode(self) -> str:
@@ -128,7 +172,7 @@ class Describer:
         ]
         paths = find_images([Path(p) for p in inputs if Path(p).exists()])
         if not paths and not missing:
-            raise ValueError(
+            raise ConfigError(
                 f"no images (png, jpg, jpeg, webp) under {', '.join(map(str, inputs))}"
             )
         predictions = self.predictor.predict_files(paths, progress=progress)
@@ -161,17 +205,44 @@ class Describer:
     ) -> list[Description]:
         if len(names) == 0:
             return []
+        features = None
+        if self.retrieval is not None:  # the predictor's rows are CLIP image features
+            features, cfg = embeddings, self.retrieval.cfg
+            embeddings = self.retrieval.index.predict(features, cfg.k, cfg.temperature)
         decoded: list[Decoded] = self.decoder.decode(embeddings)
-        return [
+        descriptions = [
             Description(name, d.prompt, d.score, vector, d.phrases, d.neighbours)
             for name, d, vector in zip(names, decoded, embeddings, strict=True)
         ]
+        if features is not None:
+            self._explain_retrieval(descriptions, features)
+        return descriptions
+
+    def _explain_retrieval(self, descriptions: list[Description], features: np.ndarray) -> None:
+        """The nearest real prompts of an index model and the CLIP-space interrogation."""
+        assert self.retrieval is not None
+        index = self.retrieval.index
+        scores, ids = index.search(features, max(self.nearest_prompts, 1))
+        for d, row_scores, row_ids in zip(descriptions, scores, ids, strict=True):
+            d.nearest_prompts = [
+                (index.prompts[int(i)], float(c))
+                for c, i in zip(row_scores[: self.nearest_prompts], row_ids, strict=False)
+                if i >= 0
+            ]
+        if self.interrogator is None:
+            return
+        nearest = [index.prompts[int(row[0])] for row in ids]
+        found = self.interrogator.interrogate(features, fallback_subjects=nearest)
+        vectors = self.encoder.encode([f.prompt for f in found])
+        for d, f, vector in zip(descriptions, found, vectors, strict=True):
+            d.interrogation = f.prompt
+            d.interrogation_score = float(vector @ d.embedding)
 
 
 def check_description_output(out: Path) -> None:
     """Refuse an `--out` that `write_descriptions` cannot write (before any work is done)."""
     if out.suffix.lower() not in (".parquet", ".json"):
-        raise ValueError(f"--out must end in .parquet or .json, got {out.name!r}")
+        raise ConfigError(f"--out must end in .parquet or .json, got {out.name!r}")
 
 
 def write_descriptions(run: DescribeRun, out: Path) -> None:
@@ -201,6 +272,19 @@ def write_descriptions(run: DescribeRun, out: Path) -> None:
             ),
         }
     )
+    if any(x.nearest_prompts for x in d):  # an index model
+        table = table.append_column(
+            "nearest_prompts", pa.array([[t for t, _ in x.nearest_prompts] for x in d])
+        )
+        table = table.append_column(
+            "nearest_prompt_clip_cosines",
+            pa.array([[c for _, c in x.nearest_prompts] for x in d], pa.list_(pa.float32())),
+        )
+        table = table.append_column("interrogation", pa.array([x.interrogation for x in d]))
+        table = table.append_column(
+            "interrogation_score",
+            pa.array([x.interrogation_score for x in d], pa.float32()),
+        )
     write_parquet(table, out)
 
 
