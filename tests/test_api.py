@@ -74,7 +74,7 @@ def test_describe_gives_prompt_score_and_the_models_embedding(small_bank, encode
     expected = img2prompt.load_model("default").predict([image])[0]
     np.testing.assert_allclose(described.embedding, expected, atol=1e-6)
     prompt_vector = encoder.encode([described.prompt])[0]
-    assert described.score == pytest.approx(float(prompt_vector @ described.embedding), abs=1e-4)
+    assert described.match == pytest.approx(float(prompt_vector @ described.embedding), abs=1e-4)
     again = img2prompt.describe(Image.open(image), bank=small_bank, mode="fast")
     assert again[0].prompt == described.prompt and again[0].image == "image 0"
 

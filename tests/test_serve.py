@@ -46,7 +46,8 @@ def check_answer(answer: dict, encoder) -> np.ndarray:
     # match is the cosine of MiniLM(prompt) to the embedding, recomputed independently;
     # "score" is its deprecated alias.
     recomputed = float(encoder.encode([answer["prompt"]])[0] @ embedding)
-    assert answer["match"] == pytest.approx(recomputed, abs=1e-5) and answer["score"] == answer["match"]
+    assert answer["match"] == pytest.approx(recomputed, abs=1e-5)
+    assert answer["score"] == answer["match"]
     cosines = [n["cosine"] for n in answer["neighbors"]]
     assert cosines and cosines == sorted(cosines, reverse=True)
     return embedding

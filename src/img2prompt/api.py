@@ -5,7 +5,7 @@ objects):
     model = img2prompt.load_model("default")            # a folder, `default`, or hf:owner/repo
     vectors = model.predict(["cat.png", pil_image])       # (N, 384) float32, unit rows
     prompts = img2prompt.decode(vectors)                  # list[str]
-    results = img2prompt.describe(["cat.png"])            # .prompt .score .embedding
+    results = img2prompt.describe(["cat.png"])            # .prompt .match .embedding
 
 `import img2prompt` stays light: these names are loaded on first use (`img2prompt.__getattr__`).
 `decode` and `describe` keep what they load (encoder, bank, model) for the process, so calling
@@ -101,9 +101,10 @@ def describe(
     bank: str | Path = "default",
     mode: str = "best",
 ) -> list[Description]:
-    """Images (paths and/or PIL images) -> a `Description` each, in order: `.prompt`, `.score`
-    (the cosine of the prompt's own vector to the predicted one), `.embedding`, `.phrases`,
-    `.neighbours`."""
+    """Images (paths and/or PIL images) -> a `Description` each, in order: `.prompt`, `.match`
+    (the cosine of the prompt's own vector to the predicted one: how well the words say the
+    prediction, not how right it is; `.score` is its deprecated alias), `.embedding`,
+    `.phrases`, `.neighbours`."""
     items = _as_list(images)
     describer = _describer(model, str(bank), mode)
     pictures = [_image(item) for item in items]

@@ -279,7 +279,8 @@ def create_app(
         summary="Recover the prompt behind a Stable Diffusion image.",
         description="Upload an image to `POST /api/describe` (multipart field `image`): the "
         "answer is the predicted all-MiniLM-L6-v2 prompt embedding, a readable prompt decoded "
-        "from it, its match (how well the words say the embedding) and the nearest prompt-bank entries.",
+        "from it, its match (how well the words say the embedding) and the nearest prompt-bank "
+        "entries.",
         lifespan=lifespan,
     )
     app.state.worker = worker
