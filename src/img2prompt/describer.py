@@ -105,7 +105,8 @@ class Describer:
         interrogate: bool = True,
         nearest_prompts: int = 5,
     ) -> None:
-        from img2prompt.data.embed import load_encoder, resolve_device
+        from img2prompt.data.embed import load_encoder
+        from img2prompt.device import resolve_device
         from img2prompt.index.model import FeatureModel, RetrievalModel
         from img2prompt.models.model import load_model
         from img2prompt.text.bank import open_bank

@@ -23,7 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from img2prompt.data.embed import DEFAULT_ENCODER, resolve_device
+from img2prompt.data.embed import DEFAULT_ENCODER
+from img2prompt.device import resolve_device
 from img2prompt.errors import InputError
 from img2prompt.index.clip import (
     DTYPES,
@@ -36,7 +37,7 @@ from img2prompt.index.clip import (
 from img2prompt.index.config import IndexBuildConfig
 from img2prompt.index.model import CLIP_FOLDER, KIND, RetrievalConfig
 from img2prompt.index.store import INDEX_FILE, PROMPTS_FILE, TARGETS_FILE
-from img2prompt.io import atomic_path, vectors_from_column, write_json, write_parquet
+from img2prompt.io import atomic_path, swap_dir, vectors_from_column, write_json, write_parquet
 from img2prompt.progress import progress_bar
 
 RECALL_QUERIES = 1000
@@ -202,7 +203,7 @@ def build_index(cfg: IndexBuildConfig, progress: bool = True) -> BuildReport:
     device = resolve_device(cfg.device)
     precision = cfg.precision
     if precision == "auto":
-        precision = "fp16" if device.startswith("cuda") else "fp32"
+        precision = "fp16" if device.type == "cuda" else "fp32"
     work = partial_folder(cfg.out)
     work.mkdir(parents=True, exist_ok=True)
     _check_identity(work, _identity(cfg, table, precision))
@@ -271,9 +272,7 @@ def build_index(cfg: IndexBuildConfig, progress: bool = True) -> BuildReport:
     write_json(_manifest(cfg, table, retrieval, preprocess.to_dict(), report), work / "model.json")
     shutil.rmtree(work / "chunks")
     (work / "build.json").unlink()
-    if cfg.out.exists():
-        shutil.rmtree(cfg.out)
-    work.rename(cfg.out)
+    swap_dir(work, cfg.out)  # the old index or the new one, never neither
     return report
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from img2prompt.data.transforms import CLIP_MEAN, CLIP_STD, PreprocessConfig
+from img2prompt.errors import ConfigError
 from img2prompt.models.backbones import Backbone
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -42,7 +43,7 @@ def load_clip(spec: str | Path):
     try:
         return CLIPModel.from_pretrained(str(spec)).eval()
     except (OSError, ValueError) as e:
-        raise ValueError(
+        raise ConfigError(
             f"{spec}: cannot load a CLIP dual encoder (a hub id such as "
             f"openai/clip-vit-large-patch14, or a CLIPModel folder): {e}"
         ) from None
@@ -54,7 +55,7 @@ def load_tokenizer(spec: str | Path):
     try:
         return AutoTokenizer.from_pretrained(str(spec))
     except (OSError, ValueError) as e:
-        raise ValueError(f"{spec}: no CLIP tokenizer there: {e}") from None
+        raise ConfigError(f"{spec}: no CLIP tokenizer there: {e}") from None
 
 
 class TextEncoder:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from img2prompt.errors import ConfigError
+
 SEARCHES = ("exact", "ivf", "hnsw")
 BUILD_PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DEFAULT_K_GRID = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -13,9 +15,9 @@ DEFAULT_TEMPERATURE_GRID = (0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.2)
 
 def check_k_temperature(k: int, temperature: float) -> None:
     if k < 1:
-        raise ValueError(f"--k must be >= 1, got {k}")
+        raise ConfigError(f"--k must be >= 1, got {k}")
     if not temperature > 0:
-        raise ValueError(f"--temperature must be > 0, got {temperature}")
+        raise ConfigError(f"--temperature must be > 0, got {temperature}")
 
 
 @dataclass
@@ -54,13 +56,13 @@ class IndexBuildConfig:
         self.prompts, self.out = Path(self.prompts), Path(self.out)
         check_k_temperature(self.k, self.temperature)
         if self.approx not in SEARCHES:
-            raise ValueError(f"--approx must be one of {', '.join(SEARCHES)}, got {self.approx!r}")
+            raise ConfigError(f"--approx must be one of {', '.join(SEARCHES)}, got {self.approx!r}")
         if self.precision not in BUILD_PRECISIONS:
-            raise ValueError(f"--precision must be one of {', '.join(BUILD_PRECISIONS)}")
+            raise ConfigError(f"--precision must be one of {', '.join(BUILD_PRECISIONS)}")
         if min(self.batch_size, self.chunk_size, self.nprobe, self.ef_search) < 1:
-            raise ValueError("--batch-size, --chunk-size, --nprobe and --ef-search must be >= 1")
+            raise ConfigError("--batch-size, --chunk-size, --nprobe and --ef-search must be >= 1")
         if not self.clip:
-            raise ValueError("--clip needs a hub id or a CLIPModel folder")
+            raise ConfigError("--clip needs a hub id or a CLIPModel folder")
 
 
 @dataclass
@@ -99,15 +101,15 @@ class IndexTuneConfig:
         if self.oof is not None:
             self.oof = Path(self.oof)
             if self.oof.suffix.lower() != ".parquet":
-                raise ValueError(f"--oof must end in .parquet, got {self.oof.name!r}")
+                raise ConfigError(f"--oof must end in .parquet, got {self.oof.name!r}")
         if not self.k_grid or not self.temperature_grid:
-            raise ValueError("--k-grid and --temperature-grid need at least one value each")
+            raise ConfigError("--k-grid and --temperature-grid need at least one value each")
         for k in self.k_grid:
             for temperature in self.temperature_grid:
                 check_k_temperature(k, temperature)
         if self.batch_size < 0:
-            raise ValueError("--batch-size must be >= 1 (or 0: chosen for the model)")
+            raise ConfigError("--batch-size must be >= 1 (or 0: chosen for the model)")
         if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
+            raise ConfigError(f"--precision must be auto, fp32 or bf16, got {self.precision!r}")
         if not 0.0 < self.exclude_similar <= 1.0:
-            raise ValueError(f"--exclude-similar must be in (0, 1], got {self.exclude_similar}")
+            raise ConfigError(f"--exclude-similar must be in (0, 1], got {self.exclude_similar}")

@@ -23,6 +23,7 @@ from torch import nn
 
 from img2prompt.data.embed import DEFAULT_ENCODER
 from img2prompt.data.transforms import PreprocessConfig
+from img2prompt.errors import InputError
 from img2prompt.index.clip import CLIPImageEncoder, load_clip
 from img2prompt.index.config import SEARCHES, check_k_temperature
 from img2prompt.index.store import PromptIndex, open_index
@@ -127,16 +128,17 @@ def load_retrieval_model(
     cfg = RetrievalConfig(**manifest["config"])
     clip_dir = directory / CLIP_FOLDER
     if not clip_dir.is_dir():
-        raise ValueError(f"{clip_dir}: missing; the index folder is incomplete")
+        raise InputError(clip_dir, "missing; the index folder is incomplete")
     clip = load_clip(clip_dir)
     preprocess = PreprocessConfig.from_dict(manifest["preprocess"])
     backbone = CLIPImageEncoder(clip, preprocess)
     backbone.spec = f"clip:{cfg.clip}"
     index = open_index(directory, cfg.nprobe, cfg.ef_search)
     if index.dim != backbone.feature_dim:
-        raise ValueError(
-            f"{directory}: index.faiss holds {index.dim}-d features but the CLIP in "
-            f"{clip_dir} makes {backbone.feature_dim}-d ones"
+        raise InputError(
+            directory,
+            f"index.faiss holds {index.dim}-d features but the CLIP in {clip_dir} makes "
+            f"{backbone.feature_dim}-d ones",
         )
     model = RetrievalModel(cfg, backbone, index)
     model.manifest = manifest
@@ -147,8 +149,8 @@ def load_retrieval_model(
 def read_manifest(directory: Path) -> dict[str, Any]:
     path = directory / "model.json"
     if not path.is_file():
-        raise ValueError(f"{directory}: not an index folder (no model.json)")
+        raise InputError(directory, "not an index folder (no model.json)")
     manifest = json.loads(path.read_text())
     if not is_retrieval_manifest(manifest):
-        raise ValueError(f"{path}: not a retrieval index (made by `img2prompt index build`)")
+        raise InputError(path, "not a retrieval index (made by `img2prompt index build`)")
     return manifest

@@ -250,7 +250,8 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise InputError(manifest_path, "not an img2prompt model manifest")
     if manifest.get("format_version", 0) > MODEL_FORMAT_VERSION:
         raise InputError(manifest_path, "made by a newer img2prompt; upgrade to load it")
-    if not (directory / "model.safetensors").is_file():
+    retrieval = manifest.get("kind") == "retrieval"  # an index: no weights file of its own
+    if not retrieval and not (directory / "model.safetensors").is_file():
         raise InputError(directory, "model folder without model.safetensors")
     return manifest
 

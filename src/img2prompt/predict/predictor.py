@@ -146,7 +146,7 @@ class Predictor:
             model = load_model(model, self.device)
         if self.options.k or self.options.temperature:
             if not hasattr(model, "set_retrieval"):
-                raise ValueError("--k and --temperature apply to retrieval index models only")
+                raise ConfigError("--k and --temperature apply to retrieval index models only")
             model.set_retrieval(self.options.k, self.options.temperature)
         self.model = model.to(self.device).eval()
         # oneDNN prefers channels-last activations for convolutions (1.6x on EfficientNet).
