@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     print(flush=True)
     status |= bench_predict.main(QUICK_PREDICT if args.quick else [])
     print(flush=True)
-    status |= bench_default_model.main([])
+    # real_pairs' 1,161 images take minutes: full runs only.
+    status |= bench_default_model.main(["--no-real-pairs"] if args.quick else [])
     print(flush=True)
     status |= bench_serve.main(QUICK_SERVE if args.quick else [])
     print(flush=True)
