@@ -88,6 +88,28 @@ def tune(logits, truth, class_sets: dict, priors: dict) -> tuple[float, tuple]:
     return best
 
 
+def generic_priors(encoder) -> dict[str, np.ndarray]:
+    """Constant priors from generic prompt text in ../shared/data/prompt_banks: DiffusionDB's 400
+    most frequent phrases (weighted by their counts) and 2,000 MagicPrompt subjects."""
+    import json
+    import random
+
+    banks = SHARED_DIR / "data" / "prompt_banks"
+    tree = json.loads((banks / "ddb_phrases_tree.json").read_text(encoding="utf-8"))
+    phrases, stack = [], list(tree.get("c", []))
+    while stack:
+        node = stack.pop()
+        phrases.append((node["v"], node["n"]))
+        stack.extend(node.get("c", []))
+    top = sorted(phrases, reverse=True)[:400]
+    weights = np.array([v for v, _ in top], np.float64)[:, None]
+    ddb = _unit((encoder.encode([n for _, n in top]) * weights).sum(0))
+    subjects = json.loads((banks / "magicprompt_subjects.json").read_text(encoding="utf-8"))
+    random.Random(0).shuffle(subjects)
+    magic = _unit(encoder.encode(subjects[:2000]).astype(np.float64).mean(0))
+    return {"DiffusionDB phrases": ddb, "MagicPrompt subjects": magic}
+
+
 def real_pairs_logits(model, rows: list[dict], cache: Path | None) -> np.ndarray:
     """The classifier's logits for every real_pairs image (read from / written to `cache`)."""
     import torch
@@ -144,6 +166,12 @@ def real_pairs_section(model, encoder, cache: Path | None, search_templates: boo
             f" {cells}"
         )
     print(f"  {'all':<48} {len(rows):>6} {cos.mean():>8.4f} {(truth @ prior).mean():>9.4f}")
+    for name, vector in generic_priors(encoder).items():
+        cells = ", ".join(
+            f"{s.split('/')[0]} {(truth[sources == s] @ vector).mean():.4f}"
+            for s in (WAYLON, DRAWBENCH)
+        )
+        print(f"  constant prior of generic prompt text ({name}): {cells}")
 
     class_sets = {"shipped templates": classes}
     if search_templates:
