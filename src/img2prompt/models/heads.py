@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import torch
 from torch import nn
 
-HEAD_TYPES = ("linear", "mlp", "class-mixture")
+from img2prompt.config import HeadType
+
+HEAD_TYPES = get_args(HeadType)
 
 
 class LinearHead(nn.Sequential):

@@ -28,7 +28,7 @@ import yaml
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
-from img2prompt.config import TrainConfig
+from img2prompt.config import LIGHTNING_PRECISION, TrainConfig
 from img2prompt.data.dataset import ImageDataset, TrainingTable, flip_decision, read_training_table
 from img2prompt.io import atomic_path, vector_column, write_json, write_parquet
 from img2prompt.models.model import ImageToPromptModel, save_model
@@ -81,8 +81,9 @@ def _seed(*parts: Any) -> int:
 
 
 def _precision(requested: str) -> str:
+    """`--precision` as Lightning names it (config.LIGHTNING_PRECISION is the mapping)."""
     if requested != "auto":
-        return requested
+        return LIGHTNING_PRECISION.get(requested, requested)
     if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
         return "bf16-mixed"
     return "32-true"
@@ -104,8 +105,23 @@ def _fabric(cfg: TrainConfig):
 
 
 def config_to_yaml(cfg: TrainConfig) -> str:
-    values = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(cfg).items()}
-    return yaml.safe_dump(values, sort_keys=False)
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return str(value) if isinstance(value, Path) else value
+
+    return yaml.safe_dump(plain(dataclasses.asdict(cfg)), sort_keys=False)
+
+
+def _flat(values: dict, prefix: str = "") -> dict:
+    """{"model": {"head": ...}} -> {"model.head": ...}: settings compared one by one."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
 
 
 def _check_run_folder(cfg: TrainConfig) -> TrainConfig:
@@ -122,8 +138,8 @@ def _check_run_folder(cfg: TrainConfig) -> TrainConfig:
         raise ValueError(
             f"{cfg.out}: nothing to resume (no config.yaml); start it without --resume"
         )
-    saved = yaml.safe_load(saved_path.read_text())
-    current = yaml.safe_load(config_to_yaml(cfg))
+    saved = _flat(yaml.safe_load(saved_path.read_text()))
+    current = _flat(yaml.safe_load(config_to_yaml(cfg)))
     changed = [k for k in saved if k not in RESUMABLE_CHANGES and saved[k] != current.get(k)]
     if changed:
         details = ", ".join(f"{k}: {saved[k]!r} -> {current.get(k)!r}" for k in changed)
@@ -240,7 +256,7 @@ class FoldTrainer:
         if cfg.mixgen > 0:
             from img2prompt.data.embed import load_encoder
 
-            self.encoder = load_encoder(cfg.encoder, str(fabric.device))
+            self.encoder = load_encoder(cfg.model.target_encoder, str(fabric.device))
         self.checkpoint_path = fold_dir / "checkpoints" / "last.pt"
         self.best_cosine: float | None = None
         self.best_epoch: str | None = None
@@ -253,7 +269,7 @@ class FoldTrainer:
     def run(self) -> FoldResult | None:
         cfg, fabric = self.cfg, self.fabric
         torch.manual_seed(_seed(cfg.seed, self.fold, "init"))
-        self.model = ImageToPromptModel(cfg.model_config(), pretrained=True)
+        self.model = ImageToPromptModel(cfg.model, pretrained=True)
         if cfg.reinit_layers:
             reinit_top(self.model, cfg.reinit_layers)
         self.model.to(fabric.device)
@@ -366,7 +382,7 @@ class FoldTrainer:
 
     def _drop_last(self) -> bool:
         # A BatchNorm head cannot train on a batch of one.
-        return self.cfg.head == "mlp" and len(self.train_rows) > self.cfg.batch_size
+        return self.cfg.model.head == "mlp" and len(self.train_rows) > self.cfg.batch_size
 
     def _batches(self, phase: Phase, epoch: int, cached: bool):
         """Yields (positions into train_rows, pixels or None, flips)."""
