@@ -125,6 +125,8 @@ def test_resume_continues_exactly_where_it_stopped(small_shapes, tmp_path):
     assert a.equals(b)
     lines = (tmp_path / "stopped" / "metrics.csv").read_text().splitlines()
     assert len(lines) == 1 + 3  # header + one row per epoch, none repeated
+    checkpoints = tmp_path / "stopped" / "checkpoints"
+    assert [p.name for p in checkpoints.iterdir()] == ["last.pt"]  # saved whole, then renamed
 
 
 def test_kfold_writes_every_row_out_of_fold_once(small_shapes, tmp_path):
