@@ -193,9 +193,18 @@ def evaluate(cfg: c.EvaluateConfig) -> None:
     from img2prompt.evaluate import evaluate as run_evaluate
     from img2prompt.evaluate import write_report
 
-    result = run_evaluate(cfg.predictions, cfg.truth)
+    result = run_evaluate(cfg.predictions, cfg.truth, cfg.strict)
     folder = cfg.report or cfg.predictions.with_name(cfg.predictions.stem + "-evaluation")
     report_path, histogram = write_report(result, folder)
+    if result.unmatched:
+        shown, more = result.unmatched[:10], len(result.unmatched) - 10
+        stderr.print(
+            f"left out {len(result.unmatched)} of {len(result.unmatched) + len(result.cosines)} "
+            f"rows with no truth in {cfg.truth} (--strict makes this an error): "
+            f"{', '.join(shown)}{f' and {more} more' if more > 0 else ''}",
+            highlight=False,
+            markup=False,
+        )
     typer.echo(f"mean cosine {result.mean:.4f} over {len(result.cosines):,} images")
     for title, groups in (("fold", result.per_fold), ("source", result.per_source)):
         if len(groups) > 1:

@@ -646,6 +646,9 @@ class EvaluateConfig:
     """Prepared data folder (prompts.parquet) or a Kaggle sample_submission."""
     report: Path | None = None
     """Folder for report.json and cosine_histogram.png (default: beside the predictions)."""
+    strict: bool = False
+    """Fail when a prediction has no truth (by default such rows are named and left out, e.g.
+    images whose prompt data prepare dropped as a near duplicate)."""
 
 
 @dataclass

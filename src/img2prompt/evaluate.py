@@ -4,11 +4,12 @@ broken down by fold and source, with the worst images listed and a histogram dra
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from img2prompt.errors import InputError
 from img2prompt.io import atomic_path, write_json
 from img2prompt.predict.tables import PredictionTable, Truth, read_predictions, read_truth
 
@@ -24,6 +25,9 @@ class Evaluation:
     """(N,) cosine of every prediction row to its true embedding."""
     per_fold: dict[str, tuple[int, float]]
     per_source: dict[str, tuple[int, float]]
+    unmatched: list[str] = field(default_factory=list)
+    """Prediction rows left out because the truth has no row for them (e.g. images whose prompt
+    `data prepare` dropped as a near duplicate)."""
 
     @property
     def mean(self) -> float:
@@ -39,6 +43,7 @@ class Evaluation:
             "truth": str(self.truth.path),
             "matched_by": self.matched_by,
             "rows": len(self.cosines),
+            "unmatched": self.unmatched,
             "mean_cosine": self.mean,
             "median_cosine": float(np.median(self.cosines)),
             "per_fold": {k: {"rows": n, "mean_cosine": m} for k, (n, m) in self.per_fold.items()},
@@ -49,15 +54,34 @@ class Evaluation:
         }
 
 
-def evaluate(predictions: str | Path, truth: str | Path) -> Evaluation:
+def evaluate(predictions: str | Path, truth: str | Path, strict: bool = False) -> Evaluation:
+    """Score every prediction row that has a true embedding. Rows without one are listed in
+    `unmatched` and left out, or, with `strict`, an error."""
     table = read_predictions(predictions)
     reference = read_truth(truth)
+    unmatched: list[str] = []
+    if not strict:
+        rows, by = reference.match(table, allow_missing=True)
+        unmatched = [table.images[i] for i in np.flatnonzero(rows < 0)]
+        if len(unmatched) == len(table):
+            raise InputError(
+                table.path,
+                f"{len(table)} of {len(table)} rows have no truth in {reference.path} "
+                f"(matched by {by}; first: {', '.join(table.keys(by)[:3])})",
+            )
+        table = table.take(np.flatnonzero(rows >= 0))
     rows, targets, matched_by = reference.targets_for(table)
     cosines = np.einsum("nd,nd->n", table.embeddings, targets)
     folds = table.folds if table.folds is not None else _take(reference.folds, rows)
     sources = _take(reference.sources, rows)
     return Evaluation(
-        table, reference, matched_by, cosines, _group(cosines, folds), _group(cosines, sources)
+        table,
+        reference,
+        matched_by,
+        cosines,
+        _group(cosines, folds),
+        _group(cosines, sources),
+        unmatched,
     )
 
 

@@ -182,7 +182,7 @@ def _table(
     }
     if any(r.image for r in rows):
         columns["image"] = pa.array([r.image for r in rows], pa.string())
-    columns["source"] = pa.array([r.source for r in rows], pa.string())
+    columns["source"] = pa.array([r.origin or r.source for r in rows], pa.string())
     for name in META_COLUMNS:
         values = [r.meta.get(name) for r in rows]
         if any(v is not None for v in values):

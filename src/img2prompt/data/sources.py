@@ -39,8 +39,12 @@ class SourceRow:
     prompt_raw: str
     image: str | None
     source: str
+    """The file the row came from (error messages name it)."""
     line: int
     meta: dict[str, Any]
+    origin: str = ""
+    """The row's own `source` column when it has one (e.g. the repository of a scraped image),
+    else the file: what `evaluate` breaks scores down by."""
 
 
 def read_sources(
@@ -123,6 +127,7 @@ def _row_from_record(
         source=str(path),
         line=line,
         meta=meta,
+        origin=str(record.get("source") or path),
     )
 
 

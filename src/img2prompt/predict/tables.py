@@ -36,6 +36,17 @@ class PredictionTable:
     def __len__(self) -> int:
         return len(self.images)
 
+    def take(self, positions: np.ndarray) -> PredictionTable:
+        """The rows at `positions`, in that order."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return PredictionTable(
+            self.path,
+            [self.images[i] for i in positions],
+            self.embeddings[positions],
+            ids=None if self.ids is None else [self.ids[i] for i in positions],
+            folds=None if self.folds is None else self.folds[positions],
+        )
+
     def keys(self, by: str) -> list[str]:
         return list(self.ids) if by == "id" and self.ids is not None else image_keys(self.images)
 
@@ -94,11 +105,16 @@ class Truth:
     folds: np.ndarray | None = None
     sources: list[str] | None = None
 
-    def match(self, predictions: PredictionTable) -> tuple[np.ndarray, str]:
-        """Truth row of every prediction row, and how they were matched (`id` or `image`)."""
+    def match(
+        self, predictions: PredictionTable, allow_missing: bool = False
+    ) -> tuple[np.ndarray, str]:
+        """Truth row of every prediction row, and how they were matched (`id` or `image`).
+        A row with no truth is an error, or -1 with `allow_missing`."""
         by = "id" if predictions.ids is not None and self.by_id else "image"
         lookup = self.by_id if by == "id" else self.by_image
         keys = predictions.keys(by)
+        if allow_missing:
+            return np.array([lookup.get(key, -1) for key in keys], dtype=np.int64), by
         missing = [key for key in keys if key not in lookup]
         if missing:
             raise InputError(
