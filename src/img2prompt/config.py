@@ -1,5 +1,6 @@
 """Every option of every command, defined once: typed dataclasses whose field docstrings are the
-`--help` text and whose `__post_init__` rejects bad values early, naming the option a user typed.
+`--help` text and whose `__post_init__` rejects bad values early with a `ConfigError` naming the
+option a user typed.
 
 `img2prompt.options` turns these classes into the command line (flat `--min-words`, dotted
 `--model.head` for nested fields) and reads `--config FILE.yaml` recipes; nothing else restates a
@@ -16,6 +17,7 @@ from typing import ClassVar, Literal, get_args
 
 from img2prompt.data.embed import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER
 from img2prompt.data.images import MAX_PIXELS
+from img2prompt.errors import ConfigError
 from img2prompt.generate.presets import PresetName, SchedulerName
 
 # --- vocabularies --------------------------------------------------------------------------------
@@ -57,18 +59,18 @@ POSITIONAL = {"positional": True}
 
 def _unit_interval(name: str, value: float) -> None:
     if not 0.0 < value <= 1.0:
-        raise ValueError(f"--{name} must be a cosine in (0, 1], got {value}")
+        raise ConfigError(f"--{name} must be a cosine in (0, 1], got {value}")
 
 
 def _at_least(minimum: int, **values: int | None) -> None:
     for name, value in values.items():
         if value is not None and value < minimum:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
+            raise ConfigError(f"--{name.replace('_', '-')} must be >= {minimum}, got {value}")
 
 
 def _no_fp16(option: str, value: str) -> None:
     if value == "fp16":
-        raise ValueError(f"{option} fp16 is not offered here: use bf16 (float32's range) or fp32")
+        raise ConfigError(f"{option} fp16 is not offered here: use bf16 (float32's range) or fp32")
 
 
 # --- data ----------------------------------------------------------------------------------------
@@ -112,14 +114,14 @@ class PrepareConfig:
 
     def __post_init__(self) -> None:
         if not self.inputs:
-            raise ValueError("give at least one input file")
+            raise ConfigError("give at least one input file")
         self.inputs, self.out = [Path(p) for p in self.inputs], Path(self.out)
         if self.min_words < 0 or self.max_words < max(self.min_words, 1):
-            raise ValueError(
+            raise ConfigError(
                 f"need 0 <= --min-words <= --max-words, got {self.min_words} and {self.max_words}"
             )
         if not 0.0 <= self.min_latin <= 1.0:
-            raise ValueError(f"--min-latin must be in [0, 1], got {self.min_latin}")
+            raise ConfigError(f"--min-latin must be in [0, 1], got {self.min_latin}")
         _unit_interval("dedup-threshold", self.dedup_threshold)
         _unit_interval("group-threshold", self.group_threshold)
         _check_choice("dedup-mode", self.dedup_mode, DedupMode)
@@ -184,15 +186,15 @@ class GenerateConfig:
                 setattr(self, name, getattr(preset, name))
         self.prompts, self.out = Path(self.prompts), Path(self.out)
         if not self.model:
-            raise ValueError("--model must name a hub id or a folder")
+            raise ConfigError("--model must name a hub id or a folder")
         _at_least(1, images_per_prompt=self.images_per_prompt, steps=self.steps)
         _at_least(1, batch_size=self.batch_size, shard_size=self.shard_size, limit=self.limit)
         if not 0 <= self.seed < 2**63:
-            raise ValueError(f"--seed must be in [0, 2**63), got {self.seed}")
+            raise ConfigError(f"--seed must be in [0, 2**63), got {self.seed}")
         if self.guidance < 0:
-            raise ValueError(f"--guidance must be >= 0, got {self.guidance}")
+            raise ConfigError(f"--guidance must be >= 0, got {self.guidance}")
         if self.size < 8 or self.size % 8:
-            raise ValueError(f"--size must be a positive multiple of 8, got {self.size}")
+            raise ConfigError(f"--size must be a positive multiple of 8, got {self.size}")
         _at_least(1, save_size=self.save_size)
         _check_choice("scheduler", self.scheduler, SchedulerName)
         _check_choice("precision", self.precision, Precision)
@@ -234,12 +236,12 @@ class ModelConfig:
         _check_choice("head", self.head, HeadType)
         _check_choice("pool", self.pool, PoolType)
         if self.backbone_weights not in get_args(BackboneWeights):  # not a command-line option
-            raise ValueError(
+            raise ConfigError(
                 f"backbone_weights must be one of {', '.join(get_args(BackboneWeights))}, "
                 f"got {self.backbone_weights!r}"
             )
         if self.head_hidden < 1 or self.out_dim < 1 or self.gem_p <= 0:
-            raise ValueError("--head-hidden and the output size must be >= 1, --gem-p > 0")
+            raise ConfigError("--head-hidden and the output size must be >= 1, --gem-p > 0")
 
 
 @dataclass
@@ -317,36 +319,36 @@ class TrainConfig:
         if isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
         if self.model.head not in TRAIN_HEADS:
-            raise ValueError(f"--head must be one of {', '.join(TRAIN_HEADS)} for training")
+            raise ConfigError(f"--head must be one of {', '.join(TRAIN_HEADS)} for training")
         parse_loss_weights(self.loss)
         if self.clip_grad == 0:
             self.clip_grad = None
         if self.epochs < 0 or self.lp_epochs < 0 or self.epochs + self.lp_epochs == 0:
-            raise ValueError("need --epochs >= 0, --lp-epochs >= 0 and at least one epoch")
+            raise ConfigError("need --epochs >= 0, --lp-epochs >= 0 and at least one epoch")
         if self.batch_size < 1 or self.accumulate < 1 or self.devices < 1 or self.num_nodes < 1:
-            raise ValueError("--batch-size, --accumulate, --devices and --num-nodes must be >= 1")
+            raise ConfigError("--batch-size, --accumulate, --devices and --num-nodes must be >= 1")
         if self.lr <= 0 or (self.backbone_lr is not None and self.backbone_lr <= 0):
-            raise ValueError("learning rates must be > 0")
+            raise ConfigError("learning rates must be > 0")
         if not 0 < self.layer_decay <= 1:
-            raise ValueError(f"--layer-decay must be in (0, 1], got {self.layer_decay}")
+            raise ConfigError(f"--layer-decay must be in (0, 1], got {self.layer_decay}")
         if not 0 <= self.warmup < 1:
-            raise ValueError(f"--warmup is a share of steps in [0, 1), got {self.warmup}")
+            raise ConfigError(f"--warmup is a share of steps in [0, 1), got {self.warmup}")
         if self.ema is not None and not 0 < self.ema < 1:
-            raise ValueError(f"--ema is a decay in (0, 1), e.g. 0.999; got {self.ema}")
+            raise ConfigError(f"--ema is a decay in (0, 1), e.g. 0.999; got {self.ema}")
         if not 0 <= self.mixgen <= 1:
-            raise ValueError(f"--mixgen is a share of the batch in [0, 1], got {self.mixgen}")
+            raise ConfigError(f"--mixgen is a share of the batch in [0, 1], got {self.mixgen}")
         self.fold = str(self.fold)
         if self.fold not in ("all", "none") and not self.fold.isdigit():
-            raise ValueError(f"--fold must be a fold number, all or none; got {self.fold!r}")
+            raise ConfigError(f"--fold must be a fold number, all or none; got {self.fold!r}")
         _check_choice("precision", self.precision, TrainPrecision)
         if self.strategy not in get_args(Strategy):
-            raise ValueError(
+            raise ConfigError(
                 f"--strategy {self.strategy!r} is not supported: use one of "
                 f"{', '.join(get_args(Strategy))} (FSDP/DeepSpeed would shard the parameters "
                 "that the feature cache, the EMA copy and the LLRD groups need whole)"
             )
         if self.freeze_layers < 0 or self.reinit_layers < 0 or self.workers < 0:
-            raise ValueError("--freeze-layers, --reinit-layers and --workers must be >= 0")
+            raise ConfigError("--freeze-layers, --reinit-layers and --workers must be >= 0")
 
     @classmethod
     def of(cls, **values) -> TrainConfig:
@@ -368,7 +370,7 @@ class PredictOptions:
     nets; 64 rows on a GPU)."""
     precision: Precision = "auto"
     """auto: bf16 where the device computes it natively and it keeps cosine >= 0.9995 to fp32
-    on the job's first images, else fp32."""
+    on the job's first images, else fp32. fp16 is refused here (bf16 keeps fp32's range)."""
     tta: TTAName = "none"
     """Test-time views, averaged after normalising each: mirror, 15% zoom."""
     workers: int = -1
@@ -387,11 +389,11 @@ class PredictOptions:
         _check_choice("precision", self.precision, Precision)
         _no_fp16("--precision", self.precision)
         if self.batch_size < 0:
-            raise ValueError("--batch-size must be >= 1 (or 0: chosen for the model)")
+            raise ConfigError("--batch-size must be >= 1 (or 0: chosen for the model)")
         _check_choice("tta", self.tta, TTAName)
         self.compile = {"auto": None, "on": True, "off": False}.get(self.compile, self.compile)  # type: ignore[call-overload]
         if self.compile not in (None, True, False):
-            raise ValueError(f"compile must be on, off or auto, got {self.compile!r}")
+            raise ConfigError(f"compile must be on, off or auto, got {self.compile!r}")
 
 
 @dataclass
@@ -433,19 +435,19 @@ class DecodeOptions:
     search_precision: Precision = "auto"
     """Precision of the encodes that rank candidates: `bf16` (cosines within ~1e-4 of float32,
     ~3x faster on CPUs with AVX512-BF16 or AMX), `fp32`, or `auto` (bf16 where the hardware has
-    it). Printed scores are always float32."""
+    it); fp16 is refused. Printed scores are always float32."""
 
     def __post_init__(self) -> None:
         _check_choice("mode", self.mode, DecodeMode)
         if self.max_words < 1 or self.max_phrases < 1:
-            raise ValueError("--max-words and --max-phrases must be >= 1")
+            raise ConfigError("--max-words and --max-phrases must be >= 1")
         _at_least(1, shortlist=self.shortlist, beam_width=self.beam_width,
                   encodes_per_step=self.encodes_per_step, fast_shortlist=self.fast_shortlist,
                   fast_max_phrases=self.fast_max_phrases, batch_size=self.batch_size)  # fmt: skip
         _check_choice("search-precision", self.search_precision, Precision)
         _no_fp16("--search-precision", self.search_precision)
         if min(self.residual_shortlist, self.neighbours, self.patience, self.swap_rounds) < 0:
-            raise ValueError("residual_shortlist, neighbours, patience, swap_rounds must be >= 0")
+            raise ConfigError("residual_shortlist, neighbours, patience, swap_rounds must be >= 0")
 
 
 DECODE_OUTPUTS = (".txt", ".parquet")
@@ -474,9 +476,9 @@ class DecodeConfig:
     def __post_init__(self) -> None:
         given = [name for name in ("text", "texts", "embeddings") if getattr(self, name)]
         if len(given) != 1:
-            raise ValueError("give exactly one of --text, --texts, --embeddings")
+            raise ConfigError("give exactly one of --text, --texts, --embeddings")
         if self.out is not None and Path(self.out).suffix.lower() not in DECODE_OUTPUTS:
-            raise ValueError(
+            raise ConfigError(
                 f"--out must end in one of {DECODE_OUTPUTS}, got {Path(self.out).name!r}"
             )
 
@@ -501,7 +503,7 @@ class PredictConfig:
 
     def __post_init__(self) -> None:
         if not self.images:
-            raise ValueError("give at least one image file or folder")
+            raise ConfigError("give at least one image file or folder")
         if self.out is None and self.submission is None:
             self.out = Path("predictions.parquet")
 
@@ -527,7 +529,7 @@ class DescribeConfig:
 
     def __post_init__(self) -> None:
         if not self.images:
-            raise ValueError("give at least one image file or folder")
+            raise ConfigError("give at least one image file or folder")
 
 
 @dataclass
@@ -546,7 +548,7 @@ class ServeLimits:
 
     def __post_init__(self) -> None:
         if self.max_upload_mb <= 0 or self.max_megapixels <= 0:
-            raise ValueError("--max-upload-mb and --max-megapixels must be > 0")
+            raise ConfigError("--max-upload-mb and --max-megapixels must be > 0")
         _at_least(1, max_batch=self.max_batch, max_pending=self.max_pending)
 
     @property
@@ -577,7 +579,7 @@ class ServeConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
-            raise ValueError("--port must be in 1..65535")
+            raise ConfigError("--port must be in 1..65535")
 
 
 # --- banks, evaluation, submissions, ensembles, demo ---------------------------------------------
@@ -614,9 +616,9 @@ class BankBuildConfig:
 
     def __post_init__(self) -> None:
         if not self.inputs:
-            raise ValueError("give at least one input file")
+            raise ConfigError("give at least one input file")
         if self.min_word_count < 1 or self.batch_size < 1:
-            raise ValueError("--min-word-count and --batch-size must be >= 1")
+            raise ConfigError("--min-word-count and --batch-size must be >= 1")
 
 
 @dataclass
@@ -634,7 +636,7 @@ class BankAddConfig:
 
     def __post_init__(self) -> None:
         if not self.inputs:
-            raise ValueError("give at least one input file")
+            raise ConfigError("give at least one input file")
         _at_least(1, batch_size=self.batch_size)
 
 
@@ -674,7 +676,7 @@ class EnsembleFitConfig:
 
     def __post_init__(self) -> None:
         if not self.oof:
-            raise ValueError("give the out-of-fold files")
+            raise ConfigError("give the out-of-fold files")
 
 
 @dataclass
@@ -690,9 +692,9 @@ class EnsembleApplyConfig:
 
     def __post_init__(self) -> None:
         if not self.predictions:
-            raise ValueError("give the prediction files")
+            raise ConfigError("give the prediction files")
         if self.out is None and self.submission is None:
-            raise ValueError("give --out and/or --submission")
+            raise ConfigError("give --out and/or --submission")
 
 
 @dataclass
@@ -709,4 +711,5 @@ class DemoConfig:
 def _check_choice(option: str, value, choices) -> None:
     allowed = get_args(choices)
     if value not in allowed:
-        raise ValueError(f"--{option} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+        choices = ", ".join(map(str, allowed))
+        raise ConfigError(f"--{option} must be one of {choices}, got {value!r}")

@@ -1,4 +1,8 @@
-"""Errors that point at the user's input: the file, and the line or row when known."""
+"""Errors that are the user's to fix: bad input files (`InputError`) and bad settings
+(`ConfigError`). The command line turns these two, and only these, into one `error:` line and
+exit code 2; any other exception is a bug and keeps its traceback.
+
+This module imports nothing else from img2prompt, so every layer can raise these."""
 
 from __future__ import annotations
 
@@ -19,6 +23,11 @@ class InputError(ValueError):
         return f"{where}: {self.message}"
 
 
+class ConfigError(ValueError):
+    """A bad setting: an option value, a recipe field, a device, a combination of options.
+    (A ValueError, so callers that caught ValueError before still catch it.)"""
+
+
 class ErrorLog:
     """`--on-error`: raise at the first bad row (`fail`), or record it and go on (`skip`).
 
@@ -27,7 +36,7 @@ class ErrorLog:
 
     def __init__(self, policy: str = "fail", keep_examples: int = 20) -> None:
         if policy not in ("fail", "skip"):
-            raise ValueError(f"on_error must be 'fail' or 'skip', got {policy!r}")
+            raise ConfigError(f"on_error must be 'fail' or 'skip', got {policy!r}")
         self.policy = policy
         self.count = 0
         self.examples: list[str] = []

@@ -30,7 +30,7 @@ from dataclasses import MISSING, dataclass
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
-from img2prompt.errors import InputError
+from img2prompt.errors import ConfigError, InputError
 
 NONE = type(None)
 
@@ -151,7 +151,7 @@ def normalise(cls: type, values: dict, source: str | Path | None = None) -> dict
     walk(values, "")
     if unknown:
         message = f"unknown keys {sorted(unknown)}; known: {sorted(s.key for s in specs(cls))}"
-        raise InputError(source, message) if source else ValueError(message)
+        raise InputError(source, message) if source else ConfigError(message)
     return out
 
 
@@ -179,7 +179,7 @@ def build_config(cls: type, values: dict) -> Any:
     missing = [s for s in specs(cls) if s.default is MISSING and s.key not in values]
     if missing:
         names = [s.name.upper() if s.positional else s.flags[0] for s in missing]
-        raise ValueError(f"missing {', '.join(names)} (give them or a --config file)")
+        raise ConfigError(f"missing {', '.join(names)} (give them or a --config file)")
 
     def make(cls: type, prefix: str, base: Any = None) -> Any:
         hints, kwargs = typing.get_type_hints(cls), {}

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from img2prompt.config import LIGHTNING_PRECISION, TrainConfig
 from img2prompt.data.dataset import ImageDataset, TrainingTable, flip_decision, read_training_table
+from img2prompt.errors import ConfigError
 from img2prompt.models.model import ImageToPromptModel, save_model
 from img2prompt.progress import progress_bar, stderr
 from img2prompt.train import run_folder
@@ -287,14 +288,14 @@ def _folds_to_run(fold: str, table_folds: np.ndarray) -> list[int | None]:
         return [None]
     if fold == "all":
         if len(present) < 2:
-            raise ValueError(
+            raise ConfigError(
                 "--fold all needs a table with at least 2 folds (data prepare --folds)"
             )
         return present
     if int(fold) not in present:
-        raise ValueError(f"--fold {fold}: the table's folds are {present}")
+        raise ConfigError(f"--fold {fold}: the table's folds are {present}")
     if len(present) < 2:
-        raise ValueError("the table has one fold, so nothing is left to train on; use --fold none")
+        raise ConfigError("the table has one fold, so nothing is left to train on; use --fold none")
     return [int(fold)]
 
 

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from img2prompt.config import TrainConfig
+from img2prompt.errors import ConfigError
 from img2prompt.io import atomic_path, vector_column, write_json, write_parquet
 
 # Only these may differ when resuming: they change how the run executes, not what it computes.
@@ -67,13 +68,13 @@ def check_run_folder(cfg: TrainConfig) -> None:
     saved_path = cfg.out / "config.yaml"
     if not cfg.resume:
         if saved_path.exists():
-            raise ValueError(
+            raise ConfigError(
                 f"{cfg.out} already holds a run; pass --resume to continue it, "
                 "or choose another --out"
             )
         return
     if not saved_path.exists():
-        raise ValueError(
+        raise ConfigError(
             f"{cfg.out}: nothing to resume (no config.yaml); start it without --resume"
         )
     saved = _flat(yaml.safe_load(saved_path.read_text()))
@@ -81,7 +82,7 @@ def check_run_folder(cfg: TrainConfig) -> None:
     changed = [k for k in saved if k not in RESUMABLE_CHANGES and saved[k] != current.get(k)]
     if changed:
         details = ", ".join(f"{k}: {saved[k]!r} -> {current.get(k)!r}" for k in changed)
-        raise ValueError(f"{saved_path}: --resume with different settings ({details})")
+        raise ConfigError(f"{saved_path}: --resume with different settings ({details})")
 
 
 def write_config(cfg: TrainConfig) -> None:
