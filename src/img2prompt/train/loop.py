@@ -50,6 +50,20 @@ class TrainReport:
     is_global_zero: bool = True  # only rank 0 prints the summary
 
 
+@dataclass
+class EpochBudget:
+    """`--stop-after-epochs`: the epochs this call may still train, across its folds."""
+
+    left: int | None  # None: no limit
+
+    def spent(self) -> bool:
+        return self.left is not None and self.left <= 0
+
+    def use_one(self) -> None:
+        if self.left is not None:
+            self.left -= 1
+
+
 def train(cfg: TrainConfig, progress: bool = True) -> TrainReport:
     """Train as `cfg` says; returns what was written where. Safe to call again with resume=True."""
     started = time.perf_counter()
@@ -65,14 +79,14 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainReport:
     state = RunState(cfg.out)
     report = TrainReport(cfg.out, is_global_zero=fabric.is_global_zero)
     metrics = MetricsLog(cfg.out / "metrics.csv", fabric.is_global_zero)
-    epochs_left = [cfg.stop_after_epochs]  # shared by the folds of this call
+    budget = EpochBudget(cfg.stop_after_epochs)
     oof_parts: list[Path] = []
     for fold in folds:
         key = "all" if fold is None else str(fold)
         fold_dir = cfg.out if len(folds) == 1 else cfg.out / f"fold-{fold}"
         result = state.result(key, fold)
         if result is None:
-            result = fit(cfg, fabric, table, fold, fold_dir, metrics, epochs_left, progress)
+            result = fit(cfg, fabric, table, fold, fold_dir, metrics, budget, progress)
             if result is None:  # --stop-after-epochs reached
                 report.stopped_early = True
                 break
@@ -97,11 +111,11 @@ def fit(
     fold: int | None,
     fold_dir: Path,
     metrics: MetricsLog,
-    epochs_left: list[int | None],
+    budget: EpochBudget,
     progress: bool = True,
 ) -> FoldResult | None:
     """Train one fold (or everything, with fold=None) from its start or its last checkpoint.
-    Returns None when `epochs_left` (this call's --stop-after-epochs budget) runs out first."""
+    Returns None when this call's epoch budget (--stop-after-epochs) runs out first."""
     progress = progress and fabric.is_global_zero
     is_val = np.zeros(len(table), bool) if fold is None else table.folds == fold
     train_rows, val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
@@ -172,7 +186,7 @@ def fit(
         model_f, optimizer_f = fabric.setup(model, optimizer)
 
         for epoch in range(start, epochs):
-            if epochs_left[0] is not None and epochs_left[0] <= 0:
+            if budget.spent():
                 return None
             clock = time.perf_counter()
             # Seeds per (seed, fold, phase, epoch): a resumed epoch draws what it would have.
@@ -248,8 +262,7 @@ def fit(
             if ema is not None:
                 state["ema"] = ema
             _save_checkpoint(fabric, checkpoint, state)
-            if epochs_left[0] is not None:
-                epochs_left[0] -= 1
+            budget.use_one()
 
     if fabric.is_global_zero and oof is not None and fold is not None:
         run_folder.write_fold_oof(fold_dir / "oof.parquet", table, val_rows, fold, oof)
