@@ -244,3 +244,22 @@ def test_fold_none_trains_on_everything_without_validation(small_shapes, tmp_pat
     model = load_model(out / "model")
     images = sorted(small_shapes.rglob("*.png"))[:3]
     assert np.isfinite(_predict(model, images)).all()
+
+
+def test_kfold_stopped_after_each_epoch_equals_an_uninterrupted_run(small_shapes, tmp_path):
+    """--stop-after-epochs counts the epochs of one call across folds; finished folds are kept
+    (state.json) and the resumed run ends with the same OOF predictions and models."""
+    train(_config(small_shapes, tmp_path / "straight", fold="all"), progress=False)
+    calls = 0
+    while True:
+        calls += 1
+        cfg = _config(small_shapes, tmp_path / "stopped", fold="all", stop_after_epochs=1,
+                      resume=calls > 1)  # fmt: skip
+        if not train(cfg, progress=False).stopped_early:
+            break
+    assert calls == 2  # one epoch per fold: fold 0, then fold 1
+    a, b = (pq.read_table(tmp_path / run / "oof.parquet") for run in ("straight", "stopped"))
+    assert a.equals(b)
+    straight = load_model(tmp_path / "straight" / "model").state_dict()
+    resumed = load_model(tmp_path / "stopped" / "model").state_dict()
+    assert all(torch.equal(resumed[name], value) for name, value in straight.items())
