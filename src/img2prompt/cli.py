@@ -130,30 +130,14 @@ def _print_bank_report(report) -> None:
 def decode(cfg: c.DecodeConfig, quiet: bool) -> None:
     """Turn embeddings into readable prompts: one prompt per line on stdout, each with its score
     (cosine of the prompt's own embedding to the target) on stderr."""
-    from rich.table import Table
-
+    from img2prompt.report import print_decode_scores
     from img2prompt.text.run import run_decode
 
     result = run_decode(cfg, progress=not quiet)
     for decoded in result.decoded:
         typer.echo(decoded.prompt)
-    if quiet:
-        return
-    table = Table(show_header=True, header_style="bold", box=None)
-    table.add_column("input", overflow="fold", max_width=40)
-    table.add_column("score", justify="right")
-    table.add_column("prompt", overflow="fold")
-    for label, decoded in zip(result.inputs, result.decoded, strict=True):
-        table.add_row(label, f"{decoded.score:.4f}", decoded.prompt)
-    stderr.print(table)
-    n = len(result.decoded)
-    mean = sum(d.score for d in result.decoded) / n
-    stderr.print(
-        f"{n:,} prompts, mean score {mean:.4f} (cosine of each prompt's embedding to its target);"
-        f" {result.seconds / n:.3f} s per prompt, {result.encodes / n:.0f} texts encoded per prompt"
-        + (f"; wrote {cfg.out}" if cfg.out else ""),
-        highlight=False,
-    )
+    if not quiet:
+        print_decode_scores(result, cfg.out)
 
 
 def predict(cfg: c.PredictConfig, quiet: bool) -> None:
@@ -188,35 +172,14 @@ def predict(cfg: c.PredictConfig, quiet: bool) -> None:
 def evaluate(cfg: c.EvaluateConfig) -> None:
     """Mean cosine to the true prompt embeddings (the competition metric), per fold and source,
     and the worst images."""
-    from rich.table import Table
-
     from img2prompt.evaluate import evaluate as run_evaluate
     from img2prompt.evaluate import write_report
+    from img2prompt.report import print_evaluation
 
     result = run_evaluate(cfg.predictions, cfg.truth, cfg.strict)
     folder = cfg.report or cfg.predictions.with_name(cfg.predictions.stem + "-evaluation")
     report_path, histogram = write_report(result, folder)
-    if result.unmatched:
-        shown, more = result.unmatched[:10], len(result.unmatched) - 10
-        stderr.print(
-            f"left out {len(result.unmatched)} of {len(result.unmatched) + len(result.cosines)} "
-            f"rows with no truth in {cfg.truth} (--strict makes this an error): "
-            f"{', '.join(shown)}{f' and {more} more' if more > 0 else ''}",
-            highlight=False,
-            markup=False,
-        )
-    typer.echo(f"mean cosine {result.mean:.4f} over {len(result.cosines):,} images")
-    for title, groups in (("fold", result.per_fold), ("source", result.per_source)):
-        if len(groups) > 1:
-            table = Table(title=f"per {title}", box=None, header_style="bold")
-            for column in (title, "images", "mean cosine"):
-                table.add_column(column, justify="right" if column != title else "left")
-            for key, (n, mean) in groups.items():
-                table.add_row(key, f"{n:,}", f"{mean:.4f}")
-            stderr.print(table)
-    stderr.print("worst images:", style="bold")
-    for image, cosine in result.worst():
-        stderr.print(f"  {cosine:.4f}  {image}", highlight=False, markup=False)
+    print_evaluation(result, cfg.truth)
     stderr.print(f"wrote {report_path} and {histogram}", highlight=False)
 
 
