@@ -171,6 +171,7 @@ def run_approx(
     emb: np.ndarray, threshold: float, nprobe: int, recall_sample: int, sources_path: str
 ) -> dict:
     from img2prompt.data.dedup import TOLERANCE, approx_near_duplicates
+    from img2prompt.metrics import cosines
 
     result = approx_near_duplicates(
         emb, threshold, nprobe=nprobe, recall_sample=recall_sample, progress=False
@@ -180,7 +181,7 @@ def run_approx(
     source = np.load(sources_path)
     rows = np.flatnonzero(source >= 0)
     src = source[rows]
-    cos = np.einsum("ij,ij->i", emb[rows].astype(np.float64), emb[src].astype(np.float64))
+    cos = cosines(emb[rows].astype(np.float64), emb[src].astype(np.float64))
     similar = cos >= threshold - TOLERANCE
     both_kept = result.keep[rows] & result.keep[src] & similar
     return {

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from img2prompt.data.images import load_image
     from img2prompt.data.transforms import preprocess
+    from img2prompt.metrics import cosines
     from img2prompt.models.default_model import imagenet_class_names
     from img2prompt.models.model import load_model
     from img2prompt.predict.submission import read_submission
@@ -74,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         top = weights.topk(3)
     scores = {
         "constant prior (baseline)": truth @ _unit(prior),
-        "class mixture alone (alpha=0)": (_unit(mixture.numpy()) * truth).sum(1),
-        "default model": (_unit(full) * truth).sum(1),
+        "class mixture alone (alpha=0)": cosines(_unit(mixture.numpy()), truth),
+        "default model": cosines(_unit(full), truth),
     }
     print(
         f"  default model: T={head.temperature.item():g}, alpha={head.alpha.item():g}; "

@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     from transformers.utils import logging as hf_logging
 
     from img2prompt.data.embed import TargetEncoder, embed_texts
+    from img2prompt.metrics import cosines
 
     hf_logging.disable_progress_bar()
 
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     _report(f"baseline 2: unsorted batches of {args.batch_size}", len(shuffled), unsorted)
 
     fast_rate = len(texts) / fast
-    cos = np.einsum("ij,ij->i", vectors[: len(naive_texts)], naive_vectors)
+    cos = cosines(vectors[: len(naive_texts)], naive_vectors)
     print(
         f"  RATIO encode / one-per-call: {fast_rate / (len(naive_texts) / naive):.2f}x;"
         f" encode / unsorted batches: {fast_rate / (len(shuffled) / unsorted):.2f}x"

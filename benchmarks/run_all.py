@@ -20,6 +20,7 @@ import bench_default_model
 import bench_embed
 import bench_generate
 import bench_predict
+import bench_recipes
 import bench_serve
 import bench_train
 
@@ -57,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     status |= bench_default_model.main([])
     print(flush=True)
     status |= bench_serve.main(QUICK_SERVE if args.quick else [])
+    if not args.quick:  # about an hour on a 2-core CPU (frozen features, then 5 fine-tunes)
+        print(flush=True)
+        status |= bench_recipes.main([])
     print(f"\nall benchmarks done in {time.perf_counter() - started:.0f} s", flush=True)
     return status
 

@@ -58,7 +58,7 @@ def small_bank(tmp_path_factory, encoder) -> Path:
 def describer(small_bank):
     """The real default model with the small bank, `fast` decoding, loaded once (fp32: the bf16
     accuracy check is the predictor's business, tested there)."""
-    from img2prompt.describe import Describer
+    from img2prompt.describer import Describer
     from img2prompt.predict.predictor import PredictOptions
 
     return Describer(

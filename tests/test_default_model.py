@@ -15,6 +15,7 @@ from safetensors import safe_open
 from img2prompt.data.images import load_image
 from img2prompt.data.transforms import preprocess
 from img2prompt.models import default_model as dm
+from img2prompt.models.backbones import build_backbone
 from img2prompt.models.model import (
     ImageToPromptModel,
     ModelConfig,
@@ -23,7 +24,6 @@ from img2prompt.models.model import (
     resolve_model_dir,
     save_model,
 )
-from img2prompt.models.registry import build_backbone
 from img2prompt.predict.submission import read_submission
 
 # Figures printed by benchmarks/bench_default_model.py and quoted in the README.

@@ -90,7 +90,7 @@ def test_uploads_in_memory(describer, encoder):
 
 def _cli(args, describer, monkeypatch):
     """Run the CLI with the session's describer (the model and bank are loaded once)."""
-    import img2prompt.describe as describe_module
+    import img2prompt.describer as describe_module
 
     monkeypatch.setattr(describe_module, "Describer", lambda *a, **k: describer)
     return runner.invoke(app, ["describe", *args, "--quiet"])
@@ -139,3 +139,17 @@ def test_demo_runs_end_to_end(describer, tmp_path, capsys):
         assert "mean cosine of the predicted embeddings" in printed
         assert "20057f34d.png" in printed and "true prompt" in printed
         assert "matches" in printed
+
+
+def test_demo_finds_the_shared_sample_beside_the_checkout_from_any_folder(
+    kaggle_sample, tmp_path, monkeypatch
+):
+    from img2prompt.demo import kaggle_sample_dir, shared_dir_candidates
+
+    monkeypatch.delenv("IMG2PROMPT_SHARED", raising=False)
+    monkeypatch.chdir(tmp_path)  # the current folder's parent has no `shared`
+    assert shared_dir_candidates()[0] == kaggle_sample.parents[1]
+    assert kaggle_sample_dir() == kaggle_sample
+    monkeypatch.setenv("IMG2PROMPT_SHARED", str(tmp_path))  # the override comes first ...
+    assert shared_dir_candidates()[0] == tmp_path
+    assert kaggle_sample_dir() == kaggle_sample  # ... and is passed over when it lacks the data

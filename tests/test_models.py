@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from img2prompt.data.transforms import CLIP_MEAN, CLIP_STD, PreprocessConfig, normalise, preprocess
+from img2prompt.models.backbones import backbone_names, build_backbone, register_backbone
 from img2prompt.models.model import ImageToPromptModel, ModelConfig, load_model, save_model
 from img2prompt.models.pooling import GeM
-from img2prompt.models.registry import backbone_names, build_backbone, register_backbone
 from tiny_checkpoints import save_tiny_clip, save_tiny_convnext
 
 OPTIONAL = {"timm", "open-clip"}  # need extras that pull their own torch

@@ -415,8 +415,7 @@ def test_auto_batch_size_keeps_about_4k_tokens_per_pass_on_cpu():
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     from img2prompt.data.transforms import CLIP_MEAN, CLIP_STD, PreprocessConfig
-    from img2prompt.models.backbones import HFCLIPBackbone
-    from img2prompt.models.registry import build_backbone
+    from img2prompt.models.backbones import HFCLIPBackbone, build_backbone
     from img2prompt.predict.predictor import auto_batch_size
 
     def clip(patch: int) -> HFCLIPBackbone:

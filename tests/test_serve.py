@@ -21,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from image_helpers import drawn_png, png_header_only
-from img2prompt.describe import Description
+from img2prompt.describer import Description
 from img2prompt.serve.app import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")

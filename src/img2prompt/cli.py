@@ -186,7 +186,7 @@ def evaluate(cfg: c.EvaluateConfig) -> None:
 def submission_check(cfg: c.SubmissionCheckConfig) -> None:
     """Check a submission before uploading it: header, ids, eId order, count, finite values,
     duplicates, and (with --sample) the image ids and their order. Exit code 1 on any problem."""
-    from img2prompt.predict.submission import check_submission
+    from img2prompt.predict.check import check_submission
 
     check = check_submission(cfg.file, cfg.sample, cfg.truth, cfg.dim)
     if check.score is not None:
@@ -239,7 +239,7 @@ def describe(cfg: c.DescribeConfig, quiet: bool) -> None:
     (unless --skip-bad and at least one image was described)."""
     import json
 
-    from img2prompt.describe import (
+    from img2prompt.describer import (
         Describer,
         check_description_output,
         descriptions_json,
@@ -276,7 +276,7 @@ def serve(cfg: c.ServeConfig) -> None:
     OpenAPI at `/docs`). The model and the bank are loaded once, before the server starts."""
     import uvicorn
 
-    from img2prompt.describe import Describer
+    from img2prompt.describer import Describer
     from img2prompt.serve.app import create_app
 
     stderr.print(f"loading model {cfg.model!r} and bank {cfg.bank!r} ...", highlight=False)
@@ -300,6 +300,15 @@ def demo(cfg: c.DemoConfig) -> None:
     from img2prompt.demo import run_demo
 
     run_demo(cfg.out, mode=cfg.mode)
+
+
+def push(cfg: c.PushConfig) -> None:
+    """Upload a model folder to the Hugging Face Hub; then `hf:owner/name` loads it anywhere a
+    model is taken (predict, describe, serve, `img2prompt.load_model`)."""
+    from img2prompt.models.model import push_model
+
+    url = push_model(cfg.model, cfg.repo, private=cfg.private, revision=cfg.revision)
+    stderr.print(f"pushed {cfg.model} to {cfg.repo}: {url}", highlight=False)
 
 
 def _print_failures(failures) -> None:
@@ -327,6 +336,7 @@ COMMANDS = {  # name: (config class, run function); a run function with `quiet` 
     "describe": (c.DescribeConfig, describe),
     "serve": (c.ServeConfig, serve),
     "demo": (c.DemoConfig, demo),
+    "push": (c.PushConfig, push),
 }
 CONFIG_FLAGS = {"train": ("--config", "--recipe")}  # README's `train --recipe` spelling
 

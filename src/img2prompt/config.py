@@ -38,7 +38,6 @@ standard for fine-tuning. `auto` is bf16-mixed on a CUDA GPU that has bf16, else
 TrainPrecision = Literal["auto", "fp32", "bf16", "fp16", "32-true", "bf16-mixed", "16-mixed",
                          "bf16-true"]  # fmt: skip
 Device = str  # auto, cpu, cuda, cuda:1 ... (free text: any torch device)
-HeadType = Literal["linear", "mlp", "class-mixture"]
 PoolType = Literal["default", "gem"]
 BackboneWeights = Literal["saved", "pretrained"]
 TTAName = Literal["none", "hflip", "zoom", "hflip+zoom"]
@@ -49,7 +48,7 @@ Strategy = Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"
 """Lightning strategies the loop supports. Not FSDP/DeepSpeed: the frozen-feature cache, the EMA
 copy (`AveragedModel`) and the LLRD parameter groups all assume whole, unsharded parameters."""
 
-TRAIN_HEADS = ("linear", "mlp")  # class-mixture is the packaged default model's, not trainable
+NOT_TRAINABLE_HEADS = ("class-mixture",)  # the packaged default model's zero-shot head
 
 DEFAULT_DEVICE_HELP = "`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`..."
 
@@ -211,8 +210,9 @@ class ModelConfig:
     """hf-clip:openai/clip-vit-large-patch14 (or -336, or a folder), hf-convnext:ID_OR_DIR,
     efficientnet-lite0 (offline ImageNet), tiny-clip, tiny-convnext, timm:NAME,
     open-clip:ARCH/TAG."""
-    head: HeadType = "linear"
-    """`linear` (Xavier init) or `mlp` (Linear -> BatchNorm -> ReLU -> Linear)."""
+    head: str = "linear"
+    """A registered head (`models/heads.py`): `linear` (Xavier init), `mlp` (Linear -> BatchNorm
+    -> ReLU -> Linear) or `class-mixture` (zero-shot through a classifier; not trainable)."""
     head_hidden: int = 16 * 1024
     """Hidden width of the `mlp` head (the first-place text: 16 x 1024)."""
     pool: PoolType = "default"
@@ -233,7 +233,10 @@ class ModelConfig:
     holds only the rest, so the folder stays small; fine-tuning such a backbone needs `saved`."""
 
     def __post_init__(self) -> None:
-        _check_choice("head", self.head, HeadType)
+        from img2prompt.models.heads import head_names  # the head registry is the source
+
+        if self.head not in head_names():
+            raise ConfigError(f"--head must be one of {', '.join(head_names())}, got {self.head!r}")
         _check_choice("pool", self.pool, PoolType)
         if self.backbone_weights not in get_args(BackboneWeights):  # not a command-line option
             raise ConfigError(
@@ -318,8 +321,8 @@ class TrainConfig:
         self.data, self.out = Path(self.data), Path(self.out)
         if isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
-        if self.model.head not in TRAIN_HEADS:
-            raise ConfigError(f"--head must be one of {', '.join(TRAIN_HEADS)} for training")
+        if self.model.head in NOT_TRAINABLE_HEADS:
+            raise ConfigError(f"--head {self.model.head} is not trainable")
         parse_loss_weights(self.loss)
         if self.clip_grad == 0:
             self.clip_grad = None
@@ -695,6 +698,18 @@ class EnsembleApplyConfig:
             raise ConfigError("give the prediction files")
         if self.out is None and self.submission is None:
             raise ConfigError("give --out and/or --submission")
+
+
+@dataclass
+class PushConfig:
+    model: Path = field(metadata=POSITIONAL)
+    """A model folder (e.g. RUN/model)."""
+    repo: str = field(metadata=POSITIONAL)
+    """Hugging Face Hub repository: owner/name."""
+    private: bool = False
+    """Create the repository as private."""
+    revision: str | None = None
+    """Branch to push to (created if missing)."""
 
 
 @dataclass

@@ -18,20 +18,26 @@ from pathlib import Path
 
 import numpy as np
 
-from img2prompt.describe import Describer, DescribeRun, write_descriptions
+from img2prompt.describer import Describer, DescribeRun, write_descriptions
+from img2prompt.errors import ConfigError
+from img2prompt.metrics import cosines as row_cosines
 from img2prompt.report import console, print_descriptions, print_prepare_report
 
 
-def kaggle_sample_dir() -> Path | None:
-    """The competition sample: $IMG2PROMPT_SHARED/data/kaggle_sample, else ../shared/data/..."""
+def shared_dir_candidates() -> list[Path]:
+    """Where the project's `shared` folder may be, in order: $IMG2PROMPT_SHARED, beside the
+    source checkout this module runs from (`REPO/src/img2prompt/demo.py` -> `REPO/../shared`),
+    then beside the current folder (for an installed package run from inside a checkout)."""
     candidates = (
         [Path(os.environ["IMG2PROMPT_SHARED"])] if "IMG2PROMPT_SHARED" in os.environ else []
     )
-    candidates += [
-        Path.cwd().parent / "shared",
-        Path(__file__).resolve().parents[3].parent / "shared",
-    ]
-    for shared in candidates:
+    repo = Path(__file__).resolve().parents[2]  # demo.py -> img2prompt -> src -> REPO
+    return [*candidates, repo.parent / "shared", Path.cwd().parent / "shared"]
+
+
+def kaggle_sample_dir() -> Path | None:
+    """The competition sample: `data/kaggle_sample` in the first shared folder that has it."""
+    for shared in shared_dir_candidates():
         sample = shared / "data" / "kaggle_sample"
         if (sample / "sample_submission.csv").is_file():
             return sample
@@ -54,7 +60,7 @@ def example_images() -> list[Path]:
 
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError(
+        raise ConfigError(
             "the demo's example images come with scikit-image: pip install scikit-image"
         )
     folder = Path(next(iter(spec.submodule_search_locations))) / "data"
@@ -122,10 +128,8 @@ def _kaggle_sample(describer: Describer, sample: Path, out: Path) -> None:
     run = describer.describe_files([sample / "images"])
     write_descriptions(run, out / "kaggle_sample.parquet")
     stems = [Path(d.image).stem for d in run.descriptions]
-    cosines = [
-        float(d.embedding @ truth.targets[truth.by_image[stem]])
-        for d, stem in zip(run.descriptions, stems, strict=True)
-    ]
+    predicted = np.stack([d.embedding for d in run.descriptions])
+    cosines = row_cosines(predicted, truth.targets[[truth.by_image[s] for s in stems]]).tolist()
     print_descriptions(
         run.descriptions,
         truths=[truths.get(stem, "?") for stem in stems],

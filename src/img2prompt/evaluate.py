@@ -11,6 +11,7 @@ import numpy as np
 
 from img2prompt.errors import InputError
 from img2prompt.io import atomic_path, write_json
+from img2prompt.metrics import cosines as row_cosines
 from img2prompt.predict.tables import PredictionTable, Truth, read_predictions, read_truth
 
 WORST_SHOWN = 10
@@ -71,7 +72,7 @@ def evaluate(predictions: str | Path, truth: str | Path, strict: bool = False) -
             )
         table = table.take(np.flatnonzero(rows >= 0))
     rows, targets, matched_by = reference.targets_for(table)
-    cosines = np.einsum("nd,nd->n", table.embeddings, targets)
+    cosines = row_cosines(table.embeddings, targets)
     folds = table.folds if table.folds is not None else _take(reference.folds, rows)
     sources = _take(reference.sources, rows)
     return Evaluation(

@@ -1,11 +1,17 @@
-"""Atomic file writes (a crash leaves the old file or the new one, never half of one) and the
-Parquet layout of embedding columns (list<float32>, one vector a row)."""
+"""Crash-safe writes and the Parquet layout of embedding columns (list<float32>, one vector a row).
+
+`atomic_path` writes one file, `atomic_dir` one folder: a crash (even SIGKILL or power loss)
+leaves the old file or folder or the new one at the path, never half of one, never neither.
+Every module that publishes a file or folder goes through these two; none renames by hand.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,16 +32,126 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        fsync_file(tmp)
         os.replace(tmp, path)
+        fsync_dir(path.parent)  # the rename itself must reach the disk, not just the bytes
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def backup_dir(path: str | Path) -> Path:
+    """Where `swap_dir` keeps the old folder for the instant between its two renames."""
+    path = Path(path)
+    return path.parent / f".{path.name}.old"
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `path`; on success its files are fsynced and it
+    replaces `path` (`swap_dir`). On an exception `path` is left as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(path)
+    tmp = _fresh_sibling(path)
+    try:
+        yield tmp
+        swap_dir(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fresh_sibling(path: Path) -> Path:
+    """A new empty folder beside `path` with the usual permissions (umask), unlike mkdtemp's
+    0700, which the published folder would keep."""
+    for _ in range(100):
+        candidate = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
+
+
+def swap_dir(new: Path, path: Path) -> None:
+    """Publish the finished folder `new` at `path` (same file system), replacing what is there.
+
+    POSIX cannot rename a folder onto a non-empty one, so the old folder is first renamed to
+    `backup_dir(path)`, then `new` renamed in, then the backup deleted. A crash between the two
+    renames leaves only the backup, which `recover_dir` (called by every reader and writer of
+    such folders) renames back: at every instant the old or the new complete folder survives.
+    """
+    path = Path(path)
+    recover_dir(path)
+    fsync_tree(new)
+    backup = backup_dir(path)
+    had_old = path.exists()
+    if had_old:
+        os.replace(path, backup)
+    os.replace(new, path)
+    fsync_dir(path.parent)
+    if had_old:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+def recover_dir(path: str | Path) -> None:
+    """Undo a swap that was cut off between its renames: a backup with no folder at `path` is
+    the last complete folder, so it goes back; a backup beside a folder is stale and goes.
+
+    Meant for one writer per folder (a training run, a bank build): a reader that runs this
+    while another process is between the renames makes that writer's save fail with an
+    OSError, leaving the old folder, never neither."""
+    path = Path(path)
+    backup = backup_dir(path)
+    if not backup.exists():
+        return
+    if path.exists():
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        os.replace(backup, path)
+        fsync_dir(path.parent)
+
+
+def fsync_file(path: str | Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def fsync_dir(folder: str | Path) -> None:
+    """Make renames and new names in `folder` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except (IsADirectoryError, PermissionError):  # pragma: no cover - not POSIX
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(folder: str | Path) -> None:
+    """fsync every file and folder under `folder` (and `folder` itself), deepest first."""
+    for root, _, files in os.walk(folder, topdown=False):
+        for name in files:
+            fsync_file(Path(root) / name)
+        fsync_dir(root)
 
 
 def write_parquet(table: pa.Table, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON file's value; a file that is not valid UTF-8 JSON is an InputError naming it."""
+    from img2prompt.errors import InputError
+
+    try:
+        return json.loads(Path(path).read_bytes().decode("utf-8-sig"))
+    except UnicodeDecodeError as e:
+        raise InputError(path, f"not valid UTF-8 at byte {e.start + 1}") from None
+    except json.JSONDecodeError as e:
+        raise InputError(path, f"invalid JSON: {e.msg} (column {e.colno})", e.lineno) from None
 
 
 def write_json(obj: Any, path: str | Path) -> None:

@@ -257,15 +257,16 @@ def _negated(flag: str) -> str:
 
 
 def guarded(function, *args, **kwargs):
-    """Run a step; a bad input becomes one clear line and exit code 2, not a traceback
-    (IMG2PROMPT_DEBUG=1 shows the traceback)."""
+    """Run a step; a bad input or setting (InputError, ConfigError) becomes one clear line and
+    exit code 2, not a traceback (IMG2PROMPT_DEBUG=1 shows it). Any other exception is a bug and
+    keeps its traceback."""
     import os
 
     import typer
 
     try:
         return function(*args, **kwargs)
-    except ValueError as e:  # InputError and bad option values: both are the user's to fix
+    except (InputError, ConfigError) as e:
         if os.environ.get("IMG2PROMPT_DEBUG"):
             raise
         from rich.markup import escape

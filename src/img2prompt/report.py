@@ -14,7 +14,7 @@ from img2prompt.data.prepare import PrepareReport
 from img2prompt.progress import stderr
 
 if TYPE_CHECKING:
-    from img2prompt.describe import Description
+    from img2prompt.describer import Description
     from img2prompt.train.loop import TrainReport
 
 console = Console()

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
+from img2prompt.errors import ConfigError
+from img2prompt.metrics import cosines
 from img2prompt.progress import progress_bar
 
 TOLERANCE = 1e-6
@@ -38,9 +40,7 @@ def _cosine64(emb: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 65536)
     out = np.empty(len(a), dtype=np.float64)
     for start in range(0, len(a), chunk):
         part = slice(start, start + chunk)
-        out[part] = np.einsum(
-            "ij,ij->i", emb[a[part]].astype(np.float64), emb[b[part]].astype(np.float64)
-        )
+        out[part] = cosines(emb[a[part]].astype(np.float64), emb[b[part]].astype(np.float64))
     return out
 
 
@@ -95,7 +95,7 @@ def _check(emb: np.ndarray, threshold: float) -> np.ndarray:
     if emb.ndim != 2:
         raise ValueError(f"embeddings must be a 2-d array, got shape {emb.shape}")
     if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+        raise ConfigError(f"threshold must be in (0, 1], got {threshold}")
     emb = np.ascontiguousarray(emb, dtype=np.float32)
     squared_norms = np.einsum("ij,ij->i", emb, emb)  # no (N, dim) temporary, unlike linalg.norm
     if len(emb) and not np.allclose(squared_norms[np.isfinite(squared_norms)], 1.0, atol=2e-3):
@@ -151,7 +151,7 @@ def similar_pairs(
     if mode == "approx":
         return _ivf_similar_pairs(emb, threshold, nprobe, block_size, progress)
     if mode != "exact":
-        raise ValueError(f"mode must be 'exact' or 'approx', got {mode!r}")
+        raise ConfigError(f"mode must be 'exact' or 'approx', got {mode!r}")
     index = faiss.IndexFlatIP(emb.shape[1])
     parts_a, parts_b = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
     with progress_bar("similar pairs (exact)", total=len(emb), enabled=progress) as bar:
@@ -258,4 +258,4 @@ def near_duplicates(
         return exact_near_duplicates(emb, threshold, progress=progress)
     if mode == "approx":
         return approx_near_duplicates(emb, threshold, nprobe=nprobe, progress=progress)
-    raise ValueError(f"mode must be 'exact' or 'approx', got {mode!r}")
+    raise ConfigError(f"mode must be 'exact' or 'approx', got {mode!r}")

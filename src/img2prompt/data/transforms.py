@@ -7,13 +7,15 @@ sees images the way its weights were trained to.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+from img2prompt.errors import ConfigError
+from img2prompt.io import read_json
 
 # Pillow resample codes as transformers stores them (`resample: 3` is bicubic).
 _RESAMPLE = {
@@ -45,11 +47,11 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if self.crop_size < 1 or self.resize_to < self.crop_size:
-            raise ValueError(f"need 1 <= crop_size <= resize_to, got {self}")
+            raise ConfigError(f"need 1 <= crop_size <= resize_to, got {self}")
         if self.interpolation not in _RESAMPLE:
-            raise ValueError(f"interpolation must be one of {sorted(_RESAMPLE)}")
+            raise ConfigError(f"interpolation must be one of {sorted(_RESAMPLE)}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"mean and std need 3 values, std > 0, got {self.mean}, {self.std}")
+            raise ConfigError(f"mean and std need 3 values, std > 0, got {self.mean}, {self.std}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,7 +68,7 @@ class PreprocessConfig:
         path = Path(path)
         if path.is_dir():
             path = path / "preprocessor_config.json"
-        config = json.loads(path.read_text())
+        config = read_json(path)
         size = config.get("size", 224)
         shortest = size.get("shortest_edge", size.get("height")) if isinstance(size, dict) else size
         crop = config.get("crop_size", shortest)

@@ -14,6 +14,8 @@ from datetime import timedelta
 
 import torch.distributed as dist
 
+from img2prompt.errors import ConfigError
+
 # Ranks finish their shards at different times (a resumed rank may have nothing left to do), and
 # the barrier waits for the slowest: allow it a long time.
 BARRIER_TIMEOUT = timedelta(days=7)
@@ -44,7 +46,7 @@ def join_ranks() -> Ranks:
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if not 0 <= rank < world_size:
-        raise ValueError(f"RANK={rank} is not in [0, WORLD_SIZE={world_size})")
+        raise ConfigError(f"RANK={rank} is not in [0, WORLD_SIZE={world_size})")
     if world_size > 1 and dist.is_available() and "MASTER_ADDR" in os.environ:
         dist.init_process_group("gloo", timeout=BARRIER_TIMEOUT)
         return Ranks(dist.get_rank(), dist.get_world_size(), group=True, owns_group=True)

@@ -10,7 +10,6 @@ the shards that are its own and not finished yet; when all shards are there, the
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 import time
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import pyarrow as pa
 
 from img2prompt import __version__
 from img2prompt.config import GenerateConfig
+from img2prompt.device import resolve_device
 from img2prompt.errors import InputError
 from img2prompt.generate.prompts import PromptTable, read_prompts
 from img2prompt.generate.ranks import Ranks, join_ranks, leave_ranks
@@ -30,7 +30,6 @@ from img2prompt.generate.sd import (
     load_pipeline,
     locate_model,
     render,
-    resolve_device,
     resolve_dtype,
 )
 from img2prompt.generate.shards import (
@@ -44,7 +43,7 @@ from img2prompt.generate.shards import (
     save_image,
     shard_name,
 )
-from img2prompt.io import write_json, write_parquet
+from img2prompt.io import read_json, write_json, write_parquet
 from img2prompt.progress import progress_bar
 
 if TYPE_CHECKING:
@@ -243,7 +242,7 @@ def _claim(
     parameters = run_parameters(cfg, prompts, model)
     run_file = out / RUN_FILE
     if run_file.is_file():
-        recorded = json.loads(run_file.read_text(encoding="utf-8")).get("parameters", {})
+        recorded = read_json(run_file).get("parameters", {})
         changed = [
             f"{name}: {recorded.get(name)!r} -> {value!r}"
             for name, value in parameters.items()

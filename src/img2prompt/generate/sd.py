@@ -4,7 +4,6 @@ device and precision, count prompt tokens, and render a batch with one generator
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import warnings
 from collections.abc import Iterator, Sequence
@@ -12,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+
+from img2prompt.errors import ConfigError
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline
@@ -33,19 +34,6 @@ SCHEDULER_CLASSES: dict[str, tuple[str, dict]] = {
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def resolve_device(device: str) -> torch.device:
-    """`auto`: this process's GPU (LOCAL_RANK under torchrun) when CUDA is there, else the CPU."""
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        device = f"cuda:{local_rank}"
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available here")
-    return resolved
-
-
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     """fp16 on CUDA (SD's usual inference precision, half the memory), fp32 elsewhere."""
     if precision == "auto":
@@ -58,17 +46,17 @@ def locate_model(model: str) -> str:
     path = Path(model).expanduser()
     if path.is_dir():
         if not (path / "model_index.json").is_file():
-            raise ValueError(
+            raise ConfigError(
                 f"--model {model}: the folder has no model_index.json, so it is not a diffusers "
                 "pipeline folder (a single .ckpt/.safetensors file can be converted with "
                 "diffusers' StableDiffusionPipeline.from_single_file(...).save_pretrained(DIR))"
             )
         return str(path.resolve())
     if path.exists():
-        raise ValueError(f"--model {model} is a file; give a diffusers pipeline folder or hub id")
+        raise ConfigError(f"--model {model} is a file; give a diffusers pipeline folder or hub id")
     if _HUB_ID.match(model) and not model.startswith((".", "~")):
         return model
-    raise ValueError(f"--model {model}: no such folder")
+    raise ConfigError(f"--model {model}: no such folder")
 
 
 @contextlib.contextmanager
@@ -116,9 +104,9 @@ def load_pipeline(
         except (OSError, ValueError, TypeError, KeyError) as e:
             where = "folder" if Path(spec).is_dir() else "hub id (not in the local cache?)"
             first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValueError(f"--model {model}: cannot load this {where}: {first_line}") from e
+            raise ConfigError(f"--model {model}: cannot load this {where}: {first_line}") from e
     if safety_checker and pipe.safety_checker is None:
-        raise ValueError(f"--safety-checker: {model} has no safety checker")
+        raise ConfigError(f"--safety-checker: {model} has no safety checker")
     if scheduler != "default":
         class_name, overrides = SCHEDULER_CLASSES[scheduler]
         scheduler_class = getattr(diffusers, class_name)

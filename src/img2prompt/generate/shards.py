@@ -15,14 +15,15 @@ that exists is whole; a resumed run keeps the batches whose images all exist and
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from img2prompt.errors import InputError
+from img2prompt.io import atomic_path, swap_dir
 
 SHARDS = "shards"
 INDEX_PART = "index.parquet"
@@ -109,39 +110,21 @@ def open_partial(out: Path, shard: int) -> Path:
 
 def save_image(image, path: Path) -> None:
     """PNG written under a temporary name, flushed to disk, then renamed: whole or absent."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        image.save(f, format="PNG")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
 
 
 def finish_shard(out: Path, shard: int, index_part: pa.Table, provenance: dict[str, str]) -> Path:
-    """Write the shard's index part and publish the folder with one rename."""
+    """Write the shard's index part and publish the folder in place of any unfinished one."""
     folder = partial_dir(out, shard)
     table = index_part.replace_schema_metadata(
         {f"img2prompt.{k}": v for k, v in provenance.items()}
     )
-    with open(folder / INDEX_PART, "wb") as f:
-        pq.write_table(table, f)
-        f.flush()
-        os.fsync(f.fileno())
-    _fsync_dir(folder)
+    with atomic_path(folder / INDEX_PART) as tmp:
+        pq.write_table(table, tmp)
     final = shard_dir(out, shard)
-    if final.exists():  # only a shard without its index part can be here: redo it
-        shutil.rmtree(final)
-    os.rename(folder, final)
-    _fsync_dir(final.parent)
+    swap_dir(folder, final)  # a shard there lacks its index part (see is_done): it is redone
     return final
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def assemble_index(out: Path, plan: ShardPlan) -> pa.Table | None:
@@ -151,8 +134,9 @@ def assemble_index(out: Path, plan: ShardPlan) -> pa.Table | None:
     parts = [pq.read_table(shard_dir(out, s) / INDEX_PART) for s in range(plan.shards)]
     table = pa.concat_tables(parts, promote_options="default").replace_schema_metadata(None)
     if table.num_rows != plan.images:
-        raise ValueError(
-            f"{out / SHARDS}: the shards hold {table.num_rows} images, the plan {plan.images}; "
-            "they come from another run"
+        raise InputError(
+            out / SHARDS,
+            f"the shards hold {table.num_rows} images, the plan {plan.images}; they come from "
+            "another run",
         )
     return table

@@ -1,5 +1,6 @@
 """Image backbones: each is one registered factory returning a `Backbone`.
 
+`build_backbone("name:argument")` builds one; `@register_backbone("name")` adds one.
 A `Backbone` maps normalised pixels to features, either pooled its own way (`pooled`) or as a
 sequence of tokens (`tokens`, for GeM pooling). It declares its preprocessing and splits its
 layers into `layer_groups` (input to output), which layer-wise LR decay, freezing and re-init use.
@@ -8,6 +9,7 @@ layers into `layer_groups` (input to output), which layer-wise LR decay, freezin
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,7 +22,31 @@ from img2prompt.data.transforms import (
     IMAGENET_STD,
     PreprocessConfig,
 )
-from img2prompt.models.registry import register_backbone
+from img2prompt.errors import ConfigError
+from img2prompt.models.registry import Registry
+
+BackboneFactory = Callable[[str, bool], "Backbone"]
+BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+register_backbone = BACKBONES.register
+"""Register `factory(argument, pretrained) -> Backbone` under a name; names are unique."""
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """`name:argument` -> (name, argument); the argument may itself hold colons."""
+    name, _, argument = spec.partition(":")
+    return name.strip(), argument.strip()
+
+
+def build_backbone(spec: str, pretrained: bool = True) -> Backbone:
+    """Build the backbone a spec names; an unknown name lists the known ones."""
+    name, argument = split_spec(spec)
+    backbone = BACKBONES.get(name, f" in {spec!r}")(argument, pretrained)
+    backbone.spec = spec
+    return backbone
+
+
+def backbone_names() -> list[str]:
+    return list(BACKBONES.names())
 
 
 class Backbone(nn.Module):
@@ -138,7 +164,7 @@ def hf_clip(source: str, pretrained: bool = True) -> Backbone:
     from transformers import CLIPVisionModel
 
     if not source:
-        raise ValueError("hf-clip needs a hub id or folder: hf-clip:openai/clip-vit-large-patch14")
+        raise ConfigError("hf-clip needs a hub id or folder: hf-clip:openai/clip-vit-large-patch14")
     config = _clip_vision_config(source)
     model = CLIPVisionModel.from_pretrained(source) if pretrained else CLIPVisionModel(config)
     size = config.image_size
@@ -177,7 +203,7 @@ def hf_convnext(source: str, pretrained: bool = True) -> Backbone:
     from transformers import ConvNextConfig, ConvNextModel
 
     if not source:
-        raise ValueError(
+        raise ConfigError(
             "hf-convnext needs a hub id or folder: hf-convnext:facebook/convnext-base-224"
         )
     config = ConvNextConfig.from_pretrained(source)
@@ -326,7 +352,7 @@ def _require(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise ValueError(
+        raise ConfigError(
             f"this backbone needs the optional extra: pip install 'img2prompt[{extra}]' "
             "(it pulls its own torch build; install it where that is acceptable)"
         ) from None
@@ -378,7 +404,7 @@ class OpenCLIPBackbone(Backbone):
         return self.visual(pixels)
 
     def tokens(self, pixels: torch.Tensor) -> torch.Tensor:
-        raise ValueError("GeM pooling is not available for open-clip backbones; use pooled output")
+        raise ConfigError("GeM pooling is not available for open-clip backbones; use pooled output")
 
     def layer_groups(self) -> list[nn.Module]:
         return [self.visual]

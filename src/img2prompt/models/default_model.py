@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from img2prompt.errors import ConfigError
+from img2prompt.metrics import cosines
 from img2prompt.models.model import ImageToPromptModel, ModelConfig, default_model_dir, save_model
 
 if TYPE_CHECKING:
@@ -75,13 +77,13 @@ def _package_file(relative: str) -> Path:
     try:
         dist = metadata.distribution(CLASS_NAMES_DIST)
     except metadata.PackageNotFoundError:
-        raise ValueError(
+        raise ConfigError(
             f"the default model's class names come from the {CLASS_NAMES_DIST!r} package: "
             f"pip install {CLASS_NAMES_DIST}"
         ) from None
     path = Path(str(dist.locate_file(relative)))
     if not path.is_file():
-        raise ValueError(f"{CLASS_NAMES_DIST} {dist.version} has no {relative}")
+        raise ConfigError(f"{CLASS_NAMES_DIST} {dist.version} has no {relative}")
     return path
 
 
@@ -154,7 +156,7 @@ def fit_alpha(
         for i, alpha in enumerate(ALPHA_GRID):
             guess = nearest + alpha * prior
             guess /= np.linalg.norm(guess, axis=1, keepdims=True)
-            scores[i] += (guess * held).sum(axis=1).sum()
+            scores[i] += cosines(guess, held).sum()
     scores /= len(y)
     best = int(scores.argmax())
     return ALPHA_GRID[best], {

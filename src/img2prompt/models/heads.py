@@ -1,15 +1,21 @@
-"""Heads: backbone features -> the 384-d target space."""
+"""Heads: backbone features -> the 384-d target space.
+
+Each head is one factory `(in_dim, out_dim, hidden) -> nn.Module` registered with
+`@register_head("name")`; `ModelConfig.head` names it and `build_head` builds it.
+"""
 
 from __future__ import annotations
 
-from typing import get_args
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from img2prompt.config import HeadType
+from img2prompt.models.registry import Registry
 
-HEAD_TYPES = get_args(HeadType)
+HeadFactory = Callable[[int, int, int], nn.Module]
+HEADS: Registry[HeadFactory] = Registry("head")
+register_head = HEADS.register
 
 
 class LinearHead(nn.Sequential):
@@ -57,11 +63,31 @@ class ClassMixtureHead(nn.Module):
         return weights @ self.class_embeddings + self.alpha * self.prior
 
 
+@register_head("linear")
+def linear_head(in_dim: int, out_dim: int, hidden: int) -> nn.Module:
+    return LinearHead(in_dim, out_dim)
+
+
+@register_head("mlp")
+def mlp_head(in_dim: int, out_dim: int, hidden: int) -> nn.Module:
+    return MLPHead(in_dim, out_dim, hidden)
+
+
+@register_head("class-mixture")
+def class_mixture_head(in_dim: int, out_dim: int, hidden: int) -> nn.Module:
+    return ClassMixtureHead(in_dim, out_dim)  # the backbone's features are class logits
+
+
 def build_head(kind: str, in_dim: int, out_dim: int, hidden: int) -> nn.Module:
-    if kind == "linear":
-        return LinearHead(in_dim, out_dim)
-    if kind == "mlp":
-        return MLPHead(in_dim, out_dim, hidden)
-    if kind == "class-mixture":
-        return ClassMixtureHead(in_dim, out_dim)
-    raise ValueError(f"head must be one of {HEAD_TYPES}, got {kind!r}")
+    return HEADS.get(kind)(in_dim, out_dim, hidden)
+
+
+def head_names() -> tuple[str, ...]:
+    return HEADS.names()
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    # HEAD_TYPES is computed on access, so heads registered after import are in it too.
+    if name == "HEAD_TYPES":
+        return HEADS.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

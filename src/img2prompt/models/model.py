@@ -22,10 +22,10 @@ from torch import nn
 
 from img2prompt.config import ModelConfig
 from img2prompt.data.transforms import PreprocessConfig
-from img2prompt.models.backbones import Backbone
+from img2prompt.errors import InputError
+from img2prompt.models.backbones import Backbone, build_backbone
 from img2prompt.models.heads import build_head
 from img2prompt.models.pooling import GeM
-from img2prompt.models.registry import build_backbone
 
 MODEL_FORMAT = "img2prompt-model"
 # 2: config.backbone_weights (a folder may leave the pretrained backbone's weights to its package).
@@ -134,20 +134,16 @@ def save_model(
 ) -> Path:
     """Write `directory/model.json` + `model.safetensors` (+ backbone configs); returns the folder.
 
-    Files are written into a temporary sibling and renamed into place, so a crash never leaves a
-    half-written model folder."""
-    import shutil
-    import tempfile
-
+    The files are written into a temporary sibling that then replaces the folder
+    (`io.atomic_dir`), so a crash leaves the old model or the new one, never half of one."""
     from safetensors.torch import save_file
     from safetensors.torch import save_model as save_weights
 
     from img2prompt import __version__
+    from img2prompt.io import atomic_dir
 
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    with atomic_dir(directory) as tmp:
         rebuild = model.backbone.save_config(tmp / "backbone")
         style_rebuild = model.style.save_config(tmp / "style") if model.style else None
         manifest = {
@@ -170,11 +166,6 @@ def save_model(
         else:
             save_weights(model, str(tmp / "model.safetensors"))
         (tmp / "model.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-        if directory.exists():
-            shutil.rmtree(directory)
-        tmp.rename(directory)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 
@@ -196,27 +187,45 @@ def default_model_dir() -> Path:
 
 def resolve_model_dir(model: str | Path) -> Path:
     """The string `default` names the packaged default model (write `./default` for a folder of
-    that name); anything else is a model folder."""
+    that name); `hf:owner/repo[@revision]` a model on the Hugging Face Hub (downloaded, or from
+    the hub cache offline); anything else is a model folder."""
     if isinstance(model, str) and model == DEFAULT_MODEL:
         return default_model_dir()
+    if isinstance(model, str) and model.startswith("hf:"):
+        from img2prompt.models.hub import download_model
+
+        return download_model(model)
     return Path(model)
 
 
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """A model folder's `model.json`, checked (format, version, weights file present); an
+    InputError names the folder when it is not a model this img2prompt can load."""
+    from img2prompt.io import read_json, recover_dir
+
+    directory = Path(directory)
+    recover_dir(directory)  # a save cut off between its two renames left the old model aside
+    manifest_path = directory / "model.json"
+    if not manifest_path.is_file():
+        raise InputError(directory, "not a model folder (no model.json)")
+    manifest = read_json(manifest_path)
+    if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT:
+        raise InputError(manifest_path, "not an img2prompt model manifest")
+    if manifest.get("format_version", 0) > MODEL_FORMAT_VERSION:
+        raise InputError(manifest_path, "made by a newer img2prompt; upgrade to load it")
+    if not (directory / "model.safetensors").is_file():
+        raise InputError(directory, "model folder without model.safetensors")
+    return manifest
+
+
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> ImageToPromptModel:
-    """Load a model folder (or `default`, the packaged one) for prediction, in eval mode; no
-    training code or download needed."""
+    """Load a model folder (or `default`, the packaged one, or `hf:owner/repo[@revision]`) for
+    prediction, in eval mode; no training code needed."""
     from safetensors.torch import load_file
     from safetensors.torch import load_model as load_weights
 
     directory = resolve_model_dir(directory)
-    manifest_path = directory / "model.json"
-    if not manifest_path.is_file():
-        raise ValueError(f"{directory}: not a model folder (no model.json)")
-    manifest = json.loads(manifest_path.read_text())
-    if manifest.get("format") != MODEL_FORMAT:
-        raise ValueError(f"{manifest_path}: not an img2prompt model manifest")
-    if manifest.get("format_version", 0) > MODEL_FORMAT_VERSION:
-        raise ValueError(f"{manifest_path}: made by a newer img2prompt; upgrade to load it")
+    manifest = read_manifest(directory)
     cfg = ModelConfig(**manifest["config"])
     pretrained = cfg.backbone_weights == "pretrained"
     backbone = build_backbone(_resolve(manifest["rebuild"]["backbone"], directory), pretrained)
@@ -231,11 +240,23 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Ima
         missing, unexpected = model.load_state_dict(load_file(str(weights)), strict=False)
         missing = [name for name in missing if not name.startswith("backbone.")]
         if missing or unexpected:
-            raise ValueError(
-                f"{weights}: does not fit the model (missing {missing[:5]}, "
-                f"unexpected {unexpected[:5]})"
+            raise InputError(
+                weights,
+                f"does not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})",
             )
     else:
         load_weights(model, str(weights), device=str(device))
     model.manifest = manifest
     return model.to(device).eval()
+
+
+def push_model(
+    directory: str | Path, repo: str, private: bool = False, revision: str | None = None
+) -> str:
+    """Upload a model folder to the Hugging Face Hub repository `owner/repo` (`revision`: a
+    branch); the folder is checked first, so a wrong path uploads nothing. Returns the commit
+    URL."""
+    from img2prompt.models.hub import upload_folder
+
+    read_manifest(directory)
+    return upload_folder(directory, repo, private=private, revision=revision)

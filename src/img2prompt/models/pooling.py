@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from img2prompt.errors import ConfigError
+
 
 class GeM(nn.Module):
     """mean(clamp(x, eps)^p)^(1/p) over the token axis: p=1 is the mean, large p nears the max.
@@ -17,7 +19,7 @@ class GeM(nn.Module):
     def __init__(self, p: float = 2.0, eps: float = 1e-6, learnable: bool = False) -> None:
         super().__init__()
         if p <= 0:
-            raise ValueError(f"GeM p must be > 0, got {p}")
+            raise ConfigError(f"GeM p must be > 0, got {p}")
         self.p = nn.Parameter(torch.tensor(float(p)), requires_grad=learnable)
         self.eps = eps
 

@@ -1,54 +1,52 @@
-"""One registry for backbones: `@register_backbone("name")` on a factory, `build_backbone(spec)`.
+"""Named factories, the one way to extend img2prompt (timm style): a backbone, a head or a loss is
+a function or class decorated with its registry's `register(name)`; configs name it by string.
 
-A spec is `name` or `name:argument` (`hf-clip:openai/clip-vit-large-patch14`, `hf-clip:./ckpt`).
-The factory receives the argument and `pretrained`; with `pretrained=False` it builds the same
-architecture with random weights (a saved model then loads its own state dict into it).
+A name is registered once (a second registration is an error, so two plugins cannot silently
+replace each other), and an unknown name is a ConfigError that lists the known ones. This module
+knows nothing about what it holds: `models/backbones.py`, `models/heads.py` and
+`train/losses.py` each own their registry, so no registry imports the modules that fill it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
 
-if TYPE_CHECKING:
-    from img2prompt.models.backbones import Backbone
+from img2prompt.errors import ConfigError
 
-BackboneFactory = Callable[[str, bool], "Backbone"]
-_BACKBONES: dict[str, BackboneFactory] = {}
+T = TypeVar("T")
 
 
-def register_backbone(name: str) -> Callable[[BackboneFactory], BackboneFactory]:
-    """Register `factory(argument, pretrained) -> Backbone` under `name`; names are unique."""
+class Registry(Generic[T]):
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        """What the entries are, for messages: `backbone`, `head`, `loss`."""
+        self._entries: dict[str, T] = {}
 
-    def decorate(factory: BackboneFactory) -> BackboneFactory:
-        if name in _BACKBONES:
-            raise ValueError(f"backbone {name!r} is already registered")
-        _BACKBONES[name] = factory
-        return factory
+    def register(self, name: str) -> Callable[[T], T]:
+        """Decorator: register a factory under `name`, returning it unchanged."""
 
-    return decorate
+        def decorate(entry: T) -> T:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} {name!r} is already registered")
+            self._entries[name] = entry
+            return entry
 
+        return decorate
 
-def split_spec(spec: str) -> tuple[str, str]:
-    name, _, argument = spec.partition(":")
-    return name.strip(), argument.strip()
+    def get(self, name: str, where: str = "") -> T:
+        """The entry named `name`; `where` (e.g. ` in 'spec'`) is added to the error."""
+        if name not in self._entries:
+            raise ConfigError(
+                f"unknown {self.kind} {name!r}{where}; known: {', '.join(self.names())}"
+            )
+        return self._entries[name]
 
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._entries))
 
-def build_backbone(spec: str, pretrained: bool = True) -> Backbone:
-    """Build the backbone a spec names; an unknown name lists the known ones."""
-    import img2prompt.models.backbones  # noqa: F401  (registers the built-in factories)
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
 
-    name, argument = split_spec(spec)
-    if name not in _BACKBONES:
-        raise ValueError(
-            f"unknown backbone {name!r} in {spec!r}; known: {', '.join(backbone_names())}"
-        )
-    backbone = _BACKBONES[name](argument, pretrained)
-    backbone.spec = spec
-    return backbone
-
-
-def backbone_names() -> list[str]:
-    import img2prompt.models.backbones  # noqa: F401
-
-    return sorted(_BACKBONES)
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())

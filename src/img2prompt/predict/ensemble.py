@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from img2prompt.errors import InputError
+from img2prompt.errors import ConfigError, InputError
 from img2prompt.io import write_json
+from img2prompt.metrics import mean_cosine
 from img2prompt.predict.tables import PredictionTable, Truth, normalise
 
 WEIGHTS_FORMAT = "img2prompt-ensemble"
@@ -109,12 +110,12 @@ def fit_weights(predictions: np.ndarray, targets: np.ndarray) -> np.ndarray:
 
 def fit_ensemble(members: list[PredictionTable], truth: Truth) -> EnsembleFit:
     if len(members) < 2:
-        raise ValueError("an ensemble needs at least two prediction files")
+        raise ConfigError("an ensemble needs at least two prediction files")
     predictions = align(members)
     rows, targets, matched_by = truth.targets_for(members[0])  # align() checked the others
     weights = fit_weights(predictions, targets)
-    member_scores = [float(np.einsum("nd,nd->n", p, targets).mean()) for p in predictions]
-    blend_score = float(np.einsum("nd,nd->n", blend(predictions, weights), targets).mean())
+    member_scores = [mean_cosine(p, targets) for p in predictions]
+    blend_score = mean_cosine(blend(predictions, weights), targets)
     return EnsembleFit(
         [str(m.path) for m in members], weights, member_scores, blend_score, len(rows), matched_by
     )
@@ -145,7 +146,7 @@ def load_weights(path: str | Path) -> EnsembleFit:
 def apply_ensemble(fit: EnsembleFit, members: list[PredictionTable]) -> np.ndarray:
     """The blend for new prediction files, given in the order the weights were fitted."""
     if len(members) != len(fit.weights):
-        raise ValueError(
+        raise ConfigError(
             f"the weights are for {len(fit.weights)} members ({', '.join(fit.members)}); "
             f"got {len(members)} prediction files"
         )

@@ -24,14 +24,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from img2prompt.config import PredictOptions
-from img2prompt.data.embed import native_bf16, resolve_device
+from img2prompt.data.embed import native_bf16
 from img2prompt.data.images import load_image, to_rgb
 from img2prompt.data.transforms import normalise
+from img2prompt.device import resolve_device
 from img2prompt.errors import InputError
+from img2prompt.metrics import cosines
 from img2prompt.models.backbones import Backbone
 from img2prompt.models.model import ImageToPromptModel, load_model
 from img2prompt.predict.tta import merge_views, render_views, tta_views
@@ -98,7 +99,7 @@ class Predictor:
         self, model: ImageToPromptModel | str | Path, options: PredictOptions | None = None
     ) -> None:
         self.options = options or PredictOptions()
-        self.device = torch.device(resolve_device(self.options.device))
+        self.device = resolve_device(self.options.device)
         if not isinstance(model, ImageToPromptModel):
             model = load_model(model, self.device)
         self.model = model.to(self.device).eval()
@@ -220,7 +221,7 @@ class Predictor:
             sample = pixels[: CALIBRATION_IMAGES * len(self.views)]
             reference = merge_views(self.model(sample), len(self.views))
             candidate = merge_views(bf16_model(sample.to(torch.bfloat16)), len(self.views))
-            worst = F.cosine_similarity(reference, candidate).min().item()
+            worst = cosines(reference, candidate, normalised=False).min().item()
             if worst < BF16_MIN_COSINE:
                 self.precision = "fp32"
                 self.precision_note = (

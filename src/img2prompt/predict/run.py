@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from img2prompt.data.images import find_images
-from img2prompt.errors import InputError
+from img2prompt.errors import ConfigError, InputError
 from img2prompt.predict.predictor import Predictions, PredictOptions, Predictor
 from img2prompt.predict.resume import PredictJob, job_identity, partial_folder
 from img2prompt.predict.submission import write_submission
@@ -30,12 +30,12 @@ def run_predict(
     atomically, so a crash leaves no partial output. Finished rows are saved as the job goes
     (`resume.PredictJob`): the same command after an interruption predicts only the rest."""
     if out is not None and out.suffix.lower() != ".parquet":
-        raise ValueError(f"--out must end in .parquet, got {out.name!r}")
+        raise ConfigError(f"--out must end in .parquet, got {out.name!r}")
     if out is None and submission is None:
-        raise ValueError("give --out and/or --submission")
+        raise ConfigError("give --out and/or --submission")
     paths = [str(path) for path in find_images(list(inputs))]
     if not paths:
-        raise ValueError(f"no images (png, jpg, jpeg, webp) under {', '.join(map(str, inputs))}")
+        raise ConfigError(f"no images (png, jpg, jpeg, webp) under {', '.join(map(str, inputs))}")
     if submission is not None:
         _check_unique_stems([Path(path) for path in paths])
     job = PredictJob(partial_folder(out or submission), job_identity(model, options), restart)

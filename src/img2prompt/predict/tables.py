@@ -130,9 +130,10 @@ class Truth:
         rows, by = self.match(predictions)
         targets = self.targets[rows]
         if targets.shape[1] != predictions.embeddings.shape[1]:
-            raise ValueError(
-                f"{predictions.path}: embeddings have {predictions.embeddings.shape[1]} "
-                f"dimensions, the truth in {self.path} has {targets.shape[1]}"
+            raise InputError(
+                predictions.path,
+                f"embeddings have {predictions.embeddings.shape[1]} dimensions, the truth in "
+                f"{self.path} has {targets.shape[1]}",
             )
         return rows, targets, by
 

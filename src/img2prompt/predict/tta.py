@@ -17,6 +17,7 @@ from PIL import Image
 
 from img2prompt.config import TTAName
 from img2prompt.data.transforms import PreprocessConfig, resize_and_crop
+from img2prompt.errors import ConfigError
 
 TTA_CHOICES = get_args(TTAName)
 ZOOM = 1.15
@@ -34,7 +35,7 @@ class View:
 def tta_views(cfg: PreprocessConfig, tta: str = "none") -> list[View]:
     """The views for a `--tta` choice; the first is always the plain view (what `none` gives)."""
     if tta not in TTA_CHOICES:
-        raise ValueError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {tta!r}")
+        raise ConfigError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {tta!r}")
     scales = [View("plain", cfg)]
     if "zoom" in tta:
         zoomed = replace(cfg, resize_to=round(cfg.resize_to * ZOOM))

@@ -235,7 +235,7 @@ def create_app(
     **overrides: float,
 ) -> FastAPI:
     """The web app over `describer`: anything with `describe_uploads(list[(name, bytes)],
-    max_pixels) -> list[Description | InputError]` (an `img2prompt.describe.Describer`, or a
+    max_pixels) -> list[Description | InputError]` (an `img2prompt.describer.Describer`, or a
     stand-in in tests). `limits` (config.ServeLimits, the one definition of the defaults), with
     any of its fields overridden by keyword (`create_app(d, max_megapixels=10)`)."""
     limits = dataclasses.replace(limits or ServeLimits(), **overrides)

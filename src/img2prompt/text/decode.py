@@ -28,6 +28,8 @@ import numpy as np
 
 from img2prompt.config import DecodeOptions
 from img2prompt.data.embed import TargetEncoder, native_bf16, precision_context
+from img2prompt.errors import ConfigError, InputError
+from img2prompt.metrics import cosines
 from img2prompt.text.bank import PromptBank, entry_key
 
 # Categories whose phrases describe how a picture looks rather than what it shows; they go after
@@ -55,27 +57,27 @@ class Decoded:
 
 
 def check_targets(targets: np.ndarray, dim: int, source: str = "embeddings") -> np.ndarray:
-    """Targets as unit float32 rows, or a ValueError that says what is wrong with them."""
+    """Targets as unit float32 rows, or an InputError that says what is wrong with them."""
     targets = np.asarray(targets)
     if targets.size == 0:
-        raise ValueError(f"{source}: empty, no vectors to decode (shape {targets.shape})")
+        raise InputError(source, f"empty, no vectors to decode (shape {targets.shape})")
     if targets.ndim == 1:
         targets = targets[None, :]
     if targets.ndim != 2 or targets.shape[0] == 0:
-        raise ValueError(f"{source}: expected an (N, {dim}) array of vectors, got {targets.shape}")
+        raise InputError(source, f"expected an (N, {dim}) array of vectors, got {targets.shape}")
     if targets.shape[1] != dim:
-        raise ValueError(
-            f"{source}: vectors have {targets.shape[1]} dimensions, the bank's encoder has {dim}"
+        raise InputError(
+            source, f"vectors have {targets.shape[1]} dimensions, the bank's encoder has {dim}"
         )
     if not np.issubdtype(targets.dtype, np.number):
-        raise ValueError(f"{source}: expected numbers, got dtype {targets.dtype}")
+        raise InputError(source, f"expected numbers, got dtype {targets.dtype}")
     targets = targets.astype(np.float32)
     bad = ~np.isfinite(targets).all(axis=1)
     norms = np.linalg.norm(targets, axis=1)
     bad |= norms == 0
     if bad.any():
         rows = ", ".join(str(r) for r in np.flatnonzero(bad)[:5])
-        raise ValueError(f"{source}: rows with NaN, infinity or all zeros (row {rows}, 0-based)")
+        raise InputError(source, f"rows with NaN, infinity or all zeros (row {rows}, 0-based)")
     return targets / norms[:, None]
 
 
@@ -84,7 +86,7 @@ class Decoder:
 
     def __init__(self, bank: PromptBank, encoder: TargetEncoder, options: DecodeOptions) -> None:
         if bank.dim != encoder.dim:
-            raise ValueError(f"bank vectors have {bank.dim} dimensions, the encoder {encoder.dim}")
+            raise ConfigError(f"bank vectors have {bank.dim} dimensions, the encoder {encoder.dim}")
         self.bank = bank
         self.encoder = encoder
         self.options = options
@@ -162,7 +164,7 @@ class Decoder:
 
     def score(self, texts: Sequence[str], targets: np.ndarray) -> np.ndarray:
         """Exact (float32) cosine of each text's vector with its target row."""
-        return np.einsum("ij,ij->i", self.encode(texts, exact=True), targets)
+        return cosines(self.encode(texts, exact=True), targets)
 
     def _allowed(self, phrases: Sequence[int], words: int, candidate: int) -> bool:
         """No phrase twice (nor one inside another) and no more than max_words."""
@@ -185,7 +187,7 @@ class Decoder:
         prefixes = [(i, seq[:n]) for i, seq in enumerate(sequences) for n in range(1, len(seq) + 1)]
         texts = [self.compose(prefix, targets[i]) for i, prefix in prefixes]
         owners = np.array([i for i, _ in prefixes])
-        scores = np.einsum("ij,ij->i", self.encode(texts), targets[owners])
+        scores = cosines(self.encode(texts), targets[owners])
         best: dict[int, tuple[float, list[int]]] = {}
         for (i, prefix), score in zip(prefixes, scores, strict=True):
             if i not in best or score > best[i][0]:

@@ -13,7 +13,7 @@ from img2prompt.config import DecodeConfig
 from img2prompt.data.clean import clean_prompt
 from img2prompt.data.embed import TargetEncoder, load_encoder
 from img2prompt.data.sources import read_source
-from img2prompt.errors import ErrorLog, InputError
+from img2prompt.errors import ConfigError, ErrorLog, InputError
 from img2prompt.io import atomic_path, write_parquet
 from img2prompt.text.bank import open_bank
 from img2prompt.text.decode import Decoded, Decoder, check_targets
@@ -34,7 +34,7 @@ def read_targets(cfg: DecodeConfig, encoder: TargetEncoder) -> tuple[list[str], 
     if cfg.text:
         texts = [clean_prompt(t) for t in cfg.text]
         if not all(texts):
-            raise ValueError("--text: an empty text has nothing to decode")
+            raise ConfigError("--text: an empty text has nothing to decode")
     else:
         assert cfg.texts is not None
         rows = read_source(cfg.texts, ErrorLog("fail"))

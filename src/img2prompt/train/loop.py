@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader
 from img2prompt.config import LIGHTNING_PRECISION, TrainConfig
 from img2prompt.data.dataset import ImageDataset, TrainingTable, flip_decision, read_training_table
 from img2prompt.errors import ConfigError
+from img2prompt.metrics import mean_cosine
 from img2prompt.models.model import ImageToPromptModel, save_model
 from img2prompt.progress import progress_bar, stderr
 from img2prompt.train import run_folder
@@ -373,7 +374,7 @@ def _validate(model, cfg, fabric, table, targets, val_rows, cached, views):
         predictions = torch.cat(chunks)
     predictions = F.normalize(predictions.float(), dim=-1)
     val_targets = targets[torch.as_tensor(val_rows, device=targets.device)]
-    cosine = float((predictions * val_targets).sum(-1).mean())
+    cosine = mean_cosine(predictions, val_targets)
     return cosine, predictions.cpu().numpy()
 
 

@@ -1,19 +1,28 @@
 """Losses between predicted and target embeddings, as small modules (sentence-transformers style).
 
-Both take `(predictions, targets)`, each (B, D); predictions need not be normalised.
+Each takes `(predictions, targets)`, each (B, D); predictions need not be normalised. A loss is
+registered by name with `@register_loss("name")` on its class; `--loss cosine=1,mnrl=0.2` names
+them, and `WeightedLoss` builds them from the registry.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOSS_TYPES = ("cosine", "mnrl")
+from img2prompt.errors import ConfigError
+from img2prompt.models.registry import Registry
+
+LOSSES: Registry[Callable[..., nn.Module]] = Registry("loss")
+register_loss = LOSSES.register
 
 
+@register_loss("cosine")
 class CosineLoss(nn.Module):
     """mean(1 - cos(prediction, target)): exactly what the Kaggle metric rewards.
 
@@ -23,6 +32,7 @@ class CosineLoss(nn.Module):
         return (1.0 - F.cosine_similarity(predictions, targets, dim=-1)).mean()
 
 
+@register_loss("mnrl")
 class MNRLoss(nn.Module):
     """Multiple-Negatives-Ranking loss: cross-entropy over `scale * cos(prediction_i, target_j)`,
     where target_i is the positive and the batch's other targets are the negatives.
@@ -48,13 +58,21 @@ class MNRLoss(nn.Module):
 
 
 class WeightedLoss(nn.Module):
-    """A weighted sum of losses, e.g. `cosine=1,mnrl=0.2`."""
+    """A weighted sum of registered losses, e.g. `cosine=1,mnrl=0.2`. `options` gives a loss its
+    constructor's keyword arguments by name; `mnrl_scale` is short for `{"mnrl": {"scale": ..}}`."""
 
-    def __init__(self, weights: dict[str, float], mnrl_scale: float = math.sqrt(384)) -> None:
+    def __init__(
+        self,
+        weights: dict[str, float],
+        mnrl_scale: float = math.sqrt(384),
+        options: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__()
-        build = {"cosine": CosineLoss, "mnrl": lambda: MNRLoss(mnrl_scale)}
+        options = {"mnrl": {"scale": mnrl_scale}, **(options or {})}
         self.weights = dict(weights)
-        self.losses = nn.ModuleDict({name: build[name]() for name in weights})
+        self.losses = nn.ModuleDict(
+            {name: LOSSES.get(name)(**options.get(name, {})) for name in weights}
+        )
 
     def forward(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         predictions, targets = predictions.float(), targets.float()
@@ -62,19 +80,27 @@ class WeightedLoss(nn.Module):
 
 
 def parse_loss_weights(text: str) -> dict[str, float]:
-    """`cosine`, `mnrl` or `cosine=1,mnrl=0.5` -> {name: weight}; a clear error otherwise."""
+    """`cosine`, `mnrl` or `cosine=1,mnrl=0.5` (registered names) -> {name: weight}; a
+    ConfigError otherwise."""
     weights: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, weight = part.partition("=")
         name = name.strip()
-        if name not in LOSS_TYPES:
-            raise ValueError(f"--loss: unknown loss {name!r}; use {' / '.join(LOSS_TYPES)}")
+        if name not in LOSSES:
+            raise ConfigError(f"--loss: unknown loss {name!r}; use {' / '.join(LOSSES.names())}")
         try:
             weights[name] = float(weight) if weight else 1.0
         except ValueError:
-            raise ValueError(f"--loss: weight of {name} is not a number: {weight!r}") from None
+            raise ConfigError(f"--loss: weight of {name} is not a number: {weight!r}") from None
         if weights[name] < 0:
-            raise ValueError(f"--loss: weight of {name} must be >= 0")
+            raise ConfigError(f"--loss: weight of {name} must be >= 0")
     if not weights or not any(weights.values()):
-        raise ValueError(f"--loss: give at least one loss with a positive weight, got {text!r}")
+        raise ConfigError(f"--loss: give at least one loss with a positive weight, got {text!r}")
     return weights
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    # LOSS_TYPES is computed on access, so losses registered after import are in it too.
+    if name == "LOSS_TYPES":
+        return LOSSES.names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

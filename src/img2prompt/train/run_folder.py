@@ -28,7 +28,8 @@ import yaml
 
 from img2prompt.config import TrainConfig
 from img2prompt.errors import ConfigError
-from img2prompt.io import atomic_path, vector_column, write_json, write_parquet
+from img2prompt.io import atomic_dir, atomic_path, vector_column, write_json, write_parquet
+from img2prompt.metrics import cosines
 
 # Only these may differ when resuming: they change how the run executes, not what it computes.
 RESUMABLE_CHANGES = ("resume", "stop_after_epochs", "devices", "num_nodes", "workers",
@@ -174,7 +175,7 @@ def write_fold_oof(path: Path, table, rows: np.ndarray, fold: int, predictions) 
         "image": [str(table.images[i]) for i in rows],
         "fold": np.full(len(rows), fold, np.int64),
         "embedding": vector_column(predictions),
-        "cosine": (predictions * targets).sum(1).astype(np.float32),
+        "cosine": cosines(predictions, targets).astype(np.float32),
     }
     write_parquet(pa.table(columns), path)
 
@@ -194,9 +195,5 @@ def publish_best_model(out: Path, folds: list[FoldResult]) -> None:
     if len(folds) < 2:
         return
     best = max(folds, key=lambda r: -1.0 if r.best_cosine is None else r.best_cosine)
-    target = out / "model"
-    tmp = out / ".model.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(best.model_dir, tmp)
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
+    with atomic_dir(out / "model") as tmp:
+        shutil.copytree(best.model_dir, tmp, dirs_exist_ok=True)

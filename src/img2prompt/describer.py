@@ -19,7 +19,7 @@ from PIL import Image
 
 from img2prompt.config import ServeLimits
 from img2prompt.data.images import find_images, load_image_bytes
-from img2prompt.errors import InputError
+from img2prompt.errors import ConfigError, InputError
 from img2prompt.io import atomic_path, vector_column, write_parquet
 from img2prompt.predict.predictor import Failure, PredictOptions, Predictor
 from img2prompt.predict.tta import render_views
@@ -91,7 +91,7 @@ class Describer:
         cfg = self.predictor.model.cfg
         self.encoder = load_encoder(cfg.target_encoder, self.predictor.options.device)
         if self.encoder.dim != cfg.out_dim:
-            raise ValueError(
+            raise ConfigError(
                 f"the model predicts {cfg.out_dim} dimensions, its target encoder "
                 f"{cfg.target_encoder!r} makes {self.encoder.dim}"
             )
@@ -122,7 +122,7 @@ class Describer:
         ]
         paths = find_images([Path(p) for p in inputs if Path(p).exists()])
         if not paths and not missing:
-            raise ValueError(
+            raise ConfigError(
                 f"no images (png, jpg, jpeg, webp) under {', '.join(map(str, inputs))}"
             )
         predictions = self.predictor.predict_files(paths, progress=progress)
@@ -168,7 +168,7 @@ class Describer:
 def check_description_output(out: Path) -> None:
     """Refuse an `--out` that `write_descriptions` cannot write (before any work is done)."""
     if out.suffix.lower() not in (".parquet", ".json"):
-        raise ValueError(f"--out must end in .parquet or .json, got {out.name!r}")
+        raise ConfigError(f"--out must end in .parquet or .json, got {out.name!r}")
 
 
 def write_descriptions(run: DescribeRun, out: Path) -> None:

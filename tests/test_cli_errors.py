@@ -1,0 +1,73 @@
+"""Only the user's mistakes (InputError, ConfigError) become `error: ...` and exit code 2; any
+other exception is a bug and keeps its traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+from typer.testing import CliRunner
+
+import img2prompt.evaluate
+from img2prompt.cli import app
+
+runner = CliRunner()
+
+
+def _one_error_line(output: str) -> str:
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1, output
+    assert lines[0].startswith("error: "), output
+    return lines[0]
+
+
+def test_a_bad_input_file_exits_2_with_one_line(tmp_path):
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "none.parquet"), "--truth", "x"])
+    assert result.exit_code == 2
+    assert "none.parquet: no such prediction file" in _one_error_line(result.output)
+
+
+def test_a_bad_setting_exits_2_with_one_line(tmp_path):
+    image = tmp_path / "a.png"
+    image.write_bytes(b"")
+    result = runner.invoke(app, ["predict", "default", str(image), "--out", "preds.csv"])
+    assert result.exit_code == 2, result.output
+    assert "--out must end in .parquet" in _one_error_line(result.output)
+
+
+def test_bad_recipe_keys_and_option_values_are_settings(tmp_path):
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("backbone: tiny-clip\nepoch: 3\n")
+    result = runner.invoke(app, ["train", "--recipe", str(recipe)])
+    assert result.exit_code == 2 and "unknown keys ['epoch']" in _one_error_line(result.output)
+    recipe.write_text("backbone: tiny-clip\nlayer_decay: 3\n")  # config.py's ConfigError
+    result = runner.invoke(app, ["train", "--recipe", str(recipe), "--data", "d", "--out", "o"])
+    assert result.exit_code == 2 and "--layer-decay must be in (0, 1]" in result.output
+
+
+def test_an_internal_value_error_is_not_passed_off_as_the_users(tmp_path, monkeypatch):
+    def broken(predictions, truth, strict=False):
+        np.ones(3) + np.ones(4)  # a bug: numpy raises ValueError
+
+    monkeypatch.setattr(img2prompt.evaluate, "evaluate", broken)
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "p.parquet"), "--truth", "x"])
+    assert result.exit_code != 2
+    assert isinstance(result.exception, ValueError) and "broadcast" in str(result.exception)
+    assert "error:" not in result.output
+
+
+def test_an_internal_error_prints_a_traceback_from_the_command_line(tmp_path):
+    code = (
+        "import sys, numpy as np, img2prompt.evaluate as e;"
+        "e.evaluate = lambda p, t, s=False: np.ones(3) + np.ones(4);"
+        "from img2prompt.cli import app; sys.argv = ['img2prompt'] + sys.argv[1:]; app()"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, "evaluate", str(tmp_path / "p.parquet"), "--truth", "x"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1
+    assert "Traceback (most recent call last)" in run.stderr
+    assert "ValueError: operands could not be broadcast" in run.stderr

@@ -1,0 +1,103 @@
+"""The bottom layers: one device resolver, one metric, and an import graph without circles."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import img2prompt
+from img2prompt.device import resolve_device
+from img2prompt.errors import ConfigError
+from img2prompt.metrics import cosines, mean_cosine
+
+PACKAGE = Path(img2prompt.__file__).parent
+
+
+def test_resolve_device_auto_cpu_and_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device() == torch.device("cpu") == resolve_device("auto")
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        resolve_device("cuda")
+    with pytest.raises(ConfigError, match="nonsense"):
+        resolve_device("nonsense")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # under torchrun each rank takes its own GPU
+    assert resolve_device("auto") == torch.device("cuda:1") == resolve_device("cuda")
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+
+
+def test_cosines_match_the_definition_for_numpy_and_torch():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(5, 384)), rng.normal(size=(5, 384))
+    expected = [x @ y / np.linalg.norm(x) / np.linalg.norm(y) for x, y in zip(a, b, strict=True)]
+    np.testing.assert_allclose(cosines(a, b, normalised=False), expected, rtol=1e-5)
+    unit_a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    unit_b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    np.testing.assert_allclose(cosines(unit_a, unit_b), expected, rtol=1e-10)
+    assert mean_cosine(unit_a, unit_b) == pytest.approx(np.mean(expected))
+    got = cosines(torch.from_numpy(a), torch.from_numpy(b), normalised=False)
+    assert isinstance(got, torch.Tensor)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=1e-6)
+    assert mean_cosine(torch.from_numpy(unit_a), torch.from_numpy(unit_a)) == pytest.approx(1.0)
+
+
+def _imports(path: Path) -> set[str]:
+    """img2prompt modules a file imports (anywhere in it, lazy imports included)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    modules = {_module(p) for p in PACKAGE.rglob("*.py")}
+    return {name for name in names if name in modules and name != "img2prompt"}
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@pytest.mark.parametrize("name", ["errors", "io", "progress", "device", "metrics"])
+def test_bottom_layers_import_nothing_else_from_img2prompt(name):
+    assert _imports(PACKAGE / f"{name}.py") <= {"img2prompt.errors"}
+
+
+def test_no_import_circles_in_the_package():
+    graph = {_module(p): _imports(p) for p in PACKAGE.rglob("*.py")}
+    graph = {m: {d for d in deps if d != m} for m, deps in graph.items()}
+
+    def cycle_from(start: str) -> list[str] | None:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, path = stack.pop()
+            for dep in graph.get(node, ()):
+                if dep == start:
+                    return [*path, dep]
+                if dep not in seen:
+                    seen.add(dep)
+                    stack.append((dep, [*path, dep]))
+        return None
+
+    cycles = [c for m in sorted(graph) if (c := cycle_from(m))]
+    assert not cycles, " -> ".join(cycles[0])
+
+
+def test_importing_the_package_and_the_bottom_layers_stays_light():
+    # a fresh interpreter: `import img2prompt` must not pull torch, transformers or the models
+    import subprocess
+
+    code = (
+        "import sys, img2prompt, img2prompt.device, img2prompt.errors;"
+        "print(sorted(m for m in ('torch', 'transformers', 'img2prompt.models.model')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
