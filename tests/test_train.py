@@ -263,3 +263,22 @@ def test_kfold_stopped_after_each_epoch_equals_an_uninterrupted_run(small_shapes
     straight = load_model(tmp_path / "straight" / "model").state_dict()
     resumed = load_model(tmp_path / "stopped" / "model").state_dict()
     assert all(torch.equal(resumed[name], value) for name, value in straight.items())
+
+
+def test_a_run_folder_from_before_the_nested_config_resumes(tmp_path):
+    """config.yaml once had flat model keys (`head`, `encoder`); such a run still resumes, and a
+    changed model setting is still refused."""
+    import yaml
+
+    from img2prompt.train.run_folder import check_run_folder, write_config
+
+    cfg = _config(tmp_path / "data", tmp_path / "run", head="mlp")
+    write_config(cfg)
+    nested = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    flat = {k: v for k, v in nested.items() if k != "model"}
+    model = {k: v for k, v in nested["model"].items() if k not in ("out_dim", "backbone_weights")}
+    flat |= {("encoder" if k == "target_encoder" else k): v for k, v in model.items()}
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(flat))
+    check_run_folder(_config(tmp_path / "data", tmp_path / "run", head="mlp", resume=True))
+    with pytest.raises(ValueError, match=r"model\.head: 'mlp' -> 'linear'"):
+        check_run_folder(_config(tmp_path / "data", tmp_path / "run", resume=True))

@@ -125,7 +125,8 @@ def show_default(spec: Spec) -> str | None:
 # --- values: files, spellings, building ---------------------------------------------------------
 
 
-def _lookup(cls: type) -> dict[str, Spec]:
+def spellings(cls: type) -> dict[str, Spec]:
+    """Every key a value may be given under (dotted, flat, `_` for `-`) -> its field."""
     table: dict[str, Spec] = {}
     for spec in specs(cls):
         table[spec.key] = spec
@@ -136,7 +137,7 @@ def _lookup(cls: type) -> dict[str, Spec]:
 
 def normalise(cls: type, values: dict, source: str | Path | None = None) -> dict[str, Any]:
     """Flat, dotted or nested values -> {dotted key: value}; an unknown key is an error."""
-    lookup, out, unknown = _lookup(cls), {}, []
+    lookup, out, unknown = spellings(cls), {}, []
 
     def walk(mapping: dict, prefix: str) -> None:
         for raw, value in mapping.items():

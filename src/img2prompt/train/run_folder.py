@@ -30,6 +30,7 @@ from img2prompt.config import TrainConfig
 from img2prompt.errors import ConfigError
 from img2prompt.io import atomic_dir, atomic_path, vector_column, write_json, write_parquet
 from img2prompt.metrics import cosines
+from img2prompt.options import spellings
 
 # Only these may differ when resuming: they change how the run executes, not what it computes.
 RESUMABLE_CHANGES = ("resume", "stop_after_epochs", "devices", "num_nodes", "workers",
@@ -78,7 +79,9 @@ def check_run_folder(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"{cfg.out}: nothing to resume (no config.yaml); start it without --resume"
         )
-    saved = _flat(yaml.safe_load(saved_path.read_text()))
+    # Runs started before TrainConfig nested its model wrote flat keys (`head`, `encoder`).
+    spelled = {name: spec.key for name, spec in spellings(TrainConfig).items()}
+    saved = {spelled.get(k, k): v for k, v in _flat(yaml.safe_load(saved_path.read_text())).items()}
     current = _flat(yaml.safe_load(config_to_yaml(cfg)))
     changed = [k for k in saved if k not in RESUMABLE_CHANGES and saved[k] != current.get(k)]
     if changed:
