@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -88,6 +89,11 @@ def prepare(out: Path) -> Data:
         table.column("fold").to_numpy(),
         table.column("group").to_numpy(),
     )
+
+
+def slug(name: str) -> str:
+    """A file name for a recipe name: `LP-FT (1 head epoch, then all)` -> `lp-ft-1-head-...`."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:80]
 
 
 def gem(tokens: torch.Tensor, p: float = 3.0) -> torch.Tensor:
@@ -287,7 +293,7 @@ def fine_tune_oof(name: str, overrides: dict, data: Data, out: Path, folds: list
     oof = np.full_like(data.targets, np.nan)
     position = {k: i for i, k in enumerate(data.ids)}
     for fold in folds:
-        run = out / "runs" / name.replace(" ", "_").replace("+", "p") / f"fold-{fold}"
+        run = out / "runs" / slug(name) / f"fold-{fold}"
         if not (run / "oof.parquet").is_file():
             cfg = TrainConfig.of(
                 data=out / "data", backbone="efficientnet-lite0", out=run, fold=str(fold),
@@ -411,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp.replace(results_path)
 
     def oof_of(name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-        path = oof_dir / (name.replace(" ", "_").replace("/", "-")[:80] + ".npy")
+        path = oof_dir / (slug(name) + ".npy")
         if path.is_file():
             return np.load(path)
         clock = time.perf_counter()

@@ -1,8 +1,8 @@
 """Run every benchmark: `python benchmarks/run_all.py [--quick]` (what `make bench` calls).
 
 Full sizes take a while on a small machine (the 1M-row approximate and 200k-row exact
-de-duplication take minutes each, and bench_decode builds a 225k-phrase bank once); `--quick` uses
-small sizes and finishes in a few minutes.
+de-duplication take minutes each, as does bench_index's 1M-row search, and bench_decode builds
+a 225k-phrase bank once); `--quick` uses small sizes and finishes in a few minutes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import bench_dedup
 import bench_default_model
 import bench_embed
 import bench_generate
+import bench_index
 import bench_predict
 import bench_recipes
 import bench_serve
@@ -30,6 +31,7 @@ QUICK_TRAIN = ["--images", "32", "--lp-epochs", "3"]
 QUICK_DECODE = ["--no-big-bank", "--repeats", "1"]
 QUICK_PREDICT = ["--images", "64", "--naive-images", "8", "--no-compile"]
 QUICK_SERVE = ["--requests", "80", "--baseline-requests", "16"]
+QUICK_INDEX = ["--n", "100000", "--hnsw-n", "20000", "--texts", "500", "--queries", "100"]
 QUICK_EMBED = ["--n-prompts", "300", "--naive-n", "60", "--repeats", "1"]
 # One cluster just over the seed method's k=5000, so its k limit still bites at n=20000.
 QUICK_DEDUP = [
@@ -58,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     status |= bench_default_model.main([])
     print(flush=True)
     status |= bench_serve.main(QUICK_SERVE if args.quick else [])
+    print(flush=True)
+    status |= bench_index.main(QUICK_INDEX if args.quick else [])
     if not args.quick:  # about an hour on a 2-core CPU (frozen features, then 5 fine-tunes)
         print(flush=True)
         status |= bench_recipes.main([])

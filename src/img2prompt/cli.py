@@ -28,6 +28,8 @@ GROUPS = {
     "submission": "Kaggle submission files.",
     "ensemble": "Ensembles: weights learned on out-of-fold predictions, applied to new "
     "predictions.",
+    "index": "Training-free CLIP path: a prompt index searched by CLIP image-text similarity; "
+    "the index folder is a model every command takes.",
 }
 
 
@@ -302,6 +304,25 @@ def demo(cfg: c.DemoConfig) -> None:
     run_demo(cfg.out, mode=cfg.mode)
 
 
+def index_build(cfg: c.IndexBuildConfig, quiet: bool) -> None:
+    """Embed a prepared table's prompts with CLIP's text tower into a FAISS index (CLIP weights
+    copied in): `predict INDEX`, `describe --model INDEX` and `serve --model INDEX` then predict
+    softmax(cosine / T)-weighted means of the k nearest prompts' targets. Interrupted? Run the
+    same command again: finished chunks in OUT.partial/ are kept."""
+    from img2prompt.index.build import build_index, summary
+
+    stderr.print(summary(build_index(cfg, progress=not quiet)), highlight=False)
+
+
+def index_tune(cfg: c.IndexTuneConfig, quiet: bool) -> None:
+    """Choose k and the temperature by mean cosine on a prepared image table, each image's own
+    prompt group left out of its neighbours (a test image's prompt is not in the index); writes
+    them into INDEX/model.json and the out-of-fold predictions for `ensemble fit`."""
+    from img2prompt.index.tune import print_tuning, tune_index
+
+    print_tuning(tune_index(cfg, progress=not quiet))
+
+
 def push(cfg: c.PushConfig) -> None:
     """Upload a model folder to the Hugging Face Hub; then `hf:owner/name` loads it anywhere a
     model is taken (predict, describe, serve, `img2prompt.load_model`)."""
@@ -336,6 +357,8 @@ COMMANDS = {  # name: (config class, run function); a run function with `quiet` 
     "describe": (c.DescribeConfig, describe),
     "serve": (c.ServeConfig, serve),
     "demo": (c.DemoConfig, demo),
+    "index build": (c.IndexBuildConfig, index_build),
+    "index tune": (c.IndexTuneConfig, index_tune),
     "push": (c.PushConfig, push),
 }
 CONFIG_FLAGS = {"train": ("--config", "--recipe")}  # README's `train --recipe` spelling

@@ -44,6 +44,7 @@ TTAName = Literal["none", "hflip", "zoom", "hflip+zoom"]
 DecodeMode = Literal["fast", "best"]
 DedupMode = Literal["exact", "approx"]
 OnError = Literal["fail", "skip"]
+IndexSearch = Literal["exact", "ivf", "hnsw"]
 Strategy = Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"]
 """Lightning strategies the loop supports. Not FSDP/DeepSpeed: the frozen-feature cache, the EMA
 copy (`AveragedModel`) and the LLRD parameter groups all assume whole, unsharded parameters."""
@@ -387,8 +388,14 @@ class PredictOptions:
     """torch.compile the model (inductor, weights frozen): a ViT runs 25-45% faster after a
     one-off 30-60 s compile. Default (auto): compile a transformer when the first batch shows the
     job has 10+ minutes of model work left (a failed auto compile falls back to eager)."""
+    k: int = 0
+    """Retrieval index models only: prompts blended per image (0: the index's own)."""
+    temperature: float = 0.0
+    """Retrieval index models only: softmax temperature (0: the index's own)."""
 
     def __post_init__(self) -> None:
+        if self.k < 0 or self.temperature < 0:
+            raise ConfigError("--k and --temperature must be > 0 (or 0: the index's own)")
         _check_choice("precision", self.precision, Precision)
         _no_fp16("--precision", self.precision)
         if self.batch_size < 0:
@@ -489,7 +496,7 @@ class DecodeConfig:
 @dataclass
 class PredictConfig:
     model: str = field(metadata=POSITIONAL)
-    """A model folder (`RUN/model`) or `default`."""
+    """A model folder (`RUN/model`, an index folder, `hf:owner/name`) or `default`."""
     images: list[Path] = field(metadata=POSITIONAL)
     """Image files or folders (searched recursively)."""
     out: Path | None = None
@@ -516,7 +523,7 @@ class DescribeConfig:
     images: list[Path] = field(metadata=POSITIONAL)
     """Image files or folders (searched recursively)."""
     model: str = "default"
-    """A model folder (`RUN/model`) or `default`."""
+    """A model folder (`RUN/model`, an index folder, `hf:owner/name`) or `default`."""
     bank: str = "default"
     """Prompt bank: `default` (shipped with the package) or a folder."""
     out: Path | None = None
@@ -568,7 +575,7 @@ class ServeConfig:
     port: int = 8000
     """TCP port."""
     model: str = "default"
-    """A model folder (`RUN/model`) or `default`."""
+    """A model folder (`RUN/model`, an index folder, `hf:owner/name`) or `default`."""
     bank: str = "default"
     """Prompt bank: `default` (shipped with the package) or a folder."""
     log_level: str = "info"
@@ -698,6 +705,115 @@ class EnsembleApplyConfig:
             raise ConfigError("give the prediction files")
         if self.out is None and self.submission is None:
             raise ConfigError("give --out and/or --submission")
+
+
+# --- the training-free CLIP index ---------------------------------------------------------------
+
+DEFAULT_K_GRID = (1, 2, 4, 8, 16, 32, 64, 128)
+DEFAULT_TEMPERATURE_GRID = (0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.2)
+
+
+def check_k_temperature(k: int, temperature: float) -> None:
+    if k < 1:
+        raise ConfigError(f"--k must be >= 1, got {k}")
+    if not temperature > 0:
+        raise ConfigError(f"--temperature must be > 0, got {temperature}")
+
+
+@dataclass
+class IndexBuildConfig:
+    prompts: Path = field(metadata=POSITIONAL)
+    """A prepared folder (`data prepare` output) or its prompts.parquet: `prompt` and `target`
+    are reused; a prompt met on several rows (several images per prompt) is indexed once."""
+    clip: str
+    """CLIP dual encoder: a hub id (openai/clip-vit-large-patch14) or a local CLIPModel folder with
+    its tokenizer and image processor. It is copied into INDEX/clip, so the index moves as one."""
+    out: Path
+    """The index folder to write; it is a model folder every command takes (predict, describe,
+    serve, load_model)."""
+    k: int = 32
+    """Prompts each prediction blends (the k most CLIP-similar to the image)."""
+    temperature: float = 0.05
+    """Softmax temperature over the k cosines: lower trusts the best match more."""
+    approx: IndexSearch = "exact"
+    """`exact` (IndexFlatIP, equals brute force), or for tens of millions `ivf` (IVF-Flat) or
+    `hnsw`; their recall against exact search is measured on a sample and printed."""
+    nprobe: int = 32
+    """ivf: lists searched per query (stored in model.json; more is slower and more complete)."""
+    ef_search: int = 128
+    """hnsw: candidate list size per query (stored in model.json)."""
+    batch_size: int = 256
+    """Prompts per text-encoder batch (256 suits a GPU; a CPU is as fast with 64)."""
+    chunk_size: int = 8192
+    """Prompts per saved chunk: the unit of resuming an interrupted build."""
+    device: Device = "auto"
+    """`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`..."""
+    precision: Precision = "auto"
+    """Text tower precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16. Features are
+    normalised and stored in float32 whatever it is."""
+
+    def __post_init__(self) -> None:
+        self.prompts, self.out = Path(self.prompts), Path(self.out)
+        check_k_temperature(self.k, self.temperature)
+        _check_choice("approx", self.approx, IndexSearch)
+        _check_choice("precision", self.precision, Precision)
+        if min(self.batch_size, self.chunk_size, self.nprobe, self.ef_search) < 1:
+            raise ConfigError("--batch-size, --chunk-size, --nprobe and --ef-search must be >= 1")
+        if not self.clip:
+            raise ConfigError("--clip needs a hub id or a CLIPModel folder")
+
+
+@dataclass
+class IndexTuneConfig:
+    index: Path = field(metadata=POSITIONAL)
+    """The index folder (`index build`); its model.json receives the chosen k and temperature."""
+    data: Path
+    """A prepared folder whose prompts.parquet has images (`image`), targets and groups."""
+    k_grid: list[int] = field(default_factory=lambda: list(DEFAULT_K_GRID))
+    """Values of k tried (comma-separated)."""
+    temperature_grid: list[float] = field(default_factory=lambda: list(DEFAULT_TEMPERATURE_GRID))
+    """Softmax temperatures tried (comma-separated)."""
+    oof: Path | None = None
+    """Where the out-of-fold predictions at the chosen (k, T) go (id, image, fold, embedding,
+    cosine, as `train --fold all` writes them); default INDEX/oof.parquet."""
+    exclude_own_group: bool = True
+    """Leave out each image's own prompt group (and its exact prompt) from its neighbours, as a
+    test image's prompt is absent from the index; off measures a leaked, optimistic score."""
+    exclude_similar: float = 0.8
+    """With `exclude_own_group`: also leave out index prompts whose MiniLM target has at least
+    this cosine to the image's own (near-duplicates, whatever table the index came from;
+    `data prepare`'s default group threshold). 1.0: only groups and equal prompts."""
+    write: bool = True
+    """Write the chosen k and temperature into INDEX/model.json."""
+    batch_size: int = 0
+    """Images per CLIP forward pass (0: chosen for the model)."""
+    precision: Precision = "auto"
+    """CLIP image tower: auto (bf16 where native and checked against fp32), fp32 or bf16."""
+    workers: int = -1
+    """Threads decoding images beside the model; -1: one per core (at most 4)."""
+    device: Device = "auto"
+    """`auto` (CUDA when present), `cpu`, `cuda`, ..."""
+
+    def __post_init__(self) -> None:
+        self.index, self.data = Path(self.index), Path(self.data)
+        if self.oof is not None:
+            self.oof = Path(self.oof)
+            if self.oof.suffix.lower() != ".parquet":
+                raise ConfigError(f"--oof must end in .parquet, got {self.oof.name!r}")
+        if not self.k_grid or not self.temperature_grid:
+            raise ConfigError("--k-grid and --temperature-grid need at least one value each")
+        for k in self.k_grid:
+            for temperature in self.temperature_grid:
+                check_k_temperature(k, temperature)
+        if self.batch_size < 0:
+            raise ConfigError("--batch-size must be >= 1 (or 0: chosen for the model)")
+        _check_choice("precision", self.precision, Precision)
+        _no_fp16("--precision", self.precision)
+        if not 0.0 < self.exclude_similar <= 1.0:
+            raise ConfigError(f"--exclude-similar must be in (0, 1], got {self.exclude_similar}")
+
+
+# --- sharing models, the demo --------------------------------------------------------------------
 
 
 @dataclass

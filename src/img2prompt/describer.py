@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +42,16 @@ class Description:
     phrases: list[str] = field(default_factory=list)
     neighbours: list[tuple[str, float]] = field(default_factory=list)
     """Nearest bank entries to the embedding, with their cosines."""
+    nearest_prompts: list[tuple[str, float]] = field(default_factory=list)
+    """Index models: the real prompts most CLIP-similar to the image, with their CLIP cosines
+    (the prompts the prediction blends)."""
+    interrogation: str = ""
+    """Index models: a prompt of bank phrases chosen by CLIP image-text similarity."""
+    interrogation_score: float | None = None
+    """Cosine between MiniLM's vector of `interrogation` and `embedding`."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "image": self.image,
             "prompt": self.prompt,
             "score": round(self.score, 6),
@@ -52,6 +59,14 @@ class Description:
             "phrases": self.phrases,
             "neighbors": [{"text": t, "cosine": round(c, 6)} for t, c in self.neighbours],
         }
+        if self.nearest_prompts:
+            out["nearest_prompts"] = [
+                {"prompt": t, "clip_cosine": round(c, 6)} for t, c in self.nearest_prompts
+            ]
+        if self.interrogation:  # the names `POST /api/describe` answers with
+            out["interrogation"] = self.interrogation
+            out["interrogation_score"] = round(self.interrogation_score or 0.0, 6)
+        return out
 
 
 @dataclass
@@ -81,14 +96,33 @@ class Describer:
         predict_options: PredictOptions | None = None,
         decode_options: DecodeOptions | None = None,
         progress: bool = False,
+        interrogate: bool = True,
+        nearest_prompts: int = 5,
     ) -> None:
         from img2prompt.data.embed import load_encoder
+        from img2prompt.device import resolve_device
+        from img2prompt.index.model import FeatureModel, RetrievalModel
+        from img2prompt.models.model import load_model
         from img2prompt.text.bank import open_bank
 
         self.model_name = str(model) if isinstance(model, str | Path) else type(model).__name__
         self.bank_name = str(bank)
-        self.predictor = Predictor(model, predict_options or PredictOptions())
-        cfg = self.predictor.model.cfg
+        options = predict_options or PredictOptions()
+        if isinstance(model, str | Path):
+            model = load_model(model, resolve_device(options.device))
+        # An index model: the predictor yields CLIP image features, and `_describe_embeddings`
+        # searches the index itself, so the nearest prompts and the interrogation need no
+        # second pass through CLIP.
+        self.retrieval = model if isinstance(model, RetrievalModel) else None
+        self.nearest_prompts = nearest_prompts
+        if self.retrieval is not None:
+            self.retrieval.set_retrieval(options.k, options.temperature)
+            options = replace(options, k=0, temperature=0.0)
+            self.predictor = Predictor(FeatureModel(self.retrieval), options)
+            cfg = self.retrieval.cfg
+        else:
+            self.predictor = Predictor(model, options)
+            cfg = self.predictor.model.cfg
         self.encoder = load_encoder(cfg.target_encoder, self.predictor.options.device)
         if self.encoder.dim != cfg.out_dim:
             raise ConfigError(
@@ -98,6 +132,17 @@ class Describer:
         self.bank = open_bank(bank, self.encoder, progress=progress)
         options = decode_options or DecodeOptions(mode=mode)
         self.decoder = Decoder(self.bank, self.encoder, options)
+        self.interrogator = None
+        if self.retrieval is not None and interrogate and self.retrieval.folder is not None:
+            from img2prompt.index.interrogate import Interrogator
+            from img2prompt.index.model import CLIP_FOLDER
+
+            self.interrogator = Interrogator(
+                self.retrieval.folder / CLIP_FOLDER,
+                self.bank.texts,
+                self.bank.categories,
+                device=str(self.predictor.device),
+            )
 
     @property
     def mode(self) -> str:
@@ -158,11 +203,38 @@ class Describer:
     ) -> list[Description]:
         if len(names) == 0:
             return []
+        features = None
+        if self.retrieval is not None:  # the predictor's rows are CLIP image features
+            features, cfg = embeddings, self.retrieval.cfg
+            embeddings = self.retrieval.index.predict(features, cfg.k, cfg.temperature)
         decoded: list[Decoded] = self.decoder.decode(embeddings)
-        return [
+        descriptions = [
             Description(name, d.prompt, d.score, vector, d.phrases, d.neighbours)
             for name, d, vector in zip(names, decoded, embeddings, strict=True)
         ]
+        if features is not None:
+            self._explain_retrieval(descriptions, features)
+        return descriptions
+
+    def _explain_retrieval(self, descriptions: list[Description], features: np.ndarray) -> None:
+        """The nearest real prompts of an index model and the CLIP-space interrogation."""
+        assert self.retrieval is not None
+        index = self.retrieval.index
+        scores, ids = index.search(features, max(self.nearest_prompts, 1))
+        for d, row_scores, row_ids in zip(descriptions, scores, ids, strict=True):
+            d.nearest_prompts = [
+                (index.prompts[int(i)], float(c))
+                for c, i in zip(row_scores[: self.nearest_prompts], row_ids, strict=False)
+                if i >= 0
+            ]
+        if self.interrogator is None:
+            return
+        nearest = [index.prompts[int(row[0])] for row in ids]
+        found = self.interrogator.interrogate(features, fallback_subjects=nearest)
+        vectors = self.encoder.encode([f.prompt for f in found])
+        for d, f, vector in zip(descriptions, found, vectors, strict=True):
+            d.interrogation = f.prompt
+            d.interrogation_score = float(vector @ d.embedding)
 
 
 def check_description_output(out: Path) -> None:
@@ -198,6 +270,19 @@ def write_descriptions(run: DescribeRun, out: Path) -> None:
             ),
         }
     )
+    if any(x.nearest_prompts for x in d):  # an index model
+        table = table.append_column(
+            "nearest_prompts", pa.array([[t for t, _ in x.nearest_prompts] for x in d])
+        )
+        table = table.append_column(
+            "nearest_prompt_clip_cosines",
+            pa.array([[c for _, c in x.nearest_prompts] for x in d], pa.list_(pa.float32())),
+        )
+        table = table.append_column("interrogation", pa.array([x.interrogation for x in d]))
+        table = table.append_column(
+            "interrogation_score",
+            pa.array([x.interrogation_score for x in d], pa.float32()),
+        )
     write_parquet(table, out)
 
 

@@ -1,18 +1,20 @@
 """The command line and `--config` files, generated from the config dataclasses (`config.py`).
 
-Why ~150 lines over typer rather than jsonargparse (litgpt's choice): jsonargparse spells fields
-with underscores (`--min_words`) and bool fields take a value (`--words false`), while every
-spelling README.md documents (`--min-words`, `--no-words`, `--compile/--no-compile`, `-q`) must
-keep working; typer already gives the help pages and error handling. So this module reads each
-field's type (`Literal` -> choices), default and attribute docstring, and writes typer parameters.
+Why a small generator over typer rather than jsonargparse (litgpt's choice): jsonargparse
+spells fields with underscores (`--min_words`) and bool fields take a value (`--words false`),
+while every spelling README.md documents (`--min-words`, `--no-words`, `--compile/--no-compile`,
+`-q`) must keep working; typer already gives the help pages and error handling. So this module
+reads each field's type (`Literal` -> choices), default and attribute docstring, and writes typer
+parameters.
 
-Spellings: a field is `--field-name`. A field of a nested config (`TrainConfig.model.head`) is
-spelled flat (`--head`) and dotted (`--model.head`); where two nested configs share a name, the
-one declared first keeps the flat spelling (describe: `--batch-size` is prediction's, decoding's
-is `--decode.batch-size`). Field metadata may rename the flat spelling (`"flat"`), keep a field
-off the command line (`"cli": False`; a config's `CLI_HIDDEN` names nested ones) or make it
-positional (`config.POSITIONAL`). A `--config`
-YAML file gives values under any of these spellings (flat, dotted or nested, `-` or `_`), and
+Spellings: a field is `--field-name`; a list of numbers is comma-separated (`--k-grid 1,2,4`),
+a list of anything else repeats the option (`--text A --text B`). A field of a nested config
+(`TrainConfig.model.head`) is spelled flat (`--head`) and dotted (`--model.head`); where two
+nested configs share a name, the one declared first keeps the flat spelling (describe:
+`--batch-size` is prediction's, decoding's is `--decode.batch-size`). Field metadata may rename
+the flat spelling (`"flat"`), keep a field off the command line (`"cli": False`; a config's
+`CLI_HIDDEN` names nested ones) or make it positional (`config.POSITIONAL`). A `--config` YAML
+file gives values under any of these spellings (flat, dotted or nested, `-` or `_`), and
 options typed on the command line win over it.
 """
 
@@ -119,7 +121,17 @@ def show_default(spec: Spec) -> str | None:
         return None
     if isinstance(value, bool):
         return "on" if value else "off"
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value))
     return str(value)
+
+
+def _number_list(spec: Spec) -> type | None:
+    """int or float for a `list[int]`/`list[float]` option, spelled comma-separated."""
+    if spec.positional or get_origin(spec.kind) is not list:
+        return None
+    (element,) = get_args(spec.kind)
+    return element if element in (int, float) else None
 
 
 # --- values: files, spellings, building ---------------------------------------------------------
@@ -208,6 +220,8 @@ def command(cls: type, run, *, doc: str, quiet: bool = True, config_flags=("--co
     parameters, annotations = [], {}
     for spec in specs(cls):
         kind = spec.kind  # typer makes a Literal into choices
+        if _number_list(spec):
+            kind = str  # `--k-grid 1,2,4`
         flags = spec.flags
         if kind is bool:
             flags = tuple(f"{f}/{_negated(f)}" for f in spec.flags)
@@ -236,8 +250,15 @@ def command(cls: type, run, *, doc: str, quiet: bool = True, config_flags=("--co
         values = guarded(load_config_file, file, cls) if file else {}
         for spec in specs(cls):
             value = kwargs.get(spec.name)
-            if value is not None and value != () and value != []:
-                values[spec.key] = list(value) if isinstance(value, tuple | list) else value
+            if value is None or value == () or value == []:
+                continue
+            if element := _number_list(spec):
+                try:
+                    value = [element(x) for x in value.split(",") if x.strip()]
+                except ValueError:
+                    message = f"{spec.flags[0]} takes comma-separated numbers, got {value!r}"
+                    raise typer.BadParameter(message) from None
+            values[spec.key] = list(value) if isinstance(value, tuple | list) else value
         try:
             cfg = build_config(cls, values)
         except (TypeError, ValueError) as e:

@@ -92,6 +92,9 @@ def print_descriptions(
         table.add_column("true prompt", overflow="fold", ratio=3, style="dim")
     if neighbours:
         table.add_column("nearest bank entries", overflow="fold", ratio=2, style="cyan")
+    retrieval = any(d.nearest_prompts for d in descriptions)
+    if retrieval:  # an index model: the real prompts it blends and CLIP's own prompt
+        table.add_column("nearest prompts (CLIP) / CLIP interrogation", overflow="fold", ratio=3)
     for i, d in enumerate(descriptions):
         row = [Text(Path(d.image).name)]
         if cosines is not None:
@@ -101,6 +104,11 @@ def print_descriptions(
             row.append(Text(truths[i]))
         if neighbours:
             row.append(Text("\n".join(f"{c:.2f} {t}" for t, c in d.neighbours)))
+        if retrieval:
+            lines = [f"{c:.3f} {t}" for t, c in d.nearest_prompts]
+            if d.interrogation:
+                lines.append(f"interrogation ({d.interrogation_score:.3f}): {d.interrogation}")
+            row.append(Text("\n".join(lines)))
         table.add_row(*row)
     console.print(table)
 

@@ -213,19 +213,26 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise InputError(manifest_path, "not an img2prompt model manifest")
     if manifest.get("format_version", 0) > MODEL_FORMAT_VERSION:
         raise InputError(manifest_path, "made by a newer img2prompt; upgrade to load it")
-    if not (directory / "model.safetensors").is_file():
+    retrieval = manifest.get("kind") == "retrieval"  # an index: no weights file of its own
+    if not retrieval and not (directory / "model.safetensors").is_file():
         raise InputError(directory, "model folder without model.safetensors")
     return manifest
 
 
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> ImageToPromptModel:
     """Load a model folder (or `default`, the packaged one, or `hf:owner/repo[@revision]`) for
-    prediction, in eval mode; no training code needed."""
+    prediction, in eval mode; no training code needed. An index folder (`model.json` kind
+    `retrieval`) loads as an `img2prompt.index.model.RetrievalModel`, which predicts through the
+    same interface."""
     from safetensors.torch import load_file
     from safetensors.torch import load_model as load_weights
 
     directory = resolve_model_dir(directory)
     manifest = read_manifest(directory)
+    if manifest.get("kind") == "retrieval":  # an `index build` folder: CLIP + a prompt index
+        from img2prompt.index.model import load_retrieval_model
+
+        return load_retrieval_model(directory, manifest, device)
     cfg = ModelConfig(**manifest["config"])
     pretrained = cfg.backbone_weights == "pretrained"
     backbone = build_backbone(_resolve(manifest["rebuild"]["backbone"], directory), pretrained)

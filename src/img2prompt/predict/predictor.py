@@ -25,16 +25,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
 from img2prompt.config import PredictOptions
 from img2prompt.data.embed import native_bf16
 from img2prompt.data.images import load_image, to_rgb
 from img2prompt.data.transforms import normalise
 from img2prompt.device import resolve_device
-from img2prompt.errors import InputError
+from img2prompt.errors import ConfigError, InputError
 from img2prompt.metrics import cosines
 from img2prompt.models.backbones import Backbone
-from img2prompt.models.model import ImageToPromptModel, load_model
+from img2prompt.models.model import load_model
 from img2prompt.predict.tta import merge_views, render_views, tta_views
 from img2prompt.progress import progress_bar
 
@@ -96,12 +97,16 @@ class Predictor:
     bf16 copy is a new one."""
 
     def __init__(
-        self, model: ImageToPromptModel | str | Path, options: PredictOptions | None = None
+        self, model: nn.Module | str | Path, options: PredictOptions | None = None
     ) -> None:
         self.options = options or PredictOptions()
         self.device = resolve_device(self.options.device)
-        if not isinstance(model, ImageToPromptModel):
+        if isinstance(model, str | Path):
             model = load_model(model, self.device)
+        if self.options.k or self.options.temperature:
+            if not hasattr(model, "set_retrieval"):
+                raise ConfigError("--k and --temperature apply to retrieval index models only")
+            model.set_retrieval(self.options.k, self.options.temperature)
         self.model = model.to(self.device).eval()
         # oneDNN prefers channels-last activations for convolutions (1.6x on EfficientNet).
         self.layout = (
@@ -179,6 +184,10 @@ class Predictor:
         """On the first batch: choose the precision, then compile if asked."""
         self._choose_precision(pixels)
         self._forward = self.model
+        if not getattr(self.model, "compilable", True):  # a retrieval index: search is not torch
+            if self.options.compile is True:
+                self.compile_note = "not compiled: the model searches an index"
+            return
         if self.options.compile is True:
             self._compile()
             self.compile_note = "compiled"
@@ -189,6 +198,8 @@ class Predictor:
         if self.options.compile is not None or self.compiled or not self._seconds_per_image:
             return False
         if not self.model.backbone.tokens_per_image:  # not a transformer: see above
+            return False
+        if not getattr(self.model, "compilable", True):  # searches an index: not a torch graph
             return False
         expected = images_left * self._seconds_per_image
         if expected < COMPILE_AUTO_SECONDS:

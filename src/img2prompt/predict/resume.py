@@ -49,6 +49,8 @@ def job_identity(model: str | Path, options: PredictOptions) -> dict:
         "tta": options.tta,
         "precision": options.precision,
         "max_pixels": options.max_pixels,
+        "k": options.k,
+        "temperature": options.temperature,
     }
 
 

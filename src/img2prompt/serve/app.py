@@ -55,6 +55,11 @@ class ImageInfo(BaseModel):
     bytes: int
 
 
+class NearestPrompt(BaseModel):
+    prompt: str
+    clip_cosine: float
+
+
 class DescribeResponse(BaseModel):
     prompt: str = Field(description="The readable prompt decoded from the predicted embedding.")
     score: float = Field(
@@ -65,6 +70,16 @@ class DescribeResponse(BaseModel):
     )
     neighbors: list[Neighbor] = Field(description="Nearest bank entries to the embedding.")
     phrases: list[str] = Field(description="The bank phrases the prompt is made of.")
+    nearest_prompts: list[NearestPrompt] = Field(
+        default_factory=list,
+        description="Index models: the real prompts most CLIP-similar to the image.",
+    )
+    interrogation: str | None = Field(
+        default=None, description="Index models: bank phrases chosen by CLIP similarity."
+    )
+    interrogation_score: float | None = Field(
+        default=None, description="Cosine of the interrogation's MiniLM vector to `embedding`."
+    )
     image: ImageInfo
     mode: str = Field(description="Decoding mode: fast or best.")
     seconds: float = Field(description="Time from the upload's arrival to this answer.")
@@ -332,6 +347,12 @@ def create_app(
             embedding=[float(x) for x in result.embedding],
             neighbors=[Neighbor(text=t, cosine=c) for t, c in result.neighbours],
             phrases=result.phrases,
+            nearest_prompts=[
+                NearestPrompt(prompt=t, clip_cosine=c)
+                for t, c in getattr(result, "nearest_prompts", [])
+            ],
+            interrogation=getattr(result, "interrogation", "") or None,
+            interrogation_score=getattr(result, "interrogation_score", None),
             image=ImageInfo(name=name, format=kind, width=width, height=height, bytes=len(data)),
             mode=str(getattr(describer, "mode", "?")),
             seconds=time.perf_counter() - started,

@@ -1,0 +1,423 @@
+"""`index build`: embed every distinct prompt of a prepared table with CLIP's text tower and
+write an index folder (see `index.model` for the layout).
+
+Resumable: the work happens in `OUT.partial/`. The CLIP checkpoint is copied there first, then
+the prompts are embedded in chunks of `chunk_size` rows, each written atomically as
+`chunks/chunk-NNNNNN.npy` (a chunk is there whole or not at all). Run the same command after an
+interruption and only the missing chunks are embedded; rows are neither lost nor duplicated.
+`build.json` records what decides the features (the prompts, the CLIP spec, the precision, the
+chunking); a different job into the same OUT is refused, naming what changed. When every chunk
+is there the FAISS index, targets and manifest are written and the folder is renamed to OUT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from img2prompt.data.embed import DEFAULT_ENCODER
+from img2prompt.device import resolve_device
+from img2prompt.errors import InputError
+from img2prompt.index.clip import (
+    DTYPES,
+    TextEncoder,
+    clip_preprocess,
+    load_clip,
+    load_tokenizer,
+    save_clip_folder,
+)
+from img2prompt.index.config import IndexBuildConfig
+from img2prompt.index.model import CLIP_FOLDER, KIND, RetrievalConfig
+from img2prompt.index.store import INDEX_FILE, PROMPTS_FILE, TARGETS_FILE
+from img2prompt.io import atomic_path, swap_dir, vectors_from_column, write_json, write_parquet
+from img2prompt.progress import progress_bar
+
+RECALL_QUERIES = 1000
+"""Prompts whose neighbours an approximate index is checked on against exact search."""
+
+
+@dataclass
+class PromptTable:
+    ids: list[str]
+    prompts: list[str]
+    targets: np.ndarray  # (N, 384) float32, unit rows
+    groups: np.ndarray  # (N,) int64
+    path: Path
+    rows_read: int
+    target_encoder: str
+
+
+@dataclass
+class BuildReport:
+    out: Path
+    prompts: int
+    rows_read: int
+    dim: int
+    embedded: int
+    resumed: int
+    seconds: float
+    embed_seconds: float
+    search: str
+    recall: float | None
+    recall_k: int
+    precision: str
+    device: str
+
+    @property
+    def texts_per_second(self) -> float:
+        return self.embedded / max(self.embed_seconds, 1e-9)
+
+
+def read_prompts(source: Path) -> PromptTable:
+    """A prepared table's distinct prompts (first row of each), with targets and groups."""
+    path = source / "prompts.parquet" if source.is_dir() else source
+    if not path.is_file():
+        raise InputError(path, "no prepared table here; run `img2prompt data prepare` first")
+    table = pq.read_table(path)
+    missing = {"id", "prompt", "target"} - set(table.column_names)
+    if missing:
+        raise InputError(path, f"missing columns {sorted(missing)} (a `data prepare` table?)")
+    if table.num_rows == 0:
+        raise InputError(path, "the table has no rows")
+    prompts = table.column("prompt").to_pylist()
+    first: dict[str, int] = {}
+    for row, prompt in enumerate(prompts):
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InputError(path, f"row {row}: empty prompt")
+        first.setdefault(prompt, row)
+    rows = np.fromiter(first.values(), dtype=np.int64, count=len(first))
+    targets = vectors_from_column(table.column("target"), path)[rows]
+    norms = np.linalg.norm(targets, axis=1)
+    if not np.all(np.isfinite(norms)) or np.abs(norms - 1).max() > 1e-3:
+        raise InputError(path, "targets must be finite, L2-normalised vectors")
+    groups = (
+        table.column("group").to_numpy().astype(np.int64)[rows]
+        if "group" in table.column_names
+        else np.arange(len(rows), dtype=np.int64)  # no groups: each prompt its own
+    )
+    ids = table.column("id").cast(pa.string()).to_pylist()
+    encoder = DEFAULT_ENCODER
+    manifest = path.parent / "manifest.json"
+    if manifest.is_file():
+        encoder = json.loads(manifest.read_text()).get("encoder", {}).get("spec", encoder)
+    return PromptTable(
+        [ids[i] for i in rows],
+        [prompts[i] for i in rows],
+        targets,
+        groups,
+        path,
+        table.num_rows,
+        encoder,
+    )
+
+
+def partial_folder(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def _identity(cfg: IndexBuildConfig, table: PromptTable, precision: str) -> dict:
+    digest = hashlib.blake2b(digest_size=16)
+    for prompt in table.prompts:
+        digest.update(prompt.encode("utf-8") + b"\0")
+    return {
+        "prompts": str(table.path.resolve()),
+        "distinct_prompts": len(table.prompts),
+        "prompts_digest": digest.hexdigest(),
+        "clip": cfg.clip,
+        "precision": precision,
+        "chunk_size": cfg.chunk_size,
+    }
+
+
+def _check_identity(work: Path, identity: dict) -> None:
+    job = work / "build.json"
+    if not job.is_file():
+        write_json(identity, job)
+        return
+    before = json.loads(job.read_text())
+    changed = [key for key in identity if before.get(key) != identity[key]]
+    if changed:
+        raise InputError(
+            job,
+            f"an interrupted build with other {', '.join(changed)} is here; run it with the "
+            f"same options, or delete {work} to start over",
+        )
+
+
+def _chunk_path(work: Path, chunk: int) -> Path:
+    return work / "chunks" / f"chunk-{chunk:06d}.npy"
+
+
+def _save_array(array: np.ndarray, path: Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.save(f, array)
+
+
+def _chunks_done(work: Path, n_rows: int, chunk_size: int, dim: int) -> set[int]:
+    """Chunks already on disk with the right shape (a chunk file is whole or absent)."""
+    done = set()
+    for chunk in range(-(-n_rows // chunk_size)):
+        path = _chunk_path(work, chunk)
+        if path.is_file():
+            expected = (min(chunk_size, n_rows - chunk * chunk_size), dim)
+            if np.load(path, mmap_mode="r").shape == expected:
+                done.add(chunk)
+    return done
+
+
+def _ensure_clip_copy(cfg: IndexBuildConfig, work: Path, clip, tokenizer) -> Path:
+    target = work / CLIP_FOLDER
+    if not (target / "config.json").is_file():
+        tmp = work / f".{CLIP_FOLDER}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_clip_folder(cfg.clip, clip, tokenizer, tmp)
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)
+    return target
+
+
+def _check_out(out: Path) -> None:
+    """OUT may be replaced only when it is an index (or empty): never someone's other folder."""
+    if not out.exists():
+        return
+    manifest = out / "model.json"
+    is_index = manifest.is_file() and json.loads(manifest.read_text()).get("kind") == KIND
+    if out.is_file() or not (is_index or not any(out.iterdir())):
+        raise InputError(out, "exists and is not an index folder; choose another --out")
+
+
+def build_index(cfg: IndexBuildConfig, progress: bool = True) -> BuildReport:
+    """Embed the prompts (resumably), build the search index, write the folder; see the module
+    docstring."""
+    started = time.perf_counter()
+    _check_out(cfg.out)
+    table = read_prompts(cfg.prompts)
+    device = resolve_device(cfg.device)
+    precision = cfg.precision
+    if precision == "auto":
+        precision = "fp16" if device.type == "cuda" else "fp32"
+    work = partial_folder(cfg.out)
+    work.mkdir(parents=True, exist_ok=True)
+    _check_identity(work, _identity(cfg, table, precision))
+
+    clip = load_clip(cfg.clip)
+    tokenizer = load_tokenizer(cfg.clip)
+    clip_dir = _ensure_clip_copy(cfg, work, clip, tokenizer)
+    dim = clip.config.projection_dim
+    preprocess = clip_preprocess(clip_dir, clip.config.vision_config.image_size)
+    encoder = TextEncoder(clip, tokenizer, device, DTYPES[precision])
+
+    n, size = len(table.prompts), cfg.chunk_size
+    n_chunks = -(-n // size)
+    done = _chunks_done(work, n, size, dim)
+    resumed = sum(min(size, n - c * size) for c in done)
+    embed_started = time.perf_counter()
+    with progress_bar("index build: CLIP text features", n, progress) as bar:
+        bar.advance(resumed)
+        for chunk in range(n_chunks):
+            if chunk in done:
+                continue
+            texts = table.prompts[chunk * size : (chunk + 1) * size]
+            features = encoder.encode(texts, cfg.batch_size, bar)
+            _save_array(features, _chunk_path(work, chunk))
+    embed_seconds = time.perf_counter() - embed_started
+    del encoder, clip
+
+    chunks = [_chunk_path(work, c) for c in range(n_chunks)]
+    index = _faiss_index(cfg, chunks, n, dim)
+    recall, recall_k = (None, 0) if cfg.approx == "exact" else _approx_recall(cfg, index, chunks)
+    with atomic_path(work / INDEX_FILE) as tmp:
+        import faiss
+
+        faiss.write_index(index, str(tmp))
+    _save_array(np.ascontiguousarray(table.targets, dtype=np.float32), work / TARGETS_FILE)
+    write_parquet(
+        pa.table({"id": table.ids, "prompt": table.prompts, "group": table.groups}),
+        work / PROMPTS_FILE,
+    )
+    retrieval = RetrievalConfig(
+        clip=cfg.clip,
+        k=cfg.k,
+        temperature=cfg.temperature,
+        search=cfg.approx,
+        nprobe=cfg.nprobe,
+        ef_search=cfg.ef_search,
+        out_dim=table.targets.shape[1],
+        target_encoder=table.target_encoder,
+    )
+    report = BuildReport(
+        cfg.out,
+        n,
+        table.rows_read,
+        dim,
+        n - resumed,
+        resumed,
+        0.0,
+        embed_seconds,
+        cfg.approx,
+        recall,
+        recall_k,
+        precision,
+        device,
+    )
+    report.seconds = time.perf_counter() - started
+    write_json(_manifest(cfg, table, retrieval, preprocess.to_dict(), report), work / "model.json")
+    shutil.rmtree(work / "chunks")
+    (work / "build.json").unlink()
+    swap_dir(work, cfg.out)  # the old index or the new one, never neither
+    return report
+
+
+def _manifest(cfg, table, retrieval, preprocess, report) -> dict:
+    from img2prompt import __version__
+    from img2prompt.models.model import MODEL_FORMAT, MODEL_FORMAT_VERSION
+
+    return {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "kind": KIND,
+        "img2prompt_version": __version__,
+        "config": asdict(retrieval),
+        "preprocess": preprocess,
+        "index": {
+            "source": str(table.path.resolve()),
+            "source_rows": table.rows_read,
+            "prompts": len(table.prompts),
+            "dim": report.dim,
+            "search": cfg.approx,
+            "approx_recall": report.recall,
+            "approx_recall_k": report.recall_k,
+        },
+        "build": {
+            "precision": report.precision,
+            "device": report.device,
+            "batch_size": cfg.batch_size,
+            "seconds": round(report.seconds, 3),
+            "texts_per_second": round(report.texts_per_second, 3),
+        },
+        "tuning": None,
+    }
+
+
+def _iter_chunks(chunks: list[Path]):
+    for path in chunks:
+        yield np.load(path)
+
+
+def _faiss_index(cfg: IndexBuildConfig, chunks: list[Path], n: int, dim: int):
+    """Inner product over unit vectors = cosine. Vectors are added a chunk at a time, so memory
+    is the index itself, not a second copy of every feature."""
+    import faiss
+
+    if cfg.approx == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+    elif cfg.approx == "ivf":
+        nlist = ivf_lists(n)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.train(_sample_rows(chunks, n, min(n, nlist * 64), seed=0))
+    else:
+        index = faiss.IndexFlatIP(dim)
+    for features in _iter_chunks(chunks):
+        index.add(features)
+    if cfg.approx == "ivf":
+        index.make_direct_map()  # rows can be read back (tune, interrogation)
+    return index
+
+
+def ivf_lists(n: int) -> int:
+    """~sqrt(N) lists, with >= 39 training points each: the k-means that trains them is the
+    cost of a CPU build (4 sqrt(N), FAISS's upper advice, made 1M rows train ~16x longer), and
+    nprobe 32 of sqrt(N) lists keeps recall high (benchmarks/bench_index.py)."""
+    return int(max(1, min(np.sqrt(n), n // 39)))
+
+
+def _sample_rows(chunks: list[Path], n: int, count: int, seed: int) -> np.ndarray:
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=count, replace=False))
+    return read_rows(chunks, rows)
+
+
+def read_rows(chunks: list[Path], rows: np.ndarray) -> np.ndarray:
+    """Rows (sorted) of the concatenated chunk files, reading one chunk at a time."""
+    out, start = [], 0
+    for path in chunks:
+        features = np.load(path, mmap_mode="r")
+        inside = rows[(rows >= start) & (rows < start + len(features))] - start
+        if len(inside):
+            out.append(np.asarray(features[inside]))
+        start += len(features)
+    return np.concatenate(out).astype(np.float32)
+
+
+def exact_top_k(queries: np.ndarray, chunks, k: int) -> np.ndarray:
+    """Ids of the k highest inner products, by brute force over chunks (a flat index's answer
+    without holding every vector at once)."""
+    best_scores = np.full((len(queries), 0), -np.inf, np.float32)
+    best_ids = np.zeros((len(queries), 0), np.int64)
+    start = 0
+    for features in chunks:
+        scores = queries @ features.T
+        ids = np.broadcast_to(np.arange(start, start + len(features)), scores.shape)
+        scores = np.concatenate([best_scores, scores], axis=1)
+        ids = np.concatenate([best_ids, ids], axis=1)
+        keep = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        best_scores = np.take_along_axis(scores, keep, 1)
+        best_ids = np.take_along_axis(ids, keep, 1)
+        start += len(features)
+    return best_ids
+
+
+def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
+    """Mean share of each query's exact k neighbours the approximate search also returned."""
+    k = exact_ids.shape[1]
+    hits = [
+        len(set(a.tolist()) & set(e.tolist())) for a, e in zip(approx_ids, exact_ids, strict=True)
+    ]
+    return float(np.mean(hits) / k)
+
+
+def _approx_recall(cfg: IndexBuildConfig, index, chunks: list[Path]) -> tuple[float, int]:
+    """recall@k of the approximate index against exact search, with sampled prompts' own text
+    features as queries, each query's own row left out (it would be found trivially)."""
+    n = int(index.ntotal)
+    k = min(cfg.k, n - 1)
+    if k < 1:
+        return 1.0, 0
+    rows = np.sort(np.random.default_rng(1).choice(n, size=min(RECALL_QUERIES, n), replace=False))
+    queries = read_rows(chunks, rows)
+    exact = _drop_self(exact_top_k(queries, _iter_chunks(chunks), k + 1), rows, k)
+    if hasattr(index, "nprobe"):
+        index.nprobe = cfg.nprobe
+    if hasattr(index, "hnsw"):
+        index.hnsw.efSearch = cfg.ef_search
+    approx = _drop_self(index.search(queries, k + 1)[1], rows, k)
+    return recall_at_k(approx, exact), k
+
+
+def _drop_self(ids: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    return np.stack([[i for i in row if i != own][:k] for row, own in zip(ids, rows, strict=True)])
+
+
+def summary(report: BuildReport) -> str:
+    """The line `index build` prints."""
+    parts = [
+        f"index {report.out}: {report.prompts:,} prompts ({report.rows_read:,} rows read), "
+        f"{report.dim}-d CLIP text features, {report.search} search",
+        f"embedded {report.embedded:,} at {report.texts_per_second:,.1f} texts/s "
+        f"({report.precision}, {report.device})"
+        + (f", {report.resumed:,} kept from an interrupted build" if report.resumed else ""),
+    ]
+    if report.recall is not None:
+        parts.append(
+            f"recall@{report.recall_k} vs exact search {report.recall:.4f} (on "
+            f"{min(RECALL_QUERIES, report.prompts):,} sampled prompts' text features)"
+        )
+    return "; ".join(parts) + f"; {report.seconds:.1f} s"

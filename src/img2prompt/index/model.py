@@ -1,0 +1,156 @@
+"""`RetrievalModel`: an index folder loaded as a model, with the interface the predictor uses
+(`preprocess`, `backbone`, `cfg.out_dim`, `forward(pixels) -> (B, 384)`).
+
+Folder layout (`index build` writes it):
+- `model.json`: format, `"kind": "retrieval"`, `config` (`RetrievalConfig`), preprocessing, the
+  build's record (source, counts, timings, measured approximate recall) and `tuning` when tuned;
+- `clip/`: the whole CLIP dual encoder as `save_pretrained` wrote it (weights, tokenizer, image
+  processor). Copying it in, rather than naming the hub id, makes an index folder self-contained:
+  moved to a machine without the hub cache (or where the id now means other weights) it loads
+  and predicts the same; the text tower stays for interrogation and for extending the index.
+- `index.faiss`, `targets.npy`, `prompts.parquet` (`store.PromptIndex`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from img2prompt.data.embed import DEFAULT_ENCODER
+from img2prompt.data.transforms import PreprocessConfig
+from img2prompt.errors import InputError
+from img2prompt.index.clip import CLIPImageEncoder, load_clip
+from img2prompt.index.config import SEARCHES, check_k_temperature
+from img2prompt.index.store import PromptIndex, open_index
+
+KIND = "retrieval"
+CLIP_FOLDER = "clip"
+
+
+@dataclass
+class RetrievalConfig:
+    clip: str
+    """The CLIP spec the index was built from (its weights are in INDEX/clip)."""
+    k: int = 32
+    """Prompts blended per image."""
+    temperature: float = 0.05
+    """Softmax temperature over their cosines."""
+    search: str = "exact"
+    """exact, ivf or hnsw (how index.faiss was built)."""
+    nprobe: int = 32
+    """ivf: lists searched per query."""
+    ef_search: int = 128
+    """hnsw: candidate list size per query."""
+    out_dim: int = 384
+    """Size of the predicted vector (the targets' width)."""
+    target_encoder: str = DEFAULT_ENCODER
+    """The sentence encoder that made the targets."""
+
+    def __post_init__(self) -> None:
+        check_k_temperature(self.k, self.temperature)
+        if self.search not in SEARCHES:
+            raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {self.search!r}")
+
+
+class RetrievalModel(nn.Module):
+    """CLIP image tower -> unit image feature -> k nearest prompts by CLIP cosine s_j ->
+    normalise(sum_j softmax(s / T)_j * target_j). No trained weights beyond CLIP's.
+
+    The search runs on the CPU (faiss-cpu) whatever device the tower is on; `compilable` is
+    False because the search is not a torch graph (the predictor then stays eager)."""
+
+    compilable = False
+
+    def __init__(
+        self, cfg: RetrievalConfig, backbone: CLIPImageEncoder, index: PromptIndex
+    ) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone
+        self.index = index
+        self.manifest: dict[str, Any] = {}
+        self.folder: Path | None = None
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return self.backbone.preprocess
+
+    def set_retrieval(self, k: int | None = None, temperature: float | None = None) -> None:
+        """Override the folder's k and/or temperature (`predict --k --temperature`)."""
+        k = k or self.cfg.k
+        temperature = temperature or self.cfg.temperature
+        check_k_temperature(k, temperature)
+        self.cfg.k, self.cfg.temperature = k, temperature
+
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) normalised pixels -> (B, D) unit CLIP image features, float32."""
+        return self.backbone.pooled(pixels)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        features = self.image_features(pixels).detach().cpu().numpy()
+        predicted = self.index.predict(features, self.cfg.k, self.cfg.temperature)
+        return torch.from_numpy(predicted).to(pixels.device)
+
+
+class FeatureModel(nn.Module):
+    """A retrieval model's CLIP image tower as a model whose output is the unit image feature:
+    `index tune` and `describe` run it through the predictor (batching, threads, bf16 check) and
+    search the index themselves. Shares the tower's weights."""
+
+    compilable = False
+
+    def __init__(self, model: RetrievalModel) -> None:
+        super().__init__()
+        self.backbone = model.backbone
+        self.cfg = RetrievalConfig(**{**asdict(model.cfg), "out_dim": model.backbone.feature_dim})
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        return self.backbone.preprocess
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.backbone.pooled(pixels)
+
+
+def is_retrieval_manifest(manifest: dict[str, Any]) -> bool:
+    return manifest.get("kind") == KIND
+
+
+def load_retrieval_model(
+    directory: Path, manifest: dict[str, Any], device: str | torch.device = "cpu"
+) -> RetrievalModel:
+    """Load an index folder (its model.json already read and checked by `load_model`)."""
+    cfg = RetrievalConfig(**manifest["config"])
+    clip_dir = directory / CLIP_FOLDER
+    if not clip_dir.is_dir():
+        raise InputError(clip_dir, "missing; the index folder is incomplete")
+    clip = load_clip(clip_dir)
+    preprocess = PreprocessConfig.from_dict(manifest["preprocess"])
+    backbone = CLIPImageEncoder(clip, preprocess)
+    backbone.spec = f"clip:{cfg.clip}"
+    index = open_index(directory, cfg.nprobe, cfg.ef_search)
+    if index.dim != backbone.feature_dim:
+        raise InputError(
+            directory,
+            f"index.faiss holds {index.dim}-d features but the CLIP in {clip_dir} makes "
+            f"{backbone.feature_dim}-d ones",
+        )
+    model = RetrievalModel(cfg, backbone, index)
+    model.manifest = manifest
+    model.folder = directory
+    return model.to(device).eval()
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / "model.json"
+    if not path.is_file():
+        raise InputError(directory, "not an index folder (no model.json)")
+    manifest = json.loads(path.read_text())
+    if not is_retrieval_manifest(manifest):
+        raise InputError(path, "not a retrieval index (made by `img2prompt index build`)")
+    return manifest

@@ -1,0 +1,287 @@
+"""`index tune`: choose k and the temperature of an index on images with known prompts, and
+write the out-of-fold predictions an ensemble learns its weights from.
+
+Leakage: when the index was built from the same prepared table as the images, each image's own
+prompt is in the index, and its nearest neighbour would often be its own answer; the scores
+would favour k = 1 and a tiny temperature, which fail on new images. So each image's neighbours
+leave out every prompt of its own `group` (near-duplicates share one, `data prepare --group-
+threshold`) and any prompt equal to its own; tables from another source share no group ids, so
+only equal prompts are left out there.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from img2prompt.data.dataset import read_training_table
+from img2prompt.errors import InputError
+from img2prompt.index.config import IndexTuneConfig
+from img2prompt.index.model import FeatureModel, RetrievalModel, read_manifest
+from img2prompt.index.store import PromptIndex
+from img2prompt.io import vector_column, write_json, write_parquet
+from img2prompt.predict.predictor import Failure, PredictOptions, Predictor
+
+
+@dataclass
+class ImageTable:
+    ids: list[str]
+    prompts: list[str]
+    images: list[Path]
+    targets: np.ndarray
+    groups: np.ndarray
+    folds: np.ndarray
+    path: Path
+
+
+@dataclass
+class TuneResult:
+    index: Path
+    images: int
+    k_grid: list[int]
+    temperature_grid: list[float]
+    scores: np.ndarray
+    """(len(k_grid), len(temperature_grid)) mean cosines."""
+    k: int
+    temperature: float
+    score: float
+    exclusion: str
+    oof: Path
+    written: bool
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def read_image_table(data: Path) -> ImageTable:
+    table = read_training_table(data)
+    path = data / "prompts.parquet" if data.is_dir() else data
+    names = pq.read_schema(path).names
+    groups = (
+        pq.read_table(path, columns=["group"]).column("group").to_numpy().astype(np.int64)
+        if "group" in names
+        else np.full(len(table), -1, np.int64)
+    )
+    return ImageTable(
+        table.ids, table.prompts, table.images, table.targets, groups, table.folds, path
+    )
+
+
+@dataclass
+class Exclusion:
+    """What each image may not take as a neighbour (see the module docstring)."""
+
+    prompts: list[str]
+    """Each image's own prompt: an index row with the same prompt is left out."""
+    groups: np.ndarray | None = None
+    """Each image's group, when the index's groups come from the same table."""
+    targets: np.ndarray | None = None
+    """Each image's own MiniLM target, with `similar`: rows whose target is that close are left
+    out, whatever table the index came from (near-duplicate prompts)."""
+    similar: float = 1.0
+
+
+QUERY_BLOCK = 256
+"""Images searched together while excluding: bounds the (block, depth, 384) targets read."""
+
+
+def excluded_neighbours(
+    index: PromptIndex, features: np.ndarray, k: int, exclusion: Exclusion
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest index rows of each feature row, leaving out what `exclusion` names.
+    Returns (B, k) cosines and ids, padded with -inf / -1 when fewer rows remain. Searches
+    2k deep first and four times deeper for the rows that lost too many."""
+    n = len(index)
+    codes = {prompt: i for i, prompt in enumerate(index.prompts)}
+    own_prompt = np.array([codes.get(p, -1) for p in exclusion.prompts], np.int64)
+    index_groups = index.groups
+    scores_out = np.full((len(features), k), -np.inf, np.float32)
+    ids_out = np.full((len(features), k), -1, np.int64)
+    for block in range(0, len(features), QUERY_BLOCK):
+        todo = np.arange(block, min(block + QUERY_BLOCK, len(features)))
+        depth = min(n, 2 * k)
+        while len(todo):
+            scores, ids = index.search(features[todo], depth)
+            rows = np.maximum(ids, 0)
+            bad = (ids < 0) | (ids == own_prompt[todo, None])
+            if exclusion.groups is not None:
+                bad |= index_groups[rows] == exclusion.groups[todo, None]
+            if exclusion.targets is not None and exclusion.similar < 1.0:
+                near = np.asarray(index.targets[rows.reshape(-1)]).reshape(*rows.shape, -1)
+                cosines = np.einsum("bkd,bd->bk", near, exclusion.targets[todo])
+                bad |= cosines >= exclusion.similar
+            finished = ((~bad).sum(1) >= k) | (depth >= n)
+            for row, scores_row, ids_row, bad_row in zip(
+                todo[finished], scores[finished], ids[finished], bad[finished], strict=True
+            ):
+                keep = np.flatnonzero(~bad_row)[:k]
+                scores_out[row, : len(keep)] = scores_row[keep]
+                ids_out[row, : len(keep)] = ids_row[keep]
+            todo = todo[~finished]
+            depth = min(n, depth * 4)
+    return scores_out, ids_out
+
+
+def grid_scores(
+    index: PromptIndex,
+    scores: np.ndarray,
+    ids: np.ndarray,
+    targets: np.ndarray,
+    k_grid: list[int],
+    temperature_grid: list[float],
+) -> np.ndarray:
+    """Mean cosine to `targets` of the blend of the first k neighbours at each temperature."""
+    out = np.zeros((len(k_grid), len(temperature_grid)))
+    for i, k in enumerate(k_grid):
+        for j, temperature in enumerate(temperature_grid):
+            predicted = index.blend(scores[:, :k], ids[:, :k], temperature)
+            out[i, j] = float((predicted * targets).sum(1).mean())
+    return out
+
+
+def _same_source(manifest: dict, table_path: Path) -> bool:
+    return manifest.get("index", {}).get("source") == str(table_path.resolve())
+
+
+def tune_index(cfg: IndexTuneConfig, progress: bool = True) -> TuneResult:
+    """Grid-search (k, T) by out-of-fold mean cosine; write model.json and the OOF file."""
+    from img2prompt.models.model import load_model
+
+    started = time.perf_counter()
+    manifest = read_manifest(cfg.index)
+    table = read_image_table(cfg.data)
+    model = load_model(cfg.index, "cpu")
+    assert isinstance(model, RetrievalModel)
+    if table.targets.shape[1] != model.cfg.out_dim:
+        raise InputError(
+            table.path,
+            f"targets are {table.targets.shape[1]}-d, the index's {model.cfg.out_dim}-d",
+        )
+    options = PredictOptions(
+        batch_size=cfg.batch_size,
+        precision=cfg.precision,
+        workers=cfg.workers,
+        device=cfg.device,
+        compile="off",
+    )
+    predictor = Predictor(FeatureModel(model), options)
+    predicted = predictor.predict_files([str(p) for p in table.images], progress=progress)
+    rows = _rows_by_image(table, predicted.images)
+    if not len(rows):
+        raise InputError(table.path, "none of the table's images could be read")
+    targets = table.targets[rows]
+    exclusion = Exclusion([""] * len(rows))  # "" matches no index prompt
+    said = "nothing (leaked: each image may find its own prompt)"
+    if cfg.exclude_own_group:
+        same = _same_source(manifest, table.path)
+        exclusion = Exclusion(
+            [table.prompts[i] for i in rows],
+            table.groups[rows] if same else None,
+            targets,
+            cfg.exclude_similar,
+        )
+        said = ("own group, " if same else "") + "own prompt"
+        if cfg.exclude_similar < 1.0:
+            said += f", prompts with target cosine >= {cfg.exclude_similar:g}"
+    k_grid = sorted(set(cfg.k_grid))
+    temperature_grid = sorted(set(cfg.temperature_grid))
+    scores, ids = excluded_neighbours(model.index, predicted.embeddings, max(k_grid), exclusion)
+    if (ids[:, 0] < 0).any():
+        raise InputError(table.path, "some images have no neighbour left after the exclusion")
+    grid = grid_scores(model.index, scores, ids, targets, k_grid, temperature_grid)
+    best_k, best_t = np.unravel_index(int(np.argmax(grid)), grid.shape)
+    k, temperature = k_grid[best_k], temperature_grid[best_t]
+    oof_path = cfg.oof or cfg.index / "oof.parquet"
+    oof = model.index.blend(scores[:, :k], ids[:, :k], temperature)
+    _write_oof(oof_path, table, rows, oof)
+    result = TuneResult(
+        cfg.index,
+        len(rows),
+        k_grid,
+        temperature_grid,
+        grid,
+        k,
+        temperature,
+        float(grid[best_k, best_t]),
+        said,
+        oof_path,
+        cfg.write,
+        predicted.failures,
+    )
+    if cfg.write:
+        _write_choice(cfg, manifest, table, result)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _rows_by_image(table: ImageTable, done: list[str]) -> np.ndarray:
+    position = {str(p): i for i, p in enumerate(table.images)}
+    return np.array([position[name] for name in done], np.int64)
+
+
+def _write_oof(path: Path, table: ImageTable, rows: np.ndarray, predictions: np.ndarray) -> None:
+    """The layout `train --fold all` writes (id, image, fold, embedding, cosine)."""
+    targets = table.targets[rows]
+    write_parquet(
+        pa.table(
+            {
+                "id": [table.ids[i] for i in rows],
+                "image": [str(table.images[i]) for i in rows],
+                "fold": table.folds[rows].astype(np.int64),
+                "embedding": vector_column(predictions),
+                "cosine": (predictions * targets).sum(1).astype(np.float32),
+            }
+        ),
+        path,
+    )
+
+
+def _write_choice(cfg: IndexTuneConfig, manifest: dict, table: ImageTable, r: TuneResult) -> None:
+    """k and T into model.json (atomically), with the grid they won on."""
+    manifest = json.loads(json.dumps(manifest))
+    manifest["config"]["k"], manifest["config"]["temperature"] = r.k, r.temperature
+    manifest["tuning"] = {
+        "data": str(table.path.resolve()),
+        "images": r.images,
+        "excluded": r.exclusion,
+        "k_grid": r.k_grid,
+        "temperature_grid": r.temperature_grid,
+        "mean_cosine": [[round(float(x), 6) for x in row] for row in r.scores],
+        "k": r.k,
+        "temperature": r.temperature,
+        "score": round(r.score, 6),
+        "oof": str(r.oof),
+    }
+    write_json(manifest, cfg.index / "model.json")
+
+
+def print_tuning(result: TuneResult) -> None:
+    from rich.table import Table
+
+    from img2prompt.progress import stderr
+
+    table = Table(title="mean cosine (rows: k, columns: temperature)", box=None)
+    table.add_column("k", justify="right")
+    for temperature in result.temperature_grid:
+        table.add_column(f"{temperature:g}", justify="right")
+    for k, row in zip(result.k_grid, result.scores, strict=True):
+        cells = [
+            f"[bold]{x:.4f}[/]" if (k, t) == (result.k, result.temperature) else f"{x:.4f}"
+            for x, t in zip(row, result.temperature_grid, strict=True)
+        ]
+        table.add_row(str(k), *cells)
+    stderr.print(table)
+    for failure in result.failures:
+        stderr.print(f"  skipped {failure.image}: {failure.reason}", highlight=False, markup=False)
+    stderr.print(
+        f"best k={result.k}, temperature={result.temperature:g}: mean cosine {result.score:.4f} "
+        f"on {result.images:,} images (left out: {result.exclusion}); "
+        + (f"written to {result.index / 'model.json'}; " if result.written else "")
+        + f"out-of-fold predictions in {result.oof}; {result.seconds:.1f} s",
+        highlight=False,
+    )
