@@ -222,18 +222,25 @@ def command(cls: type, run, *, doc: str, quiet: bool = True, config_flags=("--co
         kind = spec.kind  # typer makes a Literal into choices
         if _number_list(spec):
             kind = str  # `--k-grid 1,2,4`
-        flags = spec.flags
-        if kind is bool:
-            flags = tuple(f"{f}/{_negated(f)}" for f in spec.flags)
+        # `--help` lists the short spelling; a nested field's dotted one (`--model.head`) works
+        # too but is a hidden twin parameter, so the help stays readable at 80 columns.
+        visible = tuple(f for f in spec.flags if "." not in f) or spec.flags
+        hidden = tuple(f for f in spec.flags if f not in visible)
         shown = show_default(spec)
-        if spec.positional:
-            info = typer.Argument(help=spec.doc, show_default=False, metavar=spec.name.upper())
-        else:
-            info = typer.Option(*flags, help=spec.doc, show_default=shown or False)
-        annotation = typing.Annotated[kind | None, info]
-        annotations[spec.name] = annotation
-        parameters.append(inspect.Parameter(spec.name, inspect.Parameter.KEYWORD_ONLY,
-                                            default=None, annotation=annotation))  # fmt: skip
+        for name, flags, hide in ((spec.name, visible, False), (_twin(spec), hidden, True)):
+            if not flags:
+                continue
+            if kind is bool:
+                flags = tuple(f"{f}/{_negated(f)}" for f in flags)
+            if spec.positional:
+                info = typer.Argument(help=spec.doc, show_default=False, metavar=name.upper())
+            else:
+                info = typer.Option(*flags, help=spec.doc, show_default=shown or False,
+                                    hidden=hide)  # fmt: skip
+            annotation = typing.Annotated[kind | None, info]
+            annotations[name] = annotation
+            parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                                default=None, annotation=annotation))  # fmt: skip
     config_help = "YAML file of option: value (flat, dotted or nested keys); options given win."
     config_option = typer.Option(*config_flags, help=config_help)
     extras = {"config": typing.Annotated[Path | None, config_option]}
@@ -250,6 +257,8 @@ def command(cls: type, run, *, doc: str, quiet: bool = True, config_flags=("--co
         values = guarded(load_config_file, file, cls) if file else {}
         for spec in specs(cls):
             value = kwargs.get(spec.name)
+            if value is None or value == () or value == []:
+                value = kwargs.get(_twin(spec))
             if value is None or value == () or value == []:
                 continue
             if element := _number_list(spec):
@@ -270,6 +279,11 @@ def command(cls: type, run, *, doc: str, quiet: bool = True, config_flags=("--co
     function.__doc__ = doc
     function.__name__ = getattr(run, "__name__", cls.__name__)
     return function
+
+
+def _twin(spec: Spec) -> str:
+    """The parameter name of a field's hidden dotted spelling."""
+    return spec.name + "__dotted"
 
 
 def _negated(flag: str) -> str:
