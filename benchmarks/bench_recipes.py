@@ -295,7 +295,7 @@ def fine_tune_oof(name: str, overrides: dict, data: Data, out: Path, folds: list
     for fold in folds:
         run = out / "runs" / slug(name) / f"fold-{fold}"
         if not (run / "oof.parquet").is_file():
-            cfg = TrainConfig(
+            cfg = TrainConfig.of(
                 data=out / "data", backbone="efficientnet-lite0", out=run, fold=str(fold),
                 workers=1, batch_size=32, resume=(run / "config.yaml").is_file(), **overrides,
             )  # fmt: skip

@@ -76,7 +76,7 @@ def run(data: Path, out: Path, backbone: str, **options) -> tuple[float, list[di
     from img2prompt.config import TrainConfig
     from img2prompt.train.loop import train
 
-    cfg = TrainConfig(data=data, backbone=backbone, out=out, workers=1, fold="1", **options)
+    cfg = TrainConfig.of(data=data, backbone=backbone, out=out, workers=1, fold="1", **options)
     started = time.perf_counter()
     train(cfg, progress=False)
     seconds = time.perf_counter() - started

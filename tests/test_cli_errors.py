@@ -36,16 +36,18 @@ def test_a_bad_setting_exits_2_with_one_line(tmp_path):
     assert "--out must end in .parquet" in _one_error_line(result.output)
 
 
-def test_config_py_value_errors_still_count_as_settings(tmp_path):
-    # config.py raises plain ValueError until part B of issue 14 makes it ConfigError
+def test_bad_recipe_keys_and_option_values_are_settings(tmp_path):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("backbone: tiny-clip\nepoch: 3\n")
     result = runner.invoke(app, ["train", "--recipe", str(recipe)])
     assert result.exit_code == 2 and "unknown keys ['epoch']" in _one_error_line(result.output)
+    recipe.write_text("backbone: tiny-clip\nlayer_decay: 3\n")  # config.py's ConfigError
+    result = runner.invoke(app, ["train", "--recipe", str(recipe), "--data", "d", "--out", "o"])
+    assert result.exit_code == 2 and "--layer-decay must be in (0, 1]" in result.output
 
 
 def test_an_internal_value_error_is_not_passed_off_as_the_users(tmp_path, monkeypatch):
-    def broken(predictions, truth):
+    def broken(predictions, truth, strict=False):
         np.ones(3) + np.ones(4)  # a bug: numpy raises ValueError
 
     monkeypatch.setattr(img2prompt.evaluate, "evaluate", broken)
@@ -58,7 +60,7 @@ def test_an_internal_value_error_is_not_passed_off_as_the_users(tmp_path, monkey
 def test_an_internal_error_prints_a_traceback_from_the_command_line(tmp_path):
     code = (
         "import sys, numpy as np, img2prompt.evaluate as e;"
-        "e.evaluate = lambda p, t: np.ones(3) + np.ones(4);"
+        "e.evaluate = lambda p, t, s=False: np.ones(3) + np.ones(4);"
         "from img2prompt.cli import app; sys.argv = ['img2prompt'] + sys.argv[1:]; app()"
     )
     run = subprocess.run(

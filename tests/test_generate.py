@@ -388,24 +388,3 @@ def test_a_model_that_fails_to_load_is_a_clear_error_and_binds_nothing(
     code, output = run_cli(command(prompts_file, tiny_model, out, "--limit", "1", "--steps", "2"))
     assert code == 0, output
     assert pq.read_table(out / "images.parquet").num_rows == 2
-
-
-def test_cli_precision_choices_are_each_commands_own():
-    """`generate` and `predict` each have a --precision enum; one must not shadow the other
-    (generate takes fp16, predict does not)."""
-    import typer.main
-
-    from img2prompt.generate.presets import PRECISIONS
-
-    commands = typer.main.get_command(app).commands
-    choices = {
-        name: [
-            member.value
-            for p in commands[name].params
-            if p.name == "precision"
-            for member in p.type_descriptor.annotation
-        ]
-        for name in ("generate", "predict")
-    }
-    assert list(choices["generate"]) == list(PRECISIONS) and "fp16" in choices["generate"]
-    assert list(choices["predict"]) == ["auto", "fp32", "bf16"]

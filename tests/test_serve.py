@@ -29,7 +29,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 @pytest.fixture(scope="module")
 def client(describer) -> Iterator[TestClient]:
-    app = create_app(describer, max_upload_mb=1, max_pixels=64_000_000)
+    app = create_app(describer, max_upload_mb=1, max_megapixels=64)
     with TestClient(app) as c:  # `with` runs the lifespan: the batching worker starts
         yield c
 

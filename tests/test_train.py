@@ -14,11 +14,11 @@ import torch
 from typer.testing import CliRunner
 
 from img2prompt.cli import app
-from img2prompt.config import TrainConfig, load_recipe
+from img2prompt.config import TrainConfig
 from img2prompt.models.model import ImageToPromptModel, load_model
+from img2prompt.options import load_config_file
 from img2prompt.train.loop import train
 from synthetic import make_shapes_dataset
-from tiny_checkpoints import save_tiny_clip, save_tiny_convnext
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -36,7 +36,7 @@ def small_shapes(tmp_path_factory, encoder) -> Path:
 
 def _config(data: Path, out: Path, **overrides) -> TrainConfig:
     values = dict(data=data, backbone="tiny-clip", out=out, epochs=1, batch_size=8, workers=0)
-    return TrainConfig(**(values | overrides))
+    return TrainConfig.of(**(values | overrides))
 
 
 def _predict(model: ImageToPromptModel, images: list[Path]) -> np.ndarray:
@@ -90,7 +90,7 @@ def test_lp_phase_leaves_the_backbone_untouched(small_shapes, tmp_path):
     from img2prompt.train.loop import _seed
 
     torch.manual_seed(_seed(cfg.seed, 0, "init"))  # the loop's initialisation, rebuilt
-    initial = ImageToPromptModel(cfg.model_config())
+    initial = ImageToPromptModel(cfg.model)
     for name, value in initial.state_dict().items():
         same = torch.equal(trained.state_dict()[name], value)
         assert same != name.startswith("head."), name
@@ -125,6 +125,8 @@ def test_resume_continues_exactly_where_it_stopped(small_shapes, tmp_path):
     assert a.equals(b)
     lines = (tmp_path / "stopped" / "metrics.csv").read_text().splitlines()
     assert len(lines) == 1 + 3  # header + one row per epoch, none repeated
+    checkpoints = tmp_path / "stopped" / "checkpoints"
+    assert [p.name for p in checkpoints.iterdir()] == ["last.pt"]  # saved whole, then renamed
 
 
 def test_kfold_writes_every_row_out_of_fold_once(small_shapes, tmp_path):
@@ -185,34 +187,14 @@ def test_efficientnet_lite0_end_to_end_on_the_kaggle_sample(kaggle_sample, tmp_p
     assert predictions.shape == (7, 384) and np.isfinite(predictions).all()
 
 
-def test_every_shipped_recipe_parses_and_builds_with_tiny_substitutes(tmp_path):
-    """Recipes name real hub ids; here each id is swapped for a tiny checkpoint of the same kind."""
-    clip = str(save_tiny_clip(tmp_path / "clip"))
-    convnext = str(save_tiny_convnext(tmp_path / "convnext"))
-    recipes = sorted((REPO / "configs").glob("*.yaml"))
-    assert {r.stem for r in recipes} >= {"seed-linear", "first-place", "mnrl-gem-style"}
-    for recipe in recipes:
-        values = load_recipe(recipe)
-        assert values["backbone"].startswith(("hf-clip:openai/", "hf-convnext:", "efficientnet"))
-        values = values | {"data": tmp_path, "out": tmp_path / recipe.stem}
-        values["backbone"] = "hf-clip:" + clip
-        if values.get("style_backbone"):
-            values["style_backbone"] = "hf-convnext:" + convnext
-        values["head_hidden"] = min(values.get("head_hidden", 64), 64)
-        values["freeze_layers"] = min(values.get("freeze_layers", 0), 2)
-        cfg = TrainConfig(**values)
-        model = ImageToPromptModel(cfg.model_config()).eval()
-        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 384), recipe.name
-
-
 def test_recipe_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("backbone: tiny-clip\nepochs: [1\n")
     with pytest.raises(ValueError, match=r"bad\.yaml.*not valid YAML"):
-        load_recipe(bad)
+        load_config_file(bad, TrainConfig)
     bad.write_text("backbone: tiny-clip\nepoch: 3\n")
-    with pytest.raises(ValueError, match="unknown keys \\['epoch'\\]"):
-        load_recipe(bad)
+    with pytest.raises(ValueError, match=r"bad\.yaml.*unknown keys \['epoch'\]"):
+        load_config_file(bad, TrainConfig)
 
 
 def test_cli_refuses_to_overwrite_or_to_resume_with_other_settings(small_shapes, tmp_path):
@@ -238,45 +220,65 @@ def test_a_table_without_images_is_explained(tmp_path, encoder):
         train(_config(tmp_path / "data", tmp_path / "run"), progress=False)
 
 
-def test_train_help_shows_the_defaults_training_uses():
-    """Train options default to None (so a --recipe can fill them), so their help states the
-    default by hand as `[value]`: each must be what TrainConfig really uses."""
-    import dataclasses
-    import re
-
-    import typer.main
-
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    command = typer.main.get_command(app).commands["train"]
-    checked = 0
-    for param in command.params:
-        stated = re.search(r"\[([^\]]+)\]\.?$", param.help or "")
-        if not stated or param.name not in defaults:
-            continue
-        text, default = stated.group(1), defaults[param.name]
-        if text.startswith("--"):  # "[--lr]": falls back to another option's value
-            assert default is None, param.name
-        elif isinstance(default, bool):
-            assert default == (text == "on"), param.name
-        elif isinstance(default, int | float):
-            assert float(text) == default, (param.name, text, default)
-        else:
-            assert text == default, (param.name, text, default)
-        checked += 1
-    assert checked >= 15  # the help still states its defaults
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(freeze_backbone=True),  # frozen backbone, features cached, linear head
+        dict(),  # everything trainable
+        dict(head="mlp", head_hidden=32),
+        dict(lp_epochs=1, epochs=1, style_backbone="tiny-convnext"),  # LP-FT, cached style
+    ],
+    ids=["frozen-cached-linear", "unfrozen", "mlp", "lp-ft"],
+)
+def test_fold_none_trains_on_everything_without_validation(small_shapes, tmp_path, options):
+    """`--fold none` has no validation rows: nothing is cached or validated for them, the last
+    epoch's model is kept, and there are no out-of-fold predictions."""
+    out = tmp_path / "run"
+    report = train(_config(small_shapes, out, fold="none", **options), progress=False)
+    assert [f.fold for f in report.folds] == [None]
+    assert report.folds[0].best_cosine is None and report.oof_cosine is None
+    epochs = options.get("lp_epochs", 0) + options.get("epochs", 1)
+    assert report.folds[0].best_epoch.endswith(f"-{options.get('epochs', 1)}")
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + epochs
+    assert not (out / "oof.parquet").exists()
+    model = load_model(out / "model")
+    images = sorted(small_shapes.rglob("*.png"))[:3]
+    assert np.isfinite(_predict(model, images)).all()
 
 
-def test_train_options_for_the_model_default_as_the_model_does():
-    """TrainConfig is flat (one YAML level for recipes) and repeats ModelConfig's head and pool
-    fields; a model built from defaults must be the model a default run trains."""
-    import dataclasses
+def test_kfold_stopped_after_each_epoch_equals_an_uninterrupted_run(small_shapes, tmp_path):
+    """--stop-after-epochs counts the epochs of one call across folds; finished folds are kept
+    (state.json) and the resumed run ends with the same OOF predictions and models."""
+    train(_config(small_shapes, tmp_path / "straight", fold="all"), progress=False)
+    calls = 0
+    while True:
+        calls += 1
+        cfg = _config(small_shapes, tmp_path / "stopped", fold="all", stop_after_epochs=1,
+                      resume=calls > 1)  # fmt: skip
+        if not train(cfg, progress=False).stopped_early:
+            break
+    assert calls == 2  # one epoch per fold: fold 0, then fold 1
+    a, b = (pq.read_table(tmp_path / run / "oof.parquet") for run in ("straight", "stopped"))
+    assert a.equals(b)
+    straight = load_model(tmp_path / "straight" / "model").state_dict()
+    resumed = load_model(tmp_path / "stopped" / "model").state_dict()
+    assert all(torch.equal(resumed[name], value) for name, value in straight.items())
 
-    from img2prompt.models.model import ModelConfig
 
-    train_defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    shared = ("head", "head_hidden", "pool", "gem_p", "style_backbone")
-    for field in dataclasses.fields(ModelConfig):
-        if field.name in shared:
-            assert train_defaults[field.name] == field.default, field.name
-    config = TrainConfig(data=Path("d"), backbone="tiny-clip", out=Path("o")).model_config()
-    assert config == ModelConfig(backbone="tiny-clip")
+def test_a_run_folder_from_before_the_nested_config_resumes(tmp_path):
+    """config.yaml once had flat model keys (`head`, `encoder`); such a run still resumes, and a
+    changed model setting is still refused."""
+    import yaml
+
+    from img2prompt.train.run_folder import check_run_folder, write_config
+
+    cfg = _config(tmp_path / "data", tmp_path / "run", head="mlp")
+    write_config(cfg)
+    nested = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    flat = {k: v for k, v in nested.items() if k != "model"}
+    model = {k: v for k, v in nested["model"].items() if k not in ("out_dim", "backbone_weights")}
+    flat |= {("encoder" if k == "target_encoder" else k): v for k, v in model.items()}
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(flat))
+    check_run_folder(_config(tmp_path / "data", tmp_path / "run", head="mlp", resume=True))
+    with pytest.raises(ValueError, match=r"model\.head: 'mlp' -> 'linear'"):
+        check_run_folder(_config(tmp_path / "data", tmp_path / "run", resume=True))

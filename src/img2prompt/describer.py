@@ -17,7 +17,8 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from img2prompt.data.images import MAX_PIXELS, find_images, load_image_bytes
+from img2prompt.config import ServeLimits
+from img2prompt.data.images import find_images, load_image_bytes
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.io import atomic_path, vector_column, write_parquet
 from img2prompt.predict.predictor import Failure, PredictOptions, Predictor
@@ -182,11 +183,14 @@ class Describer:
         return DescribeRun(descriptions, failures, time.perf_counter() - started)
 
     def describe_uploads(
-        self, uploads: Sequence[tuple[str, bytes]], max_pixels: int = MAX_PIXELS
+        self, uploads: Sequence[tuple[str, bytes]], max_pixels: int | None = None
     ) -> list[Description | InputError]:
         """Encoded images held in memory (name, bytes) -> a `Description` or the `InputError`
         that says why it could not be read, for each, in order. Each image is decoded and
-        turned into model input at once, so only one full-size image is in memory at a time."""
+        turned into model input at once, so only one full-size image is in memory at a time.
+        `max_pixels` defaults to the server's limit (config.ServeLimits)."""
+        if max_pixels is None:
+            max_pixels = ServeLimits().max_pixels
         names: list[str] = []
         views: list[np.ndarray] = []
         errors: list[InputError | None] = []

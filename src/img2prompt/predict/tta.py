@@ -8,16 +8,18 @@ averaged (as the seed recipe did), so no view dominates by its norm.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import get_args
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from img2prompt.config import TTAName
 from img2prompt.data.transforms import PreprocessConfig, resize_and_crop
 from img2prompt.errors import ConfigError
 
-TTA_CHOICES = ("none", "hflip", "zoom", "hflip+zoom")
+TTA_CHOICES = get_args(TTAName)
 ZOOM = 1.15
 """The `zoom` view resizes 15% larger before the same centre crop: a tighter crop at a second
 scale, the other cheap view that helps CLIP regressors besides the mirror image."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,15 +31,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
+from img2prompt.config import ServeLimits
 from img2prompt.data.images import NotAnImage, image_header
-from img2prompt.errors import ConfigError, InputError
+from img2prompt.errors import InputError
 
 log = logging.getLogger("img2prompt.serve")
 
 STATIC = Path(__file__).resolve().parent / "static"
-DEFAULT_MAX_UPLOAD_MB = 20.0
-DEFAULT_MAX_PIXELS = 64_000_000
-"""Uploads announcing more pixels are refused unread: 64 Mpx is ~190 MB once decoded to RGB."""
 MULTIPART_SLACK = 64 * 1024
 """Room for multipart boundaries and part headers on top of the file itself."""
 
@@ -174,9 +173,7 @@ class ModelWorker:
     batch (up to `max_batch`). `max_pending` bounds the queue."""
 
     describer: Any
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_batch: int = 8
-    max_pending: int = 64
+    limits: ServeLimits = field(default_factory=ServeLimits)
     described: int = 0
     _queue: asyncio.Queue | None = None
     _task: asyncio.Task | None = None
@@ -211,7 +208,7 @@ class ModelWorker:
             # Not started on this loop (an app used without its lifespan): no batching.
             result = (await loop.run_in_executor(self._executor, self._work, [(name, data)]))[0]
         else:
-            if self._queue.qsize() >= self.max_pending:
+            if self._queue.qsize() >= self.limits.max_pending:
                 raise HTTPException(503, "busy: too many images waiting; try again shortly")
             job = _Job(name, data, loop.create_future())
             self._queue.put_nowait(job)
@@ -221,7 +218,7 @@ class ModelWorker:
         return result
 
     def _work(self, uploads: list[tuple[str, bytes]]) -> list:
-        results = self.describer.describe_uploads(uploads, max_pixels=self.max_pixels)
+        results = self.describer.describe_uploads(uploads, max_pixels=self.limits.max_pixels)
         self.described += sum(not isinstance(r, Exception) for r in results)
         return results
 
@@ -230,7 +227,7 @@ class ModelWorker:
         loop = asyncio.get_running_loop()
         while True:
             jobs = [await self._queue.get()]
-            while len(jobs) < self.max_batch and not self._queue.empty():
+            while len(jobs) < self.limits.max_batch and not self._queue.empty():
                 jobs.append(self._queue.get_nowait())
             jobs = [job for job in jobs if not job.future.done()]  # clients that left
             if not jobs:
@@ -251,19 +248,17 @@ class ModelWorker:
 
 def create_app(
     describer: Any,
-    *,
-    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_batch: int = 8,
-    max_pending: int = 64,
+    limits: ServeLimits | None = None,
+    **overrides: float,
 ) -> FastAPI:
     """The web app over `describer`: anything with `describe_uploads(list[(name, bytes)],
     max_pixels) -> list[Description | InputError]` (an `img2prompt.describer.Describer`, or a
-    stand-in in tests)."""
-    if max_upload_mb <= 0 or max_pixels < 1 or max_batch < 1 or max_pending < 1:
-        raise ConfigError("max_upload_mb, max_pixels, max_batch and max_pending must be positive")
+    stand-in in tests). `limits` (config.ServeLimits, the one definition of the defaults), with
+    any of its fields overridden by keyword (`create_app(d, max_megapixels=10)`)."""
+    limits = dataclasses.replace(limits or ServeLimits(), **overrides)
+    max_upload_mb, max_pixels = limits.max_upload_mb, limits.max_pixels
     max_bytes = int(max_upload_mb * 2**20)
-    worker = ModelWorker(describer, max_pixels, max_batch, max_pending)
+    worker = ModelWorker(describer, limits)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):

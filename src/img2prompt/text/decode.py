@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from img2prompt.config import DecodeOptions
 from img2prompt.data.embed import TargetEncoder, native_bf16, precision_context
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.metrics import cosines
@@ -41,69 +42,6 @@ MODIFIER_CATEGORIES = frozenset(
         "negative", "quality", "styles",
     }
 )  # fmt: skip
-MODES = ("fast", "best")
-
-
-@dataclass
-class DecodeOptions:
-    """How hard the decoder searches. With the defaults `best` takes ~0.37 s and `fast` ~17 ms
-    per prompt on a 2-core CPU with the packaged bank (benchmarks/bench_decode.py)."""
-
-    mode: str = "best"
-    """`fast` (greedy on additive estimates) or `best` (beam search scored by the encoder)."""
-    max_words: int = 60
-    """Longest prompt in words (Stable Diffusion's CLIP reads 77 tokens; 60 words fit)."""
-    max_phrases: int = 12
-    """Most phrases in one prompt."""
-    shortlist: int = 256
-    """Entries nearest to the target that every step may choose from."""
-    residual_shortlist: int = 48
-    """Entries nearest to each beam's residual added to the pool at each step (`best`)."""
-    beam_width: int = 3
-    """Prompts kept after each step (`best`)."""
-    encodes_per_step: int = 24
-    """Extensions per prompt and step scored by the encoder itself (`best`)."""
-    patience: int = 0
-    """Steps the beam search goes on without improving its best prompt (`best`)."""
-    cleanup: bool = True
-    """Drop phrases whose removal does not lower the score (`best`)."""
-    swap_rounds: int = 2
-    """Rounds of trying to replace one phrase of the best prompt by another (`best`)."""
-    fast_shortlist: int = 256
-    """Entries `fast` assembles from (more costs next to nothing and lifts bench_decode's round
-    trip: 64 -> 256 entries gives 0.836 -> 0.861 with the packaged bank, 0.843 -> 0.853 with
-    the 225k one)."""
-    fast_max_phrases: int = 6
-    """Most phrases `fast` assembles; the encoder then picks the best of the prefixes."""
-    neighbours: int = 5
-    """Nearest bank entries reported beside each prompt."""
-    batch_size: int = 64
-    """Texts per encoder batch (64 suits a CPU)."""
-    search_precision: str = "auto"
-    """Precision of the encodes that rank candidates: `bf16` (cosines within ~1e-4 of float32,
-    ~3x faster on CPUs with AVX512-BF16 or AMX), `fp32`, or `auto` (bf16 where the hardware has
-    it). Printed scores are always float32."""
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ConfigError(f"--mode must be one of {MODES}, got {self.mode!r}")
-        if self.max_words < 1 or self.max_phrases < 1:
-            raise ConfigError("--max-words and --max-phrases must be >= 1")
-        for name in (
-            "shortlist",
-            "beam_width",
-            "encodes_per_step",
-            "fast_shortlist",
-            "fast_max_phrases",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1")
-        if self.search_precision not in ("auto", "bf16", "fp32"):
-            raise ConfigError(
-                f"search precision must be auto, bf16 or fp32, got {self.search_precision!r}"
-            )
-        if min(self.residual_shortlist, self.neighbours, self.patience, self.swap_rounds) < 0:
-            raise ConfigError("residual_shortlist, neighbours, patience, swap_rounds must be >= 0")
 
 
 @dataclass

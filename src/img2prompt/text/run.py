@@ -16,7 +16,7 @@ from img2prompt.data.sources import read_source
 from img2prompt.errors import ConfigError, ErrorLog, InputError
 from img2prompt.io import atomic_path, write_parquet
 from img2prompt.text.bank import open_bank
-from img2prompt.text.decode import Decoded, DecodeOptions, Decoder, check_targets
+from img2prompt.text.decode import Decoded, Decoder, check_targets
 
 
 @dataclass
@@ -64,13 +64,7 @@ def run_decode(cfg: DecodeConfig, progress: bool = True) -> DecodeRun:
     encoder = load_encoder(cfg.encoder, cfg.device)
     bank = open_bank(cfg.bank, encoder, progress=progress)
     labels, targets = read_targets(cfg, encoder)
-    options = DecodeOptions(
-        mode=cfg.mode,
-        max_words=cfg.max_words,
-        beam_width=cfg.beam_width,
-        encodes_per_step=cfg.encodes_per_step,
-    )
-    decoder = Decoder(bank, encoder, options)
+    decoder = Decoder(bank, encoder, cfg.options)
     started = time.perf_counter()
     decoded = decoder.decode(targets)
     run = DecodeRun(labels, decoded, time.perf_counter() - started, decoder.encodes)
