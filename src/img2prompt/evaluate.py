@@ -60,18 +60,18 @@ def evaluate(predictions: str | Path, truth: str | Path, strict: bool = False) -
     `unmatched` and left out, or, with `strict`, an error."""
     table = read_predictions(predictions)
     reference = read_truth(truth)
-    unmatched: list[str] = []
-    if not strict:
-        rows, by = reference.match(table, allow_missing=True)
-        unmatched = [table.images[i] for i in np.flatnonzero(rows < 0)]
-        if len(unmatched) == len(table):
-            raise InputError(
-                table.path,
-                f"{len(table)} of {len(table)} rows have no truth in {reference.path} "
-                f"(matched by {by}; first: {', '.join(table.keys(by)[:3])})",
-            )
-        table = table.take(np.flatnonzero(rows >= 0))
-    rows, targets, matched_by = reference.targets_for(table)
+    rows, matched_by = reference.match(table, allow_missing=not strict)
+    unmatched = [table.images[i] for i in np.flatnonzero(rows < 0)]
+    if len(unmatched) == len(table):
+        raise InputError(
+            table.path,
+            f"{len(table)} of {len(table)} rows have no truth in {reference.path} "
+            f"(matched by {matched_by}; first: {', '.join(table.keys(matched_by)[:3])})",
+        )
+    if unmatched:
+        kept = np.flatnonzero(rows >= 0)
+        table, rows = table.take(kept), rows[kept]
+    targets = reference.targets_of(table, rows)
     cosines = row_cosines(table.embeddings, targets)
     folds = table.folds if table.folds is not None else _take(reference.folds, rows)
     sources = _take(reference.sources, rows)

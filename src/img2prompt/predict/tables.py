@@ -128,6 +128,10 @@ class Truth:
         """(truth rows, their target vectors, how matched) for every prediction row; the two
         sides must have the same dimension."""
         rows, by = self.match(predictions)
+        return rows, self.targets_of(predictions, rows), by
+
+    def targets_of(self, predictions: PredictionTable, rows: np.ndarray) -> np.ndarray:
+        """The target vectors of matched `rows`; they must have the predictions' dimension."""
         targets = self.targets[rows]
         if targets.shape[1] != predictions.embeddings.shape[1]:
             raise InputError(
@@ -135,7 +139,7 @@ class Truth:
                 f"embeddings have {predictions.embeddings.shape[1]} dimensions, the truth in "
                 f"{self.path} has {targets.shape[1]}",
             )
-        return rows, targets, by
+        return targets
 
 
 def read_truth(path: str | Path) -> Truth:
