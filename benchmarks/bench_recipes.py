@@ -146,9 +146,10 @@ def cached(path: Path, compute: Callable[[], dict[str, np.ndarray]]) -> dict[str
         with np.load(path) as f:
             return dict(f)
     arrays = compute()
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    from img2prompt.io import atomic_path
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **arrays)
     return arrays
 
 
@@ -401,6 +402,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"needs the real pairs at {PAIRS}")
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
+    from img2prompt.io import write_json
+
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     oof_dir = args.out / "oof"
@@ -412,9 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         if seconds is not None:
             entry["seconds"] = round(seconds, 1)
         results.setdefault(section, {})[name] = entry
-        tmp = results_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(results, indent=2))
-        tmp.replace(results_path)
+        write_json(results, results_path)
 
     def oof_of(name: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
         path = oof_dir / (slug(name) + ".npy")
