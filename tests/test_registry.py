@@ -7,19 +7,16 @@ import pytest
 import torch
 
 from img2prompt.errors import ConfigError
-from img2prompt.models import heads
 from img2prompt.models.backbones import BACKBONES
 from img2prompt.models.heads import HEADS, build_head, register_head
 from img2prompt.models.model import ModelConfig
 from img2prompt.models.registry import Registry
-from img2prompt.train import losses
 from img2prompt.train.losses import LOSSES, WeightedLoss, parse_loss_weights, register_loss
 
 
 def test_the_built_in_names_are_registered():
     assert {"linear", "mlp", "class-mixture"} <= set(HEADS.names())
     assert {"cosine", "mnrl"} <= set(LOSSES.names())
-    assert HEADS.names() == heads.HEAD_TYPES and LOSSES.names() == losses.LOSS_TYPES
 
 
 @pytest.mark.parametrize("name", HEADS.names())

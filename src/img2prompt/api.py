@@ -106,7 +106,7 @@ def describe(
     prediction, not how right it is; `.score` is its deprecated alias), `.embedding`,
     `.phrases`, `.neighbours`."""
     items = _as_list(images)
-    describer = _describer(model, str(bank), mode)
+    describer = _describer(model if isinstance(model, Model) else str(model), str(bank), mode)
     pictures = [_image(item) for item in items]
     names = [item if isinstance(item, str | Path) else f"image {i}" for i, item in enumerate(items)]
     return describer.describe(pictures, [str(name) for name in names])
@@ -168,17 +168,10 @@ def _decoder(bank: str, mode: str, encoder_spec: str) -> Decoder:
     return Decoder(open_bank(bank, encoder, progress=False), encoder, options)
 
 
-_DESCRIBERS: dict[tuple[Any, str, str], Describer] = {}
-
-
-def _describer(model: str | Path | Model, bank: str, mode: str) -> Describer:
+@functools.lru_cache(maxsize=2)  # each holds a model and a bank: keep memory bounded
+def _describer(model: str | Model, bank: str, mode: str) -> Describer:
     """One Describer per (model, bank, mode), kept: loading is most of the cost of a call."""
     from img2prompt.describer import Describer
 
-    key = (model if isinstance(model, Model) else str(model), bank, mode)
-    if key not in _DESCRIBERS:
-        source = model.module if isinstance(model, Model) else str(model)
-        if len(_DESCRIBERS) >= 2:  # each holds a model and a bank: keep memory bounded
-            _DESCRIBERS.pop(next(iter(_DESCRIBERS)))
-        _DESCRIBERS[key] = Describer(source, bank, mode, progress=False)
-    return _DESCRIBERS[key]
+    source = model.module if isinstance(model, Model) else str(model)
+    return Describer(source, bank, mode, progress=False)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import typer
 
 from img2prompt import config as c
-from img2prompt.options import command, guarded
+from img2prompt.options import command
 from img2prompt.progress import stderr
 
 app = typer.Typer(
@@ -390,4 +390,4 @@ def main() -> None:
     app()
 
 
-__all__ = ["COMMANDS", "app", "guarded", "main"]
+__all__ = ["COMMANDS", "app", "main"]

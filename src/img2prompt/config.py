@@ -35,8 +35,7 @@ LIGHTNING_PRECISION: dict[str, str] = {"fp32": "32-true", "bf16": "bf16-mixed", 
 """How `train --precision` words map to Lightning: mixed precision (float32 master weights), the
 standard for fine-tuning. `auto` is bf16-mixed on a CUDA GPU that has bf16, else 32-true."""
 
-TrainPrecision = Literal["auto", "fp32", "bf16", "fp16", "32-true", "bf16-mixed", "16-mixed",
-                         "bf16-true"]  # fmt: skip
+TrainPrecision = Literal[Precision, LightningPrecision]
 Device = str  # auto, cpu, cuda, cuda:1 ... (free text: any torch device)
 PoolType = Literal["default", "gem"]
 BackboneWeights = Literal["saved", "pretrained"]
@@ -50,8 +49,6 @@ Strategy = Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"
 copy (`AveragedModel`) and the LLRD parameter groups all assume whole, unsharded parameters."""
 
 NOT_TRAINABLE_HEADS = ("class-mixture",)  # the packaged default model's zero-shot head
-
-DEFAULT_DEVICE_HELP = "`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`..."
 
 POSITIONAL = {"positional": True}
 """Field metadata: the option is a positional argument (`predict MODEL IMAGES...`)."""

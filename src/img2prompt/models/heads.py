@@ -84,10 +84,3 @@ def build_head(kind: str, in_dim: int, out_dim: int, hidden: int) -> nn.Module:
 
 def head_names() -> tuple[str, ...]:
     return HEADS.names()
-
-
-def __getattr__(name: str) -> tuple[str, ...]:
-    # HEAD_TYPES is computed on access, so heads registered after import are in it too.
-    if name == "HEAD_TYPES":
-        return HEADS.names()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -29,47 +29,32 @@ from importlib import resources
 from pathlib import Path
 
 from img2prompt.data.embed import TargetEncoder, default_cache_dir, native_bf16
-from img2prompt.text.bank_build import BankReport, add_to_bank, build_bank
+from img2prompt.text.bank_build import add_to_bank, build_bank
 from img2prompt.text.bank_index import (
     BANK_FORMAT,
-    EMBEDDINGS_FILE,
-    ENTRIES_FILE,
     MANIFEST_FILE,
     PromptBank,
-    check_encoder,
     load_bank,
     read_manifest,
 )
 from img2prompt.text.bank_sources import (
-    FREQUENCY_COLUMNS,
-    TEXT_COLUMNS,
     VOCABULARY_CATEGORY,
-    WORD_CATEGORY,
-    BankEntry,
     derive_words,
     entry_key,
     read_entries,
-    template_entries,
     vocabulary_entries,
 )
 from img2prompt.text.templates import TEMPLATES_FORMAT
 
+# What callers import from here (the rest lives in bank_sources / bank_index / bank_build).
 __all__ = [
     "BANK_FORMAT",
     "DEFAULT_BANK",
-    "EMBEDDINGS_FILE",
-    "ENTRIES_FILE",
-    "FREQUENCY_COLUMNS",
     "MANIFEST_FILE",
-    "TEXT_COLUMNS",
     "VOCABULARY_CATEGORY",
-    "WORD_CATEGORY",
-    "BankEntry",
-    "BankReport",
     "PromptBank",
     "add_to_bank",
     "build_bank",
-    "check_encoder",
     "default_bank",
     "default_bank_files",
     "default_template_folder",
@@ -79,7 +64,6 @@ __all__ = [
     "open_bank",
     "read_entries",
     "read_manifest",
-    "template_entries",
     "vocabulary_entries",
 ]
 

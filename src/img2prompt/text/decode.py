@@ -30,7 +30,8 @@ from img2prompt.config import DecodeOptions
 from img2prompt.data.embed import TargetEncoder, native_bf16, precision_context
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.metrics import cosines
-from img2prompt.text.bank import PromptBank, entry_key
+from img2prompt.text.bank_index import PromptBank
+from img2prompt.text.bank_sources import entry_key
 
 # Categories whose phrases describe how a picture looks rather than what it shows; they go after
 # the subject. The names are those of the packaged bank and of the usual public phrase lists.

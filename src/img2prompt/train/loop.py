@@ -10,9 +10,9 @@ model) is in `run_folder.py`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from img2prompt.config import LIGHTNING_PRECISION, TrainConfig
 from img2prompt.data.dataset import ImageDataset, TrainingTable, flip_decision, read_training_table
 from img2prompt.errors import ConfigError
+from img2prompt.io import atomic_path
 from img2prompt.metrics import mean_cosine
 from img2prompt.models.model import ImageToPromptModel, save_model
 from img2prompt.progress import progress_bar, stderr
@@ -36,9 +36,9 @@ from img2prompt.train.augment import mixgen
 from img2prompt.train.features import FeatureViews, compute_features
 from img2prompt.train.losses import WeightedLoss, parse_loss_weights
 from img2prompt.train.optim import freeze_bottom, param_groups, reinit_top, warmup_cosine
-from img2prompt.train.run_folder import FoldResult, MetricsLog, RunState, config_to_yaml
+from img2prompt.train.run_folder import FoldResult, MetricsLog, RunState, config_to_dict
 
-__all__ = ["FoldResult", "TrainReport", "config_to_yaml", "fit", "train"]
+__all__ = ["FoldResult", "TrainReport", "fit", "train"]
 
 
 @dataclass
@@ -71,6 +71,7 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainReport:
     fabric = _fabric(cfg)
     fabric.launch()
     run_folder.check_run_folder(cfg)
+    fabric.barrier()  # every rank checks before rank 0 writes config.yaml
     table = read_training_table(cfg.data)
     if fabric.is_global_zero:
         run_folder.write_config(cfg)
@@ -244,7 +245,7 @@ def fit(
                 best_cosine, best_epoch = cosine, f"{phase}-{epoch + 1}"
                 if fabric.is_global_zero:
                     training = {"fold": fold, "best_epoch": best_epoch, "val_cosine": best_cosine,
-                                "config": yaml.safe_load(config_to_yaml(cfg))}  # fmt: skip
+                                "config": config_to_dict(cfg)}  # fmt: skip
                     save_model(evaluated, fold_dir / "model", training)
                     oof = predictions if predictions is not None else oof
             speed = len(train_rows) / seconds if seconds else None
@@ -379,10 +380,10 @@ def _validate(model, cfg, fabric, table, targets, val_rows, cached, views):
 
 
 def _save_checkpoint(fabric, path: Path, state: dict) -> None:
-    """fabric.save (rank 0 writes under ddp; module and optimizer states taken by Fabric) into a
-    temporary file, renamed once complete: a run killed mid-save keeps its previous checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    fabric.save(tmp, state)  # ends with a barrier
-    if fabric.is_global_zero:
-        os.replace(tmp, path)
+    """fabric.save (module and optimizer states taken by Fabric) into io.atomic_path's temporary
+    file, fsynced and renamed once complete: a run killed mid-save keeps its previous checkpoint."""
+    # Under ddp only rank 0 writes; the others pass the path and wait in fabric.save's barrier.
+    writer = atomic_path(path) if fabric.is_global_zero else contextlib.nullcontext(path)
+    with writer as target:
+        fabric.save(target, state)
     fabric.barrier()

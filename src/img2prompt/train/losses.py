@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -58,17 +57,11 @@ class MNRLoss(nn.Module):
 
 
 class WeightedLoss(nn.Module):
-    """A weighted sum of registered losses, e.g. `cosine=1,mnrl=0.2`. `options` gives a loss its
-    constructor's keyword arguments by name; `mnrl_scale` is short for `{"mnrl": {"scale": ..}}`."""
+    """A weighted sum of registered losses, e.g. `cosine=1,mnrl=0.2`; `mnrl_scale` is MNRL's."""
 
-    def __init__(
-        self,
-        weights: dict[str, float],
-        mnrl_scale: float = math.sqrt(384),
-        options: dict[str, dict[str, Any]] | None = None,
-    ) -> None:
+    def __init__(self, weights: dict[str, float], mnrl_scale: float = math.sqrt(384)) -> None:
         super().__init__()
-        options = {"mnrl": {"scale": mnrl_scale}, **(options or {})}
+        options = {"mnrl": {"scale": mnrl_scale}}
         self.weights = dict(weights)
         self.losses = nn.ModuleDict(
             {name: LOSSES.get(name)(**options.get(name, {})) for name in weights}
@@ -97,10 +90,3 @@ def parse_loss_weights(text: str) -> dict[str, float]:
     if not weights or not any(weights.values()):
         raise ConfigError(f"--loss: give at least one loss with a positive weight, got {text!r}")
     return weights
-
-
-def __getattr__(name: str) -> tuple[str, ...]:
-    # LOSS_TYPES is computed on access, so losses registered after import are in it too.
-    if name == "LOSS_TYPES":
-        return LOSSES.names()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -45,13 +45,19 @@ class FoldResult:
     model_dir: Path
 
 
-def config_to_yaml(cfg: TrainConfig) -> str:
+def config_to_dict(cfg: TrainConfig) -> dict:
+    """The resolved config as plain values (paths as strings), as config.yaml holds it."""
+
     def plain(value):
         if isinstance(value, dict):
             return {k: plain(v) for k, v in value.items()}
         return str(value) if isinstance(value, Path) else value
 
-    return yaml.safe_dump(plain(dataclasses.asdict(cfg)), sort_keys=False)
+    return plain(dataclasses.asdict(cfg))
+
+
+def config_to_yaml(cfg: TrainConfig) -> str:
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
 
 
 def _flat(values: dict, prefix: str = "") -> dict:
