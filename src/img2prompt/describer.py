@@ -212,22 +212,30 @@ class Describer:
             return []
         features = None
         if self.retrieval is not None:  # the predictor's rows are CLIP image features
-            features, cfg = embeddings, self.retrieval.cfg
-            embeddings = self.retrieval.index.predict(features, cfg.k, cfg.temperature)
+            # One search serves both the blend (first k columns) and the nearest prompts.
+            features, cfg, index = embeddings, self.retrieval.cfg, self.retrieval.index
+            scores, ids = index.search(features, max(cfg.k, self.nearest_prompts, 1))
+            embeddings = index.blend(scores[:, : cfg.k], ids[:, : cfg.k], cfg.temperature)
         decoded: list[Decoded] = self.decoder.decode(embeddings)
         descriptions = [
             Description(name, d.prompt, d.score, vector, d.phrases, d.neighbours)
             for name, d, vector in zip(names, decoded, embeddings, strict=True)
         ]
         if features is not None:
-            self._explain_retrieval(descriptions, features)
+            self._explain_retrieval(descriptions, features, scores, ids)
         return descriptions
 
-    def _explain_retrieval(self, descriptions: list[Description], features: np.ndarray) -> None:
-        """The nearest real prompts of an index model and the CLIP-space interrogation."""
+    def _explain_retrieval(
+        self,
+        descriptions: list[Description],
+        features: np.ndarray,
+        scores: np.ndarray,
+        ids: np.ndarray,
+    ) -> None:
+        """The nearest real prompts of an index model and the CLIP-space interrogation, from
+        the (B, >= 1) cosines and row ids the blend was searched with."""
         assert self.retrieval is not None
         index = self.retrieval.index
-        scores, ids = index.search(features, max(self.nearest_prompts, 1))
         for d, row_scores, row_ids in zip(descriptions, scores, ids, strict=True):
             d.nearest_prompts = [
                 (index.prompts[int(i)], float(c))

@@ -35,9 +35,23 @@ from img2prompt.index.clip import (
     save_clip_folder,
 )
 from img2prompt.index.config import IndexBuildConfig
-from img2prompt.index.model import CLIP_FOLDER, KIND, RetrievalConfig
-from img2prompt.index.store import INDEX_FILE, PROMPTS_FILE, TARGETS_FILE
-from img2prompt.io import atomic_path, swap_dir, vectors_from_column, write_json, write_parquet
+from img2prompt.index.model import CLIP_FOLDER, KIND, RetrievalConfig, is_retrieval_manifest
+from img2prompt.index.store import (
+    INDEX_FILE,
+    PROMPTS_FILE,
+    TARGETS_FILE,
+    configure_search,
+    top_k,
+)
+from img2prompt.io import (
+    atomic_path,
+    read_json,
+    swap_dir,
+    vectors_from_column,
+    write_json,
+    write_parquet,
+)
+from img2prompt.predict.resume import partial_folder
 from img2prompt.progress import progress_bar
 
 RECALL_QUERIES = 1000
@@ -119,10 +133,6 @@ def read_prompts(source: Path) -> PromptTable:
     )
 
 
-def partial_folder(out: Path) -> Path:
-    return out.with_name(out.name + ".partial")
-
-
 def _identity(cfg: IndexBuildConfig, table: PromptTable, precision: str) -> dict:
     digest = hashlib.blake2b(digest_size=16)
     for prompt in table.prompts:
@@ -189,7 +199,10 @@ def _check_out(out: Path) -> None:
     if not out.exists():
         return
     manifest = out / "model.json"
-    is_index = manifest.is_file() and json.loads(manifest.read_text()).get("kind") == KIND
+    is_index = False
+    if manifest.is_file():
+        written = read_json(manifest)
+        is_index = isinstance(written, dict) and is_retrieval_manifest(written)
     if out.is_file() or not (is_index or not any(out.iterdir())):
         raise InputError(out, "exists and is not an index folder; choose another --out")
 
@@ -360,19 +373,7 @@ def read_rows(chunks: list[Path], rows: np.ndarray) -> np.ndarray:
 def exact_top_k(queries: np.ndarray, chunks, k: int) -> np.ndarray:
     """Ids of the k highest inner products, by brute force over chunks (a flat index's answer
     without holding every vector at once)."""
-    best_scores = np.full((len(queries), 0), -np.inf, np.float32)
-    best_ids = np.zeros((len(queries), 0), np.int64)
-    start = 0
-    for features in chunks:
-        scores = queries @ features.T
-        ids = np.broadcast_to(np.arange(start, start + len(features)), scores.shape)
-        scores = np.concatenate([best_scores, scores], axis=1)
-        ids = np.concatenate([best_ids, ids], axis=1)
-        keep = np.argsort(-scores, axis=1, kind="stable")[:, :k]
-        best_scores = np.take_along_axis(scores, keep, 1)
-        best_ids = np.take_along_axis(ids, keep, 1)
-        start += len(features)
-    return best_ids
+    return top_k(queries, chunks, k)[1]
 
 
 def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
@@ -394,10 +395,7 @@ def _approx_recall(cfg: IndexBuildConfig, index, chunks: list[Path]) -> tuple[fl
     rows = np.sort(np.random.default_rng(1).choice(n, size=min(RECALL_QUERIES, n), replace=False))
     queries = read_rows(chunks, rows)
     exact = _drop_self(exact_top_k(queries, _iter_chunks(chunks), k + 1), rows, k)
-    if hasattr(index, "nprobe"):
-        index.nprobe = cfg.nprobe
-    if hasattr(index, "hnsw"):
-        index.hnsw.efSearch = cfg.ef_search
+    configure_search(index, cfg.nprobe, cfg.ef_search)
     approx = _drop_self(index.search(queries, k + 1)[1], rows, k)
     return recall_at_k(approx, exact), k
 

@@ -13,7 +13,6 @@ Folder layout (`index build` writes it):
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -144,13 +143,3 @@ def load_retrieval_model(
     model.manifest = manifest
     model.folder = directory
     return model.to(device).eval()
-
-
-def read_manifest(directory: Path) -> dict[str, Any]:
-    path = directory / "model.json"
-    if not path.is_file():
-        raise InputError(directory, "not an index folder (no model.json)")
-    manifest = json.loads(path.read_text())
-    if not is_retrieval_manifest(manifest):
-        raise InputError(path, "not a retrieval index (made by `img2prompt index build`)")
-    return manifest

@@ -8,7 +8,7 @@ page cache, not RAM) and `prompts.parquet` (`id`, `prompt`, `group`, in index ro
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,55 @@ def blend(scores: np.ndarray, targets: np.ndarray, temperature: float) -> np.nda
     mixed = np.einsum("bk,bkd->bd", weights, targets.astype(np.float64))
     norms = np.linalg.norm(mixed, axis=1, keepdims=True)
     return (mixed / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def top_k(
+    queries: np.ndarray, blocks: Iterable[np.ndarray], k: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact search by brute force: (B, D) queries and the (n_i, D) row blocks of an index, in
+    order -> (B, k) inner products (descending) and row ids of the k highest. One block's scores
+    are held at a time; ties are broken by the lower row, at the k-th place too."""
+    best_scores = np.zeros((len(queries), 0), np.float32)
+    best_ids = np.zeros((len(queries), 0), np.int64)
+    start = 0
+    for rows in blocks:
+        scores = queries @ rows.T
+        ids = np.broadcast_to(np.arange(start, start + len(rows)), scores.shape)
+        start += len(rows)
+        scores = np.concatenate([best_scores, scores], axis=1)
+        ids = np.concatenate([best_ids, ids], axis=1)
+        if scores.shape[1] > k:
+            scores, ids = _keep_top(scores, ids, k)
+        best_scores, best_ids = scores, ids
+    order = np.lexsort((best_ids, -best_scores), axis=1)
+    return np.take_along_axis(best_scores, order, 1), np.take_along_axis(best_ids, order, 1)
+
+
+def _keep_top(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k highest of each row (unordered), by argpartition; the rare rows whose k-th score
+    is tied with a left-out one are redone by a full sort, so the lower rows win the tie."""
+    if k == 0:
+        return scores[:, :0], ids[:, :0]
+    keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    kept_scores, kept_ids = np.take_along_axis(scores, keep, 1), np.take_along_axis(ids, keep, 1)
+    kth = kept_scores.min(axis=1, keepdims=True)
+    tied = (scores == kth).sum(1) > (kept_scores == kth).sum(1)
+    for row in np.flatnonzero(tied):
+        order = np.lexsort((ids[row], -scores[row]))[:k]
+        kept_scores[row], kept_ids[row] = scores[row, order], ids[row, order]
+    return kept_scores, kept_ids
+
+
+def configure_search(faiss_index, nprobe: int, ef_search: int) -> None:
+    """Search effort of an approximate FAISS index: lists probed (IVF) or candidate list size
+    (HNSW); exact indexes ignore both."""
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(faiss_index)
+    if ivf is not None:
+        ivf.nprobe = nprobe
+    if hasattr(faiss_index, "hnsw"):
+        faiss_index.hnsw.efSearch = ef_search
 
 
 class PromptIndex:
@@ -62,13 +111,7 @@ class PromptIndex:
 
     def configure(self, nprobe: int, ef_search: int) -> None:
         """Search effort of approximate indexes (ignored by exact ones)."""
-        import faiss
-
-        ivf = faiss.try_extract_index_ivf(self.faiss)
-        if ivf is not None:
-            ivf.nprobe = nprobe
-        if hasattr(self.faiss, "hnsw"):
-            self.faiss.hnsw.efSearch = ef_search
+        configure_search(self.faiss, nprobe, ef_search)
 
     def __len__(self) -> int:
         return int(self.faiss.ntotal)
@@ -90,19 +133,9 @@ class PromptIndex:
         k = min(k, len(self))
         if self._rows is None:
             return self.faiss.search(features, k)
-        best_scores = np.zeros((len(features), 0), np.float32)
-        best_ids = np.zeros((len(features), 0), np.int64)
-        for start in range(0, len(self), SEARCH_BLOCK):
-            scores = features @ self._rows[start : start + SEARCH_BLOCK].T
-            ids = np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)
-            scores = np.concatenate([best_scores, scores], axis=1)
-            ids = np.concatenate([best_ids, ids], axis=1)
-            if scores.shape[1] > k:
-                keep = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-                scores, ids = np.take_along_axis(scores, keep, 1), np.take_along_axis(ids, keep, 1)
-            best_scores, best_ids = scores, ids
-        order = np.lexsort((best_ids, -best_scores), axis=1)
-        return np.take_along_axis(best_scores, order, 1), np.take_along_axis(best_ids, order, 1)
+        rows = self._rows
+        blocks = (rows[start : start + SEARCH_BLOCK] for start in range(0, len(rows), SEARCH_BLOCK))
+        return top_k(features, blocks, k)
 
     def predict(self, features: np.ndarray, k: int, temperature: float) -> np.ndarray:
         """The retrieval model's output for (B, D) unit CLIP image features."""

@@ -23,9 +23,10 @@ import pyarrow.parquet as pq
 from img2prompt.data.dataset import read_training_table
 from img2prompt.errors import InputError
 from img2prompt.index.config import IndexTuneConfig
-from img2prompt.index.model import FeatureModel, RetrievalModel, read_manifest
-from img2prompt.index.store import PromptIndex
+from img2prompt.index.model import FeatureModel, RetrievalModel, is_retrieval_manifest
+from img2prompt.index.store import PromptIndex, blend
 from img2prompt.io import vector_column, write_json, write_parquet
+from img2prompt.metrics import cosines, mean_cosine
 from img2prompt.predict.predictor import Failure, PredictOptions, Predictor
 
 
@@ -86,6 +87,8 @@ class Exclusion:
     similar: float = 1.0
 
 
+NOT_AN_INDEX = "not a retrieval index (made by `img2prompt index build`)"
+
 QUERY_BLOCK = 256
 """Images searched together while excluding: bounds the (block, depth, 384) targets read."""
 
@@ -135,12 +138,19 @@ def grid_scores(
     k_grid: list[int],
     temperature_grid: list[float],
 ) -> np.ndarray:
-    """Mean cosine to `targets` of the blend of the first k neighbours at each temperature."""
+    """Mean cosine to `targets` of the blend of the first k neighbours at each temperature.
+    The neighbours' targets are read from the (memory-mapped) store once, for the largest k;
+    each cell blends a slice of them."""
+    deepest = max(k_grid)
+    valid = ids[:, :deepest] >= 0  # fewer than k neighbours left: -1 ids, zero weight
+    rows = np.where(valid, ids[:, :deepest], 0)
+    masked = np.where(valid, scores[:, :deepest], -np.inf)
+    near = np.asarray(index.targets[rows.reshape(-1)]).reshape(*rows.shape, -1)
     out = np.zeros((len(k_grid), len(temperature_grid)))
     for i, k in enumerate(k_grid):
         for j, temperature in enumerate(temperature_grid):
-            predicted = index.blend(scores[:, :k], ids[:, :k], temperature)
-            out[i, j] = float((predicted * targets).sum(1).mean())
+            predicted = blend(masked[:, :k], near[:, :k], temperature)
+            out[i, j] = mean_cosine(predicted, targets)
     return out
 
 
@@ -150,13 +160,16 @@ def _same_source(manifest: dict, table_path: Path) -> bool:
 
 def tune_index(cfg: IndexTuneConfig, progress: bool = True) -> TuneResult:
     """Grid-search (k, T) by out-of-fold mean cosine; write model.json and the OOF file."""
-    from img2prompt.models.model import load_model
+    from img2prompt.models.model import load_model, read_manifest
 
     started = time.perf_counter()
     manifest = read_manifest(cfg.index)
+    if not is_retrieval_manifest(manifest):
+        raise InputError(cfg.index / "model.json", NOT_AN_INDEX)
     table = read_image_table(cfg.data)
     model = load_model(cfg.index, "cpu")
-    assert isinstance(model, RetrievalModel)
+    if not isinstance(model, RetrievalModel):
+        raise InputError(cfg.index, NOT_AN_INDEX)
     if table.targets.shape[1] != model.cfg.out_dim:
         raise InputError(
             table.path,
@@ -234,7 +247,7 @@ def _write_oof(path: Path, table: ImageTable, rows: np.ndarray, predictions: np.
                 "image": [str(table.images[i]) for i in rows],
                 "fold": table.folds[rows].astype(np.int64),
                 "embedding": vector_column(predictions),
-                "cosine": (predictions * targets).sum(1).astype(np.float32),
+                "cosine": cosines(predictions, targets).astype(np.float32),
             }
         ),
         path,
