@@ -10,6 +10,7 @@ from pathlib import Path
 
 from img2prompt.data.images import find_images
 from img2prompt.errors import ConfigError, InputError
+from img2prompt.models.model import resolve_model_dir
 from img2prompt.predict.predictor import Predictions, PredictOptions, Predictor
 from img2prompt.predict.resume import PredictJob, job_identity, partial_folder
 from img2prompt.predict.submission import write_submission
@@ -38,10 +39,11 @@ def run_predict(
         raise ConfigError(f"no images (png, jpg, jpeg, webp) under {', '.join(map(str, inputs))}")
     if submission is not None:
         _check_unique_stems([Path(path) for path in paths])
-    job = PredictJob(partial_folder(out or submission), job_identity(model, options), restart)
+    folder = resolve_model_dir(model)  # once: an hf: model would otherwise be looked up twice
+    job = PredictJob(partial_folder(out or submission), job_identity(folder, options), restart)
     if job.precision and options.precision == "auto":
         options = replace(options, precision=job.precision)  # as decided when the job began
-    predictor = Predictor(model, options)
+    predictor = Predictor(folder, options)
     start = time.perf_counter()
     pending = job.pending(paths)
     for batch in predictor.iter_batches(pending, progress):
