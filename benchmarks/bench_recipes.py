@@ -245,10 +245,10 @@ def cross_validate(recipe: HeadRecipe, data: Data, features, mix=None) -> np.nda
 
 def score(oof: np.ndarray, data: Data, rows: np.ndarray | None = None) -> dict:
     """Mean OOF cosine, the spread of the per-fold means, and the per-source means."""
-    from img2prompt.predict.tables import normalise
+    from img2prompt.metrics import cosines as row_cosines
 
     rows = np.arange(len(oof)) if rows is None else rows
-    cosines = np.einsum("nd,nd->n", normalise(oof[rows]), data.targets[rows])
+    cosines = row_cosines(oof[rows], data.targets[rows], normalised=False)
     folds = data.folds[rows]
     per_fold = [float(cosines[folds == f].mean()) for f in sorted(set(folds.tolist()))]
     sources = np.array(data.sources)[rows]
@@ -364,6 +364,8 @@ def nested_ensemble(members: list[np.ndarray], data: Data) -> tuple[np.ndarray, 
 
 def leave_one_source_out(data: Data, features, default: np.ndarray) -> dict:
     """Train on one source, test on the other: does a head carry over?"""
+    from img2prompt.metrics import mean_cosine
+
     results = {}
     sources = np.array(data.sources)
     for train_name, test_name in (("WaylonWalker", "DrawBench"), ("DrawBench", "WaylonWalker")):
@@ -378,7 +380,7 @@ def leave_one_source_out(data: Data, features, default: np.ndarray) -> dict:
         own_prior = truth.mean(0) / np.linalg.norm(truth.mean(0))
 
         def mean(p, truth=truth):
-            return float(np.einsum("nd,nd->n", p, truth).mean())
+            return mean_cosine(p, truth)
 
         results[f"{train_name} -> {test_name}"] = {
             "head": mean(predicted),

@@ -15,7 +15,7 @@ def cosines(pred: Array, truth: Array, normalised: bool = True) -> Array:
     """(N, D) x (N, D) -> (N,) cosine of each row pair. Rows are taken as unit vectors (every
     table here stores them so); `normalised=False` divides by the norms first."""
     if not normalised:
-        pred, truth = _unit(pred), _unit(truth)
+        pred, truth = unit(pred), unit(truth)
     if isinstance(pred, np.ndarray):
         return np.einsum("nd,nd->n", pred, truth)  # no (N, D) temporary
     return (pred * truth).sum(-1)
@@ -26,7 +26,8 @@ def mean_cosine(pred: Array, truth: Array, normalised: bool = True) -> float:
     return float(cosines(pred, truth, normalised).mean())
 
 
-def _unit(x: Array) -> Array:
+def unit(x: Array) -> Array:
+    """Rows scaled to length 1 (a zero row stays zero)."""
     if isinstance(x, np.ndarray):
         x = x.astype(np.float32, copy=False)
         return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)

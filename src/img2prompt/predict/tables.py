@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from img2prompt.errors import InputError
 from img2prompt.io import vector_column, vectors_from_column, write_parquet
+from img2prompt.metrics import unit
 from img2prompt.predict.submission import read_submission
 
 
@@ -57,9 +58,8 @@ def image_keys(images: list[str]) -> list[str]:
 
 
 def normalise(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return vectors / np.maximum(norms, 1e-12)
+    """(N, D) float32 unit rows (metrics.unit, for anything array-like)."""
+    return unit(np.asarray(vectors, dtype=np.float32))
 
 
 def read_predictions(path: str | Path) -> PredictionTable:
