@@ -69,9 +69,11 @@ def alpha_curve(mixture: np.ndarray, truth: np.ndarray, prior: np.ndarray) -> np
     return (num / den).mean(0)
 
 
-def mean_cosine(logits, truth, classes, prior, t: float, alpha: float) -> float:
-    pred = _unit(_softmax(logits, t) @ classes + alpha * prior)
-    return float((pred * truth).sum(1).mean())
+def settings_score(logits, truth, classes, prior, t: float, alpha: float) -> float:
+    """Mean cosine to the truth of the default model's formula under these settings."""
+    from img2prompt.metrics import mean_cosine
+
+    return mean_cosine(_unit(_softmax(logits, t) @ classes + alpha * prior), truth)
 
 
 def tune(logits, truth, class_sets: dict, priors: dict) -> tuple[float, tuple]:
@@ -196,7 +198,9 @@ def real_pairs_section(model, encoder, cache: Path | None, search_templates: boo
             if label != "package prior":
                 priors["training source's mean prompt"] = source_prior
             fit, (cname, t, pname, alpha) = tune(logits[tr], truth[tr], class_sets, priors)
-            tuned = mean_cosine(logits[te], truth[te], class_sets[cname], priors[pname], t, alpha)
+            tuned = settings_score(
+                logits[te], truth[te], class_sets[cname], priors[pname], t, alpha
+            )
             ok &= default > tuned and default > constant
             print(
                 f"      tuned with the {label}: {tuned:.4f} ({cname}, T={t:g}, {pname},"
