@@ -25,6 +25,9 @@ CASES = [
     ("(a:[1])", "a"),
     ("a\\\\(b", "a(b"),
     ("e\u200b\u0301", "\u00e9"),
+    # Terminal escapes copied from generator logs (real_pairs has "\x1b[AAn astronaut ...").
+    ("\x1b[AAn astronaut", "An astronaut"),
+    ("a \x1b[1;32mgreen\x1b[0m cat", "a green cat"),
     ("", ""),
 ]
 
@@ -54,6 +57,17 @@ def test_real_competition_prompts_are_unchanged(kaggle_sample):
     with open(kaggle_sample / "prompts.csv", newline="", encoding="utf-8") as f:
         prompts = [row["prompt"] for row in csv.DictReader(f)]
     assert [clean_prompt(p) for p in prompts] == prompts
+
+
+def test_real_pairs_prompts_lose_their_terminal_escapes(shared_data):
+    with open(shared_data / "real_pairs" / "pairs.csv", newline="", encoding="utf-8") as f:
+        prompts = {row["prompt"] for row in csv.DictReader(f)}
+    escaped = [p for p in prompts if "\x1b" in p]
+    assert escaped, "real_pairs changed: no prompt with a terminal escape left to test"
+    for prompt in escaped:
+        cleaned = clean_prompt(prompt)
+        assert "[A" not in cleaned and cleaned[0].isalnum(), cleaned
+        assert cleaned == clean_prompt(prompt.replace("\x1b[A", " "))
 
 
 markup = st.sampled_from(

@@ -31,6 +31,10 @@ _LATIN_LETTER = regex.compile(r"\p{Latin}")
 _KEY_TOKEN = regex.compile(r"[\p{L}\p{N}]+")
 
 
+# Terminal escape sequences (cursor moves, colours: `ESC[A`, `ESC[1;32m`), found in prompts copied
+# from generator logs; removing only the ESC would leave "[A" glued to the next word.
+_TERMINAL_ESCAPE = regex.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|[@-Z\\-_])")
+
 # Joiners shape emoji sequences and some scripts; they are text, not formatting noise.
 _KEEP_FORMAT = {"\u200c", "\u200d"}
 
@@ -50,7 +54,7 @@ def clean_prompt(text: str) -> str:
     """Return the words of a prompt without front-end markup, in NFKC with single spaces."""
     # Controls go before NFKC, so characters they separated are composed on the first pass.
     if not text.isprintable():
-        text = _strip_controls(text)
+        text = _strip_controls(_TERMINAL_ESCAPE.sub(" ", text))
     text = unicodedata.normalize("NFKC", text)
     text = _ESCAPED_BRACKET.sub(r"\1", text)
     text = _NETWORK_TAG.sub(" ", text)
