@@ -296,7 +296,7 @@ def test_vocabulary_entries_are_the_encoders_whole_words(encoder):
 
 
 def test_packaged_bank_files_are_clean():
-    files = bank_module.default_bank_files()
+    files = [f for f in bank_module.default_bank_files() if f.stem != "dictionary"]
     assert len(files) >= 8
     lines = [line for f in files for line in f.read_text(encoding="utf-8").splitlines()]
     assert 1500 <= len(lines) <= 5000
@@ -304,6 +304,17 @@ def test_packaged_bank_files_are_clean():
         listed = f.read_text(encoding="utf-8").splitlines()
         assert len(set(listed)) == len(listed), f"{f.name} lists a phrase twice"
     assert all(line and line == line.strip() for line in lines)
+
+
+def test_packaged_dictionary_is_real_lowercase_words():
+    (path,) = [f for f in bank_module.default_bank_files() if f.stem == "dictionary"]
+    words = path.read_text(encoding="utf-8").splitlines()
+    assert 40_000 < len(words) < 60_000 and words == sorted(set(words))
+    assert all(w.isalpha() and w.isascii() and w.islower() and len(w) >= 3 for w in words)
+    assert not set(words) & {"the", "and", "with"}  # stop words pad prompts
+    # Words the encoder splits into pieces are there; the pieces of names are not.
+    assert {"beakers", "cybernetic", "motherboard", "swirls", "welder"} <= set(words)
+    assert not set(words) & {"vol", "syd", "spp"}
 
 
 def test_bf16_bank_vectors_match_fp32_and_stay_out_of_the_target_cache(tmp_path, encoder):

@@ -89,14 +89,16 @@ def default_bank(
     encoder: TargetEncoder,
     cache_dir: str | Path | None = None,
     progress: bool = True,
-    vocabulary: bool = True,
+    vocabulary: bool = False,
     templates: bool = True,
 ) -> PromptBank:
     """The packaged bank: its phrase lists, (with `templates`) the ~30k phrases its templates
-    make, their single words and (with `vocabulary`) the encoder's whole-word vocabulary: ~55k
-    entries. Embedded on first use (in bfloat16 where the hardware has it: ~40 s on a quiet
-    2-core CPU with AVX512-BF16) and kept under the cache folder, so no binary file is shipped
-    that could drift from the text or from the encoder in use."""
+    make, the single words of both and `dictionary.txt`'s ~46k real English words
+    (scripts/make_dictionary.py says where they come from): ~100k entries. `vocabulary` adds the
+    encoder's WordPiece words, which the dictionary replaced: they include name pieces such as
+    "devi" and "vol". Embedded on first use (in bfloat16 where the hardware has it; ~2 min on a
+    2-core CPU) and kept under the cache folder, so no binary file is shipped that could drift
+    from the text or from the encoder in use."""
     files = default_bank_files()
     template_folder = default_template_folder() if templates else None
     precision = "bf16" if native_bf16(encoder.device) else "fp32"

@@ -80,6 +80,7 @@ _STOPWORDS = frozenset(
 )
 _VOCABULARY_WORD = re.compile(r"[a-z]{3,}")
 _WORD = re.compile(r"[a-z][a-z'-]*[a-z]|[a-z]")
+_CONTENT_WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 
 
 @dataclass(slots=True)
@@ -98,6 +99,25 @@ class BankEntry:
 def entry_key(text: str) -> str:
     """Entries are unique by this key: case-folded, single-spaced."""
     return " ".join(text.casefold().split())
+
+
+def content_stems(text: str) -> frozenset[str]:
+    """The words of `text` that carry content, plural endings taken off ("dogs", "dog" -> "dog";
+    "puppies" -> "puppy"): two phrases sharing one would say a word twice."""
+    words = _CONTENT_WORD.findall(text.casefold())
+    return frozenset(_stem(w) for w in words if w not in _STOPWORDS)
+
+
+def _stem(word: str) -> str:
+    # A plural rule, not a stemmer: enough to see "bird, birds" as a repeat. It errs on the side
+    # of caution ("news" and "new" count as one word), which only ever drops a candidate phrase.
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("ches", "shes", "sses", "xes", "zes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
 
 
 def read_entries(path: str | Path, errors: ErrorLog) -> list[BankEntry]:
