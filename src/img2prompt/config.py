@@ -405,12 +405,12 @@ class PredictOptions:
 
 @dataclass
 class DecodeOptions:
-    """How hard the decoder searches. With the defaults `best` takes ~0.37 s and `fast` ~17 ms
-    per prompt on a 2-core CPU with the packaged bank (benchmarks/bench_decode.py)."""
+    """How hard the decoder searches. With the defaults `best` takes ~0.47 s and `fast` ~20 ms
+    per real prompt on a 2-core CPU with the packaged bank (benchmarks/bench_decode.py)."""
 
     mode: DecodeMode = "best"
-    """`fast` (nearest entries, greedy assembly; ~15 ms a prompt) or `best` (beam search scored by
-    the encoder; ~0.35 s a prompt on a CPU)."""
+    """`fast` (nearest entries, greedy assembly; ~20 ms a prompt) or `best` (beam search scored by
+    the encoder; ~0.5 s a prompt on a CPU)."""
     max_words: int = 60
     """Longest prompt in words (Stable Diffusion's CLIP reads 77 tokens; 60 words fit)."""
     max_phrases: int = 12
@@ -421,18 +421,18 @@ class DecodeOptions:
     """Entries nearest to each beam's residual added to the pool at each step (`best`)."""
     beam_width: int = 3
     """`best`: prompts kept after each step."""
-    encodes_per_step: int = 24
-    """`best`: extensions per prompt and step scored by the encoder."""
+    encodes_per_step: int = 12
+    """`best`: extensions per prompt and step scored by the encoder (24 instead of 12: +0.006
+    round trip for ~2x the time, on real_pairs dev prompts)."""
     patience: int = 0
     """Steps the beam search goes on without improving its best prompt (`best`)."""
     cleanup: bool = True
     """Drop phrases whose removal does not lower the score (`best`)."""
-    swap_rounds: int = 2
+    swap_rounds: int = 1
     """Rounds of trying to replace one phrase of the best prompt by another (`best`)."""
-    fast_shortlist: int = 256
-    """Entries `fast` assembles from (more costs next to nothing and lifts bench_decode's round
-    trip: 64 -> 256 entries gives 0.836 -> 0.861 with the packaged bank, 0.843 -> 0.853 with
-    the 225k one)."""
+    fast_shortlist: int = 512
+    """Entries `fast` assembles from (more costs next to nothing: on real_pairs dev prompts 256 ->
+    512 entries lifts the round trip 0.829 -> 0.835; 1024 gives 0.837 for ~4 ms more)."""
     fast_max_phrases: int = 6
     """Most phrases `fast` assembles; the encoder then picks the best of the prefixes."""
     neighbours: int = 5

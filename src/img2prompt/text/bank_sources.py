@@ -102,22 +102,26 @@ def entry_key(text: str) -> str:
 
 
 def content_stems(text: str) -> frozenset[str]:
-    """The words of `text` that carry content, plural endings taken off ("dogs", "dog" -> "dog";
-    "puppies" -> "puppy"): two phrases sharing one would say a word twice."""
-    words = _CONTENT_WORD.findall(text.casefold())
-    return frozenset(_stem(w) for w in words if w not in _STOPWORDS)
+    """The content words of `text` with their possible singulars ("dogs" -> dogs, dog;
+    "puppies" -> puppies, puppy; "sneezes" -> sneezes, sneeze, sneez): two phrases whose sets
+    meet say a word twice ("a dog, dogs", "sneeze, sneezes")."""
+    forms: set[str] = set()
+    for word in _CONTENT_WORD.findall(text.casefold()):
+        if word not in _STOPWORDS:
+            forms.update(_singulars(word))
+    return frozenset(forms)
 
 
-def _stem(word: str) -> str:
-    # A plural rule, not a stemmer: enough to see "bird, birds" as a repeat. It errs on the side
-    # of caution ("news" and "new" count as one word), which only ever drops a candidate phrase.
-    if len(word) > 4 and word.endswith("ies"):
-        return word[:-3] + "y"
-    if len(word) > 4 and word.endswith(("ches", "shes", "sses", "xes", "zes")):
-        return word[:-2]
-    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is")):
-        return word[:-1]
-    return word
+def _singulars(word: str) -> tuple[str, ...]:
+    # Plural rules, not a stemmer: they err on the side of caution ("news" meets "new"), which
+    # only ever drops a candidate phrase.
+    if len(word) < 4 or not word.endswith("s") or word.endswith(("ss", "us", "is")):
+        return (word,)
+    if word.endswith("ies"):
+        return word, word[:-1], word[:-3] + "y"
+    if word.endswith("es"):
+        return word, word[:-1], word[:-2]
+    return word, word[:-1]
 
 
 def read_entries(path: str | Path, errors: ErrorLog) -> list[BankEntry]:

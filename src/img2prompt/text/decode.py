@@ -16,7 +16,9 @@ the hardware has it) in bfloat16. Printed scores are always re-computed in float
   replacing single phrases.
 
 Every prompt puts its subject phrases first and modifiers (media, styles, artists, lighting...)
-after them, joined by commas, never repeats a phrase, and stays within `max_words`.
+after them, never says a content word twice, and stays within `max_words`. Phrases are joined by
+commas and runs of single words by spaces (`compose`); the final prompt is written out whichever
+of a few joinings scores best (`join_best`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,16 @@ MODIFIER_CATEGORIES = frozenset(
         "negative", "quality", "styles",
     }
 )  # fmt: skip
+
+
+SUBJECT_CATEGORIES = frozenset({"subjects"})
+DECODE_CHUNK = 64  # prompts searched together
+
+
+def _tier(category: str) -> int:
+    if category in SUBJECT_CATEGORIES:
+        return 0
+    return 2 if category in MODIFIER_CATEGORIES else 1
 
 
 @dataclass
@@ -95,11 +107,13 @@ class Decoder:
         # Mean pooling weighs a phrase by its tokens: its word pieces plus the comma before it.
         self.weights = (np.maximum(bank.tokens, 1) + 1).astype(np.float32)
         self.words = np.fromiter((len(t.split()) for t in bank.texts), np.int32, len(bank))
-        self.modifier = np.fromiter(
-            (c in MODIFIER_CATEGORIES for c in bank.categories), bool, len(bank)
-        )
-        self.stems = [content_stems(text) for text in bank.texts]
+        # Where a phrase goes in a prompt: subjects, then other content, then modifiers.
+        self.tier = np.fromiter((_tier(c) for c in bank.categories), np.int8, len(bank))
+        # Content words of the entries met so far (a search meets a few thousand of ~80k, and
+        # computing all of them would add ~0.6 s to every start).
+        self._stems: dict[int, frozenset[str]] = {}
         self.encodes = 0  # texts encoded so far (the cost that matters)
+        self._memo: dict[str, np.ndarray] = {}
         precision = options.search_precision
         self.search_bf16 = precision == "bf16" or (
             precision == "auto" and native_bf16(encoder.device)
@@ -108,6 +122,16 @@ class Decoder:
     def decode(self, targets: np.ndarray) -> list[Decoded]:
         """One prompt per row of `targets` (unit vectors of the bank's dimension)."""
         targets = check_targets(targets, self.bank.dim)
+        out: list[Decoded] = []
+        # In chunks: every prompt of a chunk is searched in the same encoder batches, and the
+        # chunk's remembered vectors (~240 per prompt in `best`) stay a few tens of MB.
+        for start in range(0, len(targets), DECODE_CHUNK):
+            self._memo.clear()
+            out.extend(self._decode(targets[start : start + DECODE_CHUNK]))
+        self._memo.clear()
+        return out
+
+    def _decode(self, targets: np.ndarray) -> list[Decoded]:
         opts = self.options
         if opts.mode == "fast":
             k = max(opts.fast_shortlist, opts.neighbours)
@@ -145,36 +169,42 @@ class Decoder:
     # --- prompts from phrase ids ---------------------------------------------------------
 
     def order(self, phrases: Sequence[int], target: np.ndarray) -> list[int]:
-        """Subject phrases first, then modifiers; within each, the phrase nearest to the target
-        first. (Word order moves MiniLM's vector: a fixed rule keeps estimates and prompts
-        consistent, and the nearest phrase is the subject far more often than not.)"""
+        """Subject phrases first, then other content (actions, places, single words), then
+        modifiers; within each, the phrase nearest to the target first. (Word order moves
+        MiniLM's vector: a fixed rule keeps estimates and prompts consistent. Putting written
+        subjects ahead of nearer single words cost nothing on 100 real_pairs dev prompts:
+        0.9086 -> 0.9090.)"""
         ids = np.asarray(phrases, dtype=np.int64)
         cosines = self.vectors[ids] @ target
-        return [int(ids[i]) for i in np.lexsort((-cosines, self.modifier[ids]))]
+        return [int(ids[i]) for i in np.lexsort((-cosines, self.tier[ids]))]
 
     def compose(self, phrases: Sequence[int], target: np.ndarray) -> str:
-        return ", ".join(self.bank.texts[j] for j in self.order(phrases, target))
-
-    def joinings(self, phrases: Sequence[int], target: np.ndarray) -> list[str]:
-        """The ways the prompt is written out: commas between all phrases; runs of single words
-        as one phrase ("yearbook, animals" -> "yearbook animals"); no commas. Each comma is a
-        token that pulls MiniLM's mean towards itself: on real_pairs' prompts a bag of single
-        words scores ~0.12 lower comma-joined than space-joined."""
-        texts = [self.bank.texts[j] for j in self.order(phrases, target)]
+        """The prompt as the search writes it: phrases joined by commas, except that runs of
+        single words read as one phrase ("yearbook animals, a group photo"). Each comma is a
+        token that pulls MiniLM's mean towards itself: searching with this joining instead of a
+        comma after every word lifted `best` from 0.902 to 0.915 on 100 real_pairs dev prompts."""
         groups: list[list[str]] = []
-        for text in texts:
+        for j in self.order(phrases, target):
+            text = self.bank.texts[j]
             if " " not in text and groups and " " not in groups[-1][-1]:
                 groups[-1].append(text)
             else:
                 groups.append([text])
-        runs = ", ".join(" ".join(group) for group in groups)
-        return list(dict.fromkeys([", ".join(texts), runs, " ".join(texts)]))
+        return ", ".join(" ".join(group) for group in groups)
+
+    def joinings(self, phrases: Sequence[int], target: np.ndarray) -> list[str]:
+        """The ways the final prompt may be written out: as the search wrote it (`compose`),
+        with a comma after every phrase, with no commas at all."""
+        texts = [self.bank.texts[j] for j in self.order(phrases, target)]
+        return list(
+            dict.fromkeys([self.compose(phrases, target), ", ".join(texts), " ".join(texts)])
+        )
 
     def join_best(
         self, chosen: Sequence[Sequence[int]], targets: np.ndarray
     ) -> tuple[list[str], np.ndarray]:
         """For each prompt the joining (`joinings`) that scores highest, and its exact score;
-        on a tie the one with more commas, the first listed."""
+        on a tie the first listed."""
         options = [self.joinings(c, t) for c, t in zip(chosen, targets, strict=True)]
         owners = np.repeat(np.arange(len(options)), [len(o) for o in options])
         scores = self.score([text for o in options for text in o], targets[owners])
@@ -188,11 +218,26 @@ class Decoder:
         return texts, best
 
     def encode(self, texts: Sequence[str], exact: bool = False) -> np.ndarray:
-        """Unit vectors of `texts`: in float32 when `exact`, else at the search precision."""
-        self.encodes += len(texts)
+        """Unit vectors of `texts`: in float32 when `exact`, else at the search precision.
+        Float32 vectors are remembered for the rest of the `decode` call: searches meet the
+        same prompt again (a prefix, a swap that undoes a swap, the comma joining at the end)."""
         bf16 = not exact and self.search_bf16
+        memo = None if bf16 else self._memo
+        new = list(dict.fromkeys(t for t in texts if memo is None or t not in memo))
+        self.encodes += len(new)
         with precision_context(bf16, self.encoder.device):
-            return self.encoder.encode(texts, batch_size=self.options.batch_size)
+            vectors = self.encoder.encode(new, batch_size=self.options.batch_size)
+        if memo is None:
+            return vectors if len(new) == len(texts) else self._in_order(texts, new, vectors)
+        memo.update(zip(new, vectors, strict=True))
+        if not texts:
+            return np.zeros((0, self.bank.dim), np.float32)
+        return np.stack([memo[t] for t in texts])
+
+    @staticmethod
+    def _in_order(texts: Sequence[str], unique: list[str], vectors: np.ndarray) -> np.ndarray:
+        row = {t: i for i, t in enumerate(unique)}
+        return vectors[[row[t] for t in texts]]
 
     def score(self, texts: Sequence[str], targets: np.ndarray) -> np.ndarray:
         """Exact (float32) cosine of each text's vector with its target row."""
@@ -203,8 +248,13 @@ class Decoder:
         max_words."""
         if words + self.words[candidate] > self.options.max_words:
             return False
-        stems = self.stems[candidate]
-        return not any(stems & self.stems[j] for j in phrases)
+        stems = self.stems(candidate)
+        return not any(stems & self.stems(j) for j in phrases)
+
+    def stems(self, entry: int) -> frozenset[str]:
+        if entry not in self._stems:
+            self._stems[entry] = content_stems(self.bank.texts[entry])
+        return self._stems[entry]
 
     # --- fast: greedy on additive estimates ------------------------------------------------
 
@@ -213,7 +263,12 @@ class Decoder:
         overrates long prompts (measured: the full greedy prompt scores ~0.07 below its best
         prefix), and encoding a handful of short prefixes costs a few milliseconds."""
         sequences = [self._greedy(t, ids[i]) for i, t in enumerate(targets)]
-        prefixes = [(i, seq[:n]) for i, seq in enumerate(sequences) for n in range(1, len(seq) + 1)]
+        # The one-phrase prefix is the nearest entry, which `_decode` compares with anyway.
+        prefixes = [
+            (i, seq[:n])
+            for i, seq in enumerate(sequences)
+            for n in range(min(2, len(seq)), len(seq) + 1)
+        ]
         texts = [self.compose(prefix, targets[i]) for i, prefix in prefixes]
         owners = np.array([i for i, _ in prefixes])
         scores = cosines(self.encode(texts), targets[owners])
@@ -228,14 +283,15 @@ class Decoder:
         ids = ids[ids >= 0]
         weighted = self.vectors[ids] * self.weights[ids, None]  # token-weighted phrase vectors
         gains = weighted @ target
-        gram = weighted @ weighted.T
+        # Rows of the Gram matrix only for the picks (a handful), not the whole shortlist.
+        squares = np.einsum("ij,ij->i", weighted, weighted)
         chosen = [0]  # positions in `ids`; the nearest entry is the subject
-        total_dot, total_sq = gains[0], gram[0, 0]
-        cross = gram[0].copy()  # (sum of chosen) . each candidate
+        total_dot, total_sq = gains[0], squares[0]
+        cross = weighted @ weighted[0]  # (sum of chosen) . each candidate
         best = total_dot / np.sqrt(total_sq)
         words = int(self.words[ids[0]])
         while len(chosen) < min(self.options.max_phrases, self.options.fast_max_phrases):
-            estimate = (total_dot + gains) / np.sqrt(total_sq + np.diag(gram) + 2 * cross)
+            estimate = (total_dot + gains) / np.sqrt(total_sq + squares + 2 * cross)
             pick = -1
             for position in np.argsort(-estimate):
                 if estimate[position] <= best:
@@ -248,8 +304,8 @@ class Decoder:
             chosen.append(pick)
             best = estimate[pick]
             total_dot += gains[pick]
-            total_sq += gram[pick, pick] + 2 * cross[pick]
-            cross += gram[pick]
+            total_sq += squares[pick] + 2 * cross[pick]
+            cross += weighted @ weighted[pick]
             words += int(self.words[ids[pick]])
         return [int(ids[c]) for c in chosen]
 
