@@ -246,7 +246,7 @@ class Decoder:
     def _allowed(self, phrases: Sequence[int], words: int, candidate: int) -> bool:
         """No content word twice ("a dog, dogs", "a red fox, fox fur") and no more than
         max_words."""
-        if words + self.words[candidate] > self.options.max_words:
+        if words + self.words[candidate] > self.options.max_words or candidate in phrases:
             return False
         stems = self.stems(candidate)
         return not any(stems & self.stems(j) for j in phrases)
