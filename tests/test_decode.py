@@ -92,6 +92,30 @@ def test_a_word_and_its_plural_count_as_one():
         assert not repeat(a, b), (a, b)
 
 
+def test_runs_of_single_words_are_written_without_commas(tmp_path, encoder):
+    files = [
+        write_lines(tmp_path / "subjects.txt", ["a red fox"]),
+        write_lines(tmp_path / "actions.txt", ["sleeping", "curled"]),
+        write_lines(tmp_path / "styles.txt", ["oil painting"]),
+    ]
+    bank = load_bank(
+        build_bank(files, tmp_path / "b", encoder, words=False, progress=False).path, encoder
+    )
+    decoder = Decoder(bank, encoder, DecodeOptions())
+    names = ["a red fox", "sleeping", "curled", "oil painting"]
+    fox, sleeping, curled, style = (bank.texts.index(t) for t in names)
+    target = encoder.encode(["a red fox sleeping curled"])[0]
+    prompt = decoder.compose([style, curled, fox, sleeping], target)
+    words = " ".join(bank.texts[i] for i in decoder.order([sleeping, curled], target))
+    assert prompt == f"a red fox, {words}, oil painting"  # subject, other content, modifiers
+    # The final prompt may also be written with a comma after every phrase, or with none.
+    assert decoder.joinings([fox, sleeping, curled, style], target) == [
+        prompt,
+        f"a red fox, {words.replace(' ', ', ')}, oil painting",
+        f"a red fox {words} oil painting",
+    ]
+
+
 def test_subjects_come_before_modifiers(bank, encoder):
     target = encoder.encode(["oil painting of a lighthouse on a cliff"])
     decoded = Decoder(bank, encoder, DecodeOptions(mode="best")).decode(target)[0]
