@@ -67,8 +67,19 @@ class Model:
         """Image paths and/or PIL images -> (N, 384) float32 unit rows, in order. `tta`: none,
         hflip, zoom or hflip+zoom. An unreadable file is an InputError naming it."""
         predictor = self.predictor(batch_size, tta)
-        views = [_views(predictor, image) for image in _as_list(images)]
-        return predictor.embed_views(views)
+        items = _as_list(images)
+        if items and all(isinstance(item, str | Path) for item in items):
+            # Files go through the CLI's reader: decoded ahead by threads, a batch in memory.
+            result = predictor.predict_files(items, progress=False)
+            if result.failures:
+                raise InputError(result.failures[0].image, result.failures[0].reason)
+            return result.embeddings
+        size = predictor.batch_size  # in-memory images: rendered one batch at a time
+        chunks = [
+            predictor.embed_views([_views(predictor, item) for item in items[i : i + size]])
+            for i in range(0, len(items), size)
+        ]
+        return np.concatenate(chunks) if chunks else predictor.embed_views([])
 
     def __repr__(self) -> str:
         return f"Model({self.module.cfg.backbone!r}, head={self.module.cfg.head!r})"
