@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from img2prompt.io import atomic_dir, atomic_path, backup_dir, recover_dir
+from img2prompt.io import atomic_dir, atomic_path, backup_dir, readable_dir, recover_dir
 from tiny_checkpoints import save_tiny_clip
 
 
@@ -48,6 +48,16 @@ def test_atomic_dir_keeps_the_old_folder_when_the_writer_fails(tmp_path):
         raise RuntimeError("writer failed")
     assert _files(target) == {"a.txt": "old"}
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_readers_read_a_lone_backup_and_rename_nothing(tmp_path):
+    target = tmp_path / "folder"
+    assert readable_dir(target) == target  # nothing there: the reader's own error names it
+    backup = backup_dir(target)
+    backup.mkdir()
+    assert readable_dir(target) == backup and not target.exists()  # the last complete folder
+    target.mkdir()
+    assert readable_dir(target) == target and backup.exists()  # stale backup: a writer's job
 
 
 def test_recover_dir_restores_a_lone_backup_and_drops_a_stale_one(tmp_path):
@@ -136,6 +146,8 @@ def test_a_save_killed_at_the_swap_leaves_the_old_model_or_the_new(
     )
     assert child.returncode == -signal.SIGKILL, child.stderr
     assert load_model(folder).manifest["training"]["version"] == survivor
+    # Reading renamed nothing (a reader must not race a writer): the backup is still aside.
+    assert backup_dir(folder).exists() == (kill_at in ("old-aside", "new-in"))
     # and the next save over it works; no backup is left (the killed writer's own temporary
     # folder is, as any writer's could be in use)
     save_model(load_model(folder), folder, {"version": "third"})

@@ -78,7 +78,7 @@ def swap_dir(new: Path, path: Path) -> None:
 
     POSIX cannot rename a folder onto a non-empty one, so the old folder is first renamed to
     `backup_dir(path)`, then `new` renamed in, then the backup deleted. A crash between the two
-    renames leaves only the backup, which `recover_dir` (called by every reader and writer of
+    renames leaves only the backup, which `recover_dir` (called by every writer of
     such folders) renames back: at every instant the old or the new complete folder survives.
     """
     path = Path(path)
@@ -98,9 +98,8 @@ def recover_dir(path: str | Path) -> None:
     """Undo a swap that was cut off between its renames: a backup with no folder at `path` is
     the last complete folder, so it goes back; a backup beside a folder is stale and goes.
 
-    Meant for one writer per folder (a training run, a bank build): a reader that runs this
-    while another process is between the renames makes that writer's save fail with an
-    OSError, leaving the old folder, never neither."""
+    For writers, one per folder (a training run, a bank build); readers use `readable_dir`,
+    which renames nothing."""
     path = Path(path)
     backup = backup_dir(path)
     if not backup.exists():
@@ -110,6 +109,18 @@ def recover_dir(path: str | Path) -> None:
     else:
         os.replace(backup, path)
         fsync_dir(path.parent)
+
+
+def readable_dir(path: str | Path) -> Path:
+    """The folder a reader should read: `path`, or, when a swap was cut off between its two
+    renames, the backup beside it (the last complete folder). It renames nothing: a reader that
+    put the backup back could make a writer between its renames fail; the next writer recovers
+    the folder (`recover_dir`)."""
+    path = Path(path)
+    if path.exists():
+        return path
+    backup = backup_dir(path)
+    return backup if backup.is_dir() else path
 
 
 def fsync_file(path: str | Path) -> None:

@@ -201,10 +201,9 @@ def resolve_model_dir(model: str | Path) -> Path:
 def read_manifest(directory: str | Path) -> dict[str, Any]:
     """A model folder's `model.json`, checked (format, version, weights file present); an
     InputError names the folder when it is not a model this img2prompt can load."""
-    from img2prompt.io import read_json, recover_dir
+    from img2prompt.io import read_json, readable_dir
 
-    directory = Path(directory)
-    recover_dir(directory)  # a save cut off between its two renames left the old model aside
+    directory = readable_dir(directory)  # a save cut off between its renames left the old aside
     manifest_path = directory / "model.json"
     if not manifest_path.is_file():
         raise InputError(directory, "not a model folder (no model.json)")
@@ -227,7 +226,9 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Ima
     from safetensors.torch import load_file
     from safetensors.torch import load_model as load_weights
 
-    directory = resolve_model_dir(directory)
+    from img2prompt.io import readable_dir
+
+    directory = readable_dir(resolve_model_dir(directory))
     manifest = read_manifest(directory)
     if manifest.get("kind") == "retrieval":  # an `index build` folder: CLIP + a prompt index
         from img2prompt.index.model import load_retrieval_model

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from img2prompt.data.embed import TargetEncoder
 from img2prompt.errors import InputError
-from img2prompt.io import recover_dir
+from img2prompt.io import readable_dir
 
 BANK_FORMAT = 1
 ENTRIES_FILE = "entries.parquet"
@@ -74,7 +74,7 @@ class PromptBank:
 
 def load_bank(path: str | Path, encoder: TargetEncoder | None = None) -> PromptBank:
     """Read a bank folder; with `encoder`, refuse a bank built with another one."""
-    path = Path(path)
+    path = readable_dir(path)
     manifest = read_manifest(path)
     if encoder is not None:
         check_encoder(path, manifest, encoder)
@@ -92,7 +92,7 @@ def load_bank(path: str | Path, encoder: TargetEncoder | None = None) -> PromptB
 
 def read_manifest(path: Path) -> dict:
     """A bank folder's manifest alone (cheap: no entries or vectors are read)."""
-    recover_dir(path)  # a write cut off between its two renames left the old bank aside
+    path = readable_dir(path)  # a write cut off between its two renames left the old bank aside
     manifest_path = path / MANIFEST_FILE
     if not manifest_path.is_file():
         what = "no such folder" if not path.exists() else f"not a prompt bank (no {MANIFEST_FILE})"
