@@ -282,3 +282,33 @@ def test_a_run_folder_from_before_the_nested_config_resumes(tmp_path):
     check_run_folder(_config(tmp_path / "data", tmp_path / "run", head="mlp", resume=True))
     with pytest.raises(ValueError, match=r"model\.head: 'mlp' -> 'linear'"):
         check_run_folder(_config(tmp_path / "data", tmp_path / "run", resume=True))
+
+
+def test_frozen_features_are_computed_once_for_every_fold(small_shapes, tmp_path, monkeypatch):
+    from img2prompt.train import features
+    from tiny_checkpoints import save_tiny_clip
+
+    views: list[bool] = []  # the flip flag of every feature pass over the table
+    real = features.compute_features
+
+    def counting(*args, **kwargs):
+        views.append(kwargs.get("flip", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(features, "compute_features", counting)
+    clip = save_tiny_clip(tmp_path / "clip")  # the same weights in every fold
+    options = dict(backbone=f"hf-clip:{clip}", freeze_backbone=True, hflip=True, lp_epochs=1)
+    both = train(_config(small_shapes, tmp_path / "cv", fold="all", **options), progress=False)
+    assert len(both.folds) == 2 and sorted(views) == [False, True]  # 2 folds x 2 phases, once
+    # Sliced per fold, the shared features give the run a fold alone gives.
+    alone = train(_config(small_shapes, tmp_path / "one", fold="1", **options), progress=False)
+    oof, one = (pq.read_table(tmp_path / run / "oof.parquet") for run in ("cv", "one"))
+    shared = dict(zip(oof["id"].to_pylist(), oof["embedding"].to_pylist(), strict=True))
+    expected = np.array(one["embedding"].to_pylist())
+    np.testing.assert_allclose([shared[i] for i in one["id"].to_pylist()], expected, atol=1e-6)
+    assert alone.folds[0].best_cosine == pytest.approx(both.folds[1].best_cosine, abs=1e-6)
+    # A backbone whose weights differ per fold (tiny-clip is random, seeded by fold) is computed
+    # again for each fold, never served the other fold's features.
+    views.clear()
+    train(_config(small_shapes, tmp_path / "random", fold="all", freeze_backbone=True), False)
+    assert views == [False, False]

@@ -6,9 +6,11 @@ cache it costs one (two with flips: both views are cached) and the epochs train 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -56,3 +58,61 @@ class FeatureViews:
         if flips is not None and self.flipped is not None and bool(flips.any()):
             features = torch.where(flips[:, None], self.flipped[rows], features)
         return features
+
+
+class FeatureStore:
+    """Frozen features of every image of a training table, computed once per extractor and
+    sliced for each fold. A frozen pretrained backbone gives an image the same features in every
+    fold and phase, so `--fold all` caches once instead of once per fold (and LP-FT with a frozen
+    backbone once instead of once per phase). Entries are keyed by a digest of the extractor's
+    weights: a backbone that starts from other weights in another fold (a random-init one) is
+    computed again, never served stale features."""
+
+    def __init__(
+        self,
+        images: list[Path],
+        device: torch.device,
+        batch_size: int = 64,
+        workers: int = 0,
+        progress: bool = True,
+    ) -> None:
+        self.images, self.device = images, device
+        self.batch_size, self.workers, self.progress = batch_size, workers, progress
+        self._kept: dict[str, tuple[str, dict[bool, torch.Tensor]]] = {}  # kind -> digest, views
+
+    def views(
+        self,
+        kind: str,
+        extract: Callable[[torch.Tensor], torch.Tensor],
+        weights: list[torch.nn.Module],
+        preprocess: PreprocessConfig,
+        rows: np.ndarray,
+        flips: bool,
+    ) -> FeatureViews:
+        """Features of table `rows` by `extract` (whose weights live in `weights`), with the
+        mirrored view's too when `flips`."""
+        digest = weights_digest(weights)
+        if kind not in self._kept or self._kept[kind][0] != digest:
+            self._kept[kind] = (digest, {})  # other weights: the old features are dropped
+        computed = self._kept[kind][1]
+        for flip in (False, True) if flips else (False,):
+            if flip not in computed:
+                computed[flip] = compute_features(
+                    extract, self.images, preprocess, self.device, flip=flip,
+                    batch_size=self.batch_size, workers=self.workers, progress=self.progress,
+                    description=f"caching {kind}{' (flipped)' if flip else ''}",
+                )  # fmt: skip
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.device)
+        plain = computed[False][index]
+        return FeatureViews(plain, computed[True][index] if flips else None)
+
+
+def weights_digest(modules: list[torch.nn.Module]) -> str:
+    """A digest of the modules' parameters and buffers (their bytes, names and order)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for module in modules:
+        for name, tensor in module.state_dict().items():
+            digest.update(name.encode())
+            data = tensor.detach().to("cpu").contiguous().reshape(-1)
+            digest.update(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()

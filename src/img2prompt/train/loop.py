@@ -33,7 +33,7 @@ from img2prompt.models.model import ImageToPromptModel, save_model
 from img2prompt.progress import progress_bar, stderr
 from img2prompt.train import run_folder
 from img2prompt.train.augment import mixgen
-from img2prompt.train.features import FeatureViews, compute_features
+from img2prompt.train.features import FeatureStore
 from img2prompt.train.losses import WeightedLoss, parse_loss_weights
 from img2prompt.train.optim import freeze_bottom, param_groups, reinit_top, warmup_cosine
 from img2prompt.train.run_folder import FoldResult, MetricsLog, RunState, config_to_dict
@@ -82,13 +82,15 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainReport:
     report = TrainReport(cfg.out, is_global_zero=fabric.is_global_zero)
     metrics = MetricsLog(cfg.out / "metrics.csv", fabric.is_global_zero)
     budget = EpochBudget(cfg.stop_after_epochs)
+    store = FeatureStore(table.images, fabric.device, cfg.batch_size, cfg.workers,
+                         progress and fabric.is_global_zero)  # fmt: skip
     oof_parts: list[Path] = []
     for fold in folds:
         key = "all" if fold is None else str(fold)
         fold_dir = cfg.out if len(folds) == 1 else cfg.out / f"fold-{fold}"
         result = state.result(key, fold)
         if result is None:
-            result = fit(cfg, fabric, table, fold, fold_dir, metrics, budget, progress)
+            result = fit(cfg, fabric, table, fold, fold_dir, metrics, budget, store, progress)
             if result is None:  # --stop-after-epochs reached
                 report.stopped_early = True
                 break
@@ -114,6 +116,7 @@ def fit(
     fold_dir: Path,
     metrics: MetricsLog,
     budget: EpochBudget,
+    store: FeatureStore,
     progress: bool = True,
 ) -> FoldResult | None:
     """Train one fold (or everything, with fold=None) from its start or its last checkpoint.
@@ -167,16 +170,19 @@ def fit(
         cacheable = cfg.cache_features and cfg.mixgen == 0
         cached = cacheable and frozen
         cache_style = cacheable and not cached and model.style is not None
-        extract = model.features if cached else model.style_features if cache_style else None
         train_views = val_views = None
-        if extract is not None:
+        if cached or cache_style:  # computed once per run (the store), sliced for this fold
             model.eval()
-            train_views = _cache(extract, model, table, train_rows, cfg.hflip, cfg, fabric,
-                                 f"caching train{'' if fold is None else f' (fold {fold})'}",
-                                 progress)  # fmt: skip
+            if cached:
+                kind, extract = "features", model.features
+                weights = [m for m in (model.backbone, model.gem, model.style) if m is not None]
+            else:
+                kind, extract, weights = "style", model.style_features, [model.style]
+            train_views = store.views(kind, extract, weights, model.preprocess, train_rows,
+                                      cfg.hflip)  # fmt: skip
             if len(val_rows):  # --fold none validates on nothing
-                val_views = _cache(extract, model, table, val_rows, False, cfg, fabric,
-                                   f"caching val (fold {fold})", progress)  # fmt: skip
+                val_views = store.views(kind, extract, weights, model.preprocess, val_rows,
+                                        False)  # fmt: skip
 
         groups = param_groups(model, cfg.lr, cfg.backbone_lr, cfg.layer_decay, cfg.weight_decay)
         optimizer = torch.optim.AdamW(groups)
@@ -312,20 +318,6 @@ def _folds_to_run(fold: str, table_folds: np.ndarray) -> list[int | None]:
     if len(present) < 2:
         raise ConfigError("the table has one fold, so nothing is left to train on; use --fold none")
     return [int(fold)]
-
-
-def _cache(extract, model, table, rows, flips, cfg, fabric, description, progress) -> FeatureViews:
-    """Features of `rows` computed once; with flips, the mirrored view's too."""
-    images = [table.images[i] for i in rows]
-    common = dict(preprocess=model.preprocess, device=fabric.device, batch_size=cfg.batch_size,
-                  workers=cfg.workers, progress=progress)  # fmt: skip
-    plain = compute_features(extract, images, description=description, **common)
-    flipped = None
-    if flips:
-        flipped = compute_features(extract, images, flip=True,
-                                   description=description.split(" (")[0] + " flipped",
-                                   **common)  # fmt: skip
-    return FeatureViews(plain, flipped)
 
 
 def _batches(cfg, fabric, model, table, train_rows, fold, phase, epoch, cached, drop_last):
