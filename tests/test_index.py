@@ -304,6 +304,9 @@ def test_describe_index_model_nearest_prompts_and_interrogation(
 
     paths = _kaggle_images(shared_data)[:3]
     run = index_describer.describe_files(paths)
+    # The interrogator keeps CLIP's text tower only (the model holds the image tower).
+    interrogator_clip = index_describer.interrogator.encoder.clip
+    assert not any(p.numel() for p in interrogator_clip.vision_model.parameters())
     features = reference.image_features(paths)
     expected = reference.predict(features, 8, 0.05)
     bank = load_bank(small_bank)

@@ -58,6 +58,14 @@ def load_tokenizer(spec: str | Path):
         raise ConfigError(f"{spec}: no CLIP tokenizer there: {e}") from None
 
 
+def text_tower(clip: nn.Module) -> nn.Module:
+    """`clip` without its image tower, for text features alone (ViT-L/14's image tower is ~300M
+    parameters that would sit unused beside the retrieval model's own copy)."""
+    clip.vision_model = nn.Identity()
+    clip.visual_projection = nn.Identity()
+    return clip
+
+
 class TextEncoder:
     """A CLIP text tower and its tokenizer: texts -> unit float32 features, in batches. Texts
     longer than the tower's context (77 tokens) are truncated, as Stable Diffusion does."""

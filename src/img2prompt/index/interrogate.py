@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from img2prompt.index.clip import TextEncoder, load_clip, load_tokenizer
+from img2prompt.index.clip import TextEncoder, load_clip, load_tokenizer, text_tower
 
 SLOTS: tuple[tuple[str, tuple[str, ...], int], ...] = (
     ("subject", ("subjects",), 1),
@@ -57,7 +57,7 @@ class Interrogator:
         import torch
 
         self.encoder = TextEncoder(
-            load_clip(clip_folder), load_tokenizer(clip_folder), device, torch.float32
+            text_tower(load_clip(clip_folder)), load_tokenizer(clip_folder), device, torch.float32
         )
         self.candidates = candidates
         self.pools: list[tuple[str, int, list[str]]] = []
