@@ -52,6 +52,12 @@ class FeatureViews:
     def __init__(self, plain: torch.Tensor, flipped: torch.Tensor | None = None) -> None:
         self.plain, self.flipped = plain, flipped
 
+    def subset(self, rows: np.ndarray, flips: bool = True) -> FeatureViews:
+        """The views of table `rows` only (without the mirrored one unless `flips`)."""
+        index = torch.as_tensor(rows, dtype=torch.long, device=self.plain.device)
+        flipped = self.flipped[index] if flips and self.flipped is not None else None
+        return FeatureViews(self.plain[index], flipped)
+
     def take(self, rows: torch.Tensor, flips: torch.Tensor | None = None) -> torch.Tensor:
         """Features of `rows`; where `flips` is True, the mirrored view's."""
         features = self.plain[rows]
@@ -86,11 +92,10 @@ class FeatureStore:
         extract: Callable[[torch.Tensor], torch.Tensor],
         weights: list[torch.nn.Module],
         preprocess: PreprocessConfig,
-        rows: np.ndarray,
         flips: bool,
     ) -> FeatureViews:
-        """Features of table `rows` by `extract` (whose weights live in `weights`), with the
-        mirrored view's too when `flips`."""
+        """Features of every table row by `extract` (whose weights live in `weights`), with the
+        mirrored view's too when `flips`; `FeatureViews.subset` takes a fold's rows."""
         digest = weights_digest(weights)
         if kind not in self._kept or self._kept[kind][0] != digest:
             self._kept[kind] = (digest, {})  # other weights: the old features are dropped
@@ -102,9 +107,7 @@ class FeatureStore:
                     batch_size=self.batch_size, workers=self.workers, progress=self.progress,
                     description=f"caching {kind}{' (flipped)' if flip else ''}",
                 )  # fmt: skip
-        index = torch.as_tensor(rows, dtype=torch.long, device=self.device)
-        plain = computed[False][index]
-        return FeatureViews(plain, computed[True][index] if flips else None)
+        return FeatureViews(computed[False], computed[True] if flips else None)
 
 
 def weights_digest(modules: list[torch.nn.Module]) -> str:

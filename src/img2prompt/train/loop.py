@@ -178,11 +178,10 @@ def fit(
                 weights = [m for m in (model.backbone, model.gem, model.style) if m is not None]
             else:
                 kind, extract, weights = "style", model.style_features, [model.style]
-            train_views = store.views(kind, extract, weights, model.preprocess, train_rows,
-                                      cfg.hflip)  # fmt: skip
+            every = store.views(kind, extract, weights, model.preprocess, cfg.hflip)
+            train_views = every.subset(train_rows)
             if len(val_rows):  # --fold none validates on nothing
-                val_views = store.views(kind, extract, weights, model.preprocess, val_rows,
-                                        False)  # fmt: skip
+                val_views = every.subset(val_rows, flips=False)
 
         groups = param_groups(model, cfg.lr, cfg.backbone_lr, cfg.layer_decay, cfg.weight_decay)
         optimizer = torch.optim.AdamW(groups)
