@@ -119,12 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     words = np.array([len(t.split()) for t in texts])
     with Timer() as load:
         encoder = TargetEncoder(device=args.device)
-    tokens = np.array([len(ids) for ids in encoder.model.tokenizer(texts)["input_ids"]])
+    tokens = np.array([len(ids) for ids in encoder.tokenizer(texts)["input_ids"]])
     print(
         f"  {len(texts):,} prompts from {BANKS}: words min/median/max"
         f" {words.min()}/{int(np.median(words))}/{words.max()};"
         f" tokens min/median/max {tokens.min()}/{int(np.median(tokens))}/{tokens.max()}"
-        f" (max_seq_length {encoder.model.max_seq_length})",
+        f" (max_seq_length {encoder.max_seq_length})",
         flush=True,
     )
     print(
@@ -133,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         f" batch size {args.batch_size}; timings are the best of {args.repeats} runs",
         flush=True,
     )
-    model = encoder.model
+    # The baselines call sentence-transformers itself, as a user without this package would.
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(encoder.location, device=encoder.device)
     options = {"convert_to_numpy": True, "normalize_embeddings": True, "show_progress_bar": False}
     encoder.encode(texts[:64], batch_size=args.batch_size)  # warm-up
 

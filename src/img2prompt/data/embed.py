@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import json
 import os
 import warnings
 import zipfile
@@ -82,8 +83,6 @@ class TargetEncoder:
     """A sentence-transformers model that turns prompts into unit-length float32 vectors."""
 
     def __init__(self, spec: str = DEFAULT_ENCODER, device: str = "auto") -> None:
-        from sentence_transformers import SentenceTransformer
-
         self.spec = spec
         self.device = str(resolve_device(device))
         if spec in _PACKAGED_ALIASES:
@@ -94,24 +93,103 @@ class TargetEncoder:
         else:
             location = spec
             identity = str(Path(spec).resolve()) if Path(spec).exists() else spec
-        self.model = SentenceTransformer(location, device=self.device)
-        self.dim = int(self.model.get_embedding_dimension())
+        self.location = location  # a folder or a hub name
+        max_seq_length = mean_pooled_length(location)
+        if max_seq_length is None:
+            self._model: _SentenceTransformer | _MeanPooled = _SentenceTransformer(
+                location, self.device
+            )
+        else:
+            self._model = _MeanPooled(location, self.device, max_seq_length)
+        self.tokenizer = self._model.tokenizer
+        self.dim = self._model.dim
+        self.max_seq_length = self._model.max_seq_length
         # Texts longer than this are truncated by the model, so it is part of what a vector means.
-        identity += f"|max_seq_length={self.model.max_seq_length}"
+        identity += f"|max_seq_length={self.max_seq_length}"
         self.fingerprint = hashlib.blake2b(identity.encode(), digest_size=8).hexdigest()
 
     def encode(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
-        """Vectors for `texts`, in their order; sentence-transformers batches by length inside."""
+        """Vectors for `texts`, in their order (batched by length inside)."""
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts),
+        return np.ascontiguousarray(self._model.encode(list(texts), batch_size), np.float32)
+
+
+def mean_pooled_length(location: str) -> int | None:
+    """The maximum sequence length when the sentence-transformers folder at `location` is the
+    plain stack Transformer -> mean Pooling -> Normalize (MiniLM's), else None."""
+    root = Path(location)
+    try:
+        modules = json.loads((root / "modules.json").read_text(encoding="utf-8"))
+        kinds = [module["type"].rsplit(".", 1)[-1] for module in modules]
+        if kinds != ["Transformer", "Pooling", "Normalize"] or modules[0]["path"]:
+            return None
+        pooling = json.loads((root / modules[1]["path"] / "config.json").read_text("utf-8"))
+        settings = json.loads((root / "sentence_bert_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    modes = {key for key, on in pooling.items() if key.startswith("pooling_mode") and on}
+    if modes != {"pooling_mode_mean_tokens"} or settings.get("do_lower_case"):
+        return None
+    return int(settings["max_seq_length"])
+
+
+class _SentenceTransformer:
+    """Any sentence-transformers model (hub name or folder)."""
+
+    def __init__(self, location: str, device: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(location, device=device)
+        self.tokenizer = self.model.tokenizer
+        self.max_seq_length = int(self.model.max_seq_length)
+        self.dim = int(self.model.get_embedding_dimension())
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        return self.model.encode(
+            texts,
             batch_size=batch_size,
             convert_to_numpy=True,
             normalize_embeddings=True,
             show_progress_bar=False,
         )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+class _MeanPooled:
+    """What sentence-transformers computes for a Transformer -> mean Pooling -> Normalize model,
+    through transformers alone. Written out (a dozen lines) because importing
+    sentence-transformers, which imports scikit-learn, adds ~1 s to every start: a fifth of
+    `decode`'s start-up. tests/test_embed.py checks it against sentence-transformers."""
+
+    def __init__(self, location: str, device: str, max_seq_length: int) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(location)
+        self.model = AutoModel.from_pretrained(location).to(device).eval()
+        self.device = device
+        self.max_seq_length = max_seq_length
+        self.dim = int(self.model.config.hidden_size)
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        import torch
+
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        order = np.argsort([-len(text) for text in texts], kind="stable")  # little padding
+        with torch.inference_mode():
+            for start in range(0, len(texts), batch_size):
+                rows = order[start : start + batch_size]
+                batch = self.tokenizer(
+                    [texts[row] for row in rows],
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_seq_length,
+                    return_tensors="pt",
+                ).to(self.device)
+                tokens = self.model(**batch).last_hidden_state.float()
+                mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+                mean = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out[rows] = torch.nn.functional.normalize(mean, dim=1).cpu().numpy()
+        return out
 
 
 def text_key(text: str) -> bytes:

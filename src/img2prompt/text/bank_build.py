@@ -242,7 +242,7 @@ def _new_vectors(
 def _token_counts(encoder: TargetEncoder, texts: Sequence[str]) -> np.ndarray:
     if not texts:
         return np.zeros(0, dtype=np.int32)
-    ids = encoder.model.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    ids = encoder.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     return np.fromiter((len(x) for x in ids), dtype=np.int32, count=len(texts))
 
 

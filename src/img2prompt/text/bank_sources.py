@@ -273,6 +273,6 @@ def vocabulary_entries(encoder: TargetEncoder) -> list[BankEntry]:
     """The encoder's own whole words: WordPiece tokens of 3+ letters that are not stop words
     (~21k for MiniLM), category `vocabulary`. Any word the encoder knows can then appear in a
     prompt; on bench_decode they lift the packaged bank's round trip from 0.883 to 0.910."""
-    vocab = encoder.model.tokenizer.get_vocab()
+    vocab = encoder.tokenizer.get_vocab()
     words = sorted(w for w in vocab if _VOCABULARY_WORD.fullmatch(w) and w not in _STOPWORDS)
     return [BankEntry(word, VOCABULARY_CATEGORY, None, "encoder vocabulary") for word in words]
