@@ -122,7 +122,7 @@ def english_words() -> set[str]:
 
 def written_words(bank) -> set[str]:
     """Words of the bank's written phrase lists (not its dictionary or encoder vocabulary)."""
-    generated = {"dictionary", "vocabulary"}
+    generated = {"dictionary", "vocabulary", "flavors"}  # flavors: mined, not written
     words: set[str] = set()
     for text, category in zip(bank.texts, bank.categories, strict=True):
         if category not in generated:

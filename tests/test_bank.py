@@ -178,6 +178,19 @@ def test_words_are_derived_from_entries(tmp_path, encoder):
     ]
 
 
+def test_phrases_only_lists_give_phrases_but_no_words(tmp_path, encoder):
+    """The default bank takes CLIP Interrogator's flavors this way: their words include name
+    pieces and misspellings that must not become entries of their own."""
+    write_lines(tmp_path / "p.txt", ["a red fox", "red roses"])
+    mined = write_lines(tmp_path / "flavors.txt", ["hyperealistic fox", "red roses"])
+    build_bank([tmp_path / "p.txt"], tmp_path / "bank", encoder, min_word_count=1,
+               phrases_only=[mined])  # fmt: skip
+    bank = load_bank(tmp_path / "bank", encoder)
+    assert "hyperealistic fox" in bank.texts and bank.texts.count("red roses") == 1
+    words = {t for t, c in zip(bank.texts, bank.categories, strict=True) if c == "word"}
+    assert words == {"red", "fox", "roses"}
+
+
 def test_bank_from_another_encoder_is_refused(tmp_path, encoder):
     build_bank([write_lines(tmp_path / "p.txt", PHRASES[:3])], tmp_path / "bank", encoder)
     manifest_path = tmp_path / "bank" / MANIFEST_FILE

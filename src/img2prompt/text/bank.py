@@ -79,6 +79,13 @@ def default_bank_files() -> list[Path]:
     return sorted(Path(str(item)) for item in folder.iterdir() if item.name.endswith(".txt"))
 
 
+def default_public_files() -> list[Path]:
+    """`img2prompt/assets/bank/public/`: CLIP Interrogator's artists, movements and ~101k
+    "flavors" (MIT; scripts/make_phrase_lists.py writes them from its wheel)."""
+    folder = resources.files("img2prompt") / "assets" / "bank" / "public"
+    return sorted(Path(str(item)) for item in folder.iterdir() if item.name.endswith(".txt"))
+
+
 def default_template_folder() -> Path:
     """`img2prompt/assets/bank/templates/`: rules and word lists that make phrases by combining
     (`img2prompt.text.templates`)."""
@@ -92,20 +99,22 @@ def default_bank(
     vocabulary: bool = False,
     templates: bool = True,
 ) -> PromptBank:
-    """The packaged bank: its phrase lists, (with `templates`) the ~30k phrases its templates
-    make, the single words of both and `dictionary.txt`'s ~46k real English words
-    (scripts/make_dictionary.py says where they come from): ~100k entries. `vocabulary` adds the
-    encoder's WordPiece words, which the dictionary replaced: they include name pieces such as
-    "devi" and "vol". Embedded on first use (in bfloat16 where the hardware has it; ~2 min on a
-    2-core CPU) and kept under the cache folder, so no binary file is shipped that could drift
-    from the text or from the encoder in use."""
+    """The packaged bank: its phrase lists, (with `templates`) the ~30k phrases its templates make,
+    the single words of both, `dictionary.txt`'s ~46k real English words
+    (scripts/make_dictionary.py says where they come from) and the phrases of `public/` (CLIP
+    Interrogator's artists, movements and flavors, without their single words): ~154k entries.
+    `vocabulary` adds the encoder's WordPiece words, which the dictionary replaced: they include
+    name pieces such as "devi" and "vol". Embedded on first use (in bfloat16 where the hardware
+    has it; ~2 min on a 2-core CPU, ~4 with `public/`) and kept under the cache folder, so no
+    binary file is shipped that could drift from the text or from the encoder in use."""
     files = default_bank_files()
+    public = default_public_files()
     template_folder = default_template_folder() if templates else None
     precision = "bf16" if native_bf16(encoder.device) else "fp32"
     digest = hashlib.blake2b(digest_size=8)
     digest.update(f"{BANK_FORMAT}|{encoder.fingerprint}|vocabulary={vocabulary}".encode())
     digest.update(f"|{precision}".encode())
-    for path in files:
+    for path in files + public:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     if template_folder is not None:
         digest.update(f"|templates={TEMPLATES_FORMAT}".encode())
@@ -123,6 +132,7 @@ def default_bank(
             vocabulary=vocabulary,
             templates=template_folder,
             precision=precision,
+            phrases_only=public,
         )
     return load_bank(path, encoder)
 

@@ -59,12 +59,14 @@ def build_bank(
     vocabulary: bool = False,
     templates: str | Path | None = None,
     precision: str = "fp32",
+    phrases_only: Sequence[str | Path] = (),
 ) -> BankReport:
     """Read, de-duplicate and embed `inputs` into a new bank at `out` (replacing a bank there);
     `vocabulary` also adds the encoder's own whole words (see `vocabulary_entries`), `templates`
     the phrases a template folder makes (see `img2prompt.text.templates`). `precision` of the
     entries' vectors: `fp32`, `bf16` (~2.4x faster where the hardware has it, cosines within
-    ~1e-4) or `auto` (bf16 where native)."""
+    ~1e-4) or `auto` (bf16 where native). `phrases_only`: more input files whose entries are
+    added but give no single words (lists whose words include name pieces and misspellings)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / MANIFEST_FILE).is_file():
         raise InputError(out, "folder exists and is not a prompt bank; choose another --out")
@@ -80,7 +82,7 @@ def build_bank(
     settings = _Settings(
         words, min_word_count, batch_size, cache_dir, progress, vocabulary, templates, precision
     )
-    return _extend(empty, inputs, out, encoder, settings)
+    return _extend(empty, inputs, out, encoder, settings, phrases_only)
 
 
 def add_to_bank(
@@ -129,6 +131,7 @@ def _extend(
     out: Path,
     encoder: TargetEncoder,
     settings: _Settings,
+    phrases_only: Sequence[str | Path] = (),
 ) -> BankReport:
     if not inputs:
         raise ConfigError("give at least one input file")
@@ -140,6 +143,8 @@ def _extend(
         read.extend(template_entries(settings.templates))
     if settings.words:
         read.extend(derive_words(read, settings.min_word_count))
+    for path in phrases_only:
+        read.extend(read_entries(path, errors))
     if settings.vocabulary:
         read.extend(vocabulary_entries(encoder))
 
