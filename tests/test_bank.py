@@ -227,9 +227,13 @@ def test_default_bank_is_built_once_then_reused(tmp_path, monkeypatch, encoder):
     )
     monkeypatch.setattr(bank_module, "default_bank_files", lambda: files)
     monkeypatch.setattr(bank_module, "default_template_folder", lambda: folder)
+    mined = [write_lines(tmp_path / "flavors.txt", ["misty hyperealistic moors"])]
+    monkeypatch.setattr(bank_module, "default_public_files", lambda: mined)
     counting = CountingEncoder(encoder)
     first = default_bank(counting, tmp_path / "banks", progress=False, vocabulary=False)
     assert first.texts[:7] == [*PHRASES[:5], "an old owl", "an old fox"] and counting.encoded > 0
+    # The public lists' phrases are entries, their single words are not.
+    assert "misty hyperealistic moors" in first.texts and "hyperealistic" not in first.texts
     assert first.manifest["templates"] == [str(folder.resolve())]
     counting.encoded = 0
     again = default_bank(counting, tmp_path / "banks", progress=False, vocabulary=False)
