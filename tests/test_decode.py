@@ -86,6 +86,7 @@ def test_a_word_and_its_plural_count_as_one():
         return bool(content_stems(a) & content_stems(b))
 
     plurals = [("a dog", "dogs"), ("puppies", "a puppy"), ("sneeze", "sneezes"), ("box", "boxes")]
+    plurals += [("highly detailed", "hyper-detailed"), ("sci-fi", "fi")]  # hyphenated parts
     for a, b in plurals:
         assert repeat(a, b) and repeat(b, a), (a, b)
     for a, b in [("a cat", "a dog"), ("the glass", "a gla"), ("of the 1960s", "4k"), ("in", "on")]:

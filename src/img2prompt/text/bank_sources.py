@@ -104,11 +104,13 @@ def entry_key(text: str) -> str:
 def content_stems(text: str) -> frozenset[str]:
     """The content words of `text` with their possible singulars ("dogs" -> dogs, dog;
     "puppies" -> puppies, puppy; "sneezes" -> sneezes, sneeze, sneez): two phrases whose sets
-    meet say a word twice ("a dog, dogs", "sneeze, sneezes")."""
+    meet say a word twice ("a dog, dogs", "sneeze, sneezes"). A hyphenated word also gives its
+    parts: "highly detailed" and "hyper-detailed" say "detailed" twice."""
     forms: set[str] = set()
     for word in _CONTENT_WORD.findall(text.casefold()):
-        if word not in _STOPWORDS:
-            forms.update(_singulars(word))
+        for part in {word, *word.split("-")}:
+            if part and part not in _STOPWORDS:
+                forms.update(_singulars(part))
     return frozenset(forms)
 
 
