@@ -53,8 +53,14 @@ class PromptBank:
             # are ~4x slower than BLAS here from a few dozen queries on (decoding batches them).
             faiss.cvar.distance_compute_blas_threshold = 20
             index = faiss.IndexFlatIP(self.dim)
-            for start in range(0, len(self), 65536):  # float32 copies a chunk at a time
-                index.add(np.ascontiguousarray(self.embeddings[start : start + 65536], np.float32))
+            # The float16 rows are widened straight into the index's own storage: `add` would
+            # take a float32 copy and copy it again (~0.2 s more of every start at 154k rows).
+            index.codes.resize(len(self) * self.dim * 4)
+            index.ntotal = len(self)
+            rows = faiss.rev_swig_ptr(index.get_xb(), len(self) * self.dim)
+            rows = rows.reshape(-1, self.dim) if len(self) else rows
+            for start in range(0, len(self), 65536):
+                rows[start : start + 65536] = self.embeddings[start : start + 65536]
             self._index = index
         return self._index
 
