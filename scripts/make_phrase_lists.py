@@ -23,7 +23,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-WHEEL = "clip-interrogator==0.6.0"
+VERSION = "0.6.0"
+WHEEL = f"clip-interrogator=={VERSION}"
 OUT = Path(__file__).resolve().parents[1] / "src/img2prompt/assets/bank/public"
 LISTS = {"artists.txt": "by {}", "movements.txt": "{}", "flavors.txt": "{}"}
 WORD = re.compile(r"[a-z]+")
@@ -52,7 +53,7 @@ def main() -> None:
                     phrases = [phrase for phrase in phrases if english(phrase, words)]
                 (OUT / name).write_text("\n".join(phrases) + "\n", encoding="utf-8")
                 print(f"{name}: {len(phrases):,} phrases")
-            licence = archive.read("clip_interrogator-0.6.0.dist-info/LICENSE").decode("utf-8")
+            licence = archive.read(f"clip_interrogator-{VERSION}.dist-info/LICENSE").decode("utf-8")
     notice = f"artists.txt, movements.txt and flavors.txt come from {WHEEL} (PyPI):\n\n{licence}"
     (OUT / "LICENSE-clip-interrogator").write_text(notice, encoding="utf-8")
 

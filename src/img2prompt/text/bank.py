@@ -73,17 +73,20 @@ DEFAULT_BANK = "default"
 # --- the bank that ships with the package -------------------------------------------------------
 
 
+def _packaged_lists(*folder: str) -> list[Path]:
+    root = resources.files("img2prompt").joinpath("assets", "bank", *folder)
+    return sorted(Path(str(item)) for item in root.iterdir() if item.name.endswith(".txt"))
+
+
 def default_bank_files() -> list[Path]:
     """The phrase lists in `img2prompt/assets/bank/`, one category per file."""
-    folder = resources.files("img2prompt") / "assets" / "bank"
-    return sorted(Path(str(item)) for item in folder.iterdir() if item.name.endswith(".txt"))
+    return _packaged_lists()
 
 
 def default_public_files() -> list[Path]:
-    """`img2prompt/assets/bank/public/`: CLIP Interrogator's artists, movements and ~101k
+    """`img2prompt/assets/bank/public/`: CLIP Interrogator's artists, movements and 79k of its
     "flavors" (MIT; scripts/make_phrase_lists.py writes them from its wheel)."""
-    folder = resources.files("img2prompt") / "assets" / "bank" / "public"
-    return sorted(Path(str(item)) for item in folder.iterdir() if item.name.endswith(".txt"))
+    return _packaged_lists("public")
 
 
 def default_template_folder() -> Path:

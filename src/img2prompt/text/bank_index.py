@@ -57,8 +57,7 @@ class PromptBank:
             # take a float32 copy and copy it again (~0.2 s more of every start at 154k rows).
             index.codes.resize(len(self) * self.dim * 4)
             index.ntotal = len(self)
-            rows = faiss.rev_swig_ptr(index.get_xb(), len(self) * self.dim)
-            rows = rows.reshape(-1, self.dim) if len(self) else rows
+            rows = self._rows(index)
             for start in range(0, len(self), 65536):
                 rows[start : start + 65536] = self.embeddings[start : start + 65536]
             self._index = index
@@ -67,9 +66,11 @@ class PromptBank:
     @property
     def vectors(self) -> np.ndarray:
         """The index's own float32 rows (a view, no copy)."""
+        return self._rows(self.index)
+
+    def _rows(self, index) -> np.ndarray:
         import faiss
 
-        index = self.index
         return faiss.rev_swig_ptr(index.get_xb(), index.ntotal * self.dim).reshape(-1, self.dim)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
