@@ -77,10 +77,15 @@ def load_encoder(spec: str = DEFAULT_ENCODER, device: str = "auto") -> TargetEnc
 
 @functools.lru_cache(maxsize=4)
 def _shared_encoder(spec: str, device: str) -> TargetEncoder:
+    return TargetEncoder(spec, device)
+
+
+def _quiet_transformers() -> None:
+    """No "Loading weights" progress bars from transformers (imported only where it is used:
+    the import alone takes ~0.5 s)."""
     from transformers.utils import logging
 
     logging.disable_progress_bar()
-    return TargetEncoder(spec, device)
 
 
 class TargetEncoder:
@@ -105,12 +110,17 @@ class TargetEncoder:
             )
         else:
             self._model = _MeanPooled(location, self.device, max_seq_length)
-        self.tokenizer = self._model.tokenizer
         self.dim = self._model.dim
         self.max_seq_length = self._model.max_seq_length
         # Texts longer than this are truncated by the model, so it is part of what a vector means.
         identity += f"|max_seq_length={self.max_seq_length}"
         self.fingerprint = hashlib.blake2b(identity.encode(), digest_size=8).hexdigest()
+
+    @property
+    def tokenizer(self):
+        """The model's transformers tokenizer (loaded on first use: importing transformers takes
+        ~0.8 s, and encoding does not need it)."""
+        return self._model.tokenizer
 
     def encode(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """Vectors for `texts`, in their order (batched by length inside)."""
@@ -144,6 +154,7 @@ class _SentenceTransformer:
     def __init__(self, location: str, device: str) -> None:
         from sentence_transformers import SentenceTransformer
 
+        _quiet_transformers()
         self.model = SentenceTransformer(location, device=device)
         self.tokenizer = self.model.tokenizer
         self.max_seq_length = int(self.model.max_seq_length)
@@ -184,6 +195,7 @@ class _MeanPooled:
         else:
             from transformers import AutoModel
 
+            _quiet_transformers()
             self._tokenizer = None
             self.model = AutoModel.from_pretrained(location).to(device).eval()
             self.dim = int(self.model.config.hidden_size)
