@@ -56,6 +56,9 @@ SUBJECT_CATEGORIES = frozenset({"subjects"})
 # 0.9113 / 0.9118 / 0.9133 / 0.9109.
 CONTEXT_LOSS = 1.5
 DECODE_CHUNK = 64  # prompts searched together
+# Float32 encodes are mostly the final prompts, one a prompt and of any length: small batches
+# pad them less (on real_pairs dev prompts, `fast` 16.0 -> 14.4 ms a prompt against batches of 64).
+EXACT_BATCH = 16
 
 
 def _runs(texts: Sequence[str]) -> str:
@@ -241,7 +244,8 @@ class Decoder:
         new = list(dict.fromkeys(t for t in texts if t not in known))
         self.encodes += len(new)
         with precision_context(bf16, self.encoder.device):
-            vectors = self.encoder.encode(new, batch_size=self.options.batch_size)
+            batch = min(EXACT_BATCH, self.options.batch_size) if exact else self.options.batch_size
+            vectors = self.encoder.encode(new, batch_size=batch)
         known.update(zip(new, vectors, strict=True))
         if not texts:
             return np.zeros((0, self.bank.dim), np.float32)
