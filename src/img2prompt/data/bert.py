@@ -44,6 +44,7 @@ class Bert(torch.nn.Module):
         self.heads = int(config["num_attention_heads"])
         self.layers = int(config["num_hidden_layers"])
         self.eps = float(config["layer_norm_eps"])
+        self.hidden_size = int(config["hidden_size"])
         weights = load_file(folder / "model.safetensors")
         weights = {k.removeprefix("bert."): v for k, v in weights.items()}
         weights.pop("embeddings.position_ids", None)  # a buffer of 0..511, not a weight

@@ -187,18 +187,23 @@ class _MeanPooled:
         if bert.supports(folder):
             from tokenizers import Tokenizer
 
-            self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-            self._tokenizer.enable_truncation(max_seq_length)
-            self._tokenizer.no_padding()  # padded per batch below, to the batch's longest text
+            tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+            tokenizer.enable_truncation(max_seq_length)
+            pad = tokenizer.padding or {}  # the file's own pad token, but to each batch's longest
+            tokenizer.enable_padding(
+                pad_id=pad.get("pad_id", 0), pad_token=pad.get("pad_token", "[PAD]")
+            )
             self.model = bert.Bert(folder).to(device).eval()
-            self.dim = int(self.model._w("embeddings.word_embeddings.weight").shape[1])
+            self.dim = self.model.hidden_size
+            self._bert_tokenizer = tokenizer
+            self._token_vectors = self._bert_tokens
         else:
             from transformers import AutoModel
 
             _quiet_transformers()
-            self._tokenizer = None
             self.model = AutoModel.from_pretrained(location).to(device).eval()
             self.dim = int(self.model.config.hidden_size)
+            self._token_vectors = self._auto_model_tokens
 
     @functools.cached_property
     def tokenizer(self):
@@ -207,29 +212,22 @@ class _MeanPooled:
 
         return AutoTokenizer.from_pretrained(self.location)
 
-    def _batch(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids and attention mask, padded to the longest text."""
+    def _bert_tokens(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token vectors and attention mask of a batch, through `bert.Bert`."""
         import torch
 
-        if self._tokenizer is None:
-            batch = self.tokenizer(
-                texts, padding=True, truncation=True, max_length=self.max_seq_length,
-                return_tensors="pt",
-            )  # fmt: skip
-            return batch["input_ids"], batch["attention_mask"]
-        encodings = self._tokenizer.encode_batch(texts)
-        length = max(len(e.ids) for e in encodings)
-        ids = torch.zeros((len(texts), length), dtype=torch.long)
-        mask = torch.zeros((len(texts), length), dtype=torch.long)
-        for row, e in enumerate(encodings):
-            ids[row, : len(e.ids)] = torch.tensor(e.ids)
-            mask[row, : len(e.ids)] = 1
-        return ids, mask
+        encodings = self._bert_tokenizer.encode_batch(texts)
+        ids = torch.tensor([e.ids for e in encodings], device=self.device)
+        mask = torch.tensor([e.attention_mask for e in encodings], device=self.device)
+        return self.model(ids, mask), mask
 
-    def _tokens(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        if self._tokenizer is None:
-            return self.model(input_ids=ids, attention_mask=mask).last_hidden_state
-        return self.model(ids, mask)
+    def _auto_model_tokens(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token vectors and attention mask of a batch, through transformers."""
+        batch = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_seq_length,
+            return_tensors="pt",
+        ).to(self.device)  # fmt: skip
+        return self.model(**batch).last_hidden_state, batch["attention_mask"]
 
     def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         import torch
@@ -239,9 +237,8 @@ class _MeanPooled:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 rows = order[start : start + batch_size]
-                ids, mask = self._batch([texts[row] for row in rows])
-                ids, mask = ids.to(self.device), mask.to(self.device)
-                tokens = self._tokens(ids, mask).float()
+                tokens, mask = self._token_vectors([texts[row] for row in rows])
+                tokens = tokens.float()
                 weights = mask.unsqueeze(-1).to(tokens.dtype)
                 mean = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
                 out[rows] = torch.nn.functional.normalize(mean, dim=1).cpu().numpy()

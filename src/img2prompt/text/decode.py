@@ -149,7 +149,7 @@ class Decoder:
         targets = check_targets(targets, self.bank.dim)
         out: list[Decoded] = []
         # In chunks: every prompt of a chunk is searched in the same encoder batches, and the
-        # chunk's remembered vectors (~240 per prompt in `best`) stay a few tens of MB.
+        # chunk's remembered vectors (~200 per prompt in `best`) stay a few tens of MB.
         for start in range(0, len(targets), DECODE_CHUNK):
             self._forget()
             out.extend(self._decode(targets[start : start + DECODE_CHUNK]))
