@@ -44,8 +44,11 @@ class CountingEncoder:
         self.encoded = 0
 
     def encode(self, texts, batch_size: int = 32) -> np.ndarray:
+        return self.encode_with_norms(texts, batch_size)[0]
+
+    def encode_with_norms(self, texts, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
         self.encoded += len(texts)
-        return self._encoder.encode(texts, batch_size=batch_size)
+        return self._encoder.encode_with_norms(texts, batch_size=batch_size)
 
     def __getattr__(self, name: str):
         return getattr(self._encoder, name)

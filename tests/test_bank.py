@@ -112,6 +112,7 @@ def test_build_round_trip(tmp_path, encoder):
     tokenizer = encoder.tokenizer
     tokens = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in expected]
     assert bank.tokens.tolist() == tokens
+    np.testing.assert_allclose(bank.norms, encoder.encode_with_norms(expected)[1], rtol=1e-4)
     # The index finds each entry from its own vector.
     _, ids = bank.search(exact, 1)
     assert ids[:, 0].tolist() == list(range(len(expected)))
@@ -155,6 +156,7 @@ def test_prepared_table_targets_are_reused_without_embedding(tmp_path, encoder):
     bank = load_bank(tmp_path / "bank", encoder)
     assert bank.texts == prompts and bank.categories == ["prompts", "prompts"]
     assert np.array_equal(bank.embeddings, targets.astype(np.float16))
+    assert np.isnan(bank.norms).all()  # not computed: the vectors came with the entries
 
     # Targets that `data prepare` made with another encoder (its manifest says) are embedded.
     other = {"encoder": {"spec": "another-minilm", "fingerprint": "not-this-encoder"}}
@@ -210,6 +212,16 @@ def test_missing_or_foreign_folders_are_refused(tmp_path, encoder):
     with pytest.raises(InputError, match="not a prompt bank"):
         build_bank([write_lines(tmp_path / "p.txt", PHRASES[:2])], tmp_path / "mine", encoder)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_a_bank_of_an_older_format_is_refused_with_how_to_rebuild(tmp_path, encoder):
+    inputs = [write_lines(tmp_path / "subjects.txt", PHRASES[:3])]
+    build_bank(inputs, tmp_path / "bank", encoder, words=False)
+    manifest_path = tmp_path / "bank" / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "format": 1}))
+    with pytest.raises(InputError, match=r"bank format 1, expected \d+: rebuild .*subjects\.txt"):
+        load_bank(tmp_path / "bank", encoder)
 
 
 def _template_folder(path, rules, **lists):

@@ -61,6 +61,28 @@ def test_printed_score_is_the_encoders_cosine(bank, encoder, mode):
         assert d.score > max(c for _, c in d.neighbours) + 0.05
 
 
+def test_a_bank_whose_vectors_came_with_it_decodes_without_norms(tmp_path, encoder):
+    """Entries from a prepared table bring their vectors, so the bank has no norms for them;
+    decoding weighs them with the typical norm and still scores honestly."""
+    import pyarrow as pa
+
+    texts = PHRASES + STYLES
+    table = pa.table({"id": [str(i) for i in range(len(texts))], "prompt": texts,
+                      "target": list(encoder.encode(texts))})  # fmt: skip
+    pq.write_table(table, tmp_path / "prompts.parquet")
+    build_bank([tmp_path / "prompts.parquet"], tmp_path / "bank", encoder, words=False)
+    bank = load_bank(tmp_path / "bank", encoder)
+    assert np.isnan(bank.norms).all()
+    targets = encoder.encode(ROUND_TRIP)
+    for mode in ("fast", "best"):
+        decoded = Decoder(bank, encoder, DecodeOptions(mode=mode)).decode(targets)
+        again = encoder.encode([d.prompt for d in decoded])
+        np.testing.assert_allclose(
+            [d.score for d in decoded], np.einsum("ij,ij->i", again, targets), atol=1e-5
+        )
+        assert all(d.score > max(c for _, c in d.neighbours) + 0.05 for d in decoded)
+
+
 def test_best_beats_fast_on_round_trips(bank, encoder):
     targets = encoder.encode(ROUND_TRIP)
     fast = Decoder(bank, encoder, DecodeOptions(mode="fast")).decode(targets)

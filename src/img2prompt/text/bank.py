@@ -4,7 +4,9 @@ A bank is a folder:
 
 - `entries.parquet`: `text`, `category` (from the file name or a `category` column), `frequency`
   (how often the phrase was seen, null when unknown), `tokens` (encoder word pieces, the weight of
-  the phrase when embeddings are added up) and `source` (the input file);
+  the phrase when embeddings are added up), `norm` (the length of its mean token vector before
+  normalisation, null where the vector came with the entry: with `tokens`, how strongly the phrase
+  pulls a prompt's vector) and `source` (the input file);
 - `embeddings.npy`: float16 (N, dim) unit rows in entry order. Half precision halves a 225k bank
   (170 MiB instead of 345 MiB); it moves a cosine by ~1e-3 at most, and decoding scores its final
   prompt with the encoder itself, so no printed figure depends on it;

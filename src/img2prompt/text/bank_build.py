@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from img2prompt.data.embed import TargetEncoder, embed_texts, native_bf16
+from img2prompt.data.embed import TargetEncoder, embed_texts_with_norms, native_bf16
 from img2prompt.errors import ConfigError, ErrorLog, InputError
 from img2prompt.io import atomic_dir, write_json, write_parquet
 from img2prompt.text.bank_index import (
@@ -76,6 +76,7 @@ def build_bank(
         categories=[],
         frequencies=np.zeros(0, np.int64),
         tokens=np.zeros(0, np.int32),
+        norms=np.zeros(0, np.float32),
         embeddings=np.zeros((0, encoder.dim), np.float16),
         manifest={},
     )
@@ -166,7 +167,7 @@ def _extend(
     bf16 = settings.precision == "bf16" or (
         settings.precision == "auto" and native_bf16(encoder.device)
     )
-    vectors, embedded = _new_vectors(
+    vectors, norms, embedded = _new_vectors(
         new, encoder, settings.batch_size, settings.cache_dir, settings.progress, bf16
     )
     texts = [entry.text for entry in new]
@@ -180,6 +181,7 @@ def _extend(
                 pa.int64(),
             ),
             "tokens": pa.array(np.concatenate([bank.tokens, tokens]), pa.int32()),
+            "norm": pa.array(np.concatenate([bank.norms, norms]), pa.float32(), from_pandas=True),
             "source": pa.array(_sources(bank) + [e.source for e in new], pa.string()),
         }
     )
@@ -224,11 +226,12 @@ def _new_vectors(
     cache_dir: str | Path | None,
     progress: bool,
     bf16: bool = False,
-) -> tuple[np.ndarray, int]:
-    """Vectors for new entries, and how many were embedded here: the ones they came with where
-    the encoder agrees, else embedded (through the resumable on-disk cache, so an interrupted
-    build loses little)."""
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Vectors and norms for new entries, and how many were embedded here: the vectors they came
+    with where the encoder agrees (their norms unknown: NaN), else embedded (through the
+    resumable on-disk cache, so an interrupted build loses little)."""
     vectors = np.zeros((len(entries), encoder.dim), dtype=np.float32)
+    norms = np.full(len(entries), np.nan, dtype=np.float32)
     todo = []
     for row, entry in enumerate(entries):
         same_encoder = entry.vector_encoder in (None, encoder.fingerprint)
@@ -238,10 +241,10 @@ def _new_vectors(
             todo.append(row)
     if todo:
         texts = [entries[row].text for row in todo]
-        vectors[todo] = embed_texts(
+        vectors[todo], norms[todo] = embed_texts_with_norms(
             texts, encoder, cache_dir, batch_size, progress=progress, bf16=bf16
         )
-    return vectors, len(todo)
+    return vectors, norms, len(todo)
 
 
 def _token_counts(encoder: TargetEncoder, texts: Sequence[str]) -> np.ndarray:

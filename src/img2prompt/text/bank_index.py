@@ -17,7 +17,7 @@ from img2prompt.data.embed import TargetEncoder
 from img2prompt.errors import InputError
 from img2prompt.io import readable_dir
 
-BANK_FORMAT = 1
+BANK_FORMAT = 2  # 2: entries have a `norm`
 ENTRIES_FILE = "entries.parquet"
 EMBEDDINGS_FILE = "embeddings.npy"
 MANIFEST_FILE = "manifest.json"
@@ -32,6 +32,7 @@ class PromptBank:
     categories: list[str]
     frequencies: np.ndarray  # int64, -1 where unknown
     tokens: np.ndarray  # int32 word pieces per entry (no special tokens)
+    norms: np.ndarray  # float32 length of each entry's mean token vector, NaN where unknown
     embeddings: np.ndarray  # float16 (N, dim), what is stored
     manifest: dict[str, Any]
     _index: Any = field(default=None, repr=False)
@@ -86,7 +87,9 @@ def load_bank(path: str | Path, encoder: TargetEncoder | None = None) -> PromptB
     if encoder is not None:
         check_encoder(path, manifest, encoder)
     # `source` (one string per entry) is only needed by `bank add`, which reads it itself.
-    table = pq.read_table(path / ENTRIES_FILE, columns=["text", "category", "frequency", "tokens"])
+    table = pq.read_table(
+        path / ENTRIES_FILE, columns=["text", "category", "frequency", "tokens", "norm"]
+    )
     embeddings = np.load(path / EMBEDDINGS_FILE)
     if len(table) != len(embeddings) or len(table) != manifest.get("entries"):
         raise InputError(
@@ -110,7 +113,9 @@ def read_manifest(path: Path) -> dict:
         raise InputError(manifest_path, f"unreadable manifest: {e}") from None
     if manifest.get("format") != BANK_FORMAT:
         raise InputError(
-            manifest_path, f"bank format {manifest.get('format')!r}, expected {BANK_FORMAT}"
+            manifest_path,
+            f"bank format {manifest.get('format')!r}, expected {BANK_FORMAT}: rebuild it with "
+            f"`img2prompt bank build` from its inputs ({', '.join(manifest.get('inputs', []))})",
         )
     return manifest
 
@@ -137,6 +142,7 @@ def _bank_from_table(
         categories=table.column("category").to_pylist(),
         frequencies=frequencies,
         tokens=table.column("tokens").to_numpy().astype(np.int32),
+        norms=table.column("norm").fill_null(np.nan).to_numpy().astype(np.float32),
         embeddings=embeddings,
         manifest=manifest,
     )
