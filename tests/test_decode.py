@@ -103,6 +103,24 @@ def test_prompts_respect_length_and_never_repeat_a_word(bank, encoder, mode):
         assert len(words) == len(set(words)), d.prompt
 
 
+@pytest.mark.parametrize("mode", ["fast", "best"])
+def test_entries_that_say_a_word_twice_are_never_used(tmp_path, encoder, mode):
+    """Mined lists hold entries such as "glasses glasses": even when one is the nearest entry to
+    the target, the prompt is built from others."""
+    repeating = ["glasses glasses", "dragon in dragon lair", "in 1 7 6 7"]
+    files = [write_lines(tmp_path / "subjects.txt", [*repeating, *PHRASES]),
+             write_lines(tmp_path / "styles.txt", STYLES)]  # fmt: skip
+    bank = load_bank(
+        build_bank(files, tmp_path / "b", encoder, words=False, progress=False).path, encoder
+    )
+    targets = encoder.encode(["glasses glasses", "a dragon in its lair, oil painting", "in 1767"])
+    _, ids = bank.search(targets, 1)
+    assert [bank.texts[i] for i in ids[:, 0]] == repeating  # each the nearest to its target
+    for d in Decoder(bank, encoder, DecodeOptions(mode=mode)).decode(targets):
+        assert not set(d.phrases) & set(repeating), d.prompt
+        assert d.score > 0
+
+
 def test_a_word_and_its_plural_count_as_one():
     def repeat(a: str, b: str) -> bool:
         return bool(content_stems(a) & content_stems(b))

@@ -114,6 +114,13 @@ def content_stems(text: str) -> frozenset[str]:
     return frozenset(forms)
 
 
+def says_a_word_twice(text: str) -> bool:
+    """Whether `text` itself repeats a content word ("glasses glasses", "dragon in dragon lair",
+    "h 8 0 0"; mined phrase lists have such entries)."""
+    words = [w for w in _CONTENT_WORD.findall(text.casefold()) if w not in _STOPWORDS]
+    return len(words) != len(set(words))
+
+
 def _singulars(word: str) -> tuple[str, ...]:
     # Plural rules, not a stemmer: they err on the side of caution ("news" meets "new"), which
     # only ever drops a candidate phrase.

@@ -34,7 +34,7 @@ from img2prompt.data.embed import TargetEncoder, native_bf16, precision_context
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.metrics import cosines
 from img2prompt.text.bank_index import PromptBank
-from img2prompt.text.bank_sources import content_stems
+from img2prompt.text.bank_sources import content_stems, says_a_word_twice
 
 # Categories whose phrases describe how a picture looks rather than what it shows; they go after
 # the subject. The names are those of the packaged bank and of the usual public phrase lists.
@@ -181,7 +181,7 @@ class Decoder:
         texts, scores = self.join_best(chosen, targets)
         # Estimates can err: where the nearest entry alone beats the assembly (and fits the
         # word limit), print that.
-        fits = self.words[ids[:, 0]] <= opts.max_words
+        fits = (self.words[ids[:, 0]] <= opts.max_words) & [self.usable(j) for j in ids[:, 0]]
         worse = np.flatnonzero((scores < cosines[:, 0] - 1e-3) & fits)
         if len(worse):
             for i in worse:
@@ -268,12 +268,18 @@ class Decoder:
         if words + self.words[candidate] > self.options.max_words or candidate in phrases:
             return False
         stems = self.stems(candidate)
-        return not any(stems & self.stems(j) for j in phrases)
+        return stems is not None and not any(stems & self.stems(j) for j in phrases)
 
-    def stems(self, entry: int) -> frozenset[str]:
+    def stems(self, entry: int) -> frozenset[str] | None:
+        """The entry's content words and their singulars (`content_stems`); None for an entry
+        that says a word twice itself, which no prompt may use."""
         if entry not in self._stems:
-            self._stems[entry] = content_stems(self.bank.texts[entry])
+            text = self.bank.texts[entry]
+            self._stems[entry] = None if says_a_word_twice(text) else content_stems(text)
         return self._stems[entry]
+
+    def usable(self, entry: int) -> bool:
+        return self.stems(entry) is not None
 
     # --- fast: greedy on additive estimates ------------------------------------------------
 
@@ -282,7 +288,7 @@ class Decoder:
         overrates long prompts (measured: the full greedy prompt scores ~0.07 below its best
         prefix), and encoding a handful of short prefixes costs a few milliseconds."""
         sequences = [self._greedy(t, ids[i]) for i, t in enumerate(targets)]
-        # The one-phrase prefix is the nearest entry, which `_decode` compares with anyway.
+        # The one-phrase prefix is the nearest entry (where usable), which `_decode` compares with.
         prefixes = [
             (i, seq[:n])
             for i, seq in enumerate(sequences)
@@ -304,11 +310,12 @@ class Decoder:
         gains = weighted @ target
         # Rows of the Gram matrix only for the picks (a handful), not the whole shortlist.
         squares = np.einsum("ij,ij->i", weighted, weighted)
-        chosen = [0]  # positions in `ids`; the nearest entry is the subject
-        total_dot, total_sq = gains[0], squares[0]
-        cross = weighted @ weighted[0]  # (sum of chosen) . each candidate
+        # Positions in `ids`; the nearest usable entry is the subject.
+        chosen = [next((p for p, j in enumerate(ids) if self.usable(int(j))), 0)]
+        total_dot, total_sq = gains[chosen[0]], squares[chosen[0]]
+        cross = weighted @ weighted[chosen[0]]  # (sum of chosen) . each candidate
         best = total_dot / np.sqrt(total_sq)
-        words = int(self.words[ids[0]])
+        words = int(self.words[ids[chosen[0]]])
         while len(chosen) < min(self.options.max_phrases, self.options.fast_max_phrases):
             estimate = (total_dot + gains) / np.sqrt(total_sq + squares + 2 * cross)
             pick = -1
