@@ -121,15 +121,18 @@ def test_entries_that_say_a_word_twice_are_never_used(tmp_path, encoder, mode):
         assert d.score > 0
 
 
-def test_a_word_and_its_plural_count_as_one():
+def test_a_word_its_plural_and_its_inflections_count_as_one():
     def repeat(a: str, b: str) -> bool:
         return bool(content_stems(a) & content_stems(b))
 
     plurals = [("a dog", "dogs"), ("puppies", "a puppy"), ("sneeze", "sneezes"), ("box", "boxes")]
     plurals += [("highly detailed", "hyper-detailed"), ("sci-fi", "fi")]  # hyphenated parts
+    plurals += [("a cow", "cowed"), ("lights", "cinematic lighting"), ("blue", "bluer")]
+    plurals += [("run", "running"), ("carry", "carried"), ("painters", "oil paint")]
     for a, b in plurals:
         assert repeat(a, b) and repeat(b, a), (a, b)
-    for a, b in [("a cat", "a dog"), ("the glass", "a gla"), ("of the 1960s", "4k"), ("in", "on")]:
+    unrelated = [("a cat", "a dog"), ("the glass", "a gla"), ("of the 1960s", "4k"), ("in", "on")]
+    for a, b in [*unrelated, ("red", "a bed"), ("a king", "kin")]:
         assert not repeat(a, b), (a, b)
 
 
