@@ -22,7 +22,9 @@ development set: `--half dev` (about half, by a hash of the prompt) is where dec
 cosine: `real words` is the share of output words found in an English word list
 (pyspellchecker's, a dev dependency) or in the bank's own written phrase lists (names and terms
 such as "artstation", "rutkowski"); the words found in neither are listed (fragments would show
-there); `repeats` is the share of prompts that say a content word twice.
+there); `repeats` is the share of prompts that say a content word twice, `in another form` the
+share that say one twice in two forms ("lights, lighting", "a cow, cowed"; by the suffix rule of
+`_word_root` here, written apart from the library's own).
 Start-up: loading the encoder and the (already embedded) default bank, and the first decode.
 """
 
@@ -130,19 +132,33 @@ def written_words(bank) -> set[str]:
     return words
 
 
+def _word_root(word: str) -> str:
+    """A crude root: one of a few suffixes and a final "e" taken off ("lighting", "lights" ->
+    "light"; "cowed" -> "cow"; "curving", "curved" -> "curv")."""
+    for suffix in ("ings", "ing", "ers", "er", "ed", "es", "s", "d"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: -len(suffix)].rstrip("e")
+    return word.rstrip("e") if len(word) > 3 else word
+
+
 def readability(prompts: list[str], known: set[str]) -> dict:
     """Share of real words (numbers such as "4k", "1960s" count as real); prompts with
-    repeats."""
+    repeats, and with a word said twice in two forms."""
     words = [w for p in prompts for w in WORD.findall(p.lower())]
     unknown = collections.Counter(w for w in words if w not in known and not w[0].isdigit())
-    repeats = 0
+    repeats = inflected = 0
     for prompt in prompts:
-        counts = collections.Counter(WORD.findall(prompt.lower()))
-        repeats += any(n > 1 for w, n in counts.items() if w not in FUNCTION_WORDS)
+        content = [w for w in WORD.findall(prompt.lower()) if w not in FUNCTION_WORDS]
+        repeats += len(content) != len(set(content))
+        forms: dict[str, set[str]] = collections.defaultdict(set)
+        for word in content:
+            forms[_word_root(word)].add(word)
+        inflected += any(len(f) > 1 for f in forms.values())
     n = max(len(words), 1)
     return {
         "real": 1 - unknown.total() / n,
         "repeats": repeats / max(len(prompts), 1),
+        "inflected": inflected / max(len(prompts), 1),
         "top_unknown": unknown.most_common(12),
     }
 
@@ -245,7 +261,8 @@ def run_bank(name: str, bank, encoder, prompts: list[str], repeats: int, show: i
         read = r["readability"]
         print(
             f"  [{name}] {mode:<4} readability: {read['real']:.1%} real words (English word list"
-            f" or the bank's written lists), {read['repeats']:.1%} of prompts repeat a word;"
+            f" or the bank's written lists), {read['repeats']:.1%} of prompts repeat a word,"
+            f" {read['inflected']:.1%} in another form;"
             " other words: " + ", ".join(f"{w} {c}" for w, c in read["top_unknown"]),
             flush=True,
         )
