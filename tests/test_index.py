@@ -326,6 +326,14 @@ def test_describe_index_model_nearest_prompts_and_interrogation(
         assert whole @ feature >= subject_features.max(0) @ feature - 1e-9 or len(phrases) == 1
         minilm = encoder.encode([d.interrogation])[0]
         assert d.interrogation_score == pytest.approx(float(minilm @ d.embedding), abs=1e-4)
+    # Images interrogated together (one encoder batch a step) get what each gets alone.
+    interrogator = index_describer.interrogator
+    together = interrogator.interrogate(features)
+    alone = [interrogator.interrogate(features[i : i + 1])[0] for i in range(len(features))]
+    assert [r.prompt for r in together] == [r.prompt for r in alone]
+    np.testing.assert_allclose(
+        [r.clip_similarity for r in together], [r.clip_similarity for r in alone], atol=1e-5
+    )
     # The command line shows them too (JSON here).
     result = CliRunner().invoke(
         app, ["describe", *map(str, paths), "--model", str(index_dir), "--bank",

@@ -423,8 +423,8 @@ class DecodeOptions:
     """`best`: prompts kept after each step."""
     encodes_per_step: int = 18
     """`best`: extensions per prompt and step scored by the encoder (on real_pairs dev prompts
-    with the packaged bank and patience 0: 16 -> 0.913 at 0.31 s, 24 -> 0.916 at 0.44 s a prompt;
-    with patience 1: 18 -> 0.917 at 0.39 s, 22 -> 0.917 at 0.46 s)."""
+    with the packaged bank and patience 1: 14 -> 0.920 at 0.35 s, 16 -> 0.920 at 0.39 s,
+    18 -> 0.922 at 0.42 s, 22 -> 0.923 at 0.48 s a prompt)."""
     patience: int = 1
     """Steps the beam search goes on without improving its best prompt (`best`; on real_pairs
     dev prompts patience 1 at 18 encodes a step beat patience 0 at 24: 0.917 vs 0.916, and

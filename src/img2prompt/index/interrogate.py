@@ -97,27 +97,44 @@ class Interrogator:
         self, image_features: np.ndarray, fallback_subjects: list[str] | None = None
     ) -> list[Interrogation]:
         """(B, D) unit CLIP image features -> one prompt each. `fallback_subjects` (one per
-        image: its nearest real prompt) start the prompt when the bank has no subjects."""
-        results = []
-        for i, feature in enumerate(np.asarray(image_features, np.float32)):
-            phrases: list[str] = []
-            best = -np.inf
-            for slot, picks, pool in self.pools:
-                order = np.argsort(-(self.features[slot] @ feature), kind="stable")
-                shortlist = [pool[j] for j in order[: self.candidates * picks + len(phrases)]]
-                for _ in range(picks):
-                    options = [p for p in shortlist if p not in phrases][: self.candidates]
-                    if not options:
-                        break
-                    texts = [", ".join([*phrases, option]) for option in options]
-                    similarity = self.encoder.encode(texts) @ feature
-                    j = int(np.argmax(similarity))
-                    if similarity[j] <= best:
-                        break
-                    phrases.append(options[j])
-                    best = float(similarity[j])
-            if fallback_subjects and not self.has_subjects:
-                phrases.insert(0, fallback_subjects[i])
-                best = float(self.encoder.encode([", ".join(phrases)])[0] @ feature)
-            results.append(Interrogation(", ".join(phrases), phrases, best))
-        return results
+        image: its nearest real prompt) start the prompt when the bank has no subjects. Each
+        step's candidate prompts of all images are encoded in one batch."""
+        features = np.asarray(image_features, np.float32)
+        phrases: list[list[str]] = [[] for _ in features]
+        best = np.full(len(features), -np.inf)
+        for slot, picks, pool in self.pools:
+            order = np.argsort(-(features @ self.features[slot].T), axis=1, kind="stable")
+            shortlists = [
+                [pool[j] for j in row[: self.candidates * picks + len(phrases[i])]]
+                for i, row in enumerate(order)
+            ]
+            picking = list(range(len(features)))  # images still adding to this slot
+            for _ in range(picks):
+                options = {
+                    i: [p for p in shortlists[i] if p not in phrases[i]][: self.candidates]
+                    for i in picking
+                }
+                picking = [i for i in picking if options[i]]
+                texts = [", ".join([*phrases[i], o]) for i in picking for o in options[i]]
+                if not texts:
+                    break
+                owners = [i for i in picking for _ in options[i]]
+                similarity = np.einsum("ij,ij->i", self.encoder.encode(texts), features[owners])
+                start, still = 0, []
+                for i in picking:
+                    scores = similarity[start : start + len(options[i])]
+                    start += len(options[i])
+                    j = int(np.argmax(scores))
+                    if scores[j] > best[i]:
+                        phrases[i].append(options[i][j])
+                        best[i] = float(scores[j])
+                        still.append(i)
+                picking = still
+        if fallback_subjects and not self.has_subjects:
+            for i, subject in enumerate(fallback_subjects):
+                phrases[i].insert(0, subject)
+            texts = [", ".join(p) for p in phrases]
+            best = np.einsum("ij,ij->i", self.encoder.encode(texts), features)
+        return [
+            Interrogation(", ".join(p), p, float(b)) for p, b in zip(phrases, best, strict=True)
+        ]
