@@ -26,7 +26,7 @@ runner = CliRunner()
 def _help(name: str) -> str:
     result = runner.invoke(app, [*name.split(), "--help"], env={"COLUMNS": "400"})
     assert result.exit_code == 0, result.output
-    return " ".join(result.output.replace("│", " ").split())
+    return " ".join(result.output.replace("│", " ").replace("`", "").split())
 
 
 @pytest.mark.parametrize("name", list(COMMANDS))

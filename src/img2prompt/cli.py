@@ -5,11 +5,18 @@ generated from the class (`options.py`); heavy imports happen inside the run fun
 
 from __future__ import annotations
 
+import shutil
+
 import typer
 
 from img2prompt import config as c
 from img2prompt.options import command
 from img2prompt.progress import stderr
+
+# Rich's help is a four-column table (option, its --no- form, type, help); under ~110 columns
+# the help column shrinks to a word or two a line, so narrower terminals get click's plain
+# two-column help.
+HELP_MARKUP = "markdown" if shutil.get_terminal_size().columns >= 110 else None
 
 app = typer.Typer(
     help="Recover the prompt behind a Stable Diffusion image.\n\n"
@@ -18,7 +25,7 @@ app = typer.Typer(
     "`generate` draws Stable Diffusion images for its prompts; `train` learns image -> vector; "
     "`bank build` and `decode` turn such a vector back into a readable prompt.",
     no_args_is_help=True,
-    rich_markup_mode="markdown",
+    rich_markup_mode=HELP_MARKUP,
     pretty_exceptions_enable=False,
 )
 GROUPS = {
@@ -377,7 +384,9 @@ def _register() -> None:
         target = app
         if group:
             if group[0] not in groups:
-                groups[group[0]] = typer.Typer(help=GROUPS[group[0]], no_args_is_help=True)
+                groups[group[0]] = typer.Typer(
+                    help=GROUPS[group[0]], no_args_is_help=True, rich_markup_mode=HELP_MARKUP
+                )
                 app.add_typer(groups[group[0]], name=group[0])
             target = groups[group[0]]
         target.command(leaf)(function)
