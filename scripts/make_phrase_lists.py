@@ -30,10 +30,25 @@ LISTS = {"artists.txt": "by {}", "movements.txt": "{}", "flavors.txt": "{}"}
 WORD = re.compile(r"[a-z]+")
 
 
+FUNCTION_WORDS = frozenset(
+    {"a", "an", "the", "of", "in", "on", "at", "by", "with", "and", "or", "to", "for", "from",
+     "as", "is", "are"}
+)  # fmt: skip
+
+
 def english(phrase: str, words: set[str]) -> bool:
     """ASCII, and every word in pyspellchecker's English list (flavors hold misspellings such as
     "hyperealistic" and curly quotes, which would reach prompts)."""
     return phrase.isascii() and all(w in words for w in WORD.findall(phrase.lower()))
+
+
+def whole(phrase: str) -> bool:
+    """Not a fragment: flavors hold cut-off phrases that end in a function word ("trending on",
+    "commission for") or are an article and one word, mostly a dangling adjective ("a bright",
+    "an intricate"; the nouns among them, "a cat", are in the written lists)."""
+    words = phrase.lower().split()
+    dangling = len(words) == 2 and words[0] in ("a", "an")
+    return words[-1] not in FUNCTION_WORDS and not dangling
 
 
 def main() -> None:
@@ -50,7 +65,7 @@ def main() -> None:
                 lines = archive.read(f"clip_interrogator/data/{name}").decode("utf-8").splitlines()
                 phrases = [pattern.format(line.strip()) for line in lines if line.strip()]
                 if name == "flavors.txt":
-                    phrases = [phrase for phrase in phrases if english(phrase, words)]
+                    phrases = [p for p in phrases if english(p, words) and whole(p)]
                 (OUT / name).write_text("\n".join(phrases) + "\n", encoding="utf-8")
                 print(f"{name}: {len(phrases):,} phrases")
             licence = archive.read(f"clip_interrogator-{VERSION}.dist-info/LICENSE").decode("utf-8")

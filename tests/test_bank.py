@@ -335,6 +335,17 @@ def test_packaged_bank_files_are_clean():
     assert all(line and line == line.strip() for line in lines)
 
 
+def test_packaged_public_flavors_hold_no_fragments():
+    """Mined phrases cut off mid-way ("trending on", "a bright") would end up in prompts."""
+    (flavors,) = [f for f in bank_module.default_public_files() if f.stem == "flavors"]
+    phrases = flavors.read_text(encoding="utf-8").splitlines()
+    assert len(phrases) > 70_000
+    cut = {"a", "an", "the", "of", "in", "on", "at", "by", "with", "and", "or", "to", "for"}
+    fragments = [p for p in phrases if p.split()[-1].lower() in cut or
+                 (len(p.split()) == 2 and p.split()[0].lower() in ("a", "an"))]  # fmt: skip
+    assert fragments == []
+
+
 def test_packaged_dictionary_is_real_lowercase_words():
     (path,) = [f for f in bank_module.default_bank_files() if f.stem == "dictionary"]
     words = path.read_text(encoding="utf-8").splitlines()
