@@ -83,6 +83,16 @@ def test_a_bank_whose_vectors_came_with_it_decodes_without_norms(tmp_path, encod
         assert all(d.score > max(c for _, c in d.neighbours) + 0.05 for d in decoded)
 
 
+def test_entries_without_a_norm_get_that_of_their_length():
+    from img2prompt.text.decode import _fill_norms
+
+    norms = np.array([8.0, 7.0, np.nan, 5.0, np.nan, np.nan], np.float32)
+    tokens = np.array([1, 1, 1, 4, 4, 9])
+    np.testing.assert_allclose(_fill_norms(norms, tokens), [8, 7, 7.5, 5, 5, 7])  # 9: overall
+    assert np.isnan(norms[2])  # the bank's own array is left alone
+    np.testing.assert_array_equal(_fill_norms(np.full(3, np.nan), np.arange(3)), [1, 1, 1])
+
+
 def test_best_beats_fast_on_round_trips(bank, encoder):
     targets = encoder.encode(ROUND_TRIP)
     fast = Decoder(bank, encoder, DecodeOptions(mode="fast")).decode(targets)
@@ -127,12 +137,12 @@ def test_a_word_its_plural_and_its_inflections_count_as_one():
 
     plurals = [("a dog", "dogs"), ("puppies", "a puppy"), ("sneeze", "sneezes"), ("box", "boxes")]
     plurals += [("highly detailed", "hyper-detailed"), ("sci-fi", "fi")]  # hyphenated parts
-    plurals += [("a cow", "cowed"), ("lights", "cinematic lighting"), ("blue", "bluer")]
-    plurals += [("run", "running"), ("carry", "carried"), ("painters", "oil paint")]
+    plurals += [("a cow", "cowed"), ("lights", "cinematic lighting"), ("eggs", "egging")]
+    plurals += [("run", "running"), ("carry", "carried"), ("painted", "oil paints")]
     for a, b in plurals:
         assert repeat(a, b) and repeat(b, a), (a, b)
     unrelated = [("a cat", "a dog"), ("the glass", "a gla"), ("of the 1960s", "4k"), ("in", "on")]
-    for a, b in [*unrelated, ("red", "a bed"), ("a king", "kin")]:
+    for a, b in [*unrelated, ("red", "a bed"), ("a king", "kin"), ("flowers", "flowing")]:
         assert not repeat(a, b), (a, b)
 
 

@@ -131,8 +131,8 @@ class Interrogator:
                         still.append(i)
                 picking = still
         if fallback_subjects and not self.has_subjects:
-            for i, subject in enumerate(fallback_subjects):
-                phrases[i].insert(0, subject)
+            for subject, prompt in zip(fallback_subjects, phrases, strict=True):
+                prompt.insert(0, subject)
             texts = [", ".join(p) for p in phrases]
             best = np.einsum("ij,ij->i", self.encoder.encode(texts), features)
         return [

@@ -75,6 +75,21 @@ def _runs(texts: Sequence[str]) -> str:
     return ", ".join(" ".join(group) for group in groups)
 
 
+def _fill_norms(norms: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """Entries whose vectors came with them (a prepared table's prompts) have no norm: each gets
+    the median norm of known entries of its token count (norms fall as phrases grow longer), or
+    of all known entries; a bank with no norms at all gets 1 everywhere (tokens alone)."""
+    norms = norms.astype(np.float32)  # a copy
+    missing, known = ~np.isfinite(norms), np.isfinite(norms)
+    if not known.any():
+        return np.ones_like(norms)
+    overall = np.median(norms[known])
+    for count in np.unique(tokens[missing]):
+        same = known & (tokens == count)
+        norms[missing & (tokens == count)] = np.median(norms[same]) if same.any() else overall
+    return norms
+
+
 def _tier(category: str) -> int:
     if category in SUBJECT_CATEGORIES:
         return 0
@@ -130,11 +145,8 @@ class Decoder:
         self.vectors = bank.vectors
         # Tokens a phrase adds to a prompt: its word pieces plus the comma before it.
         self.tokens = (np.maximum(bank.tokens, 1) + 1).astype(np.float32)
-        # Entries whose vectors came with them have no norm: they get the typical one.
-        norms = bank.norms
-        known = norms[np.isfinite(norms)]
-        norms = np.where(np.isfinite(norms), norms, np.median(known) if len(known) else 1.0)
-        self.pull = self.tokens * norms.astype(np.float32) ** PULL_POWER
+        self.norms_known = bool(np.isfinite(bank.norms).any())
+        self.pull = self.tokens * _fill_norms(bank.norms, bank.tokens) ** PULL_POWER
         self.words = np.fromiter((len(t.split()) for t in bank.texts), np.int32, len(bank))
         # Where a phrase goes in a prompt: subjects, then other content, then modifiers.
         self.tier = np.fromiter((_tier(c) for c in bank.categories), np.int8, len(bank))
@@ -179,6 +191,8 @@ class Decoder:
             chosen = self._fast(targets, ids)
         else:
             chosen = self._beam_search(targets, ids)
+        # A search that found no usable entry (a bank of entries that repeat themselves).
+        chosen = [c or [int(ids[i, 0])] for i, c in enumerate(chosen)]
         texts, scores = self.join_best(chosen, targets)
         # Estimates can err: where the nearest entry alone beats the assembly (and fits the
         # word limit), print that.
@@ -257,7 +271,8 @@ class Decoder:
         known.update(zip(new, zip(vectors, norms.tolist(), strict=True), strict=True))
         if not texts:
             return np.zeros((0, self.bank.dim), np.float32), np.zeros(0, np.float32)
-        return np.stack([known[t][0] for t in texts]), np.array([known[t][1] for t in texts])
+        norms = np.array([known[t][1] for t in texts], dtype=np.float32)
+        return np.stack([known[t][0] for t in texts]), norms
 
     def score(self, texts: Sequence[str], targets: np.ndarray) -> np.ndarray:
         """Exact (float32) cosine of each text's vector with its target row."""
@@ -442,7 +457,9 @@ class _Beam:
         `Decoder.tokens`, one too many, and the two special tokens MiniLM adds: [CLS], [SEP])
         times its norm to `PULL_POWER`."""
         tokens = sum(self.decoder.tokens[j] for j in self.phrases) + 1
-        return float(tokens * self.norm**PULL_POWER)
+        # A bank without norms weighs its entries by tokens alone; beams must do the same.
+        norm = self.norm if self.decoder.norms_known else 1.0
+        return float(tokens * norm**PULL_POWER)
 
 
 class _Search:
