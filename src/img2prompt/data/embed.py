@@ -287,8 +287,9 @@ class EmbeddingCache:
                 warnings.warn(f"ignoring unreadable cache chunk {chunk}: {e}", stacklevel=2)
                 continue
             for key, vector, norm in zip(keys, vectors, norms, strict=True):
-                if not np.isnan(norm) or key.tobytes() not in found:  # a known norm stays
-                    found[key.tobytes()] = (vector, float(norm))
+                key = key.tobytes()
+                if not np.isnan(norm) or key not in found:  # a known norm stays
+                    found[key] = (vector, float(norm))
         return found
 
     def save(self, keys: Sequence[bytes], vectors: np.ndarray, norms: np.ndarray) -> None:

@@ -80,7 +80,8 @@ def _fill_norms(norms: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     the median norm of known entries of its token count (norms fall as phrases grow longer), or
     of all known entries; a bank with no norms at all gets 1 everywhere (tokens alone)."""
     norms = norms.astype(np.float32)  # a copy
-    missing, known = ~np.isfinite(norms), np.isfinite(norms)
+    known = np.isfinite(norms)
+    missing = ~known
     if not known.any():
         return np.ones_like(norms)
     overall = np.median(norms[known])
