@@ -112,6 +112,25 @@ def generic_priors(encoder) -> dict[str, np.ndarray]:
     return {"DiffusionDB phrases": ddb, "MagicPrompt subjects": magic}
 
 
+def oracle_bound(truth, sources, classes, prior, alpha: float) -> None:
+    """The ceiling of the label vocabulary: each image given the one class whose vector (plus the
+    prior) is closest to its *true* prompt, as a perfect classifier that could read the prompt
+    would pick, against the best constant (the mean of the true prompts themselves). Neither is
+    a predictor anyone has; together they bound what an ImageNet-1k label can add to a constant."""
+    picked = (truth @ _unit(classes + alpha * prior).T).max(axis=1)
+    pooled = truth @ _unit(truth.mean(0))
+    print(f"  ceiling of the 1000 labels (the truth picks each image's class; alpha={alpha:g}):")
+    for source in (WAYLON, DRAWBENCH, None):
+        m = sources == source if source else np.ones(len(truth), bool)
+        print(
+            f"    {(source or 'all').split('/')[0]:<16} perfect class {picked[m].mean():.4f};"
+            f" mean of its true prompts {(truth[m] @ _unit(truth[m].mean(0))).mean():.4f},"
+            f" of all sources' {pooled[m].mean():.4f}"
+        )
+    gain = picked.mean() - pooled.mean()
+    print(f"    perfect class - constant (mean of all true prompts), all images: {gain:+.4f}")
+
+
 def real_pairs_logits(model, rows: list[dict], cache: Path | None) -> np.ndarray:
     """The classifier's logits for every real_pairs image (read from / written to `cache`)."""
     import torch
@@ -168,6 +187,7 @@ def real_pairs_section(model, encoder, cache: Path | None, search_templates: boo
             f" {cells}"
         )
     print(f"  {'all':<48} {len(rows):>6} {cos.mean():>8.4f} {(truth @ prior).mean():>9.4f}")
+    oracle_bound(truth, sources, classes, prior, a0)
     for name, vector in generic_priors(encoder).items():
         cells = ", ".join(
             f"{s.split('/')[0]} {(truth[sources == s] @ vector).mean():.4f}"
