@@ -406,11 +406,12 @@ class PredictOptions:
 @dataclass
 class DecodeOptions:
     """How hard the decoder searches. With the defaults `best` takes ~0.4 s and `fast` ~17 ms
-    per real prompt on a 2-core CPU with the packaged bank (benchmarks/bench_decode.py)."""
+    per real prompt on a 2-core CPU with native bfloat16 and the packaged bank, ~1 s and ~30 ms
+    on one without (benchmarks/bench_decode.py)."""
 
     mode: DecodeMode = "best"
-    """`fast` (nearest entries, greedy assembly; ~20 ms a prompt) or `best` (beam search scored by
-    the encoder; ~0.5 s a prompt on a CPU)."""
+    """`fast` (nearest entries, greedy assembly; ~20-30 ms a prompt) or `best` (beam search scored
+    by the encoder; ~0.5-1 s a prompt on a CPU, the lower figures where it has native bfloat16)."""
     max_words: int = 60
     """Longest prompt in words (Stable Diffusion's CLIP reads 77 tokens; 60 words fit)."""
     max_phrases: int = 12
