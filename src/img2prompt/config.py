@@ -415,7 +415,8 @@ class DecodeOptions:
     max_words: int = 60
     """Longest prompt in words (Stable Diffusion's CLIP reads 77 tokens; 60 words fit)."""
     max_phrases: int = 12
-    """Most phrases in one prompt."""
+    """Most phrases in one prompt (`best` on real_pairs dev prompts: 12 -> 0.9215, 16 -> 0.9241 for
+    19% more time, most of it on prompts of over 20 words)."""
     shortlist: int = 256
     """Entries nearest to the target that every step may choose from."""
     residual_shortlist: int = 48
