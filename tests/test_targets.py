@@ -100,6 +100,27 @@ def test_the_fast_encoder_path_equals_sentence_transformers(encoder):
     assert encoder.tokenizer is not None and encoder.dim == reference.dim == 384
 
 
+def test_batches_are_cut_from_texts_ordered_by_token_count(encoder, monkeypatch):
+    """Each batch is padded to its longest text, so batches are cut from the texts ordered by
+    their token counts (character counts mislead: "1 2 3 4 5 6" is 6 words, "elephantine" 1)."""
+    texts = ["1 2 3 4 5 6", "elephantine", "cat", "9 8 7 6 5 4 3 2 1", "x", "zebra crossing"]
+    model = encoder._model
+    counts: list[int] = []
+    real = model._token_vectors
+
+    def recording(batch):
+        tokens, mask = real(batch)
+        counts.extend(mask.sum(1).tolist())
+        return tokens, mask
+
+    monkeypatch.setattr(model, "_token_vectors", recording)
+    vectors = encoder.encode(texts, batch_size=2)
+    assert len(counts) == len(texts) and counts == sorted(counts, reverse=True)
+    monkeypatch.setattr(model, "_token_vectors", real)
+    alone = np.concatenate([encoder.encode([t]) for t in texts])
+    np.testing.assert_allclose(vectors, alone, atol=1e-5)
+
+
 def test_norms_are_the_lengths_of_the_mean_token_vectors(encoder, tmp_path, monkeypatch):
     """A text's norm (what decoding weighs phrases by) is the length of sentence-transformers'
     mean of its token vectors; it survives the cache, and texts cached before norms were kept
