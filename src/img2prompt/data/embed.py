@@ -210,16 +210,16 @@ class _MeanPooled:
             self.model = bert.Bert(folder).to(device).eval()
             self.dim = self.model.hidden_size
             self._bert_tokenizer = tokenizer
+            self._tokenize = self._bert_encodings
             self._token_vectors = self._bert_tokens
-            self._lengths = self._token_counts
         else:
             from transformers import AutoModel
 
             _quiet_transformers()
             self.model = AutoModel.from_pretrained(location).to(device).eval()
             self.dim = int(self.model.config.hidden_size)
+            self._tokenize = self._as_texts
             self._token_vectors = self._auto_model_tokens
-            self._lengths = self._character_counts
 
     @functools.cached_property
     def tokenizer(self):
@@ -228,19 +228,21 @@ class _MeanPooled:
 
         return AutoTokenizer.from_pretrained(self.location)
 
-    def _token_counts(self, texts: list[str]) -> list[int]:
-        return [len(e.ids) for e in self._bert_tokenizer.encode_batch(texts)]
+    def _bert_encodings(self, texts: list[str]) -> tuple[list, list[int]]:
+        """Every text tokenized once (unpadded), and its token count."""
+        encodings = self._bert_tokenizer.encode_batch(texts)
+        return encodings, [len(e.ids) for e in encodings]
 
     @staticmethod
-    def _character_counts(texts: list[str]) -> list[int]:
-        return [len(text) for text in texts]
+    def _as_texts(texts: list[str]) -> tuple[list[str], list[int]]:
+        """Texts as they are (transformers tokenizes each batch), and their character counts."""
+        return texts, [len(text) for text in texts]
 
-    def _bert_tokens(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token vectors and attention mask of a batch, through `bert.Bert`."""
+    def _bert_tokens(self, encodings: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token vectors and attention mask of a batch of encodings, through `bert.Bert`."""
         import torch
 
-        encodings = self._bert_tokenizer.encode_batch(texts)
-        ids = np.full((len(texts), max(len(e.ids) for e in encodings)), self._pad_id, np.int64)
+        ids = np.full((len(encodings), max(len(e.ids) for e in encodings)), self._pad_id, np.int64)
         mask = np.zeros(ids.shape, np.int64)
         for row, encoding in enumerate(encodings):
             ids[row, : len(encoding.ids)] = encoding.ids
@@ -263,11 +265,12 @@ class _MeanPooled:
         norms = np.empty(len(texts), dtype=np.float32)
         # Longest first, so that a batch holds texts of about one length: ordered by characters,
         # 28% of decoding's encoded positions were padding; by tokens, where known, few are.
-        order = np.argsort([-n for n in self._lengths(texts)], kind="stable")
+        items, lengths = self._tokenize(texts)
+        order = np.argsort([-n for n in lengths], kind="stable")
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 rows = order[start : start + batch_size]
-                tokens, mask = self._token_vectors([texts[row] for row in rows])
+                tokens, mask = self._token_vectors([items[row] for row in rows])
                 tokens = tokens.float()
                 weights = mask.unsqueeze(-1).to(tokens.dtype)
                 mean = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1e-9)
