@@ -169,7 +169,7 @@ def predict(cfg: c.PredictConfig, quiet: bool) -> None:
         timing = f"({result.resumed:,} saved by an interrupted run; {now:,} predicted {timing})"
     stderr.print(
         f"{n:,} images {timing}, {result.precision}{note}, "
-        f"{len(predictor.views)} view(s) per image"
+        f"{len(predictor.views)} view(s) per image{result.skipped}"
         + "".join(f"; wrote {path}" for path in (cfg.out, cfg.submission) if path),
         highlight=False,
     )
@@ -242,25 +242,39 @@ def ensemble_apply(cfg: c.EnsembleApplyConfig) -> None:
 
 
 def describe(cfg: c.DescribeConfig, quiet: bool) -> None:
-    """Describe images: the readable prompt behind each (predict + decode), its match and the
-    nearest bank entries. match = cosine of the prompt's own MiniLM vector to the predicted
-    embedding: how well the words say the prediction, NOT how close it is to the true prompt.
-    Unreadable images are listed with their reason; the exit code is 1 when there were any
-    (unless --skip-bad and at least one image was described)."""
+    """Describe images: the prompt behind each. A file that carries its prompt (A1111, ComfyUI,
+    InvokeAI, NovelAI, Fooocus, SwarmUI metadata) is answered with it (`source: metadata`), the
+    model's own prompt beside it; other images get the model's readable prompt (predict +
+    decode). `--metadata ignore` reads pixels only; `--metadata only` loads no model.
+    match = cosine of the model's prompt's own MiniLM vector to the predicted embedding: how
+    well the words say the prediction, NOT how close it is to the true prompt.
+
+    Captions for LoRA training: `describe DIR --sidecar txt [--prefix "trigger, "]` writes
+    IMAGE.txt beside each image (existing ones kept unless --overwrite, so a rerun goes on
+    where an interrupted one stopped). Unreadable images are listed with their reason; the exit
+    code is 1 when there were any (unless --skip-bad and at least one image was described)."""
+    if cfg.sidecar != "none":
+        _describe_captions(cfg, quiet)
+        return
     import json
 
     from img2prompt.describer import (
         Describer,
         check_description_output,
+        describe_metadata_only,
         descriptions_json,
         write_descriptions,
     )
 
     if cfg.out is not None:
         check_description_output(cfg.out)
-    describer = Describer(cfg.model, cfg.bank, predict_options=cfg.predict,
-                          decode_options=cfg.decode, progress=not quiet)  # fmt: skip
-    result = describer.describe_files(cfg.images, progress=not quiet)
+    if cfg.metadata == "only":
+        result = describe_metadata_only(cfg.images, progress=not quiet)
+    else:
+        describer = Describer(cfg.model, cfg.bank, predict_options=cfg.predict,
+                              decode_options=cfg.decode, progress=not quiet,
+                              metadata=cfg.metadata)  # fmt: skip
+        result = describer.describe_files(cfg.images, progress=not quiet)
     if cfg.out is not None:
         write_descriptions(result, cfg.out)
     if cfg.json:
@@ -271,13 +285,68 @@ def describe(cfg: c.DescribeConfig, quiet: bool) -> None:
         print_descriptions(result.descriptions)
     n = len(result.descriptions)
     if not quiet and n:
+        how = "embedded prompts only" if cfg.metadata == "only" else f"{cfg.decode.mode} decoding"
+        stats = f"{result.from_metadata:,} prompts from the files' metadata"
+        if cfg.metadata != "only":
+            stats += f", mean match {result.mean_match:.4f}"
         stderr.print(
-            f"{n:,} images described in {result.seconds:.1f} s ({cfg.decode.mode} decoding), "
-            f"mean match {result.mean_match:.4f}" + (f"; wrote {cfg.out}" if cfg.out else ""),
+            f"{n:,} images described in {result.seconds:.1f} s ({how}); {stats}"
+            + result.search.summary()
+            + (f"; wrote {cfg.out}" if cfg.out else ""),
             highlight=False,
         )
     _print_failures(result.failures)
     if result.failures and not (cfg.skip_bad and n):
+        raise typer.Exit(1)
+
+
+def _describe_captions(cfg: c.DescribeConfig, quiet: bool) -> None:
+    """`describe --sidecar`: captions beside the images (`captions.write_captions`)."""
+    from img2prompt.captions import write_captions
+    from img2prompt.describer import Describer
+
+    def load() -> Describer:
+        return Describer(cfg.model, cfg.bank, predict_options=cfg.predict,
+                         decode_options=cfg.decode, metadata="ignore")  # fmt: skip
+
+    run = write_captions(cfg.images, cfg.sidecar, load, cfg.metadata, cfg.prefix,
+                         cfg.overwrite, progress=not quiet)  # fmt: skip
+    stderr.print(run.summary(cfg.sidecar), highlight=False, markup=False)
+    _print_failures(run.failures)
+    written = run.from_metadata + run.from_model
+    if run.failures and not (cfg.skip_bad and (written or run.kept)):
+        raise typer.Exit(1)
+
+
+def metadata(cfg: c.MetadataConfig) -> None:
+    """The generation metadata embedded in Stable Diffusion files: prompt, negative prompt,
+    generator, and settings (model and hash, sampler, steps, CFG, seed, size). Reads
+    AUTOMATIC1111/Forge/SD.Next (PNG text, JPEG/WebP EXIF, stealth alpha), ComfyUI (traces the
+    sampler that made the image back to its text), InvokeAI (3 formats), NovelAI, Fooocus and
+    SwarmUI. A file without metadata has `prompt: null`; broken metadata is reported in
+    `error`, never fatal. `--json`: one object a line, in input order."""
+    import json
+
+    from img2prompt.data.images import scan_images
+    from img2prompt.metadata import GenerationMetadata, read_metadata
+
+    missing = [path for path in cfg.files if not path.exists()]
+    search = scan_images([path for path in cfg.files if path.exists()])
+    results = [read_metadata(path) for path in search.images]
+    results += [GenerationMetadata(str(path), error="no such file or folder") for path in missing]
+    if cfg.json:
+        for result in results:
+            typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
+    else:
+        from img2prompt.report import print_metadata
+
+        print_metadata(results)
+    found = sum(r.prompt is not None for r in results)
+    stderr.print(
+        f"{len(results):,} files, {found:,} with an embedded prompt" + search.summary(),
+        highlight=False,
+    )
+    if missing:
         raise typer.Exit(1)
 
 
@@ -363,6 +432,7 @@ COMMANDS = {  # name: (config class, run function); a run function with `quiet` 
     "bank add": (c.BankAddConfig, bank_add),
     "decode": (c.DecodeConfig, decode),
     "describe": (c.DescribeConfig, describe),
+    "metadata": (c.MetadataConfig, metadata),
     "serve": (c.ServeConfig, serve),
     "demo": (c.DemoConfig, demo),
     "index build": (c.IndexBuildConfig, index_build),

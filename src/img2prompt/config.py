@@ -44,6 +44,8 @@ DecodeMode = Literal["fast", "best"]
 DedupMode = Literal["exact", "approx"]
 OnError = Literal["fail", "skip"]
 IndexSearch = Literal["exact", "ivf", "hnsw"]
+MetadataUse = Literal["auto", "ignore", "only"]
+SidecarKind = Literal["none", "txt", "caption"]
 Strategy = Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"]
 """Lightning strategies the loop supports. Not FSDP/DeepSpeed: the frozen-feature cache, the EMA
 copy (`AveragedModel`) and the LLRD parameter groups all assume whole, unsharded parameters."""
@@ -522,9 +524,30 @@ class PredictConfig:
 
 
 @dataclass
+class MetadataConfig:
+    files: list[Path] = field(metadata=POSITIONAL)
+    """Image files or folders (searched recursively)."""
+    json: bool = False
+    """One JSON object a line, in input order: image, prompt (null when the file has none),
+    negative_prompt, generator, settings, error."""
+
+
+@dataclass
 class DescribeConfig:
     images: list[Path] = field(metadata=POSITIONAL)
     """Image files or folders (searched recursively)."""
+    metadata: MetadataUse = "auto"
+    """`auto`: a file that carries its prompt (A1111, ComfyUI, InvokeAI, NovelAI, Fooocus,
+    SwarmUI metadata) is answered with it, the model's guess beside it; `ignore`: pixels only;
+    `only`: embedded prompts only, the model is not loaded."""
+    sidecar: SidecarKind = "none"
+    """Write each image's prompt beside it as a caption for LoRA training: `txt` (IMAGE.txt,
+    kohya-ss) or `caption` (IMAGE.caption). Images that already have one are skipped, so an
+    interrupted run goes on where it stopped."""
+    overwrite: bool = False
+    """Replace existing caption files (--sidecar) instead of keeping them."""
+    prefix: str = ""
+    """Put before every caption written by --sidecar (a trigger phrase: `--prefix "sks, "`)."""
     model: str = "default"
     """A model folder (`RUN/model`, an index folder, `hf:owner/name`) or `default`."""
     bank: str = "default"
@@ -543,6 +566,8 @@ class DescribeConfig:
     def __post_init__(self) -> None:
         if not self.images:
             raise ConfigError("give at least one image file or folder")
+        if self.sidecar == "none" and (self.overwrite or self.prefix):
+            raise ConfigError("--overwrite and --prefix apply to captions: add --sidecar txt")
 
 
 @dataclass
@@ -589,8 +614,13 @@ class ServeConfig:
     """Prediction (spelled flat: `--device`, `--tta`...)."""
     decode: DecodeOptions = field(default_factory=DecodeOptions)
     """Decoding (spelled flat: `--mode`...)."""
+    metadata: MetadataUse = "auto"
+    """The default for uploads (a request may say `?metadata=ignore`): `auto` answers a file
+    that carries its prompt with it, `ignore` reads pixels only."""
 
     def __post_init__(self) -> None:
+        if self.metadata == "only":
+            raise ConfigError("serve --metadata takes auto or ignore (the page always has a model)")
         if not 0 < self.port < 65536:
             raise ConfigError("--port must be in 1..65535")
 

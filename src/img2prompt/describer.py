@@ -1,7 +1,9 @@
 """Image -> readable prompt: a model predicts the prompt's MiniLM vector, a bank decodes it.
 
 `Describer` loads the model, the target encoder, the bank and the decoder once; the `describe`
-command and the web app (`img2prompt.serve`) share it.
+command and the web app (`img2prompt.serve`) share it. Where a person asks for a prompt, a file
+that carries its own (SD front ends' metadata, `img2prompt.metadata`) is answered with it and
+the model's guess stands beside it (`metadata="auto"`); `with_metadata` is that rule's one home.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import pyarrow as pa
 from PIL import Image
 
 from img2prompt.config import ServeLimits
-from img2prompt.data.images import find_images, load_image_bytes
+from img2prompt.data.images import ImageSearch, load_image_bytes, scan_images
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.io import atomic_path, vector_column, write_parquet
+from img2prompt.metadata import GenerationMetadata, read_metadata
 from img2prompt.predict.predictor import Failure, PredictOptions, Predictor
 from img2prompt.predict.tta import render_views
 from img2prompt.text.decode import Decoded, DecodeOptions, Decoder
@@ -32,14 +35,16 @@ class Description:
 
     image: str
     """The image as given (a path, or an upload's name)."""
-    prompt: str
-    """The readable prompt decoded from the predicted embedding."""
-    match: float
-    """Cosine between MiniLM's vector of `prompt` and `embedding`: how well the words say the
-    predicted embedding. Not how close the prediction is to the image's true prompt: a vague
-    prediction is as easy to put into words as a right one."""
-    embedding: np.ndarray
-    """The predicted prompt embedding: 384 float32, unit length."""
+    prompt: str | None
+    """The answer: the prompt embedded in the file where it has one (`source == "metadata"`),
+    else the readable prompt decoded from the predicted embedding; None only with
+    `metadata="only"` for a file that carries no prompt."""
+    match: float | None
+    """Cosine between MiniLM's vector of `model_prompt` and `embedding`: how well the words say
+    the predicted embedding. Not how close the prediction is to the image's true prompt: a
+    vague prediction is as easy to put into words as a right one. None when no model ran."""
+    embedding: np.ndarray | None
+    """The predicted prompt embedding: 384 float32, unit length (None when no model ran)."""
     phrases: list[str] = field(default_factory=list)
     neighbours: list[tuple[str, float]] = field(default_factory=list)
     """Nearest bank entries to the embedding, with their cosines."""
@@ -50,19 +55,38 @@ class Description:
     """Index models: a prompt of bank phrases chosen by CLIP image-text similarity."""
     interrogation_score: float | None = None
     """Cosine between MiniLM's vector of `interrogation` and `embedding`."""
+    source: str = "model"
+    """Where `prompt` comes from: `metadata` (embedded in the file), `model`, or `none`."""
+    model_prompt: str | None = None
+    """The model's own readable prompt (beside an embedded one, for comparison); None when no
+    model ran."""
+    metadata: GenerationMetadata | None = None
+    """What the file says about how it was made (None when metadata was not read)."""
+
+    def __post_init__(self) -> None:
+        if self.model_prompt is None and self.source == "model":
+            self.model_prompt = self.prompt
 
     @property
-    def score(self) -> float:
+    def score(self) -> float | None:
         """Deprecated name of `match`."""
         return self.match
 
     def to_json(self) -> dict[str, Any]:
+        match = None if self.match is None else round(self.match, 6)
+        meta = self.metadata
         out = {
             "image": self.image,
             "prompt": self.prompt,
-            "match": round(self.match, 6),
-            "score": round(self.match, 6),  # deprecated alias of "match", kept for old clients
-            "embedding": [float(x) for x in self.embedding],
+            "source": self.source,
+            "model_prompt": self.model_prompt,
+            "negative_prompt": meta.negative_prompt if meta else None,
+            "generator": meta.generator if meta else None,
+            "settings": meta.settings if meta else {},
+            "metadata_error": meta.error if meta else None,
+            "match": match,
+            "score": match,  # deprecated alias of "match", kept for old clients
+            "embedding": None if self.embedding is None else [float(x) for x in self.embedding],
             "phrases": self.phrases,
             "neighbors": [{"text": t, "cosine": round(c, 6)} for t, c in self.neighbours],
         }
@@ -76,16 +100,74 @@ class Description:
         return out
 
 
+def with_metadata(description: Description, metadata: GenerationMetadata) -> Description:
+    """`metadata="auto"`: the embedded prompt, where the file has one, becomes the answer; the
+    model's prompt stays beside it in `model_prompt`."""
+    description.metadata = metadata
+    if metadata.prompt is not None:
+        description.prompt, description.source = metadata.prompt, "metadata"
+    return description
+
+
+def from_metadata(metadata: GenerationMetadata) -> Description:
+    """`metadata="only"`: a description from the file alone, no model."""
+    source = "metadata" if metadata.prompt is not None else "none"
+    return Description(metadata.image, metadata.prompt, None, None, source=source,
+                       metadata=metadata)  # fmt: skip
+
+
+def check_metadata_use(metadata: str) -> None:
+    if metadata not in ("auto", "ignore", "only"):
+        raise ConfigError(f"metadata must be auto, ignore or only, got {metadata!r}")
+
+
 @dataclass
 class DescribeRun:
     descriptions: list[Description]
     failures: list[Failure]
     seconds: float
+    search: ImageSearch = field(default_factory=ImageSearch)
+    """The files found (and passed over as non-images)."""
 
     @property
     def mean_match(self) -> float:
-        """Mean cosine of each prompt's own embedding to the predicted one (0 when empty)."""
-        return sum(d.match for d in self.descriptions) / max(len(self.descriptions), 1)
+        """Mean cosine of each model prompt's own embedding to the predicted one (0 when no
+        model ran)."""
+        matches = [d.match for d in self.descriptions if d.match is not None]
+        return sum(matches) / max(len(matches), 1)
+
+    @property
+    def from_metadata(self) -> int:
+        """How many prompts came from the files' own metadata."""
+        return sum(d.source == "metadata" for d in self.descriptions)
+
+
+def find_inputs(inputs: Sequence[str | Path]) -> tuple[ImageSearch, list[Failure]]:
+    """The images under `inputs`; paths that do not exist become failures, not an error."""
+    missing = [Failure(str(p), "no such file or folder") for p in inputs if not Path(p).exists()]
+    search = scan_images([Path(p) for p in inputs if Path(p).exists()])
+    if not search.images and not missing:
+        raise ConfigError(f"no image files under {', '.join(map(str, inputs))}{search.summary()}")
+    return search, missing
+
+
+def describe_metadata_only(inputs: Sequence[str | Path], progress: bool = False) -> DescribeRun:
+    """`describe --metadata only`: each file's embedded prompt, no model loaded. A file with
+    none gets `prompt=None`, `source="none"`; a file that is no image is a failure."""
+    from img2prompt.progress import progress_bar
+
+    started = time.perf_counter()
+    search, failures = find_inputs(inputs)
+    descriptions = []
+    with progress_bar("metadata", len(search.images), progress) as bar:
+        for path in search.images:
+            metadata = read_metadata(path)
+            if metadata.prompt is None and metadata.error and metadata.error.startswith("not an"):
+                failures.append(Failure(str(path), metadata.error))
+            else:
+                descriptions.append(from_metadata(metadata))
+            bar.advance()
+    return DescribeRun(descriptions, failures, time.perf_counter() - started, search)
 
 
 class Describer:
@@ -105,6 +187,7 @@ class Describer:
         progress: bool = False,
         interrogate: bool = True,
         nearest_prompts: int = 5,
+        metadata: str = "auto",
     ) -> None:
         from img2prompt.data.embed import load_encoder
         from img2prompt.device import resolve_device
@@ -112,6 +195,11 @@ class Describer:
         from img2prompt.models.model import load_model
         from img2prompt.text.bank import open_bank
 
+        check_metadata_use(metadata)
+        if metadata == "only":
+            raise ConfigError("metadata='only' needs no model: use describe_metadata_only")
+        self.metadata = metadata
+        """`auto`: embedded prompts first (`with_metadata`); `ignore`: pixels only."""
         self.model_name = str(model) if isinstance(model, str | Path) else type(model).__name__
         self.bank_name = str(bank)
         options = predict_options or PredictOptions()
@@ -156,31 +244,43 @@ class Describer:
         return self.decoder.options.mode
 
     def describe(
-        self, images: Sequence[Image.Image], names: Sequence[str] | None = None
+        self,
+        images: Sequence[Image.Image],
+        names: Sequence[str] | None = None,
+        metadata: Sequence[GenerationMetadata | None] | None = None,
     ) -> list[Description]:
         """Images in memory (any mode) -> one `Description` each, in order (`names` label
-        them; by default `image 0`, `image 1` ...)."""
+        them; by default `image 0`, `image 1` ...). `metadata`: what each image's file said
+        (`read_metadata`), applied as `self.metadata` says; Pillow images carry no file."""
         if not images:
             return []
         names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
-        return self._describe_embeddings(names, self.predictor.embed_images(images))
+        described = self._describe_embeddings(names, self.predictor.embed_images(images))
+        return self._merge(described, metadata or [])
 
     def describe_files(self, inputs: Sequence[str | Path], progress: bool = False) -> DescribeRun:
         """Image files and folders (searched recursively) -> descriptions, in input order;
-        undecodable images are listed in `failures`, not fatal."""
+        undecodable images are listed in `failures`, not fatal. The model reads pixels only;
+        with `metadata="auto"` each file's embedded prompt, where it has one, is the answer."""
         started = time.perf_counter()
-        missing = [
-            Failure(str(p), "no such file or folder") for p in inputs if not Path(p).exists()
-        ]
-        paths = find_images([Path(p) for p in inputs if Path(p).exists()])
-        if not paths and not missing:
-            raise ConfigError(
-                f"no images (png, jpg, jpeg, webp) under {', '.join(map(str, inputs))}"
-            )
-        predictions = self.predictor.predict_files(paths, progress=progress)
+        search, failures = find_inputs(inputs)
+        predictions = self.predictor.predict_files(search.images, progress=progress)
         descriptions = self._describe_embeddings(predictions.images, predictions.embeddings)
-        failures = missing + predictions.failures
-        return DescribeRun(descriptions, failures, time.perf_counter() - started)
+        if self.metadata == "auto":
+            read = [read_metadata(image) for image in predictions.images]
+            descriptions = self._merge(descriptions, read)
+        failures = failures + predictions.failures
+        return DescribeRun(descriptions, failures, time.perf_counter() - started, search)
+
+    def _merge(
+        self, described: list[Description], metadata: Sequence[GenerationMetadata | None]
+    ) -> list[Description]:
+        if self.metadata == "ignore":
+            return described
+        for description, meta in zip(described, metadata, strict=False):
+            if meta is not None:
+                with_metadata(description, meta)
+        return described
 
     def describe_uploads(
         self, uploads: Sequence[tuple[str, bytes]], max_pixels: int | None = None
@@ -188,7 +288,8 @@ class Describer:
         """Encoded images held in memory (name, bytes) -> a `Description` or the `InputError`
         that says why it could not be read, for each, in order. Each image is decoded and
         turned into model input at once, so only one full-size image is in memory at a time.
-        `max_pixels` defaults to the server's limit (config.ServeLimits)."""
+        `max_pixels` defaults to the server's limit (config.ServeLimits). The embedded prompt
+        is applied by the caller (the web app reads it off the event loop, per request)."""
         if max_pixels is None:
             max_pixels = ServeLimits().max_pixels
         names: list[str] = []
@@ -220,7 +321,7 @@ class Describer:
         descriptions = [
             Description(name, d.prompt, d.score, vector, d.phrases, d.neighbours)
             for name, d, vector in zip(names, decoded, embeddings, strict=True)
-        ]
+        ]  # source "model": model_prompt is the prompt
         if features is not None:
             self._explain_retrieval(descriptions, features, scores, ids)
         return descriptions
@@ -259,23 +360,37 @@ def check_description_output(out: Path) -> None:
 
 
 def write_descriptions(run: DescribeRun, out: Path) -> None:
-    """`.parquet`: image, prompt, match, embedding (list<float32>), phrases, neighbours;
-    `.json`: the same as a list of objects plus the failures."""
+    """`.parquet`: image, prompt, source, model_prompt, negative_prompt, generator, settings
+    (JSON text), match, embedding (list<float32>, null when no model ran), phrases,
+    neighbours; `.json`: the same as a list of objects plus the failures."""
     check_description_output(out)
     if out.suffix.lower() == ".json":
         with atomic_path(out) as tmp:
             tmp.write_text(json.dumps(descriptions_json(run), indent=1) + "\n", encoding="utf-8")
         return
     d = run.descriptions
-    dim = d[0].embedding.shape[0] if d else 384
+    meta = [x.metadata for x in d]
+    embedded = [x.embedding for x in d if x.embedding is not None]
+    if embedded and len(embedded) == len(d):
+        embedding = vector_column(np.stack(embedded))
+    else:  # `--metadata only`: no model ran
+        embedding = pa.array([None] * len(d), pa.list_(pa.float32()))
     table = pa.table(
         {
             "image": [x.image for x in d],
-            "prompt": [x.prompt for x in d],
-            "match": pa.array([x.match for x in d], pa.float32()),
-            "embedding": vector_column(
-                np.stack([x.embedding for x in d]) if d else np.zeros((0, dim), np.float32)
+            "prompt": pa.array([x.prompt for x in d], pa.string()),
+            "source": [x.source for x in d],
+            "model_prompt": pa.array([x.model_prompt for x in d], pa.string()),
+            "negative_prompt": pa.array(
+                [m.negative_prompt if m else None for m in meta], pa.string()
             ),
+            "generator": pa.array([m.generator if m else None for m in meta], pa.string()),
+            "settings": pa.array(
+                [json.dumps(m.settings, ensure_ascii=False) if m else None for m in meta],
+                pa.string(),
+            ),
+            "match": pa.array([x.match for x in d], pa.float32()),
+            "embedding": embedding,
             "phrases": pa.array([x.phrases for x in d], pa.list_(pa.string())),
             "neighbours": pa.array(
                 [[t for t, _ in x.neighbours] for x in d], pa.list_(pa.string())

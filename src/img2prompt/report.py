@@ -15,6 +15,7 @@ from img2prompt.progress import stderr
 if TYPE_CHECKING:  # (importing data.prepare would load scikit-learn: ~0.8 s on every command)
     from img2prompt.data.prepare import PrepareReport
     from img2prompt.describer import Description
+    from img2prompt.metadata import GenerationMetadata
     from img2prompt.train.loop import TrainReport
 
 console = Console()
@@ -80,14 +81,21 @@ def print_descriptions(
     cosines: list[float] | None = None,
     neighbours: bool = True,
 ) -> None:
-    """`describe`'s table: image, match, prompt, nearest bank entries; the demo adds the true
-    prompt and the cosine of the predicted embedding to the true one."""
+    """`describe`'s table: image, where the prompt comes from, match, prompt (and the model's
+    own beside an embedded one), nearest bank entries; the demo adds the true prompt and the
+    cosine of the predicted embedding to the true one. Every cell is plain text (`Text`): a
+    prompt read from a file is shown, never interpreted as markup."""
     table = Table(show_header=True, header_style="bold", show_lines=True)
     table.add_column("image", overflow="fold", max_width=24)
+    embedded = any(d.source != "model" for d in descriptions)
+    if embedded:
+        table.add_column("from")
     if cosines is not None:
         table.add_column("cosine\nto truth", justify="right", style="bold")
     table.add_column("match", justify="right")
     table.add_column("prompt", overflow="fold", ratio=3)
+    if embedded:
+        table.add_column("model's prompt", overflow="fold", ratio=3, style="dim")
     if truths is not None:
         table.add_column("true prompt", overflow="fold", ratio=3, style="dim")
     if neighbours:
@@ -97,9 +105,13 @@ def print_descriptions(
         table.add_column("nearest prompts (CLIP) / CLIP interrogation", overflow="fold", ratio=3)
     for i, d in enumerate(descriptions):
         row = [Text(Path(d.image).name)]
+        if embedded:
+            row.append(Text({"metadata": "file", "model": "model"}.get(d.source, "-")))
         if cosines is not None:
             row.append(Text(f"{cosines[i]:.3f}"))
-        row += [Text(f"{d.match:.3f}"), Text(d.prompt)]
+        row += [Text("-" if d.match is None else f"{d.match:.3f}"), Text(d.prompt or "")]
+        if embedded:
+            row.append(Text(d.model_prompt or "" if d.source == "metadata" else ""))
         if truths is not None:
             row.append(Text(truths[i]))
         if neighbours:
@@ -110,6 +122,28 @@ def print_descriptions(
                 lines.append(f"interrogation ({d.interrogation_score:.3f}): {d.interrogation}")
             row.append(Text("\n".join(lines)))
         table.add_row(*row)
+    console.print(table)
+
+
+def print_metadata(results: list[GenerationMetadata]) -> None:
+    """`metadata`'s table: file, generator, prompt, negative prompt, the common settings.
+    Plain text cells: metadata is untrusted and never rendered as markup."""
+    table = Table(show_header=True, header_style="bold", show_lines=True)
+    table.add_column("image", overflow="fold", max_width=28)
+    table.add_column("generator")
+    table.add_column("prompt", overflow="fold", ratio=3)
+    table.add_column("negative prompt", overflow="fold", ratio=2, style="dim")
+    table.add_column("settings", overflow="fold", ratio=2, style="cyan")
+    shown = ("model", "sampler", "scheduler", "steps", "cfg_scale", "seed", "size")
+    for r in results:
+        settings = ", ".join(f"{k}: {r.settings[k]}" for k in shown if k in r.settings)
+        prompt = Text(r.prompt) if r.prompt is not None else Text("(none)", style="dim")
+        if r.error:
+            prompt.append(f"\n{r.error}", style="yellow")
+        table.add_row(
+            Text(Path(r.image).name), Text(r.generator or "-"), prompt, Text(r.negative_prompt or ""),
+            Text(settings),
+        )  # fmt: skip
     console.print(table)
 
 

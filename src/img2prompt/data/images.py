@@ -1,14 +1,20 @@
 """Opening images the way a model expects them: 8-bit RGB, upright, with a clear error otherwise.
 
 Pillow does the decoding; this module only decides what to do with the odd cases a real folder
-holds (CMYK JPEGs, 16-bit PNGs, palettes with transparency, EXIF rotation, decompression bombs).
+holds (CMYK JPEGs, 16-bit PNGs, palettes with transparency, EXIF rotation, decompression bombs,
+decoders that fail with any exception at all) and keeps huge images from multiplying memory:
+a caller that needs only a small picture (`fit`) gets a reduced one, and a `PixelBudget` bounds
+the pixels that worker threads decode at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,16 +23,82 @@ from PIL import Image, ImageOps
 
 from img2prompt.errors import InputError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 MAX_PIXELS = 16384 * 16384  # larger is treated as a decompression bomb, not decoded
 _BACKGROUND = (255, 255, 255)  # transparent pixels become white, as most viewers show them
 
+FOLDER_FORMATS = (
+    "AVIF", "BMP", "DDS", "DIB", "GIF", "HEIF", "ICNS", "ICO", "JPEG", "JPEG2000", "MPO", "PCX",
+    "PNG", "PPM", "PSD", "QOI", "SGI", "TGA", "TIFF", "WEBP",
+)  # fmt: skip
+"""Still-image formats a folder search takes: those Pillow decodes that people keep. Left out:
+EPS (Pillow runs Ghostscript on it), scientific and video containers (FITS, GRIB, HDF5, MPEG,
+FLI), and formats Pillow only writes. A file named on the command line is tried whatever it is."""
 
-def load_image(path: str | Path, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open `path` as an upright 8-bit RGB image; raise `InputError` naming the file and why."""
+REDUCE_ABOVE_PIXELS = 4096 * 4096
+"""With `fit` given, an image over this many pixels is reduced (JPEG: decoded at 1/2, 1/4 or 1/8
+scale; others: box-averaged after decoding) to no less than twice `fit` on its short side. Below
+it every image is decoded exactly as it is, so ordinary photos give the same pixels either way."""
+
+
+def _register_plugins() -> None:
+    """HEIF/HEIC through pillow-heif, when that optional plugin is installed."""
+    with contextlib.suppress(ImportError):
+        from pillow_heif import register_heif_opener  # type: ignore[import-not-found]
+
+        register_heif_opener()
+
+
+_register_plugins()
+
+
+def folder_suffixes() -> frozenset[str]:
+    """File suffixes (lower case, with the dot) of `FOLDER_FORMATS`, as Pillow registers them."""
+    return frozenset(
+        suffix.lower()
+        for suffix, fmt in Image.registered_extensions().items()
+        if fmt in FOLDER_FORMATS
+    )
+
+
+class PixelBudget:
+    """Bounds the pixels being decoded at once by several threads: each decode holds its
+    image's pixel count (at most `capacity`) until the image is reduced to model input, so a
+    few huge images cannot be in memory together. An image over the capacity waits until it
+    can go alone."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, capacity)
+        self.in_use = 0
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        want = min(max(pixels, 1), self.capacity)
+        with self._changed:
+            self._changed.wait_for(lambda: self.in_use + want <= self.capacity)
+            self.in_use += want
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.in_use -= want
+                self._changed.notify_all()
+
+
+def load_image(
+    path: str | Path,
+    max_pixels: int = MAX_PIXELS,
+    fit: int | None = None,
+    budget: PixelBudget | None = None,
+) -> Image.Image:
+    """Open `path` as an upright 8-bit RGB image; raise `InputError` naming the file and why.
+
+    `fit`: the caller needs no more than this many pixels on the short side (a model's resize),
+    so a huge image may come back reduced (`REDUCE_ABOVE_PIXELS`). `budget`: shared by threads
+    that decode at the same time (`PixelBudget`)."""
     path = Path(path)
     try:
-        return _decode(path, path, max_pixels)
+        return _decode(path, path, max_pixels, fit=fit, budget=budget)
     except FileNotFoundError:
         raise InputError(path, "no such image file") from None
 
@@ -77,6 +149,8 @@ def _decode(
     name: str | Path,
     max_pixels: int,
     formats: Sequence[str] | None = None,
+    fit: int | None = None,
+    budget: PixelBudget | None = None,
 ) -> Image.Image:
     try:
         with warnings.catch_warnings():
@@ -87,9 +161,16 @@ def _decode(
                     raise InputError(
                         name, f"image is {width}x{height}, over the {max_pixels:,}-pixel limit"
                     )
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                return to_rgb(image)
+                holding = budget.hold(width * height) if budget else contextlib.nullcontext()
+                with holding:
+                    reduce = fit is not None and width * height > REDUCE_ABOVE_PIXELS
+                    if reduce and image.format == "JPEG":
+                        image.draft("RGB", _at_least(image.size, 2 * fit))  # type: ignore[arg-type]
+                    image.load()
+                    if reduce:
+                        image = _reduce(image, 2 * fit)  # type: ignore[operator]
+                    image = ImageOps.exif_transpose(image)
+                    return to_rgb(image)
     except (InputError, FileNotFoundError):
         raise
     except Image.UnidentifiedImageError:
@@ -98,15 +179,47 @@ def _decode(
         raise InputError(name, f"refused as a decompression bomb ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's ways of saying "not decodable"
         raise InputError(name, f"cannot decode image: {e}") from None
+    except MemoryError:
+        raise InputError(name, "cannot decode image: not enough memory for it") from None
+    except Exception as e:
+        # IndexError...) is one bad file, never the end of a job
+        raise InputError(name, f"cannot decode image: {type(e).__name__}: {e}") from None
+
+
+def _at_least(size: tuple[int, int], short_side: int) -> tuple[int, int]:
+    """The size `size` scaled so that its short side is `short_side` (never enlarged)."""
+    scale = min(1.0, short_side / min(size))
+    return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+
+def _reduce(image: Image.Image, short_side: int) -> Image.Image:
+    """Box-average by the largest integer factor that keeps the short side >= `short_side`."""
+    factor = min(image.size) // short_side
+    if factor < 2:
+        return image
+    if image.mode == "1":
+        image = image.convert("L")
+    elif image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    elif image.mode.startswith("I;16"):
+        image = image.convert("I")
+    return image.reduce(factor)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB: 16-bit scaled down, transparency composited on white."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16/32-bit greyscale: Pillow's convert("L") clips instead of scaling, so scale here.
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16/32-bit greyscale and float: Pillow's convert("L") clips instead of scaling.
+        array = np.asarray(image, dtype=np.float32)
+        peak = float(np.nanmax(array)) if array.size else 0.0
+        if image.mode.startswith("I;16") or peak > 255:
+            top = 65535.0
+        elif image.mode == "F" and peak <= 1.0:
+            top = 1.0  # float images in 0..1
+        else:
+            top = 255.0
+        scaled = np.nan_to_num(array / top * 255.0 + 0.5, nan=0.0)
+        image = Image.fromarray(np.clip(scaled, 0, 255).astype(np.uint8))
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -117,14 +230,43 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def find_images(paths: list[Path]) -> list[Path]:
-    """Files as given and folders searched recursively (sorted), keeping the order of `paths`."""
-    found: list[Path] = []
-    for path in paths:
+@dataclass
+class ImageSearch:
+    """What `scan_images` found: the images, in order, and the folder files it passed over."""
+
+    images: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    """Files inside the folders given whose suffix is no still-image format (`FOLDER_FORMATS`)."""
+
+    def summary(self) -> str:
+        """'' or, when files were passed over, '; 3 files skipped as non-images (.txt, .json)'."""
+        if not self.skipped:
+            return ""
+        kinds = sorted({p.suffix.lower() or "no suffix" for p in self.skipped})
+        shown = ", ".join(kinds[:6]) + (", ..." if len(kinds) > 6 else "")
+        return f"; {len(self.skipped):,} files skipped as non-images ({shown})"
+
+
+def scan_images(paths: Sequence[str | Path]) -> ImageSearch:
+    """Files as given and folders searched recursively (sorted), keeping the order of `paths`.
+    In folders only still-image files are taken (`FOLDER_FORMATS`, by suffix; hidden files and
+    folders are passed over); a file named directly is always taken, whatever its suffix."""
+    suffixes = folder_suffixes()
+    search = ImageSearch()
+    for path in map(Path, paths):
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+            for file in sorted(p for p in path.rglob("*") if p.is_file()):
+                if any(part.startswith(".") for part in file.relative_to(path).parts):
+                    continue
+                taken = file.suffix.lower() in suffixes
+                (search.images if taken else search.skipped).append(file)
         elif path.exists():
-            found.append(path)
+            search.images.append(path)
         else:
             raise InputError(path, "no such file or folder")
-    return found
+    return search
+
+
+def find_images(paths: Sequence[str | Path]) -> list[Path]:
+    """`scan_images(paths).images`."""
+    return scan_images(paths).images

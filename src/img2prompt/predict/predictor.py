@@ -29,7 +29,7 @@ from torch import nn
 
 from img2prompt.config import PredictOptions
 from img2prompt.data.embed import native_bf16
-from img2prompt.data.images import load_image, to_rgb
+from img2prompt.data.images import PixelBudget, load_image, to_rgb
 from img2prompt.data.transforms import normalise
 from img2prompt.device import resolve_device
 from img2prompt.errors import ConfigError, InputError
@@ -54,6 +54,9 @@ CPU_TOKENS_PER_BATCH = 4096
 MLP activations for 4k tokens (34 MB in bf16) about fit this machine's 32 MB L3 cache, and 16
 images per batch ran 24-54% faster than 32 (compiled, 2 runs); 8 was 5% slower."""
 MAX_AUTO_BATCH = 64
+DECODE_BUDGET_PIXELS = 64_000_000
+"""Pixels that the decoding threads may hold at full size at once (`PixelBudget`): with 4
+threads, four 80-Mpx strips once took 5.5 GB together; now a huge image decodes alone."""
 
 
 def auto_batch_size(backbone: Backbone, views: int, device: torch.device) -> int:
@@ -86,6 +89,8 @@ class Predictions:
     seconds: float = 0.0
     resumed: int = 0
     """Images whose rows an interrupted earlier run of the same job had already saved."""
+    skipped: str = ""
+    """`ImageSearch.summary()`: the folder files passed over as non-images, or ''."""
 
 
 class Predictor:
@@ -124,6 +129,9 @@ class Predictor:
         self.compile_note = ""
         self._seconds_per_image = 0.0  # of the latest forward pass
         self._first_batch = threading.Lock()
+        self.decode_budget = PixelBudget(DECODE_BUDGET_PIXELS)
+        self.fit = max(view.preprocess.resize_to for view in self.views)
+        """The short side the views need: huge files are decoded reduced toward it."""
 
     # -- the model side ----------------------------------------------------------------------
 
@@ -311,7 +319,8 @@ class Predictor:
         """(V, H, W, 3) uint8 views of one image file, or the error saying why it cannot be
         used."""
         try:
-            return render_views(load_image(path, self.options.max_pixels), self.views)
+            image = load_image(path, self.options.max_pixels, self.fit, self.decode_budget)
+            return render_views(image, self.views)
         except InputError as e:
             return e
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from img2prompt.data.images import find_images
+from img2prompt.data.images import scan_images
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.models.model import resolve_model_dir
 from img2prompt.predict.predictor import Predictions, PredictOptions, Predictor
@@ -34,9 +34,10 @@ def run_predict(
         raise ConfigError(f"--out must end in .parquet, got {out.name!r}")
     if out is None and submission is None:
         raise ConfigError("give --out and/or --submission")
-    paths = [str(path) for path in find_images(list(inputs))]
+    search = scan_images(inputs)
+    paths = [str(path) for path in search.images]
     if not paths:
-        raise ConfigError(f"no images (png, jpg, jpeg, webp) under {', '.join(map(str, inputs))}")
+        raise ConfigError(f"no image files under {', '.join(map(str, inputs))}{search.summary()}")
     if submission is not None:
         _check_unique_stems([Path(path) for path in paths])
     folder = resolve_model_dir(model)  # once: an hf: model would otherwise be looked up twice
@@ -56,6 +57,7 @@ def run_predict(
         precision=job.precision or "fp32",  # this run's, or the interrupted one's
         seconds=time.perf_counter() - start,
         resumed=len(paths) - len(pending),
+        skipped=search.summary(),
     )
     if out is not None:
         write_predictions(out, result.images, result.embeddings)

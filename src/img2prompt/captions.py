@@ -1,0 +1,123 @@
+"""`describe --sidecar`: a caption file beside each image, as LoRA trainers read them.
+
+kohya-ss and OneTrainer read `IMAGE.txt` (or `IMAGE.caption`) beside `IMAGE.png`: the image's
+file name with the caption's suffix. An image whose caption exists is left alone (unless
+`overwrite`), so a run that was interrupted goes on where it stopped; each caption is written
+atomically, in batches as the work goes, so an interruption loses at most one batch.
+
+The caption is the file's embedded prompt where it has one (unless `metadata="ignore"`), else
+the model's readable prompt; the model is loaded only when some image needs it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from img2prompt.data.images import ImageSearch
+from img2prompt.describer import Describer, find_inputs
+from img2prompt.errors import ConfigError
+from img2prompt.io import atomic_path
+from img2prompt.metadata import read_metadata
+from img2prompt.predict.predictor import Failure
+from img2prompt.progress import progress_bar
+
+BATCH = 32
+"""Images the model describes at a time; their captions are written before the next batch."""
+
+
+@dataclass
+class CaptionRun:
+    from_metadata: int = 0
+    """Captions written from the files' embedded prompts."""
+    from_model: int = 0
+    """Captions written from the model's prompts."""
+    kept: int = 0
+    """Images whose caption file was already there (kept: no --overwrite)."""
+    no_prompt: int = 0
+    """Images left without a caption: `metadata="only"` and the file carries no prompt."""
+    failures: list[Failure] = field(default_factory=list)
+    seconds: float = 0.0
+    search: ImageSearch = field(default_factory=ImageSearch)
+
+    def summary(self, kind: str) -> str:
+        written = self.from_metadata + self.from_model
+        parts = [
+            f"{written:,} .{kind} captions written ({self.from_metadata:,} from embedded "
+            f"prompts, {self.from_model:,} from the model) in {self.seconds:.1f} s"
+        ]
+        if self.kept:
+            parts.append(f"{self.kept:,} kept (already captioned; --overwrite replaces them)")
+        if self.no_prompt:
+            parts.append(f"{self.no_prompt:,} without an embedded prompt left uncaptioned")
+        return "; ".join(parts) + self.search.summary()
+
+
+def caption_path(image: Path, kind: str) -> Path:
+    return image.with_suffix(f".{kind}")
+
+
+def write_captions(
+    inputs: Sequence[str | Path],
+    kind: str,
+    describer: Callable[[], Describer],
+    metadata: str = "auto",
+    prefix: str = "",
+    overwrite: bool = False,
+    progress: bool = True,
+) -> CaptionRun:
+    """Caption every image under `inputs` (see the module docstring). `describer` is called
+    once, and only if some image needs the model; it should ignore metadata (this function
+    applies `metadata` itself)."""
+    if kind not in ("txt", "caption"):
+        raise ConfigError(f"--sidecar must be txt or caption, got {kind!r}")
+    started = time.perf_counter()
+    search, failures = find_inputs(inputs)
+    run = CaptionRun(failures=failures, search=search)
+    owner: dict[Path, Path] = {}
+    todo: list[Path] = []
+    for image in search.images:
+        target = caption_path(image, kind)
+        if target in owner:  # photo.png and photo.jpg would share photo.txt
+            reason = f"its caption {target.name} is already {owner[target].name}'s"
+            run.failures.append(Failure(str(image), reason))
+            continue
+        owner[target] = image
+        if target.exists() and not overwrite:
+            run.kept += 1
+        else:
+            todo.append(image)
+    loaded: Describer | None = None
+    with progress_bar(f"captions (.{kind})", len(todo), progress) as bar:
+        for start in range(0, len(todo), BATCH):
+            batch = todo[start : start + BATCH]
+            need_model = []
+            for image in batch:
+                embedded = read_metadata(image).prompt if metadata != "ignore" else None
+                if embedded is not None:
+                    _write(caption_path(image, kind), prefix + embedded)
+                    run.from_metadata += 1
+                    bar.advance()
+                elif metadata == "only":
+                    run.no_prompt += 1
+                    bar.advance()
+                else:
+                    need_model.append(image)
+            if not need_model:
+                continue
+            loaded = loaded or describer()
+            described = loaded.describe_files(need_model, progress=False)
+            for description in described.descriptions:
+                _write(caption_path(Path(description.image), kind), prefix + description.prompt)
+                run.from_model += 1
+            run.failures += described.failures
+            bar.advance(len(need_model))
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def _write(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text.strip() + "\n", encoding="utf-8")

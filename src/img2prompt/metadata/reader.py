@@ -1,0 +1,349 @@
+"""The generation metadata that Stable Diffusion front ends embed in their files.
+
+| front end | where | read by |
+|---|---|---|
+| AUTOMATIC1111, Forge, SD.Next | PNG `parameters` text | sd-parsers (A1111 parser) |
+| the same, JPEG/WebP | EXIF UserComment | own extraction (below), then sd-parsers |
+| the same, "stealth" | the pixels' lowest bits | own (`stealth.py`), then sd-parsers |
+| ComfyUI | PNG `prompt` (executed graph), `workflow` | own (`comfyui.py`) |
+| InvokeAI (3 formats) | PNG `Dream`, `sd-metadata`, `invokeai_metadata` | sd-parsers |
+| NovelAI | PNG `Description` + `Comment` (or stealth JSON) | sd-parsers |
+| Fooocus | PNG `parameters` JSON (`fooocus_scheme`) | sd-parsers |
+| SwarmUI | PNG `parameters` JSON (`sui_image_params`) | own (a JSON lookup) |
+
+The EXIF UserComment is read here rather than by sd-parsers: it caches the comment by `id()` of
+the image in a module global (a later image reusing a freed image's id gets its text) and
+ignores the comment's charset prefix (an ASCII comment comes out as UTF-16 garbage).
+
+Everything in a file is untrusted text: it is parsed as JSON or split as text, never evaluated;
+each text field is capped (`MAX_TEXT_CHARS`); a broken field is reported in `error`, never
+raised. Only people's requests for a prompt read it (`metadata`, `describe`, `serve`, `data
+prepare` of one's own generations); `predict`, `evaluate`, training and `index tune` read pixels
+only, as the competition's task requires.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from img2prompt.metadata.comfyui import read_graph, workflow_to_graph
+from img2prompt.metadata.stealth import StealthError, read_stealth
+
+MAX_TEXT_CHARS = 50_000
+"""A prompt, negative prompt or setting longer than this is cut (and the cut reported)."""
+MAX_JSON_CHARS = 8_000_000
+"""A JSON chunk (ComfyUI graph, InvokeAI, Fooocus) over this is not parsed."""
+STEALTH_MAX_PIXELS = 64_000_000
+"""Stealth text is looked for in images up to this size (it needs the pixels decoded)."""
+USER_COMMENT = 0x9286
+EXIF_IFD = 0x8769
+SETTING_KEYS = {  # what each front end calls a setting -> the name in `settings`
+    "sampler_name": "sampler", "sampler": "sampler", "scheduler": "scheduler",
+    "schedule_type": "scheduler", "steps": "steps", "cfg": "cfg_scale", "cfg_scale": "cfg_scale",
+    "scale": "cfg_scale", "guidance_scale": "cfg_scale", "seed": "seed", "noise_seed": "seed",
+    "denoise": "denoise", "denoising_strength": "denoise", "strength": "denoise",
+    "size": "size", "model": "model", "model_hash": "model_hash", "clip_skip": "clip_skip",
+    "vae": "vae", "width": "width", "height": "height",
+}  # fmt: skip
+
+logging.getLogger("sd_parsers").setLevel(logging.CRITICAL)  # its parse errors are ours to report
+
+
+@dataclass
+class GenerationMetadata:
+    """What a file says about how it was made. `prompt` is None when it says nothing."""
+
+    image: str
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    generator: str | None = None
+    """AUTOMATIC1111, ComfyUI, InvokeAI, NovelAI, Fooocus or SwarmUI."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """model, model_hash, sampler, scheduler, steps, cfg_scale, seed, size (WxH), and what else
+    the front end wrote."""
+    error: str | None = None
+    """Why metadata that is there could not be read (or was cut), else None."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "generator": self.generator,
+            "settings": self.settings,
+            "error": self.error,
+        }
+
+
+def read_metadata(source: str | Path | bytes, name: str | None = None) -> GenerationMetadata:
+    """The generation metadata of an image file (a path, or the file's bytes). Never raises for
+    a bad file: a file that is no image, or whose metadata is broken, says so in `error`."""
+    label = name or (str(source) if not isinstance(source, bytes) else "upload")
+    result = GenerationMetadata(label)
+    try:
+        opened = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+    except FileNotFoundError:
+        result.error = "no such file"
+        return result
+    except Exception as e:
+        result.error = f"not an image Pillow can open ({type(e).__name__})"
+        return result
+    try:
+        with opened as image:
+            _read(image, result)
+    except Exception as e:
+        result.error = f"unreadable metadata: {type(e).__name__}: {str(e)[:200]}"
+    _cap(result)
+    return result
+
+
+def _read(image: Image.Image, result: GenerationMetadata) -> None:
+    chunks = _text_chunks(image)
+    comment = _user_comment(image)
+    if comment and "parameters" not in chunks:
+        chunks["parameters"] = comment
+    if not any(key in chunks for key in _KNOWN_KEYS) and _may_hide_stealth(image):
+        try:
+            hidden = read_stealth(image)
+        except StealthError as e:
+            result.error = f"stealth metadata: {e}"
+            return
+        if hidden:
+            decoded = _json(hidden)
+            if isinstance(decoded, dict) and "Comment" in decoded:  # NovelAI's stealth JSON
+                chunks.update({k: str(v) for k, v in decoded.items()})
+                chunks.setdefault("Source", "NovelAI")
+            else:
+                chunks["parameters"] = hidden
+    for keys, parse in _PARSERS:
+        if any(key in chunks for key in keys):
+            parse(chunks, result)
+            if result.prompt is not None or result.error is not None:
+                return
+
+
+def _text_chunks(image: Image.Image) -> dict[str, str]:
+    """Text fields of the file: what Pillow put in `info`, plus PNG text chunks written after
+    the pixel data (Pillow reads those only on `image.text`, which decodes the pixels)."""
+    chunks = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}
+    if image.format == "PNG" and not any(key in chunks for key in _KNOWN_KEYS):
+        with contextlib.suppress(Exception):
+            if image.width * image.height <= STEALTH_MAX_PIXELS:
+                text = image.text  # type: ignore[attr-defined]
+                chunks.update({k: v for k, v in text.items() if isinstance(v, str)})
+    return chunks
+
+
+def _user_comment(image: Image.Image) -> str | None:
+    """EXIF UserComment (JPEG, WebP, PNG eXIf): 8 bytes naming the charset, then the text."""
+    try:
+        raw = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
+    except Exception:
+        return None
+    if isinstance(raw, str):
+        return raw.strip("\0").strip() or None
+    if not isinstance(raw, bytes) or len(raw) <= 8:
+        return None
+    prefix, body = raw[:8], raw[8:]
+    if prefix.startswith(b"UNICODE"):
+        if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            text = body.decode("utf-16", errors="replace")
+        else:  # no byte-order mark: ASCII-range text has its zero bytes first in big-endian
+            even_zeros = body[0::2].count(0)
+            odd_zeros = body[1::2].count(0)
+            encoding = "utf-16-be" if even_zeros >= odd_zeros else "utf-16-le"
+            text = body.decode(encoding, errors="replace")
+    else:  # ASCII, JIS or undefined: UTF-8 is what front ends write there
+        text = body.decode("utf-8", errors="replace")
+    text = text.strip("\0").strip()
+    return text or None
+
+
+def _may_hide_stealth(image: Image.Image) -> bool:
+    return image.format in ("PNG", "WEBP") and image.width * image.height <= STEALTH_MAX_PIXELS
+
+
+def _json(text: str) -> Any:
+    if len(text) > MAX_JSON_CHARS:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+
+
+# --- one reader per front end -------------------------------------------------------------------
+
+
+def _from_sd_parsers(parser_class: type, parameters: dict[str, Any], result: GenerationMetadata):
+    """Run one sd-parsers parser; its PromptInfo becomes prompt, negative and settings."""
+    from sd_parsers.exceptions import ParserError
+
+    try:
+        info = parser_class().parse(parameters)
+    except (ParserError, KeyError, TypeError, ValueError, AttributeError) as e:
+        return str(e) or type(e).__name__
+    result.generator = str(info.generator.value)
+    prompts = [str(p) for p in info.prompts]
+    negatives = [str(p) for p in info.negative_prompts]
+    result.prompt = ", ".join(prompts) if prompts else None
+    result.negative_prompt = ", ".join(negatives) if negatives else None
+    settings: dict[str, Any] = {}
+    for sampler in info.samplers[:1]:
+        settings["sampler"] = sampler.name
+        settings.update(sampler.parameters)
+        if sampler.model is not None:
+            settings["model"] = sampler.model.name
+            settings["model_hash"] = sampler.model.hash
+    for key, value in info.metadata.items():
+        if isinstance(value, str | int | float | bool) and not str(key).startswith("full_"):
+            settings.setdefault(str(key), value)
+    full = info.metadata.get("full_prompt")
+    if isinstance(full, list):  # Fooocus: the prompt after its style and expansion steps
+        full = ", ".join(map(str, full))
+    if isinstance(full, str) and full.strip() and full.strip() != result.prompt:
+        settings["full_prompt"] = full.strip()
+    result.settings = _settings(settings)
+    return None
+
+
+def _a1111(chunks: dict[str, str], result: GenerationMetadata) -> None:
+    from sd_parsers.parsers import AUTOMATIC1111Parser, FooocusParser
+
+    text = chunks["parameters"]
+    decoded = _json(text) if text.lstrip().startswith("{") else None
+    if isinstance(decoded, dict) and "sui_image_params" in decoded:
+        _swarmui(decoded, result)
+        return
+    if isinstance(decoded, dict) and _from_sd_parsers(FooocusParser, chunks, result) is None:
+        return
+    if _from_sd_parsers(AUTOMATIC1111Parser, {"parameters": text}, result) is None:
+        return
+    # No "Steps: ..., Sampler: ..." line (a hand-written or cut text): the prompt is what comes
+    # before the negative prompt, with the settings line (if any) left out.
+    prompt, _, rest = text.partition("Negative prompt:")
+    if _SETTINGS_LINE.search(prompt):
+        prompt = prompt[: _SETTINGS_LINE.search(prompt).start()]  # type: ignore[union-attr]
+    negative = _SETTINGS_LINE.split(rest)[0].strip() if rest else ""
+    result.generator = "AUTOMATIC1111"
+    result.prompt = prompt.strip() or None
+    result.negative_prompt = negative or None
+
+
+_SETTINGS_LINE = re.compile(r"(?m)^\s*Steps:\s*\d+")
+
+
+def _swarmui(decoded: dict[str, Any], result: GenerationMetadata) -> None:
+    params = decoded.get("sui_image_params")
+    if not isinstance(params, dict):
+        result.error = "SwarmUI metadata without sui_image_params"
+        return
+    result.generator = "SwarmUI"
+    prompt, negative = params.get("prompt"), params.get("negativeprompt")
+    result.prompt = prompt.strip() if isinstance(prompt, str) and prompt.strip() else None
+    result.negative_prompt = negative.strip() if isinstance(negative, str) else None
+    other = {k: v for k, v in params.items() if k not in ("prompt", "negativeprompt")}
+    result.settings = _settings({k: v for k, v in other.items() if not isinstance(v, dict | list)})
+
+
+def _comfyui(chunks: dict[str, str], result: GenerationMetadata) -> None:
+    result.generator = "ComfyUI"
+    problems = []
+    for key in ("prompt", "workflow"):
+        if key not in chunks:
+            continue
+        decoded = _json(chunks[key])
+        if not isinstance(decoded, dict):
+            problems.append(f"the {key} chunk is not a JSON object")
+            continue
+        graph = decoded if key == "prompt" else workflow_to_graph(decoded)
+        prompt, negative, settings = read_graph(graph)
+        if prompt is not None:
+            result.prompt, result.negative_prompt = prompt, negative
+            result.settings = _settings(settings)
+            return
+        problems.append(f"no prompt text reaches a sampler in the {key} graph")
+    result.error = "; ".join(problems) or None
+
+
+def _invokeai(chunks: dict[str, str], result: GenerationMetadata) -> None:
+    from sd_parsers.parsers import InvokeAIParser
+
+    problem = _from_sd_parsers(InvokeAIParser, dict(chunks), result)
+    if problem is not None:
+        result.error = f"InvokeAI metadata: {problem}"
+
+
+def _novelai(chunks: dict[str, str], result: GenerationMetadata) -> None:
+    from sd_parsers.parsers import NovelAIParser
+
+    chunks = {"Source": "", **chunks}
+    problem = _from_sd_parsers(NovelAIParser, chunks, result)
+    if problem is not None:
+        description = chunks.get("Description", "").strip()
+        result.generator = "NovelAI"
+        result.prompt = description or None
+        if result.prompt is None:
+            result.error = f"NovelAI metadata: {problem}"
+
+
+_PARSERS = (
+    (("invokeai_metadata", "sd-metadata", "Dream"), _invokeai),
+    (("prompt", "workflow"), _comfyui),
+    (("parameters",), _a1111),
+    (("Comment",), _novelai),
+)
+_KNOWN_KEYS = {key for keys, _ in _PARSERS for key in keys}
+
+
+def _settings(raw: dict[str, Any]) -> dict[str, Any]:
+    """Front ends' names for the common settings made one (`SETTING_KEYS`), numbers as numbers;
+    other keys kept as they are (lower case, spaces as underscores)."""
+    settings: dict[str, Any] = {}
+    for key, value in raw.items():
+        if value is None or value == "":
+            continue
+        name = str(key).strip().lower().replace(" ", "_")
+        name = SETTING_KEYS.get(name, name)
+        if name in ("steps", "seed", "clip_skip", "width", "height"):
+            value = _number(value, int)
+        elif name in ("cfg_scale", "denoise"):
+            value = _number(value, float)
+        settings.setdefault(name, value)
+    width, height = settings.get("width"), settings.get("height")
+    if "size" not in settings and isinstance(width, int) and isinstance(height, int):
+        settings["size"] = f"{width}x{height}"
+    return settings
+
+
+def _number(value: Any, kind: type) -> Any:
+    try:
+        return kind(float(value)) if kind is int else kind(value)
+    except (TypeError, ValueError, OverflowError):
+        return value
+
+
+def _cap(result: GenerationMetadata) -> None:
+    """Cut every text over `MAX_TEXT_CHARS` (and say so): metadata is untrusted input."""
+    cut = []
+    for name in ("prompt", "negative_prompt"):
+        value = getattr(result, name)
+        if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+            setattr(result, name, value[:MAX_TEXT_CHARS])
+            cut.append(name)
+    for key, value in list(result.settings.items()):
+        if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
+            result.settings[key] = value[:MAX_TEXT_CHARS]
+            cut.append(key)
+    if cut:
+        note = f"cut at {MAX_TEXT_CHARS:,} characters: {', '.join(cut)}"
+        result.error = f"{result.error}; {note}" if result.error else note
