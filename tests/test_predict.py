@@ -356,7 +356,7 @@ def test_missing_input_and_empty_folder_give_clear_errors(clip_model_dir, tmp_pa
     result = runner.invoke(app, ["predict", str(clip_model_dir), str(tmp_path / "nope")])
     assert result.exit_code == 2 and "no such file or folder" in result.output
     result = runner.invoke(app, ["predict", str(clip_model_dir), str(tmp_path)])
-    assert result.exit_code == 2 and "no images" in result.output
+    assert result.exit_code == 2 and "no image files" in result.output
 
 
 def test_compile_auto_compiles_a_long_job_and_gives_the_eager_embeddings(

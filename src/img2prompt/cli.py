@@ -361,7 +361,7 @@ def serve(cfg: c.ServeConfig) -> None:
     stderr.print(f"loading model {cfg.model!r} and bank {cfg.bank!r} ...", highlight=False)
     describer = Describer(cfg.model, cfg.bank, predict_options=cfg.predict,
                           decode_options=cfg.decode)  # fmt: skip
-    app_ = create_app(describer, cfg.limits)
+    app_ = create_app(describer, cfg.limits, metadata=cfg.metadata)
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
         stderr.print(
             f"[yellow]warning:[/] listening on {cfg.host}: anyone who can reach it can use it",

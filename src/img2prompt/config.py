@@ -79,7 +79,8 @@ def _no_fp16(option: str, value: str) -> None:
 class PrepareConfig:
     inputs: list[Path] = field(metadata=POSITIONAL)
     """Prompt corpora: .csv .tsv .parquet (DiffusionDB metadata too) .jsonl .json .txt (one prompt
-    per line). Kaggle's prompts.csv works as it is."""
+    per line). Kaggle's prompts.csv works as it is. A folder of your own SD images: each image's
+    embedded prompt (A1111, ComfyUI, InvokeAI, NovelAI, Fooocus, SwarmUI) and path."""
     out: Path
     """Output folder for prompts.parquet and manifest.json."""
     images: Path | None = None

@@ -1,4 +1,5 @@
-"""Read prompt corpora into rows: CSV/TSV, Parquet, JSONL, JSON, TXT.
+"""Read prompt corpora into rows: CSV/TSV, Parquet, JSONL, JSON, TXT, and folders of one's own
+Stable Diffusion images, whose prompts are read from the files' metadata (`read_image_folder`).
 
 Column conventions, shared by every table format:
 - the prompt is the first of `prompt`, `text`, `caption`;
@@ -59,8 +60,10 @@ def read_sources(
 def read_source(
     path: str | Path, errors: ErrorLog, images_dir: str | Path | None = None
 ) -> list[SourceRow]:
-    """All good rows of one file; bad ones go to `errors` (which may raise)."""
+    """All good rows of one file (or image folder); bad ones go to `errors` (which may raise)."""
     path = Path(path)
+    if path.is_dir():
+        return read_image_folder(path, errors)
     rows = []
     for line, record in read_records(path, errors):
         try:
@@ -70,6 +73,63 @@ def read_source(
     if not rows and errors.policy == "fail":
         raise InputError(path, "no prompts found (a header or blank lines only)")
     return rows
+
+
+def read_image_folder(folder: Path, errors: ErrorLog) -> list[SourceRow]:
+    """A folder of one's own generations: every image whose metadata holds its prompt (A1111,
+    ComfyUI, InvokeAI, NovelAI, Fooocus, SwarmUI; `img2prompt.metadata`) becomes a row with that
+    prompt, the image's path, and its seed, CFG, steps, sampler and size. An image without a
+    prompt goes to `errors` (`--on-error skip` leaves it out). Row ids are the paths relative to
+    the folder; `source` is the front end that wrote the metadata."""
+    from img2prompt.data.images import scan_images
+    from img2prompt.metadata import read_metadata
+
+    rows = []
+    for number, image in enumerate(scan_images([folder]).images, 1):
+        found = read_metadata(image)
+        if found.prompt is None:
+            why = found.error or "no prompt in its metadata (not an SD front end's file?)"
+            errors.report(InputError(image, f"{why}; --on-error skip leaves such images out"))
+            continue
+        settings = found.settings
+        size = str(settings.get("size", ""))
+        width, _, height = size.partition("x")
+        meta = {
+            "seed": _whole(settings.get("seed")),
+            "cfg": _real(settings.get("cfg_scale")),
+            "step": _whole(settings.get("steps")),
+            "sampler": None if settings.get("sampler") is None else str(settings["sampler"]),
+            "width": _whole(width),
+            "height": _whole(height),
+        }
+        rows.append(
+            SourceRow(
+                id=str(image.relative_to(folder).with_suffix("")),
+                prompt_raw=found.prompt,
+                image=str(image.resolve()),
+                source=str(image),
+                line=number,
+                meta={k: v for k, v in meta.items() if v is not None},
+                origin=found.generator or str(folder),
+            )
+        )
+    if not rows and errors.policy == "fail":
+        raise InputError(folder, "no image in this folder carries a prompt in its metadata")
+    return rows
+
+
+def _whole(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _real(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def read_records(

@@ -10,7 +10,9 @@ What keeps it standing on bad input and under load:
   arrive while it is busy wait in a bounded queue and are described together in one batch (a
   batch costs far less than its images one by one), and past `max_pending` waiting requests the
   server answers 503 instead of piling up memory;
-- anything unexpected in the model is logged and answered 500; the worker keeps going.
+- anything unexpected in the model is logged and answered 500; the worker keeps going;
+- the prompt a file carries (SD front ends' metadata) is read on a thread off the event loop,
+  capped, and sent back as JSON text; the page shows it with `textContent`, never as HTML.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, File, HTTPException, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -33,7 +35,9 @@ from pydantic import BaseModel, Field
 
 from img2prompt.config import ServeLimits
 from img2prompt.data.images import NotAnImage, image_header
+from img2prompt.describer import with_metadata
 from img2prompt.errors import InputError
+from img2prompt.metadata import read_metadata
 
 log = logging.getLogger("img2prompt.serve")
 
@@ -61,10 +65,31 @@ class NearestPrompt(BaseModel):
 
 
 class DescribeResponse(BaseModel):
-    prompt: str = Field(description="The readable prompt decoded from the predicted embedding.")
+    prompt: str = Field(
+        description="The prompt embedded in the file where it carries one (`source` is "
+        "`metadata`), else the readable prompt decoded from the predicted embedding."
+    )
+    source: Literal["metadata", "model"] = Field(description="Where `prompt` comes from.")
+    model_prompt: str = Field(
+        description="The model's own readable prompt (the same as `prompt` when `source` is "
+        "`model`; beside an embedded prompt, for comparison)."
+    )
+    negative_prompt: str | None = Field(
+        default=None, description="The negative prompt embedded in the file, if any."
+    )
+    generator: str | None = Field(
+        default=None, description="The front end that wrote the metadata (AUTOMATIC1111, ...)."
+    )
+    settings: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Embedded settings: model, model_hash, sampler, steps, cfg_scale, seed, size.",
+    )
+    metadata_error: str | None = Field(
+        default=None, description="Why metadata the file carries could not be read, if so."
+    )
     match: float = Field(
-        description="Cosine between the prompt's own MiniLM embedding and `embedding`: how well "
-        "the words say the prediction, not how close it is to the image's true prompt."
+        description="Cosine between `model_prompt`'s own MiniLM embedding and `embedding`: how "
+        "well the words say the prediction, not how close it is to the image's true prompt."
     )
     score: float = Field(description="Deprecated: the same value as `match`.")
     embedding: list[float] = Field(
@@ -249,12 +274,15 @@ class ModelWorker:
 def create_app(
     describer: Any,
     limits: ServeLimits | None = None,
+    metadata: Literal["auto", "ignore"] = "auto",
     **overrides: float,
 ) -> FastAPI:
     """The web app over `describer`: anything with `describe_uploads(list[(name, bytes)],
     max_pixels) -> list[Description | InputError]` (an `img2prompt.describer.Describer`, or a
     stand-in in tests). `limits` (config.ServeLimits, the one definition of the defaults), with
-    any of its fields overridden by keyword (`create_app(d, max_megapixels=10)`)."""
+    any of its fields overridden by keyword (`create_app(d, max_megapixels=10)`). `metadata`:
+    whether an upload's embedded prompt answers it (`auto`) unless the request says otherwise
+    (`?metadata=ignore`)."""
     limits = dataclasses.replace(limits or ServeLimits(), **overrides)
     max_upload_mb, max_pixels = limits.max_upload_mb, limits.max_pixels
     max_bytes = int(max_upload_mb * 2**20)
@@ -315,6 +343,14 @@ def create_app(
         image: Annotated[
             UploadFile | None, File(description="The image: PNG, JPEG, WebP, GIF, BMP, TIFF.")
         ] = None,
+        metadata_use: Annotated[
+            Literal["auto", "ignore"] | None,
+            Query(
+                alias="metadata",
+                description="`auto`: a file that carries its prompt is answered with it; "
+                "`ignore`: pixels only. Default: the server's --metadata.",
+            ),
+        ] = None,
     ) -> DescribeResponse:
         started = time.perf_counter()
         if image is None:
@@ -332,7 +368,12 @@ def create_app(
                     name,
                     f"image is {width}x{height}, over this server's {max_pixels:,}-pixel limit",
                 )
+            embedded = None
+            if (metadata_use or metadata) == "auto":
+                embedded = await asyncio.to_thread(read_metadata, data, name)
             result = await worker.describe(name, data)
+            if embedded is not None:
+                result = with_metadata(result, embedded)
         except NotAnImage as e:
             raise HTTPException(415, f"{name}: {e.message}") from None
         except InputError as e:
@@ -344,8 +385,15 @@ def create_app(
             raise HTTPException(
                 500, "the model failed on this image (see the server log)"
             ) from None
+        meta = result.metadata
         return DescribeResponse(
             prompt=result.prompt,
+            source=result.source,
+            model_prompt=result.model_prompt,
+            negative_prompt=meta.negative_prompt if meta else None,
+            generator=meta.generator if meta else None,
+            settings=meta.settings if meta else {},
+            metadata_error=meta.error if meta else None,
             match=result.match,
             score=result.match,
             embedding=[float(x) for x in result.embedding],

@@ -10,8 +10,12 @@ const els = {
   limits: $("limits"), copy: $("copy"), idle: $("idle"), loading: $("loading"), error: $("error"),
   output: $("output"), prompt: $("prompt"), scoreValue: $("score-value"), scoreBar: $("score-bar"),
   phrases: $("phrases"), neighbors: $("neighbors"), dlJson: $("dl-json"), dlNpy: $("dl-npy"),
-  timing: $("timing"), toast: $("toast"),
+  timing: $("timing"), toast: $("toast"), source: $("source"), embedded: $("embedded"),
+  negativeField: $("negative-field"), negative: $("negative"), settingsField: $("settings-field"),
+  settings: $("settings"), modelPrompt: $("model-prompt"), metadataError: $("metadata-error"),
+  copyNegative: $("copy-negative"), copySettings: $("copy-settings"), copyModel: $("copy-model"),
 };
+// Everything from the file's metadata is untrusted text: it is only ever set as textContent.
 
 let maxUploadBytes = 20 * 1024 * 1024;
 let current = null; // the last answer, with the image's name
@@ -103,8 +107,35 @@ async function describe(file) {
   render(current);
 }
 
+function settingsText(settings) {
+  return Object.entries(settings || {}).map(([k, v]) => `${k}: ${v}`).join(", ");
+}
+
+function renderEmbedded(a) {
+  const fromFile = a.source === "metadata";
+  els.source.hidden = !fromFile;
+  els.source.textContent = fromFile
+    ? `Embedded in the file by ${a.generator || "its generator"}` : "";
+  els.embedded.hidden = !fromFile;
+  els.negativeField.hidden = !a.negative_prompt;
+  els.negative.textContent = a.negative_prompt || "";
+  const entries = Object.entries(a.settings || {});
+  els.settingsField.hidden = entries.length === 0;
+  els.settings.replaceChildren(...entries.flatMap(([k, v]) => {
+    const dt = document.createElement("dt");
+    dt.textContent = k;
+    const dd = document.createElement("dd");
+    dd.textContent = String(v);
+    return [dt, dd];
+  }));
+  els.modelPrompt.textContent = a.model_prompt || "";
+  els.metadataError.hidden = !a.metadata_error;
+  els.metadataError.textContent = a.metadata_error ? `Metadata: ${a.metadata_error}` : "";
+}
+
 function render(a) {
   els.prompt.textContent = a.prompt;
+  renderEmbedded(a);
   els.scoreValue.textContent = a.match.toFixed(3);
   els.scoreBar.style.width = `${Math.max(0, Math.min(1, a.match)) * 100}%`;
   els.phrases.replaceChildren(...a.phrases.map((p) => {
@@ -142,20 +173,22 @@ function toast(message) {
   toast.timer = setTimeout(() => { els.toast.hidden = true; }, 1600);
 }
 
-async function copyPrompt() {
+async function copyText(text, element, what) {
   if (!current) return;
   try {
-    await navigator.clipboard.writeText(current.prompt);
+    await navigator.clipboard.writeText(text);
   } catch (e) { // no clipboard API outside secure contexts: select and copy the old way
     const range = document.createRange();
-    range.selectNodeContents(els.prompt);
+    range.selectNodeContents(element);
     const selection = window.getSelection();
     selection.removeAllRanges();
     selection.addRange(range);
     document.execCommand("copy");
   }
-  toast("Prompt copied");
+  toast(`${what} copied`);
 }
+
+const copyPrompt = () => copyText(current.prompt, els.prompt, "Prompt");
 
 function baseName() {
   return (current.name || "image").replace(/\.[^.]+$/, "") || "image";
@@ -233,6 +266,12 @@ document.addEventListener("paste", (e) => {
   if (file) describe(file);
 });
 els.copy.addEventListener("click", copyPrompt);
+els.copyNegative.addEventListener("click",
+  () => copyText(current.negative_prompt || "", els.negative, "Negative prompt"));
+els.copySettings.addEventListener("click",
+  () => copyText(settingsText(current.settings), els.settings, "Settings"));
+els.copyModel.addEventListener("click",
+  () => copyText(current.model_prompt || "", els.modelPrompt, "Model's prompt"));
 els.dlJson.addEventListener("click", downloadJson);
 els.dlNpy.addEventListener("click", downloadNpy);
 

@@ -1,0 +1,259 @@
+"""Reading the prompts SD front ends embed: the real files of five front ends in
+../shared/data/sd_metadata (expected values read from the files' own chunks), the stealth and
+EXIF variants made here, ComfyUI graphs, hostile metadata, and the `metadata` command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sd_files import (
+    a1111_text,
+    comfy_graph,
+    comfy_png,
+    png_with_text,
+    stealth,
+    with_user_comment,
+)
+from typer.testing import CliRunner
+
+from img2prompt.cli import app
+from img2prompt.data.odd_images import write_odd_images
+from img2prompt.metadata import read_metadata
+from img2prompt.metadata.reader import MAX_TEXT_CHARS
+
+
+@pytest.fixture(scope="module")
+def sd_metadata(shared_data: Path) -> Path:
+    return shared_data / "sd_metadata"
+
+
+def chunk(path: Path, key: str) -> str:
+    with Image.open(path) as image:
+        return image.info[key]
+
+
+def test_automatic1111_png_jpeg_and_stealth(sd_metadata):
+    folder = sd_metadata / "parsers" / "AUTOMATIC1111"
+    for name in ("automatic1111_cropped.png", "automatic1111_cropped.jpg"):
+        found = read_metadata(folder / name)
+        assert (found.prompt, found.negative_prompt) == ("photo of a duck", "monochrome"), name
+        assert found.generator == "AUTOMATIC1111"
+        settings = found.settings
+        assert (settings["steps"], settings["cfg_scale"], settings["seed"]) == (15, 5.0, 235284042)
+        assert (settings["sampler"], settings["size"]) == ("UniPC", "512x400")
+        assert settings["model"] == "realistic_realisticVisionV20_v20"
+        assert settings["model_hash"] == "c0d1994c73"
+        assert found.error is None
+    hidden = read_metadata(folder / "automatic1111_stealth.png")  # the text is in the alpha bits
+    assert (hidden.prompt, hidden.negative_prompt) == ("a circle", "a square")
+    assert (
+        hidden.settings["steps"] == 20 and hidden.settings["model"] == "realisticVisionV51_v51VAE"
+    )
+
+
+def test_comfyui_traces_the_sampler_that_made_the_image(sd_metadata):
+    folder = sd_metadata / "parsers" / "ComfyUI"
+    for path in sorted(folder.glob("*.png")):
+        graph = json.loads(chunk(path, "prompt"))
+        found = read_metadata(path)
+        assert found.generator == "ComfyUI" and found.prompt, path.name
+        texts = [
+            node["inputs"]["text"].strip()
+            for node in graph.values()
+            if node["class_type"] == "CLIPTextEncode" and isinstance(node["inputs"]["text"], str)
+        ]
+        # The prompt is made of the graph's own text-encoder texts, nothing else.
+        parts = [p for p in texts if p in found.prompt]
+        assert parts and len(", ".join(parts)) >= len(found.prompt) - 2, path.name
+        assert found.negative_prompt and found.negative_prompt not in found.prompt
+    img2img = read_metadata(folder / "img2img_cropped.png")
+    assert img2img.prompt == "photograph of victorian woman with wings, sky clouds, meadow grass"
+    assert img2img.negative_prompt == "watermark, text"
+    assert img2img.settings["model"] == "v1-5-pruned-emaonly.ckpt"
+    assert (img2img.settings["steps"], img2img.settings["cfg_scale"]) == (20, 8.0)
+    # Two passes, two SaveImage nodes: the second pass's sampler made the final image.
+    two_pass = read_metadata(folder / "unclip_2pass_cropped.png")
+    assert two_pass.prompt == "beautiful scenery landscape outdoors mountains"
+    assert two_pass.settings["model"] == "cardosAnimated_v20.safetensors"
+    assert two_pass.settings["size"] == "1920x1088"  # the upscaled latent's size
+
+
+def test_invokeai_three_formats_novelai_and_fooocus(sd_metadata):
+    parsers = sd_metadata / "parsers"
+    new = parsers / "InvokeAI" / "invokeai_imeta1.png"
+    expected = json.loads(chunk(new, "invokeai_metadata"))
+    found = read_metadata(new)
+    assert (found.prompt, found.negative_prompt, found.generator) == (
+        expected["positive_prompt"], expected["negative_prompt"], "InvokeAI",
+    )  # fmt: skip
+    assert found.settings["seed"] == expected["seed"] and found.settings["steps"] == 35
+    sd_meta = json.loads(chunk(parsers / "InvokeAI" / "invokeai_sdmeta1.png", "sd-metadata"))
+    for name in ("invokeai_sdmeta1.png", "invokeai_dream1.png"):
+        found = read_metadata(parsers / "InvokeAI" / name)
+        assert found.prompt and sd_meta["image"]["prompt"][0]["prompt"].startswith(found.prompt)
+        assert found.negative_prompt == "rendering, glowing eyes, skinny"
+        assert found.settings["seed"] == 2980747362
+    novelai = parsers / "NovelAI" / "novelai1_cropped.png"
+    found = read_metadata(novelai)
+    assert found.generator == "NovelAI" and found.prompt == chunk(novelai, "Description").strip()
+    assert found.negative_prompt == json.loads(chunk(novelai, "Comment"))["uc"]
+    fooocus = parsers / "Fooocus" / "fooocus1_cropped.png"
+    found = read_metadata(fooocus)
+    expected = json.loads(chunk(fooocus, "parameters"))
+    assert (found.generator, found.prompt) == ("Fooocus", expected["prompt"])
+    assert found.settings["model"] == expected["base_model"]
+
+
+def test_bad_files_are_reported_never_raised(sd_metadata, tmp_path):
+    bad = sd_metadata / "bad_images"
+    empty = read_metadata(bad / "empty_file.png")
+    assert empty.prompt is None and "not an image" in empty.error
+    for name in ("empty_image.png", "empty_image.jpg"):
+        found = read_metadata(bad / name)
+        assert (found.prompt, found.error) == (None, None), name
+    late = read_metadata(bad / "text_after_idat.png")  # the text chunk follows the pixels
+    assert late.prompt == "photo of a duck"
+    assert read_metadata(tmp_path / "missing.png").error == "no such file"
+    for name in write_odd_images(tmp_path / "odd", huge=None):
+        found = read_metadata(tmp_path / "odd" / name)  # never raises, whatever the file
+        assert found.prompt is None, name
+
+
+@pytest.mark.parametrize("fmt,suffix", [("JPEG", "jpg"), ("WEBP", "webp")])
+@pytest.mark.parametrize("charset", ["UNICODE-BE", "UNICODE-LE", "ASCII"])
+def test_exif_user_comment_in_every_charset(tmp_path, fmt, suffix, charset):
+    prompt = "a lighthouse at night, café lights" if charset != "ASCII" else "a lighthouse"
+    path = with_user_comment(tmp_path / f"x.{suffix}", a1111_text(prompt), fmt, charset)
+    found = read_metadata(path)
+    assert (found.prompt, found.negative_prompt, found.generator) == (
+        prompt, "blurry", "AUTOMATIC1111",
+    )  # fmt: skip
+    assert found.settings["steps"] == 20
+
+
+@pytest.mark.parametrize(
+    "variant", ["stealth_pnginfo", "stealth_pngcomp", "stealth_rgbinfo", "stealth_rgbcomp"]
+)
+def test_stealth_variants(tmp_path, variant):
+    path = stealth(tmp_path / "s.png", a1111_text(f"a hidden fox, {variant}"), variant)
+    found = read_metadata(path)
+    assert found.prompt == f"a hidden fox, {variant}" and found.negative_prompt == "blurry"
+
+
+def test_broken_stealth_payload_is_reported(tmp_path):
+    text = "".join(chr(ord("a") + (i * 7919) % 26) for i in range(300))  # compresses poorly
+    path = stealth(tmp_path / "s.png", text, "stealth_pngcomp")
+    image = Image.open(path).convert("RGBA")
+    pixels = image.load()
+    for x in range(5, 7):  # flip the hidden bits in the middle of the gzip stream
+        for y in range(96):
+            r, g, b, a = pixels[x, y]
+            pixels[x, y] = (r, g, b, a ^ 1)
+    image.save(path)
+    found = read_metadata(path)
+    assert found.prompt is None and "stealth" in found.error
+
+
+def test_comfyui_graphs_without_workflow_custom_samplers_and_links(tmp_path):
+    found = read_metadata(comfy_png(tmp_path / "a.png", comfy_graph("a snowy owl, watercolor")))
+    assert (found.prompt, found.negative_prompt) == ("a snowy owl, watercolor", "bad hands")
+    assert found.settings["seed"] == 42 and found.settings["size"] == "512x768"
+    assert found.settings["model"] == "sd15.safetensors"
+
+    # Text from a primitive node, combined conditioning, a LoRA between model and sampler.
+    graph = comfy_graph("unused")
+    graph["10"] = {"class_type": "PrimitiveString", "inputs": {"value": "a red bicycle"}}
+    graph["6"]["inputs"]["text"] = ["10", 0]
+    graph["11"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "city street"}}
+    graph["12"] = {
+        "class_type": "ConditioningCombine",
+        "inputs": {"conditioning_1": ["6", 0], "conditioning_2": ["11", 0]},
+    }
+    graph["13"] = {"class_type": "LoraLoader", "inputs": {"model": ["4", 0], "lora_name": "l"}}
+    graph["3"]["inputs"].update(positive=["12", 0], model=["13", 0])
+    found = read_metadata(comfy_png(tmp_path / "b.png", graph))
+    assert found.prompt == "a red bicycle, city street"
+    assert found.settings["model"] == "sd15.safetensors"
+
+    # SamplerCustomAdvanced: the conditioning is on its guider.
+    graph = comfy_graph("a paper boat")
+    graph["3"] = {
+        "class_type": "SamplerCustomAdvanced",
+        "inputs": {"noise": ["20", 0], "guider": ["21", 0], "latent_image": ["5", 0]},
+    }
+    graph["21"] = {
+        "class_type": "CFGGuider",
+        "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "cfg": 3.5},
+    }
+    found = read_metadata(comfy_png(tmp_path / "c.png", graph))
+    assert (found.prompt, found.negative_prompt) == ("a paper boat", "bad hands")
+
+    # A cycle in a hand-edited graph ends; a broken chunk is reported.
+    graph = comfy_graph("loops")
+    graph["6"]["inputs"]["clip"] = ["3", 0]
+    assert read_metadata(comfy_png(tmp_path / "d.png", graph)).prompt == "loops"
+    broken = read_metadata(png_with_text(tmp_path / "e.png", {"prompt": '{"3": {"inputs": '}))
+    assert broken.prompt is None and "not a JSON object" in broken.error
+
+
+def test_comfyui_workflow_only(sd_metadata, tmp_path):
+    source = sd_metadata / "parsers" / "ComfyUI" / "img2img_cropped.png"
+    path = png_with_text(tmp_path / "w.png", {"workflow": chunk(source, "workflow")})
+    found = read_metadata(path)
+    assert found.prompt == "photograph of victorian woman with wings, sky clouds, meadow grass"
+    assert (found.settings["steps"], found.settings["sampler"]) == (20, "sample_dpmpp_2m")
+
+
+def test_swarmui_and_a_text_without_a_settings_line(tmp_path):
+    swarm = {"sui_image_params": {"prompt": "a koi pond", "negativeprompt": "ugly", "steps": 30}}
+    found = read_metadata(png_with_text(tmp_path / "s.png", {"parameters": json.dumps(swarm)}))
+    assert (found.generator, found.prompt, found.negative_prompt) == (
+        "SwarmUI",
+        "a koi pond",
+        "ugly",
+    )
+    assert found.settings["steps"] == 30
+    plain = png_with_text(tmp_path / "p.png", {"parameters": "a koi pond\nNegative prompt: ugly"})
+    found = read_metadata(plain)
+    assert (found.prompt, found.negative_prompt) == ("a koi pond", "ugly")
+
+
+def test_hostile_metadata_is_capped_and_shown_as_text(tmp_path, monkeypatch):
+    from img2prompt import report
+
+    huge = "word " * (MAX_TEXT_CHARS // 2)
+    found = read_metadata(png_with_text(tmp_path / "h.png", {"parameters": a1111_text(huge)}))
+    assert len(found.prompt) == MAX_TEXT_CHARS and "cut at" in found.error
+    nested = "[" * 100_000 + "]" * 100_000
+    deep = read_metadata(png_with_text(tmp_path / "d.png", {"prompt": nested}))
+    assert deep.prompt is None and deep.error
+    markup = "[bold red]alarm[/] <script>alert(1)</script>"
+    path = png_with_text(tmp_path / "m.png", {"parameters": a1111_text(markup)})
+    monkeypatch.setattr(report.console, "width", 400)
+    result = CliRunner().invoke(app, ["metadata", str(path)])
+    assert result.exit_code == 0
+    assert "[bold red]alarm[/] <script>alert(1)</script>" in result.stdout  # shown, not rendered
+
+
+def test_metadata_command_json_lines_in_input_order(sd_metadata, tmp_path):
+    a1111 = sd_metadata / "parsers" / "AUTOMATIC1111" / "automatic1111_cropped.png"
+    plain = tmp_path / "plain.png"
+    Image.new("RGB", (8, 8)).save(plain)
+    comfy = sd_metadata / "parsers" / "ComfyUI"
+    result = CliRunner().invoke(app, ["metadata", str(plain), str(comfy), str(a1111), "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(x["image"]).name for x in lines] == [
+        "plain.png",
+        *sorted(p.name for p in comfy.glob("*.png")),
+        a1111.name,
+    ]
+    for line in lines:
+        assert set(line) == {"image", "prompt", "negative_prompt", "generator", "settings", "error"}
+    assert lines[0]["prompt"] is None and lines[-1]["prompt"] == "photo of a duck"
+    missing = CliRunner().invoke(app, ["metadata", str(tmp_path / "nope.png"), "--json"])
+    assert missing.exit_code == 1
+    assert json.loads(missing.stdout)["error"] == "no such file or folder"
