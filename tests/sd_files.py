@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from image_helpers import drawn_png
 from PIL import Image, PngImagePlugin
+
+from image_helpers import drawn_png
 
 
 def a1111_text(prompt: str, negative: str = "blurry", seed: int = 1) -> str:
@@ -96,7 +97,7 @@ def comfy_graph(positive: str, negative: str = "bad hands") -> dict:
                 "positive": ["6", 0],
                 "negative": ["7", 0],
                 "latent_image": ["5", 0],
-            },  # fmt: skip
+            },
         },
         "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
         "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "x"}},

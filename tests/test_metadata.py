@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
+
+from img2prompt.cli import app
+from img2prompt.data.odd_images import write_odd_images
+from img2prompt.metadata import read_metadata
+from img2prompt.metadata.reader import MAX_TEXT_CHARS
 from sd_files import (
     a1111_text,
     comfy_graph,
@@ -17,12 +23,6 @@ from sd_files import (
     stealth,
     with_user_comment,
 )
-from typer.testing import CliRunner
-
-from img2prompt.cli import app
-from img2prompt.data.odd_images import write_odd_images
-from img2prompt.metadata import read_metadata
-from img2prompt.metadata.reader import MAX_TEXT_CHARS
 
 
 @pytest.fixture(scope="module")

@@ -140,10 +140,8 @@ def print_metadata(results: list[GenerationMetadata]) -> None:
         prompt = Text(r.prompt) if r.prompt is not None else Text("(none)", style="dim")
         if r.error:
             prompt.append(f"\n{r.error}", style="yellow")
-        table.add_row(
-            Text(Path(r.image).name), Text(r.generator or "-"), prompt, Text(r.negative_prompt or ""),
-            Text(settings),
-        )  # fmt: skip
+        name, negative = Text(Path(r.image).name), Text(r.negative_prompt or "")
+        table.add_row(name, Text(r.generator or "-"), prompt, negative, Text(settings))
     console.print(table)
 
 
