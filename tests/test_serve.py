@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from image_helpers import drawn_png, png_header_only
 from img2prompt.describer import Description
 from img2prompt.serve.app import create_app
+from sd_files import a1111_text, picture, png_with_text
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -42,10 +43,10 @@ def check_answer(answer: dict, encoder) -> np.ndarray:
     embedding = np.asarray(answer["embedding"], dtype=np.float32)
     assert embedding.shape == (384,)
     assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-5)
-    assert answer["prompt"].strip()
-    # match is the cosine of MiniLM(prompt) to the embedding, recomputed independently;
-    # "score" is its deprecated alias.
-    recomputed = float(encoder.encode([answer["prompt"]])[0] @ embedding)
+    assert answer["prompt"].strip() and answer["model_prompt"].strip()
+    # match is the cosine of MiniLM(the model's prompt) to the embedding, recomputed
+    # independently; "score" is its deprecated alias.
+    recomputed = float(encoder.encode([answer["model_prompt"]])[0] @ embedding)
     assert answer["match"] == pytest.approx(recomputed, abs=1e-5)
     assert answer["score"] == answer["match"]
     cosines = [n["cosine"] for n in answer["neighbors"]]
@@ -83,6 +84,34 @@ def test_describe_a_drawn_image(client, encoder):
     response = post_image(client, drawn_png(), "drawn.png")
     assert response.status_code == 200, response.text
     check_answer(response.json(), encoder)
+
+
+def test_an_embedded_prompt_answers_with_the_models_guess_beside_it(client, encoder, tmp_path):
+    hostile = '<img src=x onerror="alert(1)"> a fox'
+    path = png_with_text(tmp_path / "a.png", {"parameters": a1111_text(hostile)}, picture())
+    answer = post_image(client, path.read_bytes(), "a.png").json()
+    check_answer(answer, encoder)
+    assert (answer["prompt"], answer["source"], answer["generator"]) == (
+        hostile, "metadata", "AUTOMATIC1111",
+    )  # fmt: skip
+    assert answer["negative_prompt"] == "blurry" and answer["settings"]["steps"] == 20
+    assert answer["model_prompt"] != hostile
+    ignored = client.post(
+        "/api/describe?metadata=ignore", files={"image": ("a.png", path.read_bytes(), "image/png")}
+    ).json()
+    assert ignored["source"] == "model" and ignored["prompt"] == answer["model_prompt"]
+    assert ignored["settings"] == {} and ignored["negative_prompt"] is None
+    assert (
+        client.post("/api/describe?metadata=maybe", files={"image": ("a.png", b"x")}).status_code
+        == 422
+    )
+
+
+def test_real_front_end_files_upload(client, shared_data):
+    comfy = shared_data / "sd_metadata" / "parsers" / "ComfyUI" / "img2img_cropped.png"
+    answer = post_image(client, comfy.read_bytes(), comfy.name).json()
+    assert answer["source"] == "metadata" and answer["generator"] == "ComfyUI"
+    assert answer["prompt"] == "photograph of victorian woman with wings, sky clouds, meadow grass"
 
 
 def test_oversize_uploads_get_413(client):
@@ -245,7 +274,12 @@ def test_the_page_in_a_headless_browser(describer, tmp_path):
             args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+            context = browser.new_context(
+                viewport={"width": 1280, "height": 900},
+                accept_downloads=True,
+                permissions=["clipboard-read", "clipboard-write"],
+            )
+            page = context.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(url)
@@ -281,6 +315,25 @@ def test_the_page_in_a_headless_browser(describer, tmp_path):
             page.set_input_files("#file", str(image))
             expect(page.locator("#output")).to_be_visible(timeout=30_000)
             expect(page.locator("#error")).to_be_hidden()
+            expect(page.locator("#embedded")).to_be_hidden()  # no metadata in this file
+
+            # A file that carries its prompt: shown as text (never as HTML), with its negative
+            # prompt and settings, each with a copy button, and the model's guess beside it.
+            hostile = '<img src=x onerror="window.hacked=1"> a fox in the snow'
+            sd_file = png_with_text(tmp_path / "a1111.png", {"parameters": a1111_text(hostile)})
+            page.set_input_files("#file", str(sd_file))
+            expect(page.locator("#source")).to_contain_text("AUTOMATIC1111", timeout=30_000)
+            expect(prompt).to_have_text(hostile)
+            assert page.locator("#prompt img").count() == 0
+            assert page.evaluate("window.hacked === undefined")
+            expect(page.locator("#negative")).to_have_text("blurry")
+            expect(page.locator("#settings")).to_contain_text("seed")
+            expect(page.locator("#model-prompt")).not_to_be_empty()
+            for button, text in (("#copy-negative", "blurry"), ("#copy", hostile)):
+                page.click(button)
+                assert page.evaluate("navigator.clipboard.readText()") == text
+            page.click("#copy-settings")
+            assert "steps: 20" in page.evaluate("navigator.clipboard.readText()")
             shot = tmp_path / "page.png"
             page.screenshot(path=str(shot), full_page=True)
             if target := os.environ.get("IMG2PROMPT_SCREENSHOT"):
