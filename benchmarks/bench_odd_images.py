@@ -1,8 +1,9 @@
 """`predict default` over odd and huge image files: peak memory and images/s.
 
 The set: every format and mode Pillow writes, broken, mislabelled and animated files
-(`img2prompt.data.odd_images`), plus legal but huge strips (80 Mpx: RGB PNG, JPEG, RGBA PNG, 16-bit
-PNG, the kind that once took 5.5 GB when four decoding threads held them at once) and one over Pillow's limit.
+(`img2prompt.data.odd_images`), plus legal but huge strips (80 Mpx: RGB PNG, JPEG, RGBA PNG,
+16-bit PNG; the kind that once took 5.5 GB when four decoding threads held them at once) and one
+over Pillow's limit.
 Each run is a fresh process (its own peak memory), with 4 decoding threads:
 
 - `bounded` (what ships): a huge file is decoded reduced toward the model's input size, and the
@@ -13,7 +14,7 @@ Each run is a fresh process (its own peak memory), with 4 decoding threads:
 Goal: peak <= 2 GB for `bounded`. Both runs must predict the same files and report the same bad
 ones; the small files' embeddings must be equal and the huge ones' close.
 
-    python benchmarks/bench_odd_images.py [--huge 4] [--megapixels 80] [--quick]
+    python benchmarks/bench_odd_images.py [--huge 8] [--megapixels 80] [--quick]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import fmt_mb, run_isolated, verdict  # noqa: E402
+from common import fmt_mb, run_isolated, verdict
 
 GOAL_MB = 2048.0
 
@@ -75,7 +76,9 @@ def predict(paths: list[str], bounded: bool) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--huge", type=int, default=4, help="huge strips (RGB PNG, JPEG, RGBA PNG, 16-bit PNG in turn)")
+    p.add_argument(
+        "--huge", type=int, default=8, help="huge strips (RGB PNG, JPEG, RGBA PNG, 16-bit PNG)"
+    )
     p.add_argument("--megapixels", type=int, default=80, help="size of each strip")
     p.add_argument("--quick", action="store_true", help="2 strips")
     args = p.parse_args(argv)
