@@ -80,6 +80,20 @@ def test_describe_gives_prompt_score_and_the_models_embedding(small_bank, encode
     assert again[0].prompt == described.prompt and again[0].image == "image 0"
 
 
+def test_describe_answers_a_file_with_its_embedded_prompt(small_bank, tmp_path):
+    from sd_files import a1111_text, picture, png_with_text
+
+    path = png_with_text(tmp_path / "fox.png", {"parameters": a1111_text("a fox, ukiyo-e")})
+    (found,) = img2prompt.describe([path], bank=small_bank, mode="fast")
+    assert (found.prompt, found.source) == ("a fox, ukiyo-e", "metadata")
+    assert found.metadata.negative_prompt == "blurry" and found.model_prompt
+    assert img2prompt.read_metadata(path).settings["steps"] == 20
+    (pixels,) = img2prompt.describe([path], bank=small_bank, mode="fast", metadata="ignore")
+    assert pixels.source == "model" and pixels.prompt == found.model_prompt
+    (image,) = img2prompt.describe(picture(), bank=small_bank, mode="fast")  # no file, no metadata
+    assert image.source == "model"
+
+
 def test_create_model_and_list_backbones():
     assert "efficientnet-lite0" in img2prompt.list_backbones()
     model = img2prompt.create_model("tiny-clip", head="mlp", head_hidden=8, pretrained=False)

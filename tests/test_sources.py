@@ -188,6 +188,9 @@ def test_parquet_without_prompt_column_lists_its_columns(tmp_path):
         read(tmp_path / "p.parquet")
 
 
-def test_folder_given_as_input(tmp_path):
-    with pytest.raises(InputError, match="is a folder"):
+def test_a_folder_is_read_as_images_with_embedded_prompts(tmp_path):
+    with pytest.raises(InputError, match="read as SD images with embedded prompts; it has none"):
+        read(tmp_path)
+    (tmp_path / "notes.txt").write_text("a prompt in a text file is not an image\n")
+    with pytest.raises(InputError, match="it has none"):
         read(tmp_path)

@@ -7,7 +7,8 @@ mean cosine similarity (the Kaggle "Stable Diffusion - Image to Prompts" metric)
     model = img2prompt.load_model("default")        # a folder, `default`, or hf:owner/repo[@rev]
     vectors = model.predict(["cat.png"])             # (N, 384) float32, unit rows
     img2prompt.decode(vectors)                       # ["a cat, ..."]
-    img2prompt.describe(["cat.png"])[0].prompt
+    img2prompt.describe(["cat.png"])[0].prompt       # the file's own prompt where it has one
+    img2prompt.read_metadata("cat.png")              # .prompt .negative_prompt .settings
 
 The names below are imported on first use, so `import img2prompt` loads neither torch nor a model.
 """
@@ -29,6 +30,8 @@ _LAZY = {
     "Model": "img2prompt.api",
     "Predictor": "img2prompt.predict.predictor",
     "PredictOptions": "img2prompt.predict.predictor",
+    "read_metadata": "img2prompt.metadata",
+    "GenerationMetadata": "img2prompt.metadata",
     "Describer": "img2prompt.describer",
     "Description": "img2prompt.describer",
     "InputError": "img2prompt.errors",
@@ -38,6 +41,7 @@ __all__ = [
     "ConfigError",
     "Describer",
     "Description",
+    "GenerationMetadata",
     "InputError",
     "Model",
     "PredictOptions",
@@ -48,12 +52,14 @@ __all__ = [
     "describe",
     "list_backbones",
     "load_model",
+    "read_metadata",
 ]
 
 if TYPE_CHECKING:
     from img2prompt.api import Model, create_model, decode, describe, list_backbones, load_model
     from img2prompt.describer import Describer, Description
     from img2prompt.errors import ConfigError, InputError
+    from img2prompt.metadata import GenerationMetadata, read_metadata
     from img2prompt.predict.predictor import PredictOptions, Predictor
 
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from img2prompt.errors import InputError
+from img2prompt.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -111,16 +111,29 @@ def describe(
     model: str | Path | Model = "default",
     bank: str | Path = "default",
     mode: str = "best",
+    metadata: str = "auto",
 ) -> list[Description]:
-    """Images (paths and/or PIL images) -> a `Description` each, in order: `.prompt`, `.match`
-    (the cosine of the prompt's own vector to the predicted one: how well the words say the
-    prediction, not how right it is; `.score` is its deprecated alias), `.embedding`,
-    `.phrases`, `.neighbours`."""
+    """Images (paths and/or PIL images) -> a `Description` each, in order: `.prompt`,
+    `.source` (`metadata`: a file's own embedded prompt, with `.metadata` holding its negative
+    prompt and settings; `model`: the model's readable prompt), `.model_prompt` (the model's,
+    always), `.match` (the cosine of the model's prompt's own vector to the predicted one: how
+    well the words say the prediction, not how right it is), `.embedding`, `.phrases`,
+    `.neighbours`. `metadata="ignore"` reads pixels only."""
+    from img2prompt.describer import check_metadata_use
+    from img2prompt.metadata import read_metadata
+
+    check_metadata_use(metadata)
+    if metadata == "only":
+        raise ConfigError("describe(metadata='only') runs no model: use img2prompt.read_metadata")
     items = _as_list(images)
     describer = _describer(model if isinstance(model, Model) else str(model), str(bank), mode)
     pictures = [_image(item) for item in items]
     names = [item if isinstance(item, str | Path) else f"image {i}" for i, item in enumerate(items)]
-    return describer.describe(pictures, [str(name) for name in names])
+    embedded = [
+        read_metadata(item) if isinstance(item, str | Path) and metadata == "auto" else None
+        for item in items
+    ]
+    return describer.describe(pictures, [str(name) for name in names], embedded)
 
 
 def create_model(

@@ -84,8 +84,14 @@ def read_image_folder(folder: Path, errors: ErrorLog) -> list[SourceRow]:
     from img2prompt.data.images import scan_images
     from img2prompt.metadata import read_metadata
 
+    found_images = scan_images([folder]).images
+    if not found_images:
+        errors.report(
+            InputError(folder, "a folder is read as SD images with embedded prompts; it has none")
+        )
+        return []
     rows = []
-    for number, image in enumerate(scan_images([folder]).images, 1):
+    for number, image in enumerate(found_images, 1):
         found = read_metadata(image)
         if found.prompt is None:
             why = found.error or "no prompt in its metadata (not an SD front end's file?)"

@@ -29,6 +29,7 @@ import io
 import json
 import logging
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,11 @@ MAX_TEXT_CHARS = 50_000
 """A prompt, negative prompt or setting longer than this is cut (and the cut reported)."""
 MAX_JSON_CHARS = 8_000_000
 """A JSON chunk (ComfyUI graph, InvokeAI, Fooocus) over this is not parsed."""
-STEALTH_MAX_PIXELS = 64_000_000
-"""Stealth text is looked for in images up to this size (it needs the pixels decoded)."""
+PIXEL_READ_MAX_PIXELS = 4096 * 4096
+"""Text after the pixel data and stealth text need the pixels decoded: looked for in images up to
+this size (SD outputs, upscaled ones included), and by at most `PIXEL_READS` threads at once, so
+a server answering many uploads does not hold many decoded images for their metadata."""
+PIXEL_READS = threading.BoundedSemaphore(2)
 USER_COMMENT = 0x9286
 EXIF_IFD = 0x8769
 SETTING_KEYS = {  # what each front end calls a setting -> the name in `settings`
@@ -113,7 +117,8 @@ def _read(image: Image.Image, result: GenerationMetadata) -> None:
         chunks["parameters"] = comment
     if not any(key in chunks for key in _KNOWN_KEYS) and _may_hide_stealth(image):
         try:
-            hidden = read_stealth(image)
+            with PIXEL_READS:
+                hidden = read_stealth(image)
         except StealthError as e:
             result.error = f"stealth metadata: {e}"
             return
@@ -135,11 +140,11 @@ def _text_chunks(image: Image.Image) -> dict[str, str]:
     """Text fields of the file: what Pillow put in `info`, plus PNG text chunks written after
     the pixel data (Pillow reads those only on `image.text`, which decodes the pixels)."""
     chunks = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}
-    if image.format == "PNG" and not any(key in chunks for key in _KNOWN_KEYS):
-        with contextlib.suppress(Exception):
-            if image.width * image.height <= STEALTH_MAX_PIXELS:
-                text = image.text  # type: ignore[attr-defined]
-                chunks.update({k: v for k, v in text.items() if isinstance(v, str)})
+    small = image.width * image.height <= PIXEL_READ_MAX_PIXELS
+    if image.format == "PNG" and small and not any(key in chunks for key in _KNOWN_KEYS):
+        with contextlib.suppress(Exception), PIXEL_READS:
+            text = image.text  # type: ignore[attr-defined]
+            chunks.update({k: v for k, v in text.items() if isinstance(v, str)})
     return chunks
 
 
@@ -169,7 +174,7 @@ def _user_comment(image: Image.Image) -> str | None:
 
 
 def _may_hide_stealth(image: Image.Image) -> bool:
-    return image.format in ("PNG", "WEBP") and image.width * image.height <= STEALTH_MAX_PIXELS
+    return image.format in ("PNG", "WEBP") and image.width * image.height <= PIXEL_READ_MAX_PIXELS
 
 
 def _json(text: str) -> Any:
