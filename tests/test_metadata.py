@@ -227,7 +227,7 @@ def test_hostile_metadata_is_capped_and_shown_as_text(tmp_path, monkeypatch):
     huge = "word " * (MAX_TEXT_CHARS // 2)
     found = read_metadata(png_with_text(tmp_path / "h.png", {"parameters": a1111_text(huge)}))
     assert len(found.prompt) == MAX_TEXT_CHARS and "cut at" in found.error
-    nested = "[" * 100_000 + "]" * 100_000
+    nested = '{"a": ' * 100_000 + "1" + "}" * 100_000
     deep = read_metadata(png_with_text(tmp_path / "d.png", {"prompt": nested}))
     assert deep.prompt is None and deep.error
     markup = "[bold red]alarm[/] <script>alert(1)</script>"
@@ -257,3 +257,107 @@ def test_metadata_command_json_lines_in_input_order(sd_metadata, tmp_path):
     missing = CliRunner().invoke(app, ["metadata", str(tmp_path / "nope.png"), "--json"])
     assert missing.exit_code == 1
     assert json.loads(missing.stdout)["error"] == "no such file or folder"
+
+
+def test_comfyui_hostile_graphs_cost_linear_time():
+    from img2prompt.metadata.comfyui import read_graph
+
+    graph = comfy_graph("unused")
+    graph["10"] = {"class_type": "Knot", "inputs": {f"in{i}": ["10", 0] for i in range(40)}}
+    graph["6"]["inputs"]["text"] = ["10", 0]  # every input of "10" links back to itself
+    prompt, _, _ = read_graph(graph)  # returned at once (it once took exponential time)
+    assert prompt is None
+    chain = comfy_graph("the end of a long chain")
+    for i in range(1500):  # 1,500 conditioning nodes in a row: no recursion limit
+        chain[f"c{i}"] = {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["6", 0]}}
+        if i:
+            chain[f"c{i}"]["inputs"]["conditioning"] = [f"c{i - 1}", 0]
+    chain["3"]["inputs"]["positive"] = ["c1499", 0]
+    assert read_graph(chain)[0] == "the end of a long chain"
+
+
+def test_comfyui_follows_the_output_slot_and_prefers_the_saved_branch():
+    from img2prompt.metadata.comfyui import read_graph
+
+    graph = comfy_graph("a castle on a hill", "blurry, lowres")
+    graph["20"] = {
+        "class_type": "ControlNetApplyAdvanced",
+        "inputs": {"positive": ["6", 0], "negative": ["7", 0], "control_net": ["21", 0]},
+    }
+    graph["3"]["inputs"].update(positive=["20", 0], negative=["20", 1])
+    prompt, negative, _ = read_graph(graph)
+    assert (prompt, negative) == ("a castle on a hill", "blurry, lowres")
+
+    both = comfy_graph("the saved one")
+    both["30"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "a preview"}}
+    both["31"] = dict(both["3"], inputs=dict(both["3"]["inputs"], positive=["30", 0]))
+    both["32"] = {"class_type": "VAEDecode", "inputs": {"samples": ["31", 0]}}
+    both["33"] = {"class_type": "PreviewImage", "inputs": {"images": ["32", 0]}}
+    both["34"] = {"class_type": "ImageScale", "inputs": {"image": ["8", 0]}}
+    both["9"]["inputs"]["images"] = ["34", 0]  # the saved branch is the longer one
+    assert read_graph(both)[0] == "the saved one"
+
+
+def test_workflow_widgets_of_ksampler_advanced(tmp_path):
+    from img2prompt.metadata.comfyui import workflow_to_graph
+
+    workflow = {
+        "nodes": [
+            {
+                "id": 1,
+                "type": "KSamplerAdvanced",
+                "widgets_values": ["enable", 7, "randomize", 30, 6.0, "euler", "karras", 0, 30,
+                                   "disable"],
+            }
+        ],
+        "links": [],
+    }  # fmt: skip
+    inputs = workflow_to_graph(workflow)["1"]["inputs"]
+    assert (inputs["noise_seed"], inputs["steps"], inputs["cfg"]) == (7, 30, 6.0)
+    assert inputs["sampler_name"] == "euler"
+
+
+def test_text_that_is_no_prompt_is_not_taken_for_one(tmp_path):
+    phone = with_user_comment(tmp_path / "phone.jpg", "Shot on my phone", "JPEG", "ASCII")
+    assert read_metadata(phone).prompt is None
+    stray = png_with_text(tmp_path / "j.png", {"parameters": '{"foo": "bar"}'})
+    assert read_metadata(stray).prompt is None
+    gimp = read_metadata(png_with_text(tmp_path / "g.png", {"Comment": "Created with GIMP"}))
+    assert (gimp.prompt, gimp.generator, gimp.error) == (None, None, None)
+    empty = png_with_text(tmp_path / "e.png", {"parameters": " \nNegative prompt: ugly\nSteps: 3"})
+    assert read_metadata(empty).prompt is None  # an empty prompt is no prompt
+    easy = {"prompt": "a koi pond", "negative_prompt": "ugly", "num_inference_steps": "25",
+            "guidance_scale": "7.5", "seed": "9"}  # fmt: skip
+    found = read_metadata(png_with_text(tmp_path / "ed.png", easy))
+    assert (found.generator, found.prompt, found.negative_prompt) == (
+        "Easy Diffusion", "a koi pond", "ugly",
+    )  # fmt: skip
+    assert (found.settings["steps"], found.settings["cfg_scale"]) == (25, 7.5)
+    # Both a plain `prompt` and an A1111 `parameters` chunk: the A1111 text answers.
+    both = png_with_text(tmp_path / "b.png", {"prompt": "x", "parameters": a1111_text("a cat")})
+    assert read_metadata(both).prompt == "a cat"
+
+
+def test_control_characters_nan_and_non_ascii_utf16(tmp_path):
+    escape = "a fox\x1b]0;PWNED\x07\x1b[2J in the snow"
+    found = read_metadata(png_with_text(tmp_path / "x.png", {"parameters": a1111_text(escape)}))
+    assert found.prompt == "a fox]0;PWNED[2J in the snow"  # no ESC or BEL left for a terminal
+    nan = a1111_text("a cat").replace("CFG scale: 7", "CFG scale: nan")
+    found = read_metadata(png_with_text(tmp_path / "n.png", {"parameters": nan}))
+    json.dumps(found.to_json(), allow_nan=False)  # valid JSON
+    cjk = "猫の絵、青空\nSteps: 20, Sampler: Euler, CFG scale: 7, Seed: 1"
+    for charset in ("UNICODE-BE", "UNICODE-LE"):
+        path = with_user_comment(tmp_path / f"{charset}.jpg", cjk, "JPEG", charset)
+        assert read_metadata(path).prompt == "猫の絵、青空", charset
+
+
+def test_png_pixels_are_not_decoded_to_read_its_text(tmp_path, monkeypatch):
+    from PIL import PngImagePlugin
+
+    path = png_with_text(tmp_path / "a.png", {"parameters": a1111_text("a cat")})
+    loads = []
+    original = PngImagePlugin.PngImageFile.load
+    monkeypatch.setattr(
+        PngImagePlugin.PngImageFile, "load", lambda self: loads.append(1) or original(self)
+    )
+    assert read_metadata(path).prompt == "a cat" and loads == []

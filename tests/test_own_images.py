@@ -244,6 +244,14 @@ def test_sidecar_captions_keep_existing_ones_and_resume(own, describer, tmp_path
     assert "without an embedded prompt left uncaptioned" in " ".join(result.output.split())
 
 
+def test_a_caption_is_one_line(tmp_path):
+    text = a1111_text("masterpiece, 1girl\nBREAK\nblue sky")
+    png_with_text(tmp_path / "a.png", {"parameters": text})
+    args = ["describe", str(tmp_path), "--sidecar", "txt", "--metadata", "only", "-q"]
+    assert runner.invoke(app, [*args, "--prefix", "sks, "]).exit_code == 0
+    assert (tmp_path / "a.txt").read_text() == "sks, masterpiece, 1girl BREAK blue sky\n"
+
+
 def test_two_images_that_would_share_a_caption_are_reported(tmp_path):
     picture().save(tmp_path / "x.png")
     picture().save(tmp_path / "x.jpg")

@@ -97,7 +97,7 @@ def write_captions(
             for image in batch:
                 embedded = read_metadata(image).prompt if metadata != "ignore" else None
                 if embedded is not None:
-                    _write(caption_path(image, kind), prefix + embedded)
+                    _write(caption_path(image, kind), caption_text(embedded, prefix))
                     run.from_metadata += 1
                     bar.advance()
                 elif metadata == "only":
@@ -110,12 +110,20 @@ def write_captions(
             loaded = loaded or describer()
             described = loaded.describe_files(need_model, progress=False)
             for description in described.descriptions:
-                _write(caption_path(Path(description.image), kind), prefix + description.prompt)
+                target = caption_path(Path(description.image), kind)
+                _write(target, caption_text(description.prompt or "", prefix))
                 run.from_model += 1
             run.failures += described.failures
             bar.advance(len(need_model))
     run.seconds = time.perf_counter() - started
     return run
+
+
+def caption_text(prompt: str, prefix: str = "") -> str:
+    """One line: trainers such as kohya-ss read a caption file's first line only, and embedded
+    prompts often span several (A1111's `BREAK` on a line of its own)."""
+    lines = [line.strip() for line in prompt.splitlines() if line.strip()]
+    return prefix + " ".join(lines)
 
 
 def _write(path: Path, text: str) -> None:

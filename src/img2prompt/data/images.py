@@ -181,7 +181,7 @@ def _decode(
         raise InputError(name, f"cannot decode image: {e}") from None
     except MemoryError:
         raise InputError(name, "cannot decode image: not enough memory for it") from None
-    except Exception as e:
+    except Exception as e:  # a decoder's own bug (DDS: NotImplementedError; struct.error,
         # IndexError...) is one bad file, never the end of a job
         raise InputError(name, f"cannot decode image: {type(e).__name__}: {e}") from None
 
@@ -199,8 +199,10 @@ def _reduce(image: Image.Image, short_side: int) -> Image.Image:
         return image
     if image.mode == "1":
         image = image.convert("L")
+    elif image.mode == "PA" or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")  # averaging palette indices would mix unrelated colours
     elif image.mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        image = image.convert("RGB")
     elif image.mode.startswith("I;16"):
         image = image.convert("I")
     return image.reduce(factor)

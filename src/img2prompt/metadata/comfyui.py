@@ -29,6 +29,9 @@ NOT_CONDITIONING = {
 SEED_KEYS = ("seed", "noise_seed")
 MODEL_KEYS = ("ckpt_name", "unet_name", "model_name", "base_ckpt_name")
 MAX_VISITS = 2000
+"""Nodes visited at most by one walk through a graph (a hostile graph may hold millions)."""
+MAX_SAMPLERS_COMPARED = 64
+"""With more samplers than this, which feed which is not worked out (it costs a walk each)."""
 
 # The editor graph stores widget values by position; their names, for the nodes that matter.
 WIDGETS = {
@@ -67,19 +70,23 @@ def _class(graph: Graph, node_id: str) -> str:
     return str(node.get("class_type", "")) if isinstance(node, dict) else ""
 
 
-def _value(graph: Graph, value: Any, keys: tuple[str, ...] = TEXT_KEYS, depth: int = 0) -> Any:
+def _value(graph: Graph, value: Any, keys: tuple[str, ...] = TEXT_KEYS) -> Any:
     """A scalar input value, following links to primitive nodes (a seed or text widget turned
-    into an input)."""
-    if not _is_link(value):
-        return value
-    if depth > 8:
-        return None
-    inputs = _inputs(graph, str(value[0]))
-    for key in (*keys, *inputs):
-        if key in inputs and not isinstance(inputs[key], dict):
-            found = _value(graph, inputs[key], keys, depth + 1)
-            if found is not None and not _is_link(found):
-                return found
+    into an input): breadth first, each node once, so a hostile graph costs linear time."""
+    queue, seen = deque([value]), set()
+    while queue and len(seen) < MAX_VISITS:
+        current = queue.popleft()
+        if not _is_link(current):
+            if current is not None and not isinstance(current, dict | list):
+                return current
+            continue
+        node = str(current[0])
+        if node in seen:
+            continue
+        seen.add(node)
+        inputs = _inputs(graph, node)
+        ordered = [k for k in keys if k in inputs] + [k for k in inputs if k not in keys]
+        queue.extend(inputs[k] for k in ordered)
     return None
 
 
@@ -92,26 +99,30 @@ def is_sampler(inputs: dict[str, Any]) -> bool:
 
 def final_sampler(graph: Graph) -> str | None:
     """The sampler whose latent became the saved image: of the samplers that feed no other
-    sampler (a two-pass graph's second pass, not its first), the one nearest to an output node
-    (SaveImage, PreviewImage, ...); without output nodes, the last by id."""
+    sampler (a two-pass graph's second pass, not its first), the one nearest to a SaveImage
+    node, else to another output (PreviewImage, ...); without outputs, the last by id."""
     samplers = [n for n in graph if is_sampler(_inputs(graph, n))]
     if not samplers:
         return None
-    upstream = set().union(*(_ancestors(graph, n) for n in samplers))
-    last = [n for n in samplers if n not in upstream] or samplers
+    if len(samplers) <= MAX_SAMPLERS_COMPARED:  # each comparison walks the graph once
+        upstream = set().union(*(_ancestors(graph, n) for n in samplers))
+        last = {n for n in samplers if n not in upstream} or set(samplers)
+    else:
+        last = set(samplers)
     consumed = {str(v[0]) for n in graph for v in _inputs(graph, n).values() if _is_link(v)}
-    outputs = [n for n in graph if n not in consumed and n not in samplers]
-    outputs.sort(key=lambda n: ("Save" not in _class(graph, n), _sort_key(n)))
-    queue = deque(outputs)
-    seen = set(outputs)
-    while queue:
-        node = queue.popleft()
-        if node in last:
-            return node
-        for value in _inputs(graph, node).values():
-            if _is_link(value) and str(value[0]) not in seen and str(value[0]) in graph:
-                seen.add(str(value[0]))
-                queue.append(str(value[0]))
+    outputs = [n for n in graph if n not in consumed and n not in last]
+    saves = [n for n in outputs if "Save" in _class(graph, n)]
+    for starts in (saves, [n for n in outputs if n not in saves]):
+        queue = deque(sorted(starts, key=_sort_key))
+        seen = set(starts)
+        while queue:
+            node = queue.popleft()
+            if node in last:
+                return node
+            for value in _inputs(graph, node).values():
+                if _is_link(value) and str(value[0]) not in seen and str(value[0]) in graph:
+                    seen.add(str(value[0]))
+                    queue.append(str(value[0]))
     return max(last, key=_sort_key)
 
 
@@ -134,31 +145,31 @@ def _sort_key(node_id: str) -> tuple[int, str]:
 def conditioning_texts(graph: Graph, start: Any) -> list[str]:
     """The prompt texts that flow into a conditioning input, in input order, each once:
     through ConditioningCombine/Concat/SetArea, ControlNet and other conditioning nodes back to
-    the text encoders (and through links to text primitives)."""
+    the text encoders (and through links to text primitives). A node with both `positive` and
+    `negative` inputs (ControlNetApplyAdvanced, InpaintModelConditioning...) passes on the one
+    its output slot carries: slot 0 the positive, slot 1 the negative."""
     texts: list[str] = []
     seen: set[str] = set()
-
-    def visit(link: Any) -> None:
-        if not _is_link(link) or len(seen) > MAX_VISITS:
-            return
+    stack = [start]
+    while stack and len(seen) < MAX_VISITS:
+        link = stack.pop()
+        if not _is_link(link):
+            continue
         node = str(link[0])
         if node in seen or node not in graph:
-            return
+            continue
         seen.add(node)
         inputs = _inputs(graph, node)
-        own = [k for k in TEXT_KEYS if k in inputs]
-        found = [_value(graph, inputs[k]) for k in own]
+        found = [_value(graph, inputs[k]) for k in TEXT_KEYS if k in inputs]
         strings = [t.strip() for t in found if isinstance(t, str) and t.strip()]
         if strings:
-            for text in strings:
-                if text not in texts:
-                    texts.append(text)
-            return
-        for key, value in inputs.items():
-            if key not in NOT_CONDITIONING:
-                visit(value)
-
-    visit(start)
+            texts.extend(text for text in strings if text not in texts)
+            continue
+        if "positive" in inputs and "negative" in inputs:
+            stack.append(inputs["negative" if link[1] == 1 else "positive"])
+            continue
+        followed = [v for k, v in inputs.items() if k not in NOT_CONDITIONING]
+        stack.extend(reversed(followed))  # depth first, in input order
     return texts
 
 
@@ -236,9 +247,10 @@ def workflow_to_graph(workflow: dict[str, Any]) -> Graph:
         values = list(widgets) if isinstance(widgets, list) else []
         names = WIDGETS.get(kind)
         if names is not None:
-            control = values[1] if len(values) > 1 and "seed" in names[0] else None
-            if isinstance(control, bool) or control in SEED_CONTROL:  # a seed's control widget
-                values.pop(1)
+            seed = next((i for i, name in enumerate(names) if "seed" in name), None)
+            control = values[seed + 1] if seed is not None and len(values) > seed + 1 else None
+            if isinstance(control, bool) or (isinstance(control, str) and control in SEED_CONTROL):
+                values.pop(seed + 1)  # type: ignore[operator]  # the seed's control widget
             inputs.update(zip(names, values, strict=False))
         elif any(word in kind.lower() for word in ("text", "prompt", "string")):
             text = next((v for v in values if isinstance(v, str)), None)

@@ -28,6 +28,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import re
 import threading
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ SETTING_KEYS = {  # what each front end calls a setting -> the name in `settings
     "scale": "cfg_scale", "guidance_scale": "cfg_scale", "seed": "seed", "noise_seed": "seed",
     "denoise": "denoise", "denoising_strength": "denoise", "strength": "denoise",
     "size": "size", "model": "model", "model_hash": "model_hash", "clip_skip": "clip_skip",
-    "vae": "vae", "width": "width", "height": "height",
+    "vae": "vae", "width": "width", "height": "height", "num_inference_steps": "steps",
 }  # fmt: skip
 
 logging.getLogger("sd_parsers").setLevel(logging.CRITICAL)  # its parse errors are ours to report
@@ -98,13 +99,13 @@ def read_metadata(source: str | Path | bytes, name: str | None = None) -> Genera
     except FileNotFoundError:
         result.error = "no such file"
         return result
-    except Exception as e:
+    except Exception as e:  # any file a person keeps: reported, never raised
         result.error = f"not an image Pillow can open ({type(e).__name__})"
         return result
     try:
         with opened as image:
             _read(image, result)
-    except Exception as e:
+    except Exception as e:  # a broken file or a parser's bug: one bad file, reported
         result.error = f"unreadable metadata: {type(e).__name__}: {str(e)[:200]}"
     _cap(result)
     return result
@@ -129,11 +130,9 @@ def _read(image: Image.Image, result: GenerationMetadata) -> None:
                 chunks.setdefault("Source", "NovelAI")
             else:
                 chunks["parameters"] = hidden
-    for keys, parse in _PARSERS:
-        if any(key in chunks for key in keys):
-            parse(chunks, result)
-            if result.prompt is not None or result.error is not None:
-                return
+    for keys, parse in _PARSERS:  # the first reader that recognises the file answers
+        if any(key in chunks for key in keys) and parse(chunks, result):
+            return
 
 
 def _text_chunks(image: Image.Image) -> dict[str, str]:
@@ -150,9 +149,12 @@ def _text_chunks(image: Image.Image) -> dict[str, str]:
 
 def _user_comment(image: Image.Image) -> str | None:
     """EXIF UserComment (JPEG, WebP, PNG eXIf): 8 bytes naming the charset, then the text."""
+    if image.format == "PNG" and "exif" not in image.info:
+        return None  # Pillow would decode the whole image looking for EXIF after the pixels
     try:
-        raw = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
-    except Exception:
+        exif = image.getexif()
+        raw = exif.get_ifd(EXIF_IFD).get(USER_COMMENT)
+    except Exception:  # broken EXIF is no metadata
         return None
     if isinstance(raw, str):
         return raw.strip("\0").strip() or None
@@ -163,10 +165,12 @@ def _user_comment(image: Image.Image) -> str | None:
         if body[:2] in (b"\xff\xfe", b"\xfe\xff"):
             text = body.decode("utf-16", errors="replace")
         else:  # no byte-order mark: ASCII-range text has its zero bytes first in big-endian
-            even_zeros = body[0::2].count(0)
-            odd_zeros = body[1::2].count(0)
-            encoding = "utf-16-be" if even_zeros >= odd_zeros else "utf-16-le"
-            text = body.decode(encoding, errors="replace")
+            even_zeros, odd_zeros = body[0::2].count(0), body[1::2].count(0)
+            if even_zeros == odd_zeros:  # no ASCII to tell: the EXIF block's own byte order
+                big = getattr(exif, "endian", ">") != "<"
+            else:
+                big = even_zeros > odd_zeros
+            text = body.decode("utf-16-be" if big else "utf-16-le", errors="replace")
     else:  # ASCII, JIS or undefined: UTF-8 is what front ends write there
         text = body.decode("utf-8", errors="replace")
     text = text.strip("\0").strip()
@@ -221,27 +225,34 @@ def _from_sd_parsers(parser_class: type, parameters: dict[str, Any], result: Gen
     return None
 
 
-def _a1111(chunks: dict[str, str], result: GenerationMetadata) -> None:
+def _a1111(chunks: dict[str, str], result: GenerationMetadata) -> bool:
+    """A1111-style text (also Fooocus's and SwarmUI's JSON in the same field). Any other text
+    there (a camera's UserComment, a stray JSON object) is not taken for a prompt."""
     from sd_parsers.parsers import AUTOMATIC1111Parser, FooocusParser
 
     text = chunks["parameters"]
     decoded = _json(text) if text.lstrip().startswith("{") else None
     if isinstance(decoded, dict) and "sui_image_params" in decoded:
         _swarmui(decoded, result)
-        return
-    if isinstance(decoded, dict) and _from_sd_parsers(FooocusParser, chunks, result) is None:
-        return
+        return True
+    if isinstance(decoded, dict):
+        return _from_sd_parsers(FooocusParser, chunks, result) is None
     if _from_sd_parsers(AUTOMATIC1111Parser, {"parameters": text}, result) is None:
-        return
-    # No "Steps: ..., Sampler: ..." line (a hand-written or cut text): the prompt is what comes
-    # before the negative prompt, with the settings line (if any) left out.
-    prompt, _, rest = text.partition("Negative prompt:")
-    if _SETTINGS_LINE.search(prompt):
-        prompt = prompt[: _SETTINGS_LINE.search(prompt).start()]  # type: ignore[union-attr]
+        return True
+    # No parsable settings line (a cut text, or "Negative prompt:" said twice): the prompt is
+    # what comes before the negative prompt, the settings line left out; without either
+    # marker the text is no A1111 prompt.
+    prompt, negative_marker, rest = text.partition("Negative prompt:")
+    settings = _SETTINGS_LINE.search(prompt)
+    if not negative_marker and settings is None:
+        return False
+    if settings is not None:
+        prompt = prompt[: settings.start()]
     negative = _SETTINGS_LINE.split(rest)[0].strip() if rest else ""
     result.generator = "AUTOMATIC1111"
     result.prompt = prompt.strip() or None
     result.negative_prompt = negative or None
+    return True
 
 
 _SETTINGS_LINE = re.compile(r"(?m)^\s*Steps:\s*\d+")
@@ -260,7 +271,10 @@ def _swarmui(decoded: dict[str, Any], result: GenerationMetadata) -> None:
     result.settings = _settings({k: v for k, v in other.items() if not isinstance(v, dict | list)})
 
 
-def _comfyui(chunks: dict[str, str], result: GenerationMetadata) -> None:
+def _comfyui(chunks: dict[str, str], result: GenerationMetadata) -> bool:
+    """ComfyUI's graphs; a `prompt` chunk of plain text is another front end's (Easy Diffusion)."""
+    if "workflow" not in chunks and not chunks["prompt"].lstrip().startswith("{"):
+        return False
     result.generator = "ComfyUI"
     problems = []
     for key in ("prompt", "workflow"):
@@ -275,30 +289,56 @@ def _comfyui(chunks: dict[str, str], result: GenerationMetadata) -> None:
         if prompt is not None:
             result.prompt, result.negative_prompt = prompt, negative
             result.settings = _settings(settings)
-            return
+            return True
         problems.append(f"no prompt text reaches a sampler in the {key} graph")
     result.error = "; ".join(problems) or None
+    return True
 
 
-def _invokeai(chunks: dict[str, str], result: GenerationMetadata) -> None:
+EASY_DIFFUSION_KEYS = ("num_inference_steps", "guidance_scale", "use_stable_diffusion_model")
+
+
+def _easy_diffusion(chunks: dict[str, str], result: GenerationMetadata) -> bool:
+    """Easy Diffusion: one PNG text chunk a setting, `prompt` in plain text."""
+    if not any(key in chunks for key in EASY_DIFFUSION_KEYS):
+        return False  # a lone `prompt` text is too little to call it a front end's
+    result.generator = "Easy Diffusion"
+    result.prompt = chunks["prompt"].strip() or None
+    result.negative_prompt = chunks.get("negative_prompt", "").strip() or None
+    names = {"use_stable_diffusion_model": "model", "num_inference_steps": "steps"}
+    settings = {
+        names.get(key, key): value
+        for key, value in chunks.items()
+        if key not in ("prompt", "negative_prompt") and len(value) < 1000
+    }
+    result.settings = _settings(settings)
+    return True
+
+
+def _invokeai(chunks: dict[str, str], result: GenerationMetadata) -> bool:
     from sd_parsers.parsers import InvokeAIParser
 
     problem = _from_sd_parsers(InvokeAIParser, dict(chunks), result)
     if problem is not None:
         result.error = f"InvokeAI metadata: {problem}"
+    return True
 
 
-def _novelai(chunks: dict[str, str], result: GenerationMetadata) -> None:
+def _novelai(chunks: dict[str, str], result: GenerationMetadata) -> bool:
+    """NovelAI: the prompt in `Description`, the settings as JSON in `Comment`. A `Comment`
+    that is no JSON object is an ordinary comment (GIMP writes one), not NovelAI's."""
     from sd_parsers.parsers import NovelAIParser
 
+    if not isinstance(_json(chunks["Comment"]), dict):
+        return False
     chunks = {"Source": "", **chunks}
     problem = _from_sd_parsers(NovelAIParser, chunks, result)
     if problem is not None:
-        description = chunks.get("Description", "").strip()
         result.generator = "NovelAI"
-        result.prompt = description or None
+        result.prompt = chunks.get("Description", "").strip() or None
         if result.prompt is None:
             result.error = f"NovelAI metadata: {problem}"
+    return True
 
 
 _PARSERS = (
@@ -306,6 +346,7 @@ _PARSERS = (
     (("prompt", "workflow"), _comfyui),
     (("parameters",), _a1111),
     (("Comment",), _novelai),
+    (("prompt",), _easy_diffusion),
 )
 _KNOWN_KEYS = {key for keys, _ in _PARSERS for key in keys}
 
@@ -323,11 +364,21 @@ def _settings(raw: dict[str, Any]) -> dict[str, Any]:
             value = _number(value, int)
         elif name in ("cfg_scale", "denoise"):
             value = _number(value, float)
-        settings.setdefault(name, value)
+        if isinstance(value, float) and not math.isfinite(value):
+            value = str(value)  # NaN and infinity are not JSON
+        settings.setdefault(_printable(name), value)
     width, height = settings.get("width"), settings.get("height")
     if "size" not in settings and isinstance(width, int) and isinstance(height, int):
         settings["size"] = f"{width}x{height}"
     return settings
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+"""Control characters but tab and newline: a terminal would obey them (escape sequences)."""
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub("", text)
 
 
 def _number(value: Any, kind: type) -> Any:
@@ -338,17 +389,24 @@ def _number(value: Any, kind: type) -> Any:
 
 
 def _cap(result: GenerationMetadata) -> None:
-    """Cut every text over `MAX_TEXT_CHARS` (and say so): metadata is untrusted input."""
+    """Metadata is untrusted input: control characters go (a terminal would obey them), every
+    text over `MAX_TEXT_CHARS` is cut (and the cut said), and an empty prompt is no prompt."""
     cut = []
-    for name in ("prompt", "negative_prompt"):
+    for name in ("prompt", "negative_prompt", "generator"):
         value = getattr(result, name)
-        if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
-            setattr(result, name, value[:MAX_TEXT_CHARS])
-            cut.append(name)
+        if isinstance(value, str):
+            value = _printable(value).strip()
+            if len(value) > MAX_TEXT_CHARS:
+                value = value[:MAX_TEXT_CHARS]
+                cut.append(name)
+            setattr(result, name, value or None)
     for key, value in list(result.settings.items()):
-        if isinstance(value, str) and len(value) > MAX_TEXT_CHARS:
-            result.settings[key] = value[:MAX_TEXT_CHARS]
-            cut.append(key)
+        if isinstance(value, str):
+            value = _printable(value)
+            if len(value) > MAX_TEXT_CHARS:
+                value = value[:MAX_TEXT_CHARS]
+                cut.append(key)
+            result.settings[key] = value
     if cut:
         note = f"cut at {MAX_TEXT_CHARS:,} characters: {', '.join(cut)}"
         result.error = f"{result.error}; {note}" if result.error else note
