@@ -318,21 +318,26 @@ def _describe_captions(cfg: c.DescribeConfig, quiet: bool) -> None:
         raise typer.Exit(1)
 
 
-def metadata(cfg: c.MetadataConfig) -> None:
+def metadata(cfg: c.MetadataConfig, quiet: bool) -> None:
     """The generation metadata embedded in Stable Diffusion files: prompt, negative prompt,
     generator, and settings (model and hash, sampler, steps, CFG, seed, size). Reads
-    AUTOMATIC1111/Forge/SD.Next (PNG text, JPEG/WebP EXIF, stealth alpha), ComfyUI (traces the
-    sampler that made the image back to its text), InvokeAI (3 formats), NovelAI, Fooocus and
-    SwarmUI. A file without metadata has `prompt: null`; broken metadata is reported in
+    AUTOMATIC1111/Forge/SD.Next (PNG text, JPEG/WebP EXIF, stealth pixels), ComfyUI (traces the
+    sampler that made the image back to its text), InvokeAI (3 formats), NovelAI, Fooocus,
+    SwarmUI and Easy Diffusion. A file without metadata has `prompt: null`; broken metadata is reported in
     `error`, never fatal. `--json`: one object a line, in input order."""
     import json
 
     from img2prompt.data.images import scan_images
     from img2prompt.metadata import GenerationMetadata, read_metadata
+    from img2prompt.progress import progress_bar
 
     missing = [path for path in cfg.files if not path.exists()]
     search = scan_images([path for path in cfg.files if path.exists()])
-    results = [read_metadata(path) for path in search.images]
+    results = []
+    with progress_bar("metadata", len(search.images), not quiet) as bar:
+        for path in search.images:
+            results.append(read_metadata(path))
+            bar.advance()
     results += [GenerationMetadata(str(path), error="no such file or folder") for path in missing]
     if cfg.json:
         for result in results:
@@ -342,10 +347,11 @@ def metadata(cfg: c.MetadataConfig) -> None:
 
         print_metadata(results)
     found = sum(r.prompt is not None for r in results)
-    stderr.print(
-        f"{len(results):,} files, {found:,} with an embedded prompt" + search.summary(),
-        highlight=False,
-    )
+    if not quiet:
+        stderr.print(
+            f"{len(results):,} files, {found:,} with an embedded prompt" + search.summary(),
+            highlight=False,
+        )
     if missing:
         raise typer.Exit(1)
 

@@ -10,6 +10,7 @@
 | NovelAI | PNG `Description` + `Comment` (or stealth JSON) | sd-parsers |
 | Fooocus | PNG `parameters` JSON (`fooocus_scheme`) | sd-parsers |
 | SwarmUI | PNG `parameters` JSON (`sui_image_params`) | own (a JSON lookup) |
+| Easy Diffusion | PNG text chunks, `prompt` in plain text | own (one chunk a setting) |
 
 The EXIF UserComment is read here rather than by sd-parsers: it caches the comment by `id()` of
 the image in a module global (a later image reusing a freed image's id gets its text) and
