@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import sys
 from pathlib import Path
 
@@ -101,3 +102,48 @@ def test_importing_the_package_and_the_bottom_layers_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+UPPER = ("train", "predict", "index", "text", "generate", "serve", "describer", "api", "cli")
+"""Packages and modules that use models and options; neither may import them."""
+DATA_ONLY = {"img2prompt.generate.presets"}
+"""Tables of settings kept beside their stage, which import nothing of the package."""
+
+
+@pytest.mark.parametrize("layer", ["models", "config.py"])
+def test_models_and_options_import_nothing_above_them(layer):
+    files = sorted((PACKAGE / layer).rglob("*.py")) if layer == "models" else [PACKAGE / layer]
+    upward = {
+        f"{path.relative_to(PACKAGE)} imports {name}"
+        for path in files
+        for name in _imports(path)
+        if name.split(".")[1] in UPPER and name not in DATA_ONLY
+    }
+    for name in DATA_ONLY:
+        assert not _imports(PACKAGE / (name.split(".", 1)[1].replace(".", "/") + ".py")), name
+    assert not upward, sorted(upward)
+
+
+def test_every_model_kind_loads_through_its_own_registration(tmp_path):
+    """`load_model` finds a kind's loader by the folder's `kind` (the package's entry points
+    name the module that registers it); an unknown kind is refused naming the manifest."""
+    from importlib import metadata
+
+    from img2prompt.errors import InputError
+    from img2prompt.models.model import default_model_dir, load_model, read_manifest
+    from img2prompt.models.protocol import ENTRY_POINTS, PromptModel
+
+    kinds = {entry.name: entry.value for entry in metadata.entry_points(group=ENTRY_POINTS)}
+    assert kinds == {
+        "trained": "img2prompt.models.model:load_trained_model",
+        "retrieval": "img2prompt.index.model:load_retrieval_model",
+    }
+    model = load_model("default")
+    assert isinstance(model, PromptModel) and model.kind == "trained"
+    assert read_manifest(default_model_dir())["kind"] == "trained"  # folders say their kind
+    folder = tmp_path / "odd-kind"
+    folder.mkdir()
+    manifest = {"format": "img2prompt-model", "format_version": 2, "kind": "hologram"}
+    (folder / "model.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match=r"model.json: unknown model kind 'hologram' \(known: "):
+        load_model(folder)

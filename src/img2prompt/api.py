@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from img2prompt.describer import Describer, Description
     from img2prompt.models.model import ImageToPromptModel
+    from img2prompt.models.protocol import PromptModel
     from img2prompt.predict.predictor import Predictor
     from img2prompt.text.decode import Decoder
 
@@ -37,16 +38,17 @@ ImageLike = Union[str, Path, "Image.Image"]
 class Model:
     """A loaded image -> prompt-embedding model, ready to predict (`load_model` makes one).
 
-    `module` is the torch `ImageToPromptModel`; `manifest` its folder's `model.json`."""
+    `module` is the torch `PromptModel` (a trained `ImageToPromptModel`, a retrieval index...);
+    `manifest` its folder's `model.json`."""
 
-    def __init__(self, module: ImageToPromptModel, device: str = "auto") -> None:
+    def __init__(self, module: PromptModel, device: str = "auto") -> None:
         self.module = module
         self.device = device
         self._predictors: dict[tuple[int, str], Predictor] = {}
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return getattr(self.module, "manifest", {})
+        return self.module.manifest
 
     def predictor(self, batch_size: int | None = None, tta: str = "none") -> Predictor:
         """The `Predictor` (batching, precision, TTA views) for these options, made once."""
@@ -82,7 +84,7 @@ class Model:
         return np.concatenate(chunks) if chunks else predictor.embed_views([])
 
     def __repr__(self) -> str:
-        return f"Model({self.module.cfg.backbone!r}, head={self.module.cfg.head!r})"
+        return f"Model({self.module.summary!r})"
 
 
 def load_model(spec: str | Path = "default", device: str = "auto") -> Model:

@@ -248,6 +248,25 @@ class ModelConfig:
             raise ConfigError("--head-hidden and the output size must be >= 1, --gem-p > 0")
 
 
+def loss_weights(text: str) -> dict[str, float]:
+    """`cosine`, `mnrl` or `cosine=1,mnrl=0.5` -> {name: weight}: the syntax and the weights
+    (numbers, >= 0, one positive); whether each name is a registered loss is
+    `train.losses.parse_loss_weights`'s to say."""
+    weights: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, weight = part.partition("=")
+        name = name.strip()
+        try:
+            weights[name] = float(weight) if weight else 1.0
+        except ValueError:
+            raise ConfigError(f"--loss: weight of {name} is not a number: {weight!r}") from None
+        if weights[name] < 0:
+            raise ConfigError(f"--loss: weight of {name} must be >= 0")
+    if not weights or not any(weights.values()):
+        raise ConfigError(f"--loss: give at least one loss with a positive weight, got {text!r}")
+    return weights
+
+
 @dataclass
 class TrainConfig:
     data: Path
@@ -317,14 +336,12 @@ class TrainConfig:
     """Stop (resumably) after this many epochs in this invocation; for time-boxed jobs."""
 
     def __post_init__(self) -> None:
-        from img2prompt.train.losses import parse_loss_weights
-
         self.data, self.out = Path(self.data), Path(self.out)
         if isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
         if self.model.head in NOT_TRAINABLE_HEADS:
             raise ConfigError(f"--head {self.model.head} is not trainable")
-        parse_loss_weights(self.loss)
+        loss_weights(self.loss)  # the names are checked against the registry by `train`
         if self.clip_grad == 0:
             self.clip_grad = None
         if self.epochs < 0 or self.lp_epochs < 0 or self.epochs + self.lp_epochs == 0:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from img2prompt.data.images import ImageSearch, load_image_bytes, scan_images
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.io import atomic_path, vector_column, write_parquet
 from img2prompt.metadata import GenerationMetadata, read_metadata
+from img2prompt.models.protocol import PromptModel
 from img2prompt.predict.predictor import Failure, PredictOptions, Predictor
 from img2prompt.predict.tta import render_views
 from img2prompt.text.decode import Decoded, DecodeOptions, Decoder
@@ -191,7 +192,6 @@ class Describer:
     ) -> None:
         from img2prompt.data.embed import load_encoder
         from img2prompt.device import resolve_device
-        from img2prompt.index.model import FeatureModel, RetrievalModel
         from img2prompt.models.model import load_model
         from img2prompt.text.bank import open_bank
 
@@ -205,19 +205,13 @@ class Describer:
         options = predict_options or PredictOptions()
         if isinstance(model, str | Path):
             model = load_model(model, resolve_device(options.device))
-        # An index model: the predictor yields CLIP image features, and `_describe_embeddings`
-        # searches the index itself, so the nearest prompts and the interrogation need no
-        # second pass through CLIP.
-        self.retrieval = model if isinstance(model, RetrievalModel) else None
+        self.model: PromptModel = model
+        # The predictor returns the network's outputs and `_describe_outputs` finishes them, so
+        # a retrieval model's one search serves the blend and the nearest prompts, and its CLIP
+        # features serve the interrogation with no second pass through CLIP.
+        self.predictor = Predictor(model, options, finish=False)
         self.nearest_prompts = nearest_prompts
-        if self.retrieval is not None:
-            self.retrieval.set_retrieval(options.k, options.temperature)
-            options = replace(options, k=0, temperature=0.0)
-            self.predictor = Predictor(FeatureModel(self.retrieval), options)
-            cfg = self.retrieval.cfg
-        else:
-            self.predictor = Predictor(model, options)
-            cfg = self.predictor.model.cfg
+        cfg = model.cfg
         self.encoder = load_encoder(cfg.target_encoder, self.predictor.options.device)
         if self.encoder.dim != cfg.out_dim:
             raise ConfigError(
@@ -228,16 +222,9 @@ class Describer:
         options = decode_options or DecodeOptions(mode=mode)
         self.decoder = Decoder(self.bank, self.encoder, options)
         self.interrogator = None
-        if self.retrieval is not None and interrogate and self.retrieval.folder is not None:
-            from img2prompt.index.interrogate import Interrogator
-            from img2prompt.index.model import CLIP_FOLDER
-
-            self.interrogator = Interrogator(
-                self.retrieval.folder / CLIP_FOLDER,
-                self.bank.texts,
-                self.bank.categories,
-                device=str(self.predictor.device),
-            )
+        if interrogate:
+            device = str(self.predictor.device)
+            self.interrogator = model.interrogator(self.bank.texts, self.bank.categories, device)
 
     @property
     def mode(self) -> str:
@@ -255,7 +242,7 @@ class Describer:
         if not images:
             return []
         names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
-        described = self._describe_embeddings(names, self.predictor.embed_images(images))
+        described = self._describe_outputs(names, self.predictor.embed_images(images))
         return self._merge(described, metadata or [])
 
     def describe_files(self, inputs: Sequence[str | Path], progress: bool = False) -> DescribeRun:
@@ -265,7 +252,7 @@ class Describer:
         started = time.perf_counter()
         search, failures = find_inputs(inputs)
         predictions = self.predictor.predict_files(search.images, progress=progress)
-        descriptions = self._describe_embeddings(predictions.images, predictions.embeddings)
+        descriptions = self._describe_outputs(predictions.images, predictions.embeddings)
         if self.metadata == "auto":
             read = [read_metadata(image) for image in predictions.images]
             descriptions = self._merge(descriptions, read)
@@ -303,54 +290,31 @@ class Describer:
                 errors.append(None)
             except InputError as e:
                 errors.append(e)
-        described = iter(self._describe_embeddings(names, self.predictor.embed_views(views)))
+        described = iter(self._describe_outputs(names, self.predictor.embed_views(views)))
         return [next(described) if error is None else error for error in errors]
 
-    def _describe_embeddings(
-        self, names: Sequence[str], embeddings: np.ndarray
-    ) -> list[Description]:
+    def _describe_outputs(self, names: Sequence[str], outputs: np.ndarray) -> list[Description]:
+        """The predictor's network outputs -> descriptions: the model finishes them (a
+        retrieval model: one search for the blend and the nearest prompts), the decoder says
+        them in words, an interrogator (where the model has one) picks CLIP-space phrases."""
         if len(names) == 0:
             return []
-        features = None
-        if self.retrieval is not None:  # the predictor's rows are CLIP image features
-            # One search serves both the blend (first k columns) and the nearest prompts.
-            features, cfg, index = embeddings, self.retrieval.cfg, self.retrieval.index
-            scores, ids = index.search(features, max(cfg.k, self.nearest_prompts, 1))
-            embeddings = index.blend(scores[:, : cfg.k], ids[:, : cfg.k], cfg.temperature)
-        decoded: list[Decoded] = self.decoder.decode(embeddings)
+        finished = self.model.finish(outputs, self.nearest_prompts)
+        decoded: list[Decoded] = self.decoder.decode(finished.embeddings)
         descriptions = [
-            Description(name, d.prompt, d.score, vector, d.phrases, d.neighbours)
-            for name, d, vector in zip(names, decoded, embeddings, strict=True)
+            Description(name, d.prompt, d.score, vector, d.phrases, d.neighbours, nearest)
+            for name, d, vector, nearest in zip(
+                names, decoded, finished.embeddings, finished.nearest, strict=True
+            )
         ]  # source "model": model_prompt is the prompt
-        if features is not None:
-            self._explain_retrieval(descriptions, features, scores, ids)
+        if self.interrogator is not None:
+            subjects = [d.nearest_prompts[0][0] if d.nearest_prompts else "" for d in descriptions]
+            found = self.interrogator.interrogate(outputs, fallback_subjects=subjects)
+            vectors = self.encoder.encode([f.prompt for f in found])
+            for d, f, vector in zip(descriptions, found, vectors, strict=True):
+                d.interrogation = f.prompt
+                d.interrogation_score = float(vector @ d.embedding)
         return descriptions
-
-    def _explain_retrieval(
-        self,
-        descriptions: list[Description],
-        features: np.ndarray,
-        scores: np.ndarray,
-        ids: np.ndarray,
-    ) -> None:
-        """The nearest real prompts of an index model and the CLIP-space interrogation, from
-        the (B, >= 1) cosines and row ids the blend was searched with."""
-        assert self.retrieval is not None
-        index = self.retrieval.index
-        for d, row_scores, row_ids in zip(descriptions, scores, ids, strict=True):
-            d.nearest_prompts = [
-                (index.prompts[int(i)], float(c))
-                for c, i in zip(row_scores[: self.nearest_prompts], row_ids, strict=False)
-                if i >= 0
-            ]
-        if self.interrogator is None:
-            return
-        nearest = [index.prompts[int(row[0])] for row in ids]
-        found = self.interrogator.interrogate(features, fallback_subjects=nearest)
-        vectors = self.encoder.encode([f.prompt for f in found])
-        for d, f, vector in zip(descriptions, found, vectors, strict=True):
-            d.interrogation = f.prompt
-            d.interrogation_score = float(vector @ d.embedding)
 
 
 def check_description_output(out: Path) -> None:

@@ -1,5 +1,4 @@
-"""`RetrievalModel`: an index folder loaded as a model, with the interface the predictor uses
-(`preprocess`, `backbone`, `cfg.out_dim`, `forward(pixels) -> (B, 384)`).
+"""`RetrievalModel`: an index folder loaded as a model (a `PromptModel` of kind `retrieval`).
 
 Folder layout (`index build` writes it):
 - `model.json`: format, `"kind": "retrieval"`, `config` (`RetrievalConfig`), preprocessing, the
@@ -13,10 +12,11 @@ Folder layout (`index build` writes it):
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -26,6 +26,7 @@ from img2prompt.errors import InputError
 from img2prompt.index.clip import CLIPImageEncoder, load_clip
 from img2prompt.index.config import SEARCHES, check_k_temperature
 from img2prompt.index.store import PromptIndex, open_index
+from img2prompt.models.protocol import Finished, PromptModel, register_model_kind
 
 KIND = "retrieval"
 CLIP_FOLDER = "clip"
@@ -56,14 +57,15 @@ class RetrievalConfig:
             raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {self.search!r}")
 
 
-class RetrievalModel(nn.Module):
+class RetrievalModel(PromptModel):
     """CLIP image tower -> unit image feature -> k nearest prompts by CLIP cosine s_j ->
     normalise(sum_j softmax(s / T)_j * target_j). No trained weights beyond CLIP's.
 
-    The search runs on the CPU (faiss-cpu) whatever device the tower is on; `compilable` is
-    False because the search is not a torch graph (the predictor then stays eager)."""
+    As a `PromptModel`: `network` is the CLIP image tower (features, all torch: the predictor
+    casts and compiles it like any model), `finish` searches the index on the CPU (faiss-cpu)
+    and blends, one search serving the blend and the nearest prompts."""
 
-    compilable = False
+    kind = KIND
 
     def __init__(
         self, cfg: RetrievalConfig, backbone: CLIPImageEncoder, index: PromptIndex
@@ -74,43 +76,69 @@ class RetrievalModel(nn.Module):
         self.index = index
         self.manifest: dict[str, Any] = {}
         self.folder: Path | None = None
+        self._features = ImageFeatures(backbone)
 
     @property
-    def preprocess(self) -> PreprocessConfig:
-        return self.backbone.preprocess
+    def network(self) -> nn.Module:
+        return self._features
 
-    def set_retrieval(self, k: int | None = None, temperature: float | None = None) -> None:
+    @property
+    def output_dim(self) -> int:
+        return self.backbone.feature_dim
+
+    @property
+    def summary(self) -> str:
+        return f"retrieval index of {len(self.index.prompts):,} prompts over {self.cfg.clip}"
+
+    def configure_search(self, k: int = 0, temperature: float = 0.0) -> None:
         """Override the folder's k and/or temperature (`predict --k --temperature`)."""
         k = k or self.cfg.k
         temperature = temperature or self.cfg.temperature
         check_k_temperature(k, temperature)
         self.cfg.k, self.cfg.temperature = k, temperature
 
+    set_retrieval = configure_search  # the name before `PromptModel`; kept one release
+
+    def finish(self, outputs: np.ndarray, nearest: int = 0) -> Finished:
+        """Unit CLIP image features -> blended prompt embeddings, and the `nearest` real
+        prompts with their CLIP cosines, from one search."""
+        k = self.cfg.k
+        scores, ids = self.index.search(outputs, max(k, nearest, 1))
+        blended = self.index.blend(scores[:, :k], ids[:, :k], self.cfg.temperature)
+        prompts = self.index.prompts
+        near = [
+            [(prompts[int(i)], float(c)) for c, i in zip(s[:nearest], row, strict=False) if i >= 0]
+            for s, row in zip(scores, ids, strict=True)
+        ]
+        return Finished(blended, near)
+
+    def interrogator(self, texts: list[str], categories: list[str], device: str) -> Any:
+        """CLIP Interrogator-style phrase picking with the folder's CLIP text tower."""
+        if self.folder is None:
+            return None
+        from img2prompt.index.interrogate import Interrogator
+
+        return Interrogator(self.folder / CLIP_FOLDER, texts, categories, device=device)
+
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) normalised pixels -> (B, D) unit CLIP image features, float32."""
         return self.backbone.pooled(pixels)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        features = self.image_features(pixels).detach().cpu().numpy()
+        """Pixels -> prompt embeddings in one call (a search per call; the predictor runs
+        `network` and `finish` instead, so views are averaged before the one search)."""
+        features = self.image_features(pixels).detach().float().cpu().numpy()
         predicted = self.index.predict(features, self.cfg.k, self.cfg.temperature)
         return torch.from_numpy(predicted).to(pixels.device)
 
 
-class FeatureModel(nn.Module):
-    """A retrieval model's CLIP image tower as a model whose output is the unit image feature:
-    `index tune` and `describe` run it through the predictor (batching, threads, bf16 check) and
-    search the index themselves. Shares the tower's weights."""
+class ImageFeatures(nn.Module):
+    """A retrieval model's `network`: its CLIP image tower, whose output is the unit image
+    feature. Shares the tower's weights."""
 
-    compilable = False
-
-    def __init__(self, model: RetrievalModel) -> None:
+    def __init__(self, backbone: CLIPImageEncoder) -> None:
         super().__init__()
-        self.backbone = model.backbone
-        self.cfg = RetrievalConfig(**{**asdict(model.cfg), "out_dim": model.backbone.feature_dim})
-
-    @property
-    def preprocess(self) -> PreprocessConfig:
-        return self.backbone.preprocess
+        self.backbone = backbone
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.backbone.pooled(pixels)
@@ -120,6 +148,7 @@ def is_retrieval_manifest(manifest: dict[str, Any]) -> bool:
     return manifest.get("kind") == KIND
 
 
+@register_model_kind(KIND)
 def load_retrieval_model(
     directory: Path, manifest: dict[str, Any], device: str | torch.device = "cpu"
 ) -> RetrievalModel:

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from img2prompt.data.dataset import read_training_table
 from img2prompt.errors import InputError
 from img2prompt.index.config import IndexTuneConfig
-from img2prompt.index.model import FeatureModel, RetrievalModel, is_retrieval_manifest
+from img2prompt.index.model import RetrievalModel, is_retrieval_manifest
 from img2prompt.index.store import PromptIndex, blend
 from img2prompt.io import vector_column, write_json, write_parquet
 from img2prompt.metrics import cosines, mean_cosine
@@ -182,7 +182,7 @@ def tune_index(cfg: IndexTuneConfig, progress: bool = True) -> TuneResult:
         device=cfg.device,
         compile="off",
     )
-    predictor = Predictor(FeatureModel(model), options)
+    predictor = Predictor(model, options, finish=False)  # CLIP features: searched below
     predicted = predictor.predict_files([str(p) for p in table.images], progress=progress)
     rows = _rows_by_image(table, predicted.images)
     if not len(rows):

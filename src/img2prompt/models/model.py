@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from img2prompt.config import ModelConfig
 from img2prompt.data.transforms import PreprocessConfig
@@ -26,20 +25,29 @@ from img2prompt.errors import InputError
 from img2prompt.models.backbones import Backbone, build_backbone
 from img2prompt.models.heads import build_head
 from img2prompt.models.pooling import GeM
+from img2prompt.models.protocol import (
+    DEFAULT_KIND,
+    PromptModel,
+    model_loader,
+    register_model_kind,
+)
 
 MODEL_FORMAT = "img2prompt-model"
 # 2: config.backbone_weights (a folder may leave the pretrained backbone's weights to its package).
 MODEL_FORMAT_VERSION = 2
 DEFAULT_MODEL = "default"
 # ModelConfig lives in config.py with every other option; it is re-exported here.
-__all__ = ["ImageToPromptModel", "ModelConfig", "load_model", "save_model"]
+__all__ = ["ImageToPromptModel", "ModelConfig", "PromptModel", "load_model", "save_model"]
 
 
-class ImageToPromptModel(nn.Module):
+class ImageToPromptModel(PromptModel):
     """Backbone (+ optional frozen style extractor) -> pooled features -> head -> (B, out_dim).
 
-    The output is not normalised; cosine losses and prediction normalise it.
+    The output is not normalised; cosine losses and prediction normalise it. A `PromptModel` of
+    kind `trained`: its outputs are the prompt embeddings.
     """
+
+    kind = DEFAULT_KIND
 
     def __init__(
         self,
@@ -59,10 +67,15 @@ class ImageToPromptModel(nn.Module):
         self.gem = GeM(cfg.gem_p) if cfg.pool == "gem" else None
         self.head = build_head(cfg.head, self.feature_dim, cfg.out_dim, cfg.head_hidden)
         self.backbone_frozen = False
+        self.manifest: dict[str, Any] = {}
 
     @property
     def preprocess(self) -> PreprocessConfig:
         return self.backbone.preprocess
+
+    @property
+    def summary(self) -> str:
+        return f"{self.cfg.backbone} + {self.cfg.head} head"
 
     @property
     def feature_dim(self) -> int:
@@ -149,6 +162,7 @@ def save_model(
         manifest = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
+            "kind": ImageToPromptModel.kind,
             "img2prompt_version": __version__,
             "config": asdict(model.cfg),
             "rebuild": {"backbone": rebuild, "style_backbone": style_rebuild},
@@ -212,28 +226,38 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
         raise InputError(manifest_path, "not an img2prompt model manifest")
     if manifest.get("format_version", 0) > MODEL_FORMAT_VERSION:
         raise InputError(manifest_path, "made by a newer img2prompt; upgrade to load it")
-    retrieval = manifest.get("kind") == "retrieval"  # an index: no weights file of its own
-    if not retrieval and not (directory / "model.safetensors").is_file():
-        raise InputError(directory, "model folder without model.safetensors")
+    model_loader(model_kind(manifest), manifest_path)  # an unknown kind fails here, named
     return manifest
 
 
-def load_model(directory: str | Path, device: str | torch.device = "cpu") -> ImageToPromptModel:
-    """Load a model folder (or `default`, the packaged one, or `hf:owner/repo[@revision]`) for
-    prediction, in eval mode; no training code needed. An index folder (`model.json` kind
-    `retrieval`) loads as an `img2prompt.index.model.RetrievalModel`, which predicts through the
-    same interface."""
-    from safetensors.torch import load_file
-    from safetensors.torch import load_model as load_weights
+def model_kind(manifest: dict[str, Any]) -> str:
+    """The folder's kind (`protocol.MODEL_KINDS`); folders from before kinds are `trained`."""
+    return str(manifest.get("kind", DEFAULT_KIND))
 
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> PromptModel:
+    """Load a model folder (or `default`, the packaged one, or `hf:owner/repo[@revision]`) for
+    prediction, in eval mode; no training code needed. The loader is the one registered for the
+    folder's kind: a trained model (`ImageToPromptModel`), a retrieval index
+    (`img2prompt.index.model.RetrievalModel`)... all `PromptModel`s."""
     from img2prompt.io import readable_dir
 
     directory = readable_dir(resolve_model_dir(directory))
     manifest = read_manifest(directory)
-    if manifest.get("kind") == "retrieval":  # an `index build` folder: CLIP + a prompt index
-        from img2prompt.index.model import load_retrieval_model
+    load = model_loader(model_kind(manifest), directory / "model.json")
+    return load(directory, manifest, device)
 
-        return load_retrieval_model(directory, manifest, device)
+
+@register_model_kind(DEFAULT_KIND)
+def load_trained_model(
+    directory: Path, manifest: dict[str, Any], device: str | torch.device = "cpu"
+) -> ImageToPromptModel:
+    """A trained model's folder (its model.json already read and checked)."""
+    from safetensors.torch import load_file
+    from safetensors.torch import load_model as load_weights
+
+    if not (directory / "model.safetensors").is_file():
+        raise InputError(directory, "model folder without model.safetensors")
     cfg = ModelConfig(**manifest["config"])
     pretrained = cfg.backbone_weights == "pretrained"
     backbone = build_backbone(_resolve(manifest["rebuild"]["backbone"], directory), pretrained)

@@ -32,10 +32,11 @@ from img2prompt.data.embed import native_bf16
 from img2prompt.data.images import PixelBudget, load_image, to_rgb
 from img2prompt.data.transforms import normalise
 from img2prompt.device import resolve_device
-from img2prompt.errors import ConfigError, InputError
+from img2prompt.errors import InputError
 from img2prompt.metrics import cosines
 from img2prompt.models.backbones import Backbone
 from img2prompt.models.model import load_model
+from img2prompt.models.protocol import PromptModel
 from img2prompt.predict.tta import merge_views, render_views, tta_views
 from img2prompt.progress import progress_bar
 
@@ -97,34 +98,37 @@ class Predictor:
     """A loaded model plus everything about running it: device, precision, TTA views, batching.
 
     `predict_files` is the command-line path (files, worker threads, failures reported);
-    `embed_images` serves callers that already hold images (the web app, `describe`).
-    A model object passed in is adapted in place (device, memory format, attention kernel); the
-    bf16 copy is a new one."""
+    `embed_images` serves callers that already hold images (the web app, `describe`). It runs
+    the model's `network` (cast, compiled, batched) and then its `finish` on the view-averaged
+    outputs; `finish=False` returns the network's outputs instead (a retrieval model's CLIP
+    features, for callers that search the index themselves). A model object passed in is
+    adapted in place (device, memory format, attention kernel); the bf16 copy is a new one."""
 
     def __init__(
-        self, model: nn.Module | str | Path, options: PredictOptions | None = None
+        self,
+        model: PromptModel | str | Path,
+        options: PredictOptions | None = None,
+        finish: bool = True,
     ) -> None:
         self.options = options or PredictOptions()
         self.device = resolve_device(self.options.device)
         if isinstance(model, str | Path):
             model = load_model(model, self.device)
-        if self.options.k or self.options.temperature:
-            if not hasattr(model, "set_retrieval"):
-                raise ConfigError("--k and --temperature apply to retrieval index models only")
-            model.set_retrieval(self.options.k, self.options.temperature)
+        model.configure_search(self.options.k, self.options.temperature)
         self.model = model.to(self.device).eval()
+        self.finish = finish
+        self.output_dim = model.output_dim if not finish else model.cfg.out_dim
         # oneDNN prefers channels-last activations for convolutions (1.6x on EfficientNet).
-        self.layout = (
-            torch.channels_last if model.backbone.convolutional else torch.contiguous_format
-        )
-        self.model = self.model.to(memory_format=self.layout)
+        backbone = model.network.backbone
+        self.layout = torch.channels_last if backbone.convolutional else torch.contiguous_format
+        self.network: nn.Module = model.network.to(memory_format=self.layout)
         self.views = tta_views(model.preprocess, self.options.tta)
         self.batch_size = self.options.batch_size or auto_batch_size(
-            model.backbone, len(self.views), self.device
+            backbone, len(self.views), self.device
         )
         self.precision: str | None = None  # decided on the first batch
         self.precision_note = ""
-        self._forward = self.model
+        self._forward = self.network
         self.compiled = False
         self.compile_note = ""
         self._seconds_per_image = 0.0  # of the latest forward pass
@@ -172,10 +176,10 @@ class Predictor:
         except Exception as e:  # inductor needs a working C++ (CPU) or Triton (GPU) toolchain
             if not self.compiled or self.options.compile is True:
                 raise
-            self._forward, self.compiled = self.model, False
+            self._forward, self.compiled = self.network, False
             self.compile_note = f"compile failed, running eagerly: {type(e).__name__}: {e}"
             if self.device.type == "cpu":
-                self.model.backbone.set_attention("sdpa")  # eager, the fused kernel is faster
+                self.network.backbone.set_attention("sdpa")  # eager, the fused kernel is faster
             return self._forward(pixels)
 
     def _pad_to_batch(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -191,11 +195,7 @@ class Predictor:
     def _prepare(self, pixels: torch.Tensor) -> None:
         """On the first batch: choose the precision, then compile if asked."""
         self._choose_precision(pixels)
-        self._forward = self.model
-        if not getattr(self.model, "compilable", True):  # a retrieval index: search is not torch
-            if self.options.compile is True:
-                self.compile_note = "not compiled: the model searches an index"
-            return
+        self._forward = self.network
         if self.options.compile is True:
             self._compile()
             self.compile_note = "compiled"
@@ -205,9 +205,7 @@ class Predictor:
         keep the eager model busy for `COMPILE_AUTO_SECONDS` or more. True if it compiled."""
         if self.options.compile is not None or self.compiled or not self._seconds_per_image:
             return False
-        if not self.model.backbone.tokens_per_image:  # not a transformer: see above
-            return False
-        if not getattr(self.model, "compilable", True):  # searches an index: not a torch graph
+        if not self.network.backbone.tokens_per_image:  # not a transformer: see above
             return False
         expected = images_left * self._seconds_per_image
         if expected < COMPILE_AUTO_SECONDS:
@@ -221,10 +219,10 @@ class Predictor:
             # Compiled, plain matmul + softmax attention beats the CPU flash-attention kernel
             # (8% on a whole ViT-L/14): inductor fuses the softmax and runs both products as
             # bf16 GEMMs. On GPUs the flash kernels win, so they stay.
-            self.model.backbone.set_attention("eager")
+            self.network.backbone.set_attention("eager")
         # Frozen weights are constants that inductor pre-packs for oneDNN, fusing bias,
         # activation and casts into the matmuls. The compile itself happens on the next call.
-        self._forward = torch.compile(self.model, dynamic=False, options={"freezing": True})
+        self._forward = torch.compile(self.network, dynamic=False, options={"freezing": True})
         self.compiled = True
 
     def _choose_precision(self, pixels: torch.Tensor) -> None:
@@ -235,10 +233,10 @@ class Predictor:
             self.precision = "fp32"
             self.precision_note = "" if requested == "fp32" else "no native bf16 on this device"
             return
-        bf16_model = copy.deepcopy(self.model).to(torch.bfloat16)
+        bf16_model = copy.deepcopy(self.network).to(torch.bfloat16)
         if requested == "auto":
             sample = pixels[: CALIBRATION_IMAGES * len(self.views)]
-            reference = merge_views(self.model(sample), len(self.views))
+            reference = merge_views(self.network(sample), len(self.views))
             candidate = merge_views(bf16_model(sample.to(torch.bfloat16)), len(self.views))
             worst = cosines(reference, candidate, normalised=False).min().item()
             if worst < BF16_MIN_COSINE:
@@ -248,7 +246,7 @@ class Predictor:
                 )
                 return
             self.precision_note = f"bf16 checked: cosine {worst:.5f} to fp32"
-        self.model, self.precision = bf16_model, "bf16"
+        self.network, self.precision = bf16_model, "bf16"
 
     def embed_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Images already in memory (any mode) -> (N, D) unit vectors, in batches."""
@@ -266,9 +264,11 @@ class Predictor:
         )
 
     def _rows(self, chunks: list[torch.Tensor]) -> np.ndarray:
+        """Merged network outputs -> the rows this predictor returns (`finish`ed or not)."""
         if not chunks:
-            return np.zeros((0, self.model.cfg.out_dim), np.float32)
-        return torch.cat(chunks).numpy()
+            return np.zeros((0, self.output_dim), np.float32)
+        outputs = torch.cat(chunks).numpy()
+        return self.model.finish(outputs).embeddings if self.finish else outputs
 
     # -- the file side -----------------------------------------------------------------------
 

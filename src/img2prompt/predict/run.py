@@ -49,7 +49,7 @@ def run_predict(
     pending = job.pending(paths)
     for batch in predictor.iter_batches(pending, progress):
         job.record(batch)
-    images, embeddings, failures = job.rows(paths, predictor.model.cfg.out_dim)
+    images, embeddings, failures = job.rows(paths, predictor.output_dim)
     result = Predictions(
         images,
         embeddings,

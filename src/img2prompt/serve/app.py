@@ -400,11 +400,10 @@ def create_app(
             neighbors=[Neighbor(text=t, cosine=c) for t, c in result.neighbours],
             phrases=result.phrases,
             nearest_prompts=[
-                NearestPrompt(prompt=t, clip_cosine=c)
-                for t, c in getattr(result, "nearest_prompts", [])
+                NearestPrompt(prompt=t, clip_cosine=c) for t, c in result.nearest_prompts
             ],
-            interrogation=getattr(result, "interrogation", "") or None,
-            interrogation_score=getattr(result, "interrogation_score", None),
+            interrogation=result.interrogation or None,
+            interrogation_score=result.interrogation_score,
             image=ImageInfo(name=name, format=kind, width=width, height=height, bytes=len(data)),
             mode=str(getattr(describer, "mode", "?")),
             seconds=time.perf_counter() - started,

@@ -68,6 +68,7 @@ class EpochBudget:
 def train(cfg: TrainConfig, progress: bool = True) -> TrainReport:
     """Train as `cfg` says; returns what was written where. Safe to call again with resume=True."""
     started = time.perf_counter()
+    parse_loss_weights(cfg.loss)  # every loss named is registered, before any work
     fabric = _fabric(cfg)
     fabric.launch()
     run_folder.check_run_folder(cfg)

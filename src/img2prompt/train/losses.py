@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from img2prompt.config import loss_weights
 from img2prompt.errors import ConfigError
 from img2prompt.models.registry import Registry
 
@@ -75,18 +76,8 @@ class WeightedLoss(nn.Module):
 def parse_loss_weights(text: str) -> dict[str, float]:
     """`cosine`, `mnrl` or `cosine=1,mnrl=0.5` (registered names) -> {name: weight}; a
     ConfigError otherwise."""
-    weights: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, weight = part.partition("=")
-        name = name.strip()
-        if name not in LOSSES:
+    for name in text.split(","):
+        name = name.partition("=")[0].strip()
+        if name and name not in LOSSES:
             raise ConfigError(f"--loss: unknown loss {name!r}; use {' / '.join(LOSSES.names())}")
-        try:
-            weights[name] = float(weight) if weight else 1.0
-        except ValueError:
-            raise ConfigError(f"--loss: weight of {name} is not a number: {weight!r}") from None
-        if weights[name] < 0:
-            raise ConfigError(f"--loss: weight of {name} must be >= 0")
-    if not weights or not any(weights.values()):
-        raise ConfigError(f"--loss: give at least one loss with a positive weight, got {text!r}")
-    return weights
+    return loss_weights(text)
