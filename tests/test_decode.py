@@ -250,3 +250,14 @@ def test_cli_decode_option_errors(tmp_path, bank_dir):
     not_npy.write_text("hello")
     result = runner.invoke(app, ["decode", "--bank", str(bank_dir), "--embeddings", str(not_npy)])
     assert result.exit_code == 2 and "not a readable .npy" in result.output
+
+
+def test_every_mode_is_a_registered_strategy():
+    from typing import get_args
+
+    from img2prompt.config import DecodeMode
+    from img2prompt.text.strategies import DECODE_MODES, Strategy
+
+    assert set(get_args(DecodeMode)) == set(DECODE_MODES)
+    for name in DECODE_MODES:
+        assert issubclass(DECODE_MODES.get(name), Strategy)
