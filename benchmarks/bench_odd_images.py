@@ -58,12 +58,12 @@ def make_set(folder: Path, huge: int, megapixels: int) -> list[str]:
 
 def predict(paths: list[str], bounded: bool) -> dict:
     from img2prompt.data import images
-    from img2prompt.predict import predictor
+    from img2prompt.predict import reader
     from img2prompt.predict.predictor import PredictOptions, Predictor
 
     if not bounded:  # as before: every file decoded whole, as many at once as there are threads
         images.REDUCE_ABOVE_PIXELS = 1 << 62
-        predictor.DECODE_BUDGET_PIXELS = 1 << 62
+        reader.DECODE_BUDGET_PIXELS = 1 << 62
     model = Predictor("default", PredictOptions(workers=4, precision="fp32"))
     result = model.predict_files(paths, progress=False)
     return {

@@ -24,6 +24,7 @@ from img2prompt.data.images import (
 )
 from img2prompt.data.odd_images import write_odd_images
 from img2prompt.predict.predictor import PredictOptions, Predictor
+from img2prompt.predict.reader import ImageReader
 from img2prompt.predict.tables import read_predictions
 from sd_files import a1111_text, comfy_graph, comfy_png, picture, png_with_text
 
@@ -71,14 +72,16 @@ def test_resume_does_not_decode_a_known_bad_file_again(odd, tmp_path, monkeypatc
     out = tmp_path / "p.parquet"
     monkeypatch.setattr(resume.PredictJob, "finish", lambda self: None)  # as if killed at the end
     args = ["predict", "default", *map(str, bad), str(folder / "png-rgb.png"), "--out", str(out)]
-    assert runner.invoke(app, [*args, "-q"]).exit_code == 1
     decoded: list[str] = []
-    original = Predictor.load_views
+    original = ImageReader.load_views
     monkeypatch.setattr(
-        Predictor,
+        ImageReader,
         "load_views",
         lambda self, path: decoded.append(str(path)) or original(self, path),
     )
+    assert runner.invoke(app, [*args, "-q"]).exit_code == 1
+    assert len(decoded) == len(bad) + 1  # the first run decodes every file once
+    decoded.clear()
     rerun = runner.invoke(app, [*args, "-q"])
     assert rerun.exit_code == 1 and decoded == []  # every row, good or bad, came from the job
     assert f"{len(bad)} images could not be read" in " ".join(rerun.output.split())

@@ -4,8 +4,8 @@ Where the time goes on a CPU, and what this module does about it:
 - the matmuls: run in bfloat16 where the CPU has native bf16 units (2-4x the float32 rate), but
   only after checking on the job's own first images that bf16 keeps cosine >= 0.9995 to float32;
 - one image at a time leaves the matrix units idle: images go through in batches;
-- decoding and resizing: done by worker threads while the model runs (Pillow releases the GIL),
-  in input order, with a bounded read-ahead so memory stays flat on huge folders;
+- decoding and resizing: done by worker threads while the model runs (`reader.ImageReader`),
+  in input order, with a bounded read-ahead and pixel budget so memory stays flat;
 - pixels stay uint8 until a whole batch is normalised in one vectorised pass;
 - convolutional backbones run in channels-last memory format, which oneDNN prefers.
 """
@@ -13,12 +13,9 @@ Where the time goes on a CPU, and what this module does about it:
 from __future__ import annotations
 
 import copy
-import os
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +26,7 @@ from torch import nn
 
 from img2prompt.config import PredictOptions
 from img2prompt.data.embed import native_bf16
-from img2prompt.data.images import PixelBudget, load_image, to_rgb
+from img2prompt.data.images import to_rgb
 from img2prompt.data.transforms import normalise
 from img2prompt.device import resolve_device
 from img2prompt.errors import InputError
@@ -37,6 +34,7 @@ from img2prompt.metrics import cosines
 from img2prompt.models.backbones import Backbone
 from img2prompt.models.model import load_model
 from img2prompt.models.protocol import PromptModel
+from img2prompt.predict.reader import ImageReader
 from img2prompt.predict.tta import merge_views, render_views, tta_views
 from img2prompt.progress import progress_bar
 
@@ -55,9 +53,6 @@ CPU_TOKENS_PER_BATCH = 4096
 MLP activations for 4k tokens (34 MB in bf16) about fit this machine's 32 MB L3 cache, and 16
 images per batch ran 24-54% faster than 32 (compiled, 2 runs); 8 was 5% slower."""
 MAX_AUTO_BATCH = 64
-DECODE_BUDGET_PIXELS = 64_000_000
-"""Pixels that the decoding threads may hold at full size at once (`PixelBudget`): with 4
-threads, four 80-Mpx strips once took 5.5 GB together; now a huge image decodes alone."""
 
 
 def auto_batch_size(backbone: Backbone, views: int, device: torch.device) -> int:
@@ -133,9 +128,9 @@ class Predictor:
         self.compile_note = ""
         self._seconds_per_image = 0.0  # of the latest forward pass
         self._first_batch = threading.Lock()
-        self.decode_budget = PixelBudget(DECODE_BUDGET_PIXELS)
-        self.fit = max(view.preprocess.resize_to for view in self.views)
-        """The short side the views need: huge files are decoded reduced toward it."""
+        self.reader = ImageReader(
+            self.views, self.options.max_pixels, self.options.workers, 2 * self.batch_size
+        )
 
     # -- the model side ----------------------------------------------------------------------
 
@@ -297,7 +292,7 @@ class Predictor:
         failures: list[Failure] = []
         batches = 0
         with progress_bar("predict", len(paths), progress) as bar:
-            for seen, (name, result) in enumerate(self._decoded(paths), 1):
+            for seen, (name, result) in enumerate(self.reader.read(paths), 1):
                 if isinstance(result, InputError):
                     failures.append(Failure(name, result.message))
                 else:
@@ -316,38 +311,5 @@ class Predictor:
                     bar.describe("predict")
 
     def load_views(self, path: str | Path) -> np.ndarray | InputError:
-        """(V, H, W, 3) uint8 views of one image file, or the error saying why it cannot be
-        used."""
-        try:
-            image = load_image(path, self.options.max_pixels, self.fit, self.decode_budget)
-            return render_views(image, self.views)
-        except InputError as e:
-            return e
-
-    def _decoded(
-        self, paths: Sequence[str | Path]
-    ) -> Iterator[tuple[str, np.ndarray | InputError]]:
-        """(path, views or error) in input order, decoded ahead by worker threads."""
-        workers = self.options.workers
-        if workers < 0:
-            workers = min(4, os.cpu_count() or 1)
-        if workers == 0:
-            for path in paths:
-                yield str(path), self.load_views(path)
-            return
-        read_ahead = 2 * self.batch_size + workers  # bounded: memory stays flat
-        queue = iter(paths)
-        pending: deque = deque()
-        with ThreadPoolExecutor(workers, thread_name_prefix="img2prompt-decode") as pool:
-
-            def submit_next() -> None:
-                path = next(queue, None)
-                if path is not None:
-                    pending.append((str(path), pool.submit(self.load_views, path)))
-
-            for _ in range(read_ahead):
-                submit_next()
-            while pending:
-                name, future = pending.popleft()
-                submit_next()
-                yield name, future.result()
+        """One image file's views, or the error saying why it cannot be used (`ImageReader`)."""
+        return self.reader.load_views(path)
