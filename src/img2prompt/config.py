@@ -40,7 +40,7 @@ Device = str  # auto, cpu, cuda, cuda:1 ... (free text: any torch device)
 PoolType = Literal["default", "gem"]
 BackboneWeights = Literal["saved", "pretrained"]
 TTAName = Literal["none", "hflip", "zoom", "hflip+zoom"]
-DecodeMode = Literal["fast", "best"]
+DecodeMode = Literal["fast", "best", "max"]
 DedupMode = Literal["exact", "approx"]
 OnError = Literal["fail", "skip"]
 IndexSearch = Literal["exact", "ivf", "hnsw"]
@@ -430,8 +430,10 @@ class DecodeOptions:
     on one without (benchmarks/bench_decode.py)."""
 
     mode: DecodeMode = "best"
-    """`fast` (nearest entries, greedy assembly; ~20-30 ms a prompt) or `best` (beam search scored
-    by the encoder; ~0.5-1 s a prompt on a CPU, the lower figures where it has native bfloat16)."""
+    """`fast` (nearest entries, greedy assembly; milliseconds) or `best` (beam search scored by
+    the encoder; under a second): both build prompts from words that prompts use. `max`: `best`
+    with any bank entry, dictionary filler included: the highest round trip, for the competition
+    and embedding inversion; its output is not meant to be read."""
     max_words: int = 60
     """Longest prompt in words (Stable Diffusion's CLIP reads 77 tokens; 60 words fit)."""
     max_phrases: int = 12
@@ -882,9 +884,9 @@ class PushConfig:
 @dataclass
 class DemoConfig:
     out: Path = Path("demo-out")
-    """Where the demo writes its outputs."""
+    """Output folder."""
     mode: DecodeMode = "best"
-    """Decoding: fast, or best (beam search)."""
+    """Decoding: fast, best (beam search), or max (highest round trip, not meant to be read)."""
 
     def __post_init__(self) -> None:
         _check_choice("mode", self.mode, DecodeMode)

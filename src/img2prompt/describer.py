@@ -182,7 +182,7 @@ class Describer:
         self,
         model: Any = "default",
         bank: str | Path = "default",
-        mode: str = "fast",
+        mode: str | None = None,
         predict_options: PredictOptions | None = None,
         decode_options: DecodeOptions | None = None,
         progress: bool = False,
@@ -219,7 +219,7 @@ class Describer:
                 f"{cfg.target_encoder!r} makes {self.encoder.dim}"
             )
         self.bank = open_bank(bank, self.encoder, progress=progress)
-        options = decode_options or DecodeOptions(mode=mode)
+        options = decode_options or (DecodeOptions(mode=mode) if mode else DecodeOptions())
         self.decoder = Decoder(self.bank, self.encoder, options)
         self.interrogator = None
         if interrogate:

@@ -5,6 +5,7 @@ the encoder the vectors were made with)."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,12 @@ EMBEDDINGS_FILE = "embeddings.npy"
 MANIFEST_FILE = "manifest.json"
 
 
+FILLER_CATEGORIES = frozenset({"dictionary", "vocabulary"})
+"""Entries that are words of a language (the packaged English dictionary, the encoder's
+WordPiece words), not of prompts."""
+PROMPT_WORD = re.compile(r"[a-z]+")
+
+
 @dataclass
 class PromptBank:
     """Entries and their unit vectors, with a FAISS inner-product index over them."""
@@ -36,9 +43,21 @@ class PromptBank:
     embeddings: np.ndarray  # float16 (N, dim), what is stored
     manifest: dict[str, Any]
     _index: Any = field(default=None, repr=False)
+    _prompt_words: frozenset[str] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def prompt_words(self) -> frozenset[str]:
+        """Lower-case words of the entries that are prompt phrases, not language filler
+        (`FILLER_CATEGORIES`): the vocabulary of prompts. Computed once."""
+        if self._prompt_words is None:
+            words: set[str] = set()
+            for text, category in zip(self.texts, self.categories, strict=True):
+                if category not in FILLER_CATEGORIES:
+                    words.update(PROMPT_WORD.findall(text.lower()))
+            self._prompt_words = frozenset(words)
+        return self._prompt_words
 
     @property
     def dim(self) -> int:

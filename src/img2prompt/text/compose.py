@@ -7,11 +7,13 @@ words. The search strategies (`strategies.py`) ask it what they may build and ho
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from importlib import resources
 
 import numpy as np
 
-from img2prompt.text.bank_index import PromptBank
+from img2prompt.text.bank_index import FILLER_CATEGORIES, PROMPT_WORD, PromptBank
 from img2prompt.text.bank_sources import content_stems, says_a_word_twice
 
 # Categories whose phrases describe how a picture looks rather than what it shows; they go after
@@ -30,6 +32,21 @@ PULL_POWER = 2.0
 mean token vector, `img2prompt.data.embed`) to this power. Words that agree (a short phrase, a
 single word) have long mean vectors and hold their direction in a prompt; a long, mixed phrase
 is diluted. Power 2 ranked the extensions a search step encodes best (benchmarks/bench_decode)."""
+
+
+MAX_SINGLE_WORDS = 3
+"""Readable prompts: at most this many single-word entries (runs of them read as word salad;
+chosen on real_pairs dev prompts, benchmarks/bench_decode.py)."""
+NEAREST_PERMIT = 8
+"""A safety-list word may appear where one of the target's this many nearest entries says it."""
+
+
+@functools.cache
+def safety_words() -> frozenset[str]:
+    """Sexual, violent and slur words (better-profanity's list, MIT): a readable prompt says one
+    only where the target's nearest real prompts do."""
+    text = (resources.files("better_profanity") / "profanity_wordlist.txt").read_text("utf-8")
+    return frozenset(line.strip().lower() for line in text.splitlines() if line.strip())
 
 
 def runs(texts: Sequence[str]) -> str:
@@ -67,11 +84,15 @@ def tier(category: str) -> int:
 
 
 class Composer:
-    """The bank's phrases as prompt parts; `max_words` bounds every prompt."""
+    """The bank's phrases as prompt parts; `max_words` bounds every prompt. `readable`: only
+    words that prompts use (dictionary filler only where the bank's prompt phrases use the word
+    too), and no safety-list word the target's nearest entries do not say."""
 
-    def __init__(self, bank: PromptBank, max_words: int) -> None:
+    def __init__(self, bank: PromptBank, max_words: int, readable: bool = False) -> None:
         self.bank = bank
         self.max_words = max_words
+        self.readable = readable
+        self._unsafe: dict[int, frozenset[str]] = {}
         self.vectors = bank.vectors
         # Tokens a phrase adds to a prompt: its word pieces plus the comma before it.
         self.tokens = (np.maximum(bank.tokens, 1) + 1).astype(np.float32)
@@ -103,24 +124,66 @@ class Composer:
         texts = [self.bank.texts[j] for j in self.order(phrases, target)]
         return list(dict.fromkeys([runs(texts), ", ".join(texts), " ".join(texts)]))
 
-    def allowed(self, phrases: Sequence[int], words: int, candidate: int) -> bool:
-        """May `candidate` join `phrases` (`words` long)? Not past `max_words`, and no content
-        word twice ("a dog, dogs", "a red fox, fox fur")."""
+    def allowed(
+        self,
+        phrases: Sequence[int],
+        words: int,
+        candidate: int,
+        permitted: frozenset[str] = frozenset(),
+    ) -> bool:
+        """May `candidate` join `phrases` (`words` long)? Not past `max_words`, no content word
+        twice ("a dog, dogs", "a red fox, fox fur"), and (readable) no safety-list word but the
+        `permitted` ones (`permitted_for`)."""
         if words + self.words[candidate] > self.max_words or candidate in phrases:
             return False
         stems = self.stems(candidate)
-        return stems is not None and not any(stems & self.stems(j) for j in phrases)  # type: ignore[operator]
+        if stems is None or not self.safe(candidate, permitted):
+            return False
+        if self.readable and self.words[candidate] == 1:
+            singles = sum(self.words[j] == 1 for j in phrases)
+            if singles >= MAX_SINGLE_WORDS:
+                return False
+        return not any(stems & self.stems(j) for j in phrases)  # type: ignore[operator]
 
     def stems(self, entry: int) -> frozenset[str] | None:
         """The entry's content words and their singulars (`content_stems`); None for an entry
-        that says a word twice itself, which no prompt may use."""
+        no prompt may use: one that says a word twice itself, or (readable) filler."""
         if entry not in self._stems:
             text = self.bank.texts[entry]
-            self._stems[entry] = None if says_a_word_twice(text) else content_stems(text)
+            unusable = says_a_word_twice(text) or (self.readable and self._filler(entry))
+            self._stems[entry] = None if unusable else content_stems(text)
         return self._stems[entry]
 
-    def usable(self, entry: int) -> bool:
-        return self.stems(entry) is not None
+    def usable(self, entry: int, permitted: frozenset[str] | None = None) -> bool:
+        """Usable at all; with `permitted`, also safe for that target."""
+        if self.stems(entry) is None:
+            return False
+        return permitted is None or self.safe(entry, permitted)
+
+    def safe(self, entry: int, permitted: frozenset[str]) -> bool:
+        return not self.readable or self.unsafe(entry) <= permitted
+
+    def unsafe(self, entry: int) -> frozenset[str]:
+        """The entry's safety-list words."""
+        if entry not in self._unsafe:
+            words = set(PROMPT_WORD.findall(self.bank.texts[entry].lower()))
+            self._unsafe[entry] = frozenset(words & safety_words())
+        return self._unsafe[entry]
+
+    def permitted_for(self, nearest: np.ndarray) -> frozenset[str]:
+        """The safety-list words a target's nearest entries (real prompts and phrases) say: a
+        readable prompt may say them too."""
+        if not self.readable:
+            return frozenset()
+        ids = [int(j) for j in nearest[:NEAREST_PERMIT] if j >= 0]
+        return frozenset().union(*(self.unsafe(j) for j in ids))
+
+    def _filler(self, entry: int) -> bool:
+        """A dictionary or encoder-vocabulary word that no prompt phrase of the bank uses."""
+        if self.bank.categories[entry] not in FILLER_CATEGORIES:
+            return False
+        words = set(PROMPT_WORD.findall(self.bank.texts[entry].lower()))
+        return not words <= self.bank.prompt_words()
 
     def phrase_words(self, phrases: Sequence[int]) -> int:
         return int(sum(self.words[j] for j in phrases))

@@ -79,11 +79,10 @@ class Decoder:
         self.bank = bank
         self.encoder = encoder
         self.options = options
-        self.composer = Composer(bank, options.max_words)
+        strategy = DECODE_MODES.get(options.mode, " (--mode)")
+        self.composer = Composer(bank, options.max_words, readable=strategy.readable)
         self.scorer = Scorer(encoder, options.batch_size, options.search_precision)
-        self.strategy = DECODE_MODES.get(options.mode, " (--mode)")(
-            self.composer, self.scorer, bank, options
-        )
+        self.strategy = strategy(self.composer, self.scorer, bank, options)
 
     @property
     def encodes(self) -> int:
@@ -120,8 +119,9 @@ class Decoder:
         # Estimates can err: where the nearest entry alone beats the assembly (and fits the
         # word limit), print that.
         nearest = ids[:, 0]
-        fits = (self.composer.words[nearest] <= self.options.max_words) & [
-            self.composer.usable(j) for j in nearest
+        c = self.composer
+        fits = (c.words[nearest] <= self.options.max_words) & [
+            c.usable(j, c.permitted_for(row)) for j, row in zip(nearest, ids, strict=True)
         ]
         worse = np.flatnonzero((scores < cosines[:, 0] - 1e-3) & fits)
         if len(worse):

@@ -20,6 +20,7 @@ options)`, with `shortlist` (entries to search the bank for) and `search(targets
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -39,6 +40,9 @@ def register_mode(name: str):
 
 class Strategy:
     """Picks phrase ids (bank rows) for each target; `Decoder` writes them out."""
+
+    readable: ClassVar[bool] = True
+    """Build from words prompts use only (`Composer.readable`)."""
 
     def __init__(
         self, composer: Composer, scorer: Scorer, bank: PromptBank, options: DecodeOptions
@@ -88,6 +92,7 @@ class GreedyStrategy(Strategy):
 
     def _greedy(self, target: np.ndarray, ids: np.ndarray) -> list[int]:
         c = self.composer
+        permitted = c.permitted_for(ids)
         ids = ids[: self.options.fast_shortlist]
         ids = ids[ids >= 0]
         weighted = c.vectors[ids] * c.pull[ids, None]  # pull-weighted phrase vectors
@@ -95,7 +100,7 @@ class GreedyStrategy(Strategy):
         # Rows of the Gram matrix only for the picks (a handful), not the whole shortlist.
         squares = np.einsum("ij,ij->i", weighted, weighted)
         # Positions in `ids`; the nearest usable entry is the subject.
-        chosen = [next((p for p, j in enumerate(ids) if c.usable(int(j))), 0)]
+        chosen = [next((p for p, j in enumerate(ids) if c.usable(int(j), permitted)), 0)]
         total_dot, total_sq = gains[chosen[0]], squares[chosen[0]]
         cross = weighted @ weighted[chosen[0]]  # (sum of chosen) . each candidate
         best = total_dot / np.sqrt(total_sq)
@@ -106,7 +111,7 @@ class GreedyStrategy(Strategy):
             for position in np.argsort(-estimate):
                 if estimate[position] <= best:
                     break
-                if c.allowed([ids[p] for p in chosen], words, ids[position]):
+                if c.allowed([ids[p] for p in chosen], words, ids[position], permitted):
                     pick = int(position)
                     break
             if pick < 0:
@@ -123,6 +128,8 @@ class GreedyStrategy(Strategy):
 @register_mode("best")
 class BeamStrategy(Strategy):
     """Beam search scored by the encoder, then clean-up and swap rounds (module docstring)."""
+
+    readable = True
 
     @property
     def shortlist(self) -> int:
@@ -212,6 +219,15 @@ class BeamStrategy(Strategy):
             todo = again
 
 
+@register_mode("max")
+class MaxStrategy(BeamStrategy):
+    """`best` without the readability rules: any bank entry, dictionary filler included. The
+    highest round-trip cosine, for the competition and for embedding inversion; its prompts
+    are not meant to be read."""
+
+    readable = False
+
+
 @dataclass
 class _Beam:
     phrases: list[int]
@@ -242,6 +258,7 @@ class _Search:
         self.composer = strategy.composer
         self.options = strategy.options
         self.target = target
+        self.permitted = self.composer.permitted_for(shortlist)
         self.pool = [int(j) for j in shortlist if j >= 0]
         self.in_pool = set(self.pool)
         empty = _Beam([], np.zeros_like(target), 0.0, 0.0, self.composer)
@@ -289,7 +306,7 @@ class _Search:
         seen: set[tuple[int, ...]] = set()
         for _, b, j in scored:
             beam = self.beams[b]
-            if not c.allowed(beam.phrases, beam.words, j):
+            if not c.allowed(beam.phrases, beam.words, j, self.permitted):
                 continue
             phrases = [*beam.phrases, j]
             key = tuple(sorted(phrases))
@@ -326,7 +343,7 @@ class _Search:
         for _, i, j in scored:
             rest = best.phrases[:i] + best.phrases[i + 1 :]
             words = best.words - int(c.words[best.phrases[i]])
-            if c.allowed(rest, words, j):
+            if c.allowed(rest, words, j, self.permitted):
                 proposals.append([*rest[:i], j, *rest[i:]])
                 if len(proposals) == per_step:
                     break
