@@ -291,6 +291,8 @@ def test_readable_modes_take_dictionary_words_only_where_prompts_use_them(filler
     targets = encoder.encode(["gestalt salvia rind", "a red fox covered in snow, gestalt"])
     for d in Decoder(filler_bank, encoder, DecodeOptions(mode="best")).decode(targets):
         assert not {"gestalt", "salvia", "rind"} & set(d.prompt.split()), d.prompt
+    fast = Composer(filler_bank, max_words=60, readable=True, filler=True)
+    assert fast.usable(entry["gestalt"])  # `fast` may take dictionary words
     best_max = Decoder(filler_bank, encoder, DecodeOptions(mode="max")).decode(targets[:1])[0]
     assert "gestalt" in best_max.prompt  # max takes anything that raises the cosine
 

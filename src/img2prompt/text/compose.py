@@ -88,10 +88,15 @@ class Composer:
     words that prompts use (dictionary filler only where the bank's prompt phrases use the word
     too), and no safety-list word the target's nearest entries do not say."""
 
-    def __init__(self, bank: PromptBank, max_words: int, readable: bool = False) -> None:
+    def __init__(
+        self, bank: PromptBank, max_words: int, readable: bool = False, filler: bool = False
+    ) -> None:
         self.bank = bank
         self.max_words = max_words
         self.readable = readable
+        self.filler = filler or not readable
+        """Take dictionary words that no prompt phrase uses (`fast` may: it adds few words, and
+        its prompts read like real ones with them; `best`'s longer search stuffed them in)."""
         self._unsafe: dict[int, frozenset[str]] = {}
         self.vectors = bank.vectors
         # Tokens a phrase adds to a prompt: its word pieces plus the comma before it.
@@ -150,7 +155,7 @@ class Composer:
         no prompt may use: one that says a word twice itself, or (readable) filler."""
         if entry not in self._stems:
             text = self.bank.texts[entry]
-            unusable = says_a_word_twice(text) or (self.readable and self._filler(entry))
+            unusable = says_a_word_twice(text) or (not self.filler and self._filler(entry))
             self._stems[entry] = None if unusable else content_stems(text)
         return self._stems[entry]
 

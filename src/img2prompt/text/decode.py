@@ -80,7 +80,9 @@ class Decoder:
         self.encoder = encoder
         self.options = options
         strategy = DECODE_MODES.get(options.mode, " (--mode)")
-        self.composer = Composer(bank, options.max_words, readable=strategy.readable)
+        self.composer = Composer(
+            bank, options.max_words, readable=strategy.readable, filler=strategy.filler
+        )
         self.scorer = Scorer(encoder, options.batch_size, options.search_precision)
         self.strategy = strategy(self.composer, self.scorer, bank, options)
 
