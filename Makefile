@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test demo bench lint format clean
+.PHONY: setup test demo bench gpu-check lint format clean
 
 setup: $(STAMP)
 
@@ -28,6 +28,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
+
+# Every CUDA path with random weights of the real sizes, in one run (<= 8 min on one GPU).
+gpu-check: setup
+	$(BIN)/python benchmarks/gpu_check.py --json gpu-check.json
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
