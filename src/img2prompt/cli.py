@@ -170,9 +170,14 @@ def predict(cfg: c.PredictConfig, quiet: bool) -> None:
     timing = f"in {result.seconds:.1f} s ({now / max(result.seconds, 1e-9):.1f}/s)"
     if result.resumed:
         timing = f"({result.resumed:,} saved by an interrupted run; {now:,} predicted {timing})"
+    if not result.wrote:  # another rank joins the shares and writes the files
+        stderr.print(f"this rank: {n:,} images {timing}, {result.precision}; {result.split}",
+                     highlight=False)  # fmt: skip
+        return
+    split = f"; {result.split}" if result.split else ""
     stderr.print(
         f"{n:,} images {timing}, {result.precision}{note}, "
-        f"{len(predictor.views)} view(s) per image{result.skipped}"
+        f"{len(predictor.views)} view(s) per image{split}{result.skipped}"
         + "".join(f"; wrote {path}" for path in (cfg.out, cfg.submission) if path),
         highlight=False,
     )

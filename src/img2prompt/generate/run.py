@@ -24,7 +24,6 @@ from img2prompt.config import GenerateConfig
 from img2prompt.device import resolve_device
 from img2prompt.errors import InputError
 from img2prompt.generate.prompts import PromptTable, read_prompts
-from img2prompt.generate.ranks import Ranks, join_ranks, leave_ranks
 from img2prompt.generate.sd import (
     count_tokens,
     load_pipeline,
@@ -45,6 +44,7 @@ from img2prompt.generate.shards import (
 )
 from img2prompt.io import read_json, write_json, write_parquet
 from img2prompt.progress import progress_bar
+from img2prompt.ranks import Ranks, join_ranks, leave_ranks
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionPipeline

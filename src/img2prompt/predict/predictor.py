@@ -87,6 +87,11 @@ class Predictions:
     """Images whose rows an interrupted earlier run of the same job had already saved."""
     skipped: str = ""
     """`ImageSearch.summary()`: the folder files passed over as non-images, or ''."""
+    split: str = ""
+    """Under torchrun, how the work was split ("1,000 images over 2 ranks"), else ''."""
+    wrote: bool = True
+    """This process wrote the outputs (under torchrun one rank joins and writes them; the
+    others' results hold their own share)."""
 
 
 class Predictor:

@@ -167,14 +167,52 @@ class PredictJob:
         """Every image's saved row, in input order: (predicted images, (N, dim) embeddings,
         failures)."""
         self.save()
-        rows = [(image, self.done[image]) for image in images]
-        predicted = [image for image, row in rows if row.embedding is not None]
-        vectors = [row.embedding for _, row in rows if row.embedding is not None]
-        failures = [
-            Failure(image, row.reason or "") for image, row in rows if row.embedding is None
-        ]
-        return predicted, np.stack(vectors) if vectors else np.zeros((0, dim), np.float32), failures
+        return rows_in_order(self.done, images, dim, self.folder)
+
+    def mark_done(self) -> None:
+        """This process's share is saved whole (what the other ranks look for)."""
+        self.save()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_json({"rows": len(self.done)}, self.folder / DONE_FILE)
 
     def finish(self) -> None:
         """The outputs are written: the saved rows are no longer needed."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+DONE_FILE = "done.json"
+
+
+def rank_folder(partial: Path, rank: int, world_size: int) -> Path:
+    """Where rank `rank` of `world_size` keeps its rows (a single process: `partial` itself)."""
+    return partial if world_size == 1 else partial / f"rank-{rank}-of-{world_size}"
+
+
+def ranks_done(partial: Path, world_size: int) -> bool:
+    return all(
+        (rank_folder(partial, r, world_size) / DONE_FILE).is_file() for r in range(world_size)
+    )
+
+
+def joined_rows(
+    partial: Path, world_size: int, identity: dict, images: list[str], dim: int
+) -> tuple[list[str], np.ndarray, list[Failure]]:
+    """Every rank's saved rows joined, in the input order of `images`."""
+    done: dict[str, _Done] = {}
+    for rank in range(world_size):
+        done.update(PredictJob(rank_folder(partial, rank, world_size), identity).done)
+    return rows_in_order(done, images, dim, partial)
+
+
+def rows_in_order(
+    done: dict[str, _Done], images: list[str], dim: int, folder: Path
+) -> tuple[list[str], np.ndarray, list[Failure]]:
+    """(predicted images, (N, dim) embeddings, failures), in the order of `images`."""
+    missing = [image for image in images if image not in done]
+    if missing:
+        raise InputError(folder, f"no saved row for {len(missing)} images, e.g. {missing[0]}")
+    rows = [(image, done[image]) for image in images]
+    predicted = [image for image, row in rows if row.embedding is not None]
+    vectors = [row.embedding for _, row in rows if row.embedding is not None]
+    failures = [Failure(image, row.reason or "") for image, row in rows if row.embedding is None]
+    return predicted, np.stack(vectors) if vectors else np.zeros((0, dim), np.float32), failures

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -12,9 +13,17 @@ from img2prompt.data.images import scan_images
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.models.model import resolve_model_dir
 from img2prompt.predict.predictor import Predictions, PredictOptions, Predictor
-from img2prompt.predict.resume import PredictJob, job_identity, partial_folder
+from img2prompt.predict.resume import (
+    PredictJob,
+    job_identity,
+    joined_rows,
+    partial_folder,
+    rank_folder,
+    ranks_done,
+)
 from img2prompt.predict.submission import write_submission
 from img2prompt.predict.tables import image_keys, write_predictions
+from img2prompt.ranks import join_ranks, leave_ranks
 
 
 def run_predict(
@@ -29,7 +38,9 @@ def run_predict(
     """Predict every image under `inputs` (input order) and write the requested files. Images
     that cannot be decoded are listed in the result, never written; files are replaced
     atomically, so a crash leaves no partial output. Finished rows are saved as the job goes
-    (`resume.PredictJob`): the same command after an interruption predicts only the rest."""
+    (`resume.PredictJob`): the same command after an interruption predicts only the rest.
+    Under torchrun (RANK, WORLD_SIZE) the images are split between the ranks and the output is
+    the one a single process writes."""
     if out is not None and out.suffix.lower() != ".parquet":
         raise ConfigError(f"--out must end in .parquet, got {out.name!r}")
     if out is None and submission is None:
@@ -41,30 +52,58 @@ def run_predict(
     if submission is not None:
         _check_unique_stems([Path(path) for path in paths])
     folder = resolve_model_dir(model)  # once: an hf: model would otherwise be looked up twice
-    job = PredictJob(partial_folder(out or submission), job_identity(folder, options), restart)
-    if job.precision and options.precision == "auto":
-        options = replace(options, precision=job.precision)  # as decided when the job began
-    predictor = Predictor(folder, options)
-    start = time.perf_counter()
-    pending = job.pending(paths)
-    for batch in predictor.iter_batches(pending, progress):
-        job.record(batch)
-    images, embeddings, failures = job.rows(paths, predictor.output_dim)
-    result = Predictions(
-        images,
-        embeddings,
-        failures,
-        precision=job.precision or "fp32",  # this run's, or the interrupted one's
-        seconds=time.perf_counter() - start,
-        resumed=len(paths) - len(pending),
-        skipped=search.summary(),
-    )
-    if out is not None:
-        write_predictions(out, result.images, result.embeddings)
-    if submission is not None:
-        write_submission(submission, image_keys(result.images), result.embeddings)
-    job.finish()
-    return predictor, result
+    identity = job_identity(folder, options)
+    partial = partial_folder(out or submission)
+    ranks = join_ranks()
+    try:
+        # Under torchrun each rank predicts every WORLD_SIZE-th image into its own folder of
+        # saved rows (so each resumes on its own); then one process joins them in input order.
+        share = paths[ranks.rank :: ranks.world_size]
+        job = PredictJob(rank_folder(partial, ranks.rank, ranks.world_size), identity, restart)
+        if job.precision and options.precision == "auto":
+            options = replace(options, precision=job.precision)  # as decided when it began
+        predictor = Predictor(folder, options)
+        start = time.perf_counter()
+        pending = job.pending(share)
+        for batch in predictor.iter_batches(pending, progress):
+            job.record(batch)
+        split = ""
+        if ranks.world_size == 1:
+            images, embeddings, failures = job.rows(paths, predictor.output_dim)
+        else:
+            job.mark_done()
+            ranks.barrier()
+            split = f"{len(paths):,} images over {ranks.world_size} ranks"
+            writer = ranks.is_main if ranks.group else ranks_done(partial, ranks.world_size)
+            if not writer:  # another rank joins and writes; this one reports its share
+                images, embeddings, failures = job.rows(share, predictor.output_dim)
+                result = Predictions(images, embeddings, failures, job.precision or "fp32",
+                                     time.perf_counter() - start, len(share) - len(pending),
+                                     search.summary(), split, wrote=False)  # fmt: skip
+                return predictor, result
+            images, embeddings, failures = joined_rows(
+                partial, ranks.world_size, identity, paths, predictor.output_dim
+            )
+        result = Predictions(
+            images,
+            embeddings,
+            failures,
+            precision=job.precision or "fp32",  # this run's, or the interrupted one's
+            seconds=time.perf_counter() - start,
+            resumed=len(share) - len(pending),
+            skipped=search.summary(),
+            split=split,
+        )
+        if out is not None:
+            write_predictions(out, result.images, result.embeddings)
+        if submission is not None:
+            write_submission(submission, image_keys(result.images), result.embeddings)
+        job.finish()  # the outputs hold every row now
+        if ranks.world_size > 1:
+            shutil.rmtree(partial, ignore_errors=True)  # every rank's rows
+        return predictor, result
+    finally:
+        leave_ranks(ranks)
 
 
 def _check_unique_stems(paths: list[Path]) -> None:

@@ -1,9 +1,9 @@
 """Several processes, on one machine or many: `torchrun --nproc-per-node N -m img2prompt generate`
-or `accelerate launch -m img2prompt generate`. Both set RANK and WORLD_SIZE; the shards are split
-by rank (round-robin), so no data needs to travel between processes. A process group (gloo, on
-the CPU, whatever the GPUs) is opened only for one barrier at the end, after which rank 0 writes
-the index; without one (RANK/WORLD_SIZE set by hand on separate machines sharing a folder) the
-last process to finish writes it.
+(or `predict`, `index build`), or `accelerate launch -m img2prompt ...`. Both set RANK and
+WORLD_SIZE; the work is split by rank (round-robin), so no data needs to travel between
+processes. A process group (gloo, on the CPU, whatever the GPUs) is opened only for barriers,
+after which rank 0 writes the joined output; without one (RANK/WORLD_SIZE set by hand on separate
+machines sharing a folder) the last process to finish writes it.
 """
 
 from __future__ import annotations
