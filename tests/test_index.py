@@ -415,3 +415,32 @@ def test_index_folder_is_self_contained(clip_dir, data_dir, index_dir, shared_da
     got = Predictor(moved, options).predict_files(images, progress=False).embeddings
     want = Predictor(index_dir, options).predict_files(images, progress=False).embeddings
     np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_index_build_over_two_torchrun_ranks_equals_one_process(
+    tmp_path, clip_dir, data_dir, index_dir
+):
+    """Chunk c is embedded by rank c mod 2 and rank 0 builds the index: the folder holds the
+    same prompts, targets and vectors as a single process's."""
+    import os
+    import subprocess
+    import sys
+
+    import faiss
+
+    out = tmp_path / "ranked"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    command = [str(torchrun), "--nproc-per-node", "2", "-m", "img2prompt", "index", "build",
+               str(data_dir), "--clip", str(clip_dir), "--out", str(out), "--k", "8",
+               "--batch-size", "8", "--chunk-size", "5", "-q"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "chunks over 2 ranks" in " ".join(done.stderr.split())
+    one, two = load_model(index_dir).index, load_model(out).index
+    assert one.prompts == two.prompts
+    np.testing.assert_array_equal(np.asarray(one.targets), np.asarray(two.targets))
+    vectors = [faiss.rev_swig_ptr(i.faiss.get_xb(), i.faiss.ntotal * i.dim) for i in (one, two)]
+    np.testing.assert_allclose(vectors[0], vectors[1], atol=1e-5)
+    assert not out.with_name(out.name + ".partial").exists()

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from img2prompt.data.embed import DEFAULT_ENCODER
 from img2prompt.device import resolve_device
-from img2prompt.errors import InputError
+from img2prompt.errors import ConfigError, InputError
 from img2prompt.index.clip import (
     DTYPES,
     TextEncoder,
@@ -53,6 +53,7 @@ from img2prompt.io import (
 )
 from img2prompt.predict.resume import partial_folder
 from img2prompt.progress import progress_bar
+from img2prompt.ranks import Ranks, join_ranks, leave_ranks
 
 RECALL_QUERIES = 1000
 """Prompts whose neighbours an approximate index is checked on against exact search."""
@@ -84,6 +85,10 @@ class BuildReport:
     recall_k: int
     precision: str
     device: str
+    split: str = ""
+    """Under torchrun, how the chunks were split between ranks, else ''."""
+    wrote: bool = True
+    """This process wrote the index (rank 0 does, after every rank's chunks are in)."""
 
     @property
     def texts_per_second(self) -> float:
@@ -209,7 +214,18 @@ def _check_out(out: Path) -> None:
 
 def build_index(cfg: IndexBuildConfig, progress: bool = True) -> BuildReport:
     """Embed the prompts (resumably), build the search index, write the folder; see the module
-    docstring."""
+    docstring. Under torchrun, chunk c is embedded by rank c mod WORLD_SIZE, and rank 0 builds
+    the index from every rank's chunks."""
+    ranks = join_ranks()
+    try:
+        if ranks.world_size > 1 and not ranks.group:
+            raise ConfigError("index build over several processes needs torchrun's rendezvous")
+        return _build_index(cfg, ranks, progress)
+    finally:
+        leave_ranks(ranks)
+
+
+def _build_index(cfg: IndexBuildConfig, ranks: Ranks, progress: bool) -> BuildReport:
     started = time.perf_counter()
     _check_out(cfg.out)
     table = read_prompts(cfg.prompts)
@@ -218,24 +234,28 @@ def build_index(cfg: IndexBuildConfig, progress: bool = True) -> BuildReport:
     if precision == "auto":
         precision = "fp16" if device.type == "cuda" else "fp32"
     work = partial_folder(cfg.out)
-    work.mkdir(parents=True, exist_ok=True)
-    _check_identity(work, _identity(cfg, table, precision))
-
     clip = load_clip(cfg.clip)
     tokenizer = load_tokenizer(cfg.clip)
-    clip_dir = _ensure_clip_copy(cfg, work, clip, tokenizer)
+    for turn in ("main", "others"):  # rank 0 sets the folder up before the others look at it
+        if (turn == "main") == ranks.is_main:
+            work.mkdir(parents=True, exist_ok=True)
+            _check_identity(work, _identity(cfg, table, precision))
+            clip_dir = _ensure_clip_copy(cfg, work, clip, tokenizer)
+        ranks.barrier()
     dim = clip.config.projection_dim
     preprocess = clip_preprocess(clip_dir, clip.config.vision_config.image_size)
     encoder = TextEncoder(clip, tokenizer, device, DTYPES[precision])
 
     n, size = len(table.prompts), cfg.chunk_size
     n_chunks = -(-n // size)
-    done = _chunks_done(work, n, size, dim)
+    mine = [c for c in range(n_chunks) if c % ranks.world_size == ranks.rank]
+    done = _chunks_done(work, n, size, dim) & set(mine)
+    rows = sum(min(size, n - c * size) for c in mine)
     resumed = sum(min(size, n - c * size) for c in done)
     embed_started = time.perf_counter()
-    with progress_bar("index build: CLIP text features", n, progress) as bar:
+    with progress_bar("index build: CLIP text features", rows, progress) as bar:
         bar.advance(resumed)
-        for chunk in range(n_chunks):
+        for chunk in mine:
             if chunk in done:
                 continue
             texts = table.prompts[chunk * size : (chunk + 1) * size]
@@ -243,6 +263,14 @@ def build_index(cfg: IndexBuildConfig, progress: bool = True) -> BuildReport:
             _save_array(features, _chunk_path(work, chunk))
     embed_seconds = time.perf_counter() - embed_started
     del encoder, clip
+    split = ""
+    if ranks.world_size > 1:
+        split = f"{n_chunks:,} chunks over {ranks.world_size} ranks"
+        ranks.barrier()  # every rank's chunks are on disk
+        if not ranks.is_main:
+            return BuildReport(cfg.out, n, table.rows_read, dim, rows - resumed, resumed,
+                               time.perf_counter() - started, embed_seconds, cfg.approx, None,
+                               0, precision, str(device), split, wrote=False)  # fmt: skip
 
     chunks = [_chunk_path(work, c) for c in range(n_chunks)]
     index = _faiss_index(cfg, chunks, n, dim)
@@ -271,7 +299,7 @@ def build_index(cfg: IndexBuildConfig, progress: bool = True) -> BuildReport:
         n,
         table.rows_read,
         dim,
-        n - resumed,
+        rows - resumed,  # this process's (the other ranks' are in their own reports)
         resumed,
         0.0,
         embed_seconds,
@@ -280,6 +308,7 @@ def build_index(cfg: IndexBuildConfig, progress: bool = True) -> BuildReport:
         recall_k,
         precision,
         device,
+        split,
     )
     report.seconds = time.perf_counter() - started
     write_json(_manifest(cfg, table, retrieval, preprocess.to_dict(), report), work / "model.json")
@@ -418,4 +447,8 @@ def summary(report: BuildReport) -> str:
             f"recall@{report.recall_k} vs exact search {report.recall:.4f} (on "
             f"{min(RECALL_QUERIES, report.prompts):,} sampled prompts' text features)"
         )
+    if report.split:
+        parts.append(report.split)
+    if not report.wrote:
+        return f"this rank: {parts[1]}; {report.split}; rank 0 writes {report.out}"
     return "; ".join(parts) + f"; {report.seconds:.1f} s"
