@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test demo bench gpu-check lint format clean
+.PHONY: setup test demo bench gpu-check docs lint format clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ demo: setup
 bench: setup
 	$(BIN)/python benchmarks/run_all.py
 
+# The documentation site (docs/, mkdocs.yml) into site/; broken links or references fail it.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 # Every CUDA path with random weights of the real sizes, in one run (<= 8 min on one GPU).
 gpu-check: setup
 	$(BIN)/python benchmarks/gpu_check.py --json gpu-check.json
@@ -42,4 +46,4 @@ format: setup
 	$(BIN)/ruff format src tests benchmarks
 
 clean:
-	rm -rf $(VENV) demo-out bench-out .pytest_cache .ruff_cache
+	rm -rf $(VENV) demo-out bench-out site .pytest_cache .ruff_cache

@@ -57,18 +57,22 @@ def test_every_cli_field_has_a_docstring():
 
 
 def test_every_readme_option_spelling_is_accepted():
-    """Each `--option` README.md writes next to a command is one of that command's options."""
+    """Each `--option` README.md and the manual (docs/) write is one of the commands' options
+    (or a launcher's or benchmark's, listed)."""
     commands = typer.main.get_command(app).commands
     known: set[str] = {"--help", "--version"}
     for command in commands.values():
         for sub in getattr(command, "commands", {"": command}).values():
             for param in sub.params:
                 known.update(param.opts + param.secondary_opts)
-    readme = (REPO / "README.md").read_text()
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    readme = "\n".join(page.read_text() for page in pages)
     spelled = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*(?:\.[a-z][a-z0-9-]*)?", readme))
-    # torchrun's; bench_decode.py's; bench_default_model.py's
+    # torchrun's; bench_decode.py's; bench_default_model.py's; gpu_check.py's
     not_options = {
-        "--nproc-per-node", "--repeats", "--no-big-bank", "--real-pairs", "--half", "--cache"
+        "--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-backend", "--rdzv-endpoint",
+        "--repeats", "--no-big-bank", "--real-pairs", "--half", "--cache", "--quick",
+        "--nodes", "--ntasks-per-node", "--gpus-per-node", "--cpus-per-task",  # SLURM's
     }  # fmt: skip
     assert spelled - known - not_options == set()
 

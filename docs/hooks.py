@@ -1,0 +1,46 @@
+"""MkDocs hook: the options page is generated from the config dataclasses, as `--help` is
+(`img2prompt.options.specs`): every command, every option, its default and its help, defined once
+in `src/img2prompt/config.py`."""
+
+from __future__ import annotations
+
+import html
+from typing import Literal, get_args, get_origin
+
+MARKER = "<!-- options -->"
+
+
+def _kind(spec) -> str:
+    kind = spec.kind
+    if get_origin(kind) is Literal:
+        return " \\| ".join(f"`{choice}`" for choice in get_args(kind))
+    return getattr(kind, "__name__", str(kind)).replace("|", "\\|")
+
+
+def _cell(text: str) -> str:
+    return html.escape(" ".join(text.split())).replace("|", "\\|")
+
+
+def options_markdown() -> str:
+    from img2prompt.cli import COMMANDS
+    from img2prompt.options import show_default, specs
+
+    parts = []
+    for name, (cls, run) in COMMANDS.items():
+        summary = (run.__doc__ or "").strip().split("\n\n")[0]
+        parts += [f"## `img2prompt {name}`", "", " ".join(summary.split()), ""]
+        parts += ["| option | type | default | what it does |", "|---|---|---|---|"]
+        for spec in specs(cls):
+            flag = spec.name.upper() if spec.positional else spec.flags[0]
+            default = "(required)" if spec.positional else (show_default(spec) or "")
+            parts.append(
+                f"| `{flag}` | {_kind(spec)} | {_cell(str(default))} | {_cell(spec.doc)} |"
+            )
+        parts.append("")
+    return "\n".join(parts)
+
+
+def on_page_markdown(markdown: str, page, config, files) -> str:
+    if MARKER in markdown:
+        return markdown.replace(MARKER, options_markdown())
+    return markdown
