@@ -2,7 +2,9 @@
 
 `train` walks the folds; `fit` trains one of them top to bottom: build the model -> LP phase
 (head only, on cached features) -> FT phase (everything not frozen) -> keep the best epoch by
-validation cosine -> out-of-fold predictions. Every epoch ends with a checkpoint, and every random
+validation cosine -> out-of-fold predictions. Each epoch is `train_one_epoch` then `validate`;
+`BatchSource` hides whether a phase trains on stored features or on pixels, and `FoldState` is
+what the checkpoint holds. Every epoch ends with a checkpoint, and every random
 choice is seeded by (seed, fold, phase, epoch), so a resumed run continues exactly where the
 interrupted one stopped. The run folder's bookkeeping (config, state, metrics, OOF, the published
 model) is in `run_folder.py`.
@@ -11,9 +13,11 @@ model) is in `run_folder.py`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +34,7 @@ from img2prompt.errors import ConfigError
 from img2prompt.io import atomic_path
 from img2prompt.metrics import mean_cosine
 from img2prompt.models.model import ImageToPromptModel, save_model
-from img2prompt.progress import progress_bar, stderr
+from img2prompt.progress import progress_bar
 from img2prompt.train import run_folder
 from img2prompt.train.augment import mixgen
 from img2prompt.train.features import FeatureStore
@@ -38,7 +42,7 @@ from img2prompt.train.losses import WeightedLoss, parse_loss_weights
 from img2prompt.train.optim import freeze_bottom, param_groups, reinit_top, warmup_cosine
 from img2prompt.train.run_folder import FoldResult, MetricsLog, RunState, config_to_dict
 
-__all__ = ["FoldResult", "TrainReport", "fit", "train"]
+__all__ = ["FoldResult", "FoldRun", "FoldState", "TrainReport", "fit", "train"]
 
 
 @dataclass
@@ -65,7 +69,15 @@ class EpochBudget:
             self.left -= 1
 
 
-def train(cfg: TrainConfig, progress: bool = True) -> TrainReport:
+EpochLine = Callable[[str, int, int, float, "float | None", bool, float], None]
+"""`on_epoch(label, epoch, epochs, train_loss, val_cosine, improved, images_per_s)`: how a
+caller hears of each finished epoch (the command prints it, `report.print_epoch`); the library
+itself prints nothing."""
+
+
+def train(
+    cfg: TrainConfig, progress: bool = True, on_epoch: EpochLine | None = None
+) -> TrainReport:
     """Train as `cfg` says; returns what was written where. Safe to call again with resume=True."""
     started = time.perf_counter()
     parse_loss_weights(cfg.loss)  # every loss named is registered, before any work
@@ -91,7 +103,10 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainReport:
         fold_dir = cfg.out if len(folds) == 1 else cfg.out / f"fold-{fold}"
         result = state.result(key, fold)
         if result is None:
-            result = fit(cfg, fabric, table, fold, fold_dir, metrics, budget, store, progress)
+            main = fabric.is_global_zero  # only rank 0 shows progress and hears of epochs
+            run = FoldRun(cfg, fabric, table, fold, fold_dir, metrics, budget, store,
+                          progress and main, on_epoch if main else None)  # fmt: skip
+            result = fit(run)
             if result is None:  # --stop-after-epochs reached
                 report.stopped_early = True
                 break
@@ -109,36 +124,85 @@ def train(cfg: TrainConfig, progress: bool = True) -> TrainReport:
     return report
 
 
-def fit(
-    cfg: TrainConfig,
-    fabric,
-    table: TrainingTable,
-    fold: int | None,
-    fold_dir: Path,
-    metrics: MetricsLog,
-    budget: EpochBudget,
-    store: FeatureStore,
-    progress: bool = True,
-) -> FoldResult | None:
-    """Train one fold (or everything, with fold=None) from its start or its last checkpoint.
+@dataclass
+class FoldRun:
+    """Everything one fold's training reads (and the logs it writes to)."""
+
+    cfg: TrainConfig
+    fabric: Any
+    table: TrainingTable
+    fold: int | None
+    folder: Path
+    metrics: MetricsLog
+    budget: EpochBudget
+    store: FeatureStore
+    progress: bool = True
+    on_epoch: EpochLine | None = None
+
+    @property
+    def label(self) -> str:
+        return "" if self.fold is None else f"fold {self.fold} "
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / "checkpoints" / "last.pt"
+
+
+@dataclass
+class FoldState:
+    """Where a fold's training stands: the checkpoint holds it (with the model, the EMA copy,
+    the optimizer and the schedule), so a resumed run continues from the same place."""
+
+    phase: int = 0
+    """Index into `phases(cfg)` of the phase to continue."""
+    epoch: int = 0
+    """Epochs of that phase already done."""
+    best_cosine: float | None = None
+    best_epoch: str | None = None
+    oof: np.ndarray | None = None
+    """Validation predictions of the best epoch."""
+    optimizer: dict | None = None
+    scheduler: dict | None = None
+
+    @classmethod
+    def load(cls, run: FoldRun, model, ema) -> FoldState:
+        if not run.checkpoint.exists():
+            return cls()
+        modules = {"model": model} | ({"ema": ema} if ema is not None else {})
+        saved = run.fabric.load(run.checkpoint, modules, weights_only=False)  # our own file
+        return cls(saved["phase"], saved["epoch"], saved["best_cosine"], saved["best_epoch"],
+                   saved["oof"], saved.get("optimizer"), saved.get("scheduler"))  # fmt: skip
+
+    def save(self, run: FoldRun, model, ema, optimizer, scheduler) -> None:
+        state = {"model": model, "optimizer": optimizer, "scheduler": scheduler.state_dict(),
+                 "phase": self.phase, "epoch": self.epoch, "best_cosine": self.best_cosine,
+                 "best_epoch": self.best_epoch, "oof": self.oof}  # fmt: skip
+        if ema is not None:
+            state["ema"] = ema
+        _save_checkpoint(run.fabric, run.checkpoint, state)
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str  # lp (linear probing: the head on a frozen backbone) or ft (fine-tuning)
+    epochs: int
+    frozen: bool
+
+
+def phases(cfg: TrainConfig) -> list[Phase]:
+    return [Phase("lp", cfg.lp_epochs, True), Phase("ft", cfg.epochs, cfg.freeze_backbone)]
+
+
+def fit(run: FoldRun) -> FoldResult | None:
+    """Train one fold (or everything, with fold=None) from its start or its last checkpoint:
+    build the model, then each phase's epochs (train, validate, keep the best, checkpoint).
     Returns None when this call's epoch budget (--stop-after-epochs) runs out first."""
-    progress = progress and fabric.is_global_zero
+    cfg, fabric, table, fold = run.cfg, run.fabric, run.table, run.fold
     is_val = np.zeros(len(table), bool) if fold is None else table.folds == fold
     train_rows, val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     targets = torch.tensor(table.targets, device=fabric.device)  # a copy: Arrow's is read-only
     loss_fn = WeightedLoss(parse_loss_weights(cfg.loss), cfg.mnrl_scale)
-    encoder = None
-    if cfg.mixgen > 0:  # MixGen embeds the joined prompts of mixed images on the fly
-        from img2prompt.data.embed import load_encoder
 
-        encoder = load_encoder(cfg.model.target_encoder, str(fabric.device))
-    # A BatchNorm head cannot train on a batch of one.
-    drop_last = cfg.model.head == "mlp" and len(train_rows) > cfg.batch_size
-    per_rank = len(train_rows) // fabric.world_size
-    batches = per_rank // cfg.batch_size + (1 if per_rank % cfg.batch_size and not drop_last else 0)
-    label = "" if fold is None else f"fold {fold} "
-
-    # The model, its EMA copy, and where an interrupted run stopped.
     torch.manual_seed(_seed(cfg.seed, fold, "init"))
     model = ImageToPromptModel(cfg.model, pretrained=True)
     if cfg.reinit_layers:
@@ -147,135 +211,170 @@ def fit(
     ema = None
     if cfg.ema:
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-    best_cosine: float | None = None
-    best_epoch: str | None = None
-    oof: np.ndarray | None = None  # validation predictions of the best epoch
-    checkpoint = fold_dir / "checkpoints" / "last.pt"
-    resumed: dict[str, Any] = {"phase": 0, "epoch": 0}
-    if checkpoint.exists():
-        modules = {"model": model} | ({"ema": ema} if ema is not None else {})
-        resumed = fabric.load(checkpoint, modules, weights_only=False)  # our own file
-        best_cosine, best_epoch, oof = resumed["best_cosine"], resumed["best_epoch"], resumed["oof"]
+    state = FoldState.load(run, model, ema)
 
-    phases = [("lp", cfg.lp_epochs, True), ("ft", cfg.epochs, cfg.freeze_backbone)]
-    for phase_index, (phase, epochs, frozen) in enumerate(phases):
-        start = resumed["epoch"] if phase_index == resumed["phase"] else 0
-        if phase_index < resumed["phase"] or start >= epochs:
+    for phase_index, phase in enumerate(phases(cfg)):
+        start = state.epoch if phase_index == state.phase else 0
+        if phase_index < state.phase or start >= phase.epochs:
             continue
-        model.freeze_backbone(frozen)
-        if not frozen:
+        model.freeze_backbone(phase.frozen)
+        if not phase.frozen:
             freeze_bottom(model, cfg.freeze_layers)
+        source = BatchSource(run, model, train_rows, val_rows, phase)
+        groups = param_groups(model, cfg.lr, cfg.backbone_lr, cfg.layer_decay, cfg.weight_decay)
+        optimizer = torch.optim.AdamW(groups)
+        steps_per_epoch = math.ceil(source.batches / cfg.accumulate)
+        scheduler = warmup_cosine(optimizer, steps_per_epoch * phase.epochs, cfg.warmup)
+        if start:
+            optimizer.load_state_dict(state.optimizer)
+            scheduler.load_state_dict(state.scheduler)
+        model_f, optimizer_f = fabric.setup(model, optimizer)
 
-        # Whatever is frozen before the head is computed once (both flip views), unless MixGen
-        # needs fresh pixels every step: the whole backbone in LP, the style extractor in FT.
+        for epoch in range(start, phase.epochs):
+            if run.budget.spent():
+                return None
+            clock = time.perf_counter()
+            train_loss = train_one_epoch(run, source, model, model_f, optimizer_f, scheduler,
+                                         ema, loss_fn, targets, phase, epoch)  # fmt: skip
+            seconds = time.perf_counter() - clock
+            # Validation (the EMA weights when there are any); the best epoch is kept.
+            evaluated = ema.module if ema is not None else model
+            cosine, predictions = validate(evaluated, run, targets, val_rows, source)
+            improved = cosine is not None and (
+                state.best_cosine is None or cosine > state.best_cosine
+            )
+            if improved or (cosine is None and epoch == phase.epochs - 1):
+                state.best_cosine, state.best_epoch = cosine, f"{phase.name}-{epoch + 1}"
+                if fabric.is_global_zero:
+                    training = {
+                        "fold": fold,
+                        "best_epoch": state.best_epoch,
+                        "val_cosine": state.best_cosine,
+                        "config": config_to_dict(cfg),
+                    }
+                    save_model(evaluated, run.folder / "model", training)
+                    state.oof = predictions if predictions is not None else state.oof
+            speed = len(train_rows) / seconds if seconds else None
+            run.metrics.add(fold=fold, phase=phase.name, epoch=epoch + 1, train_loss=train_loss,
+                            val_cosine=cosine, lr=scheduler.get_last_lr()[0], seconds=seconds,
+                            images_per_s=speed)  # fmt: skip
+            if run.on_epoch is not None:
+                run.on_epoch(f"{run.label}{phase.name}", epoch + 1, phase.epochs, train_loss,
+                             cosine, improved, speed or 0.0)  # fmt: skip
+            state.phase, state.epoch = phase_index, epoch + 1
+            state.save(run, model, ema, optimizer, scheduler)
+            run.budget.use_one()
+
+    if fabric.is_global_zero and state.oof is not None and fold is not None:
+        run_folder.write_fold_oof(run.folder / "oof.parquet", table, val_rows, fold, state.oof)
+    fabric.barrier()
+    return FoldResult(fold, state.best_cosine, state.best_epoch, run.folder / "model")
+
+
+class BatchSource:
+    """One phase's training batches and validation inputs, from cached features or pixels.
+
+    Whatever is frozen before the head is computed once (both flip views) unless MixGen needs
+    fresh pixels every step: the whole backbone in LP (`cached`: the head trains on stored
+    features), the style extractor in FT (`style`: stored style features beside the pixels)."""
+
+    def __init__(self, run: FoldRun, model, train_rows, val_rows, phase: Phase) -> None:
+        cfg = run.cfg
+        self.run, self.model, self.train_rows = run, model, train_rows
         cacheable = cfg.cache_features and cfg.mixgen == 0
-        cached = cacheable and frozen
-        cache_style = cacheable and not cached and model.style is not None
-        train_views = val_views = None
-        if cached or cache_style:  # computed once per run (the store), sliced for this fold
+        self.cached = cacheable and phase.frozen
+        cache_style = cacheable and not self.cached and model.style is not None
+        self.train_views = self.val_views = None
+        if self.cached or cache_style:  # computed once per run (the store), sliced per fold
             model.eval()
-            if cached:
+            if self.cached:
                 kind, extract = "features", model.features
                 weights = [m for m in (model.backbone, model.gem, model.style) if m is not None]
             else:
                 kind, extract, weights = "style", model.style_features, [model.style]
-            every = store.views(kind, extract, weights, model.preprocess, cfg.hflip)
-            train_views = every.subset(train_rows)
+            every = run.store.views(kind, extract, weights, model.preprocess, cfg.hflip)
+            self.train_views = every.subset(train_rows)
             if len(val_rows):  # --fold none validates on nothing
-                val_views = every.subset(val_rows, flips=False)
+                self.val_views = every.subset(val_rows, flips=False)
+        # A BatchNorm head cannot train on a batch of one.
+        self.drop_last = cfg.model.head == "mlp" and len(train_rows) > cfg.batch_size
+        per_rank = len(train_rows) // run.fabric.world_size
+        self.batches = per_rank // cfg.batch_size + (
+            1 if per_rank % cfg.batch_size and not self.drop_last else 0
+        )
 
-        groups = param_groups(model, cfg.lr, cfg.backbone_lr, cfg.layer_decay, cfg.weight_decay)
-        optimizer = torch.optim.AdamW(groups)
-        steps_per_epoch = math.ceil(batches / cfg.accumulate)
-        scheduler = warmup_cosine(optimizer, steps_per_epoch * epochs, cfg.warmup)
-        if start:
-            optimizer.load_state_dict(resumed["optimizer"])
-            scheduler.load_state_dict(resumed["scheduler"])
-        model_f, optimizer_f = fabric.setup(model, optimizer)
+    def epoch(self, phase: Phase, epoch: int):
+        """(positions into train_rows, pixels or None, flips) for each of this rank's batches."""
+        return _batches(self.run.cfg, self.run.fabric, self.model, self.run.table,
+                        self.train_rows, self.run.fold, phase.name, epoch, self.cached,
+                        self.drop_last)  # fmt: skip
 
-        for epoch in range(start, epochs):
-            if budget.spent():
-                return None
-            clock = time.perf_counter()
-            # Seeds per (seed, fold, phase, epoch): a resumed epoch draws what it would have.
-            torch.manual_seed(_seed(cfg.seed, fold, phase, epoch, "dropout"))
-            mix_generator = torch.Generator().manual_seed(
-                _seed(cfg.seed, fold, phase, epoch, "mix")
-            )
-            model.train()
-            total, count = 0.0, 0
-            with progress_bar(f"{label}{phase} {epoch + 1}/{epochs}", batches, progress) as bar:
-                batch_iter = _batches(cfg, fabric, model, table, train_rows, fold, phase, epoch,
-                                      cached, drop_last)  # fmt: skip
-                for step, (positions, pixels, flips) in enumerate(batch_iter):
-                    rows = torch.as_tensor(train_rows)[positions]
-                    batch_targets = targets[rows.to(targets.device)]
-                    if cached:
-                        features = train_views.take(positions, flips).to(fabric.device)
-                        predictions = model_f(None, features=features)
-                    else:
-                        pixels = pixels.to(fabric.device)
-                        if cfg.mixgen > 0:
-                            prompts = [table.prompts[int(r)] for r in rows]
-                            pixels, batch_targets, _ = mixgen(pixels, prompts, batch_targets,
-                                                              cfg.mixgen, encoder.encode,
-                                                              mix_generator)  # fmt: skip
-                        style = None
-                        if train_views is not None:
-                            style = train_views.take(positions, flips).to(fabric.device)
-                        predictions = model_f(pixels, style_features=style)
-                    loss = loss_fn(predictions, batch_targets) / cfg.accumulate
-                    # Gradients sync across ranks only on the step that updates the weights.
-                    last_micro = (step + 1) % cfg.accumulate == 0 or step + 1 == batches
-                    with fabric.no_backward_sync(model_f, enabled=not last_micro):
-                        fabric.backward(loss)
-                    if last_micro:
-                        if cfg.clip_grad:
-                            fabric.clip_gradients(model_f, optimizer_f, max_norm=cfg.clip_grad)
-                        optimizer_f.step()
-                        optimizer_f.zero_grad(set_to_none=True)
-                        scheduler.step()
-                        if ema is not None:
-                            ema.update_parameters(model)
-                    total += float(loss.detach()) * cfg.accumulate * len(positions)
-                    count += len(positions)
-                    bar.advance()
-            train_loss, seconds = total / max(count, 1), time.perf_counter() - clock
+    def inputs(self, positions, pixels, flips, device) -> dict[str, torch.Tensor | None]:
+        """The model's keyword inputs for a batch: stored features, or pixels (and stored style
+        features)."""
+        if self.cached:
+            return {"pixels": None, "features": self.train_views.take(positions, flips).to(device)}
+        style = None
+        if self.train_views is not None:
+            style = self.train_views.take(positions, flips).to(device)
+        return {"pixels": pixels.to(device), "style_features": style}
 
-            # Validation (the EMA weights when there are any); the best epoch is kept.
-            evaluated = ema.module if ema is not None else model
-            cosine, predictions = _validate(evaluated, cfg, fabric, table, targets, val_rows,
-                                            cached, val_views)  # fmt: skip
-            improved = cosine is not None and (best_cosine is None or cosine > best_cosine)
-            if improved or (cosine is None and epoch == epochs - 1):
-                best_cosine, best_epoch = cosine, f"{phase}-{epoch + 1}"
-                if fabric.is_global_zero:
-                    training = {"fold": fold, "best_epoch": best_epoch, "val_cosine": best_cosine,
-                                "config": config_to_dict(cfg)}  # fmt: skip
-                    save_model(evaluated, fold_dir / "model", training)
-                    oof = predictions if predictions is not None else oof
-            speed = len(train_rows) / seconds if seconds else None
-            metrics.add(fold=fold, phase=phase, epoch=epoch + 1, train_loss=train_loss,
-                        val_cosine=cosine, lr=scheduler.get_last_lr()[0], seconds=seconds,
-                        images_per_s=speed)  # fmt: skip
-            if fabric.is_global_zero:
-                val = "" if cosine is None else f"val cosine {cosine:.4f}"
-                val += " (best)" if improved else ""
-                stderr.print(f"{label}{phase} epoch {epoch + 1}/{epochs}  loss {train_loss:.4f}  "
-                             f"{val}  {speed or 0.0:,.1f} img/s", highlight=False)  # fmt: skip
 
-            state = {"model": model, "optimizer": optimizer, "scheduler": scheduler.state_dict(),
-                     "phase": phase_index, "epoch": epoch + 1, "best_cosine": best_cosine,
-                     "best_epoch": best_epoch, "oof": oof}  # fmt: skip
-            if ema is not None:
-                state["ema"] = ema
-            _save_checkpoint(fabric, checkpoint, state)
-            budget.use_one()
+def train_one_epoch(run: FoldRun, source: BatchSource, model, model_f, optimizer_f, scheduler,
+                    ema, loss_fn, targets, phase: Phase, epoch: int) -> float:  # fmt: skip
+    """One pass over this rank's batches; returns the mean training loss."""
+    cfg, fabric, table = run.cfg, run.fabric, run.table
+    # Seeds per (seed, fold, phase, epoch): a resumed epoch draws what it would have.
+    torch.manual_seed(_seed(cfg.seed, run.fold, phase.name, epoch, "dropout"))
+    mix_generator = torch.Generator().manual_seed(
+        _seed(cfg.seed, run.fold, phase.name, epoch, "mix")
+    )
+    encoder = _mixgen_encoder(cfg, fabric)
+    model.train()
+    total, count = 0.0, 0
+    title = f"{run.label}{phase.name} {epoch + 1}/{phase.epochs}"
+    with progress_bar(title, source.batches, run.progress) as bar:
+        for step, (positions, pixels, flips) in enumerate(source.epoch(phase, epoch)):
+            rows = torch.as_tensor(source.train_rows)[positions]
+            batch_targets = targets[rows.to(targets.device)]
+            inputs = source.inputs(positions, pixels, flips, fabric.device)
+            if encoder is not None and inputs["pixels"] is not None:  # MixGen on the pixels
+                prompts = [table.prompts[int(r)] for r in rows]
+                mixed = mixgen(inputs["pixels"], prompts, batch_targets, cfg.mixgen,
+                               encoder.encode, mix_generator)  # fmt: skip
+                inputs["pixels"], batch_targets = mixed[0], mixed[1]
+            predictions = model_f(**inputs)
+            loss = loss_fn(predictions, batch_targets) / cfg.accumulate
+            # Gradients sync across ranks only on the step that updates the weights.
+            last_micro = (step + 1) % cfg.accumulate == 0 or step + 1 == source.batches
+            with fabric.no_backward_sync(model_f, enabled=not last_micro):
+                fabric.backward(loss)
+            if last_micro:
+                if cfg.clip_grad:
+                    fabric.clip_gradients(model_f, optimizer_f, max_norm=cfg.clip_grad)
+                optimizer_f.step()
+                optimizer_f.zero_grad(set_to_none=True)
+                scheduler.step()
+                if ema is not None:
+                    ema.update_parameters(model)
+            total += float(loss.detach()) * cfg.accumulate * len(positions)
+            count += len(positions)
+            bar.advance()
+    return total / max(count, 1)
 
-    if fabric.is_global_zero and oof is not None and fold is not None:
-        run_folder.write_fold_oof(fold_dir / "oof.parquet", table, val_rows, fold, oof)
-    fabric.barrier()
-    return FoldResult(fold, best_cosine, best_epoch, fold_dir / "model")
+
+@functools.cache
+def _mixgen_encoder_cached(spec: str, device: str):
+    from img2prompt.data.embed import load_encoder
+
+    return load_encoder(spec, device)
+
+
+def _mixgen_encoder(cfg: TrainConfig, fabric):
+    """MixGen embeds the joined prompts of mixed images on the fly (None without MixGen)."""
+    if cfg.mixgen <= 0:
+        return None
+    return _mixgen_encoder_cached(cfg.model.target_encoder, str(fabric.device))
 
 
 # --- the pieces fit() calls ---------------------------------------------------------------------
@@ -348,13 +447,14 @@ def _batches(cfg, fabric, model, table, train_rows, fold, phase, epoch, cached, 
 
 
 @torch.inference_mode()
-def _validate(model, cfg, fabric, table, targets, val_rows, cached, views):
+def validate(model, run: FoldRun, targets, val_rows, source: BatchSource):
     """(mean cosine, predictions) on the validation rows, or (None, None) when there are none.
     Every rank evaluates all of them: it is small, and it keeps the ranks' best epoch identical."""
+    cfg, fabric, table, views = run.cfg, run.fabric, run.table, source.val_views
     if len(val_rows) == 0:
         return None, None
     model.eval()
-    if cached:
+    if source.cached:
         predictions = model(None, features=views.plain.to(fabric.device))
     else:
         loader = DataLoader(ImageDataset([table.images[i] for i in val_rows], model.preprocess),
