@@ -183,3 +183,19 @@ def test_style_extractor_is_frozen_and_sees_its_own_normalisation(tiny_dirs):
         np.testing.assert_allclose(
             model.style_features(clip_pixels), model.style.eval().pooled(style_pixels), atol=1e-4
         )
+
+
+def test_layer_options_refuse_a_backbone_without_layers(monkeypatch):
+    """A timm model is one layer group: --layer-decay, --freeze-layers and --reinit-layers would
+    do nothing there, so they are refused, naming the backbone."""
+    import pytest
+
+    from img2prompt.errors import ConfigError
+    from img2prompt.train.optim import check_layer_options
+
+    model = ImageToPromptModel(ModelConfig("tiny-clip"), pretrained=False)
+    check_layer_options(model, 0.8, 2, 1)  # a CLIP ViT has its layers
+    monkeypatch.setattr(type(model.backbone), "layer_groups", lambda self: [self])
+    check_layer_options(model, 1.0, 0, 0)  # nothing asked: fine
+    with pytest.raises(ConfigError, match=r"--layer-decay, --freeze-layers need .* tiny-clip"):
+        check_layer_options(model, 0.8, 2, 0)

@@ -39,7 +39,13 @@ from img2prompt.train import run_folder
 from img2prompt.train.augment import mixgen
 from img2prompt.train.features import FeatureStore
 from img2prompt.train.losses import WeightedLoss, parse_loss_weights
-from img2prompt.train.optim import freeze_bottom, param_groups, reinit_top, warmup_cosine
+from img2prompt.train.optim import (
+    check_layer_options,
+    freeze_bottom,
+    param_groups,
+    reinit_top,
+    warmup_cosine,
+)
 from img2prompt.train.run_folder import FoldResult, MetricsLog, RunState, config_to_dict
 
 __all__ = ["FoldResult", "FoldRun", "FoldState", "TrainReport", "fit", "train"]
@@ -205,6 +211,7 @@ def fit(run: FoldRun) -> FoldResult | None:
 
     torch.manual_seed(_seed(cfg.seed, fold, "init"))
     model = ImageToPromptModel(cfg.model, pretrained=True)
+    check_layer_options(model, cfg.layer_decay, cfg.freeze_layers, cfg.reinit_layers)
     if cfg.reinit_layers:
         reinit_top(model, cfg.reinit_layers)
     model.to(fabric.device)

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from img2prompt.errors import ConfigError
 from img2prompt.models.model import ImageToPromptModel
 
 
@@ -15,6 +16,24 @@ def _split_decay(params: list[tuple[str, nn.Parameter]]) -> tuple[list, list]:
     decay = [p for _, p in params if p.ndim > 1]
     no_decay = [p for _, p in params if p.ndim <= 1]
     return decay, no_decay
+
+
+def check_layer_options(
+    model: ImageToPromptModel, layer_decay: float, freeze_layers: int, reinit_layers: int
+) -> None:
+    """The layer options need a backbone split into layers; one that is a single group (a timm
+    model) would silently ignore them, so they are refused, naming the backbone."""
+    asked = [
+        flag
+        for flag, value in (("--layer-decay", layer_decay != 1.0), ("--freeze-layers",
+                            freeze_layers > 0), ("--reinit-layers", reinit_layers > 0))
+        if value
+    ]  # fmt: skip
+    if asked and len(model.backbone.layer_groups()) < 2:
+        raise ConfigError(
+            f"{', '.join(asked)} need a backbone split into layers; {model.cfg.backbone} is one "
+            "group (use hf-clip, hf-convnext or efficientnet-lite0 for layer-wise options)"
+        )
 
 
 def param_groups(
