@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from img2prompt.data.dataset import read_training_table
@@ -25,9 +24,10 @@ from img2prompt.errors import InputError
 from img2prompt.index.config import IndexTuneConfig
 from img2prompt.index.model import RetrievalModel, is_retrieval_manifest
 from img2prompt.index.store import PromptIndex, blend
-from img2prompt.io import vector_column, write_json, write_parquet
-from img2prompt.metrics import cosines, mean_cosine
+from img2prompt.io import write_json
+from img2prompt.metrics import mean_cosine
 from img2prompt.predict.predictor import Failure, PredictOptions, Predictor
+from img2prompt.predict.tables import write_oof
 
 
 @dataclass
@@ -238,20 +238,8 @@ def _rows_by_image(table: ImageTable, done: list[str]) -> np.ndarray:
 
 
 def _write_oof(path: Path, table: ImageTable, rows: np.ndarray, predictions: np.ndarray) -> None:
-    """The layout `train --fold all` writes (id, image, fold, embedding, cosine)."""
-    targets = table.targets[rows]
-    write_parquet(
-        pa.table(
-            {
-                "id": [table.ids[i] for i in rows],
-                "image": [str(table.images[i]) for i in rows],
-                "fold": table.folds[rows].astype(np.int64),
-                "embedding": vector_column(predictions),
-                "cosine": cosines(predictions, targets).astype(np.float32),
-            }
-        ),
-        path,
-    )
+    """The layout `train --fold all` writes (`predict.tables.write_oof`)."""
+    write_oof(path, table, rows, table.folds[rows], predictions)
 
 
 def _write_choice(cfg: IndexTuneConfig, manifest: dict, table: ImageTable, r: TuneResult) -> None:

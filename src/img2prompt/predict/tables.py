@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from img2prompt.errors import InputError
 from img2prompt.io import vector_column, vectors_from_column, write_parquet
-from img2prompt.metrics import unit
+from img2prompt.metrics import cosines, unit
 from img2prompt.predict.submission import read_submission
 
 
@@ -140,6 +140,26 @@ class Truth:
                 f"{self.path} has {targets.shape[1]}",
             )
         return targets
+
+
+def write_oof(
+    path: str | Path, table, rows: np.ndarray, folds: np.ndarray, predictions: np.ndarray
+) -> None:
+    """Out-of-fold predictions for `ensemble fit`: id, image, fold, embedding and its cosine to
+    the target, for the `rows` of a prepared `table` (`train --fold all` and `index tune` both
+    write this layout)."""
+    write_parquet(
+        pa.table(
+            {
+                "id": [table.ids[i] for i in rows],
+                "image": [str(table.images[i]) for i in rows],
+                "fold": np.asarray(folds, np.int64),
+                "embedding": vector_column(predictions),
+                "cosine": cosines(predictions, table.targets[rows]).astype(np.float32),
+            }
+        ),
+        path,
+    )
 
 
 def read_truth(path: str | Path) -> Truth:

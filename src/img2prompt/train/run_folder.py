@@ -28,9 +28,9 @@ import yaml
 
 from img2prompt.config import TrainConfig
 from img2prompt.errors import ConfigError
-from img2prompt.io import atomic_dir, atomic_path, vector_column, write_json, write_parquet
-from img2prompt.metrics import cosines
+from img2prompt.io import atomic_dir, atomic_path, write_json, write_parquet
 from img2prompt.options import spellings
+from img2prompt.predict.tables import write_oof as write_oof_table
 
 # Only these may differ when resuming: they change how the run executes, not what it computes.
 RESUMABLE_CHANGES = ("resume", "stop_after_epochs", "devices", "num_nodes", "workers",
@@ -177,16 +177,8 @@ class MetricsLog:
 
 
 def write_fold_oof(path: Path, table, rows: np.ndarray, fold: int, predictions) -> None:
-    """A fold's out-of-fold predictions: id, image, fold, embedding, cosine to the target."""
-    targets = table.targets[rows]
-    columns = {
-        "id": [table.ids[i] for i in rows],
-        "image": [str(table.images[i]) for i in rows],
-        "fold": np.full(len(rows), fold, np.int64),
-        "embedding": vector_column(predictions),
-        "cosine": cosines(predictions, targets).astype(np.float32),
-    }
-    write_parquet(pa.table(columns), path)
+    """A fold's out-of-fold predictions (`predict.tables.write_oof`'s layout)."""
+    write_oof_table(path, table, rows, np.full(len(rows), fold, np.int64), predictions)
 
 
 def write_oof(out: Path, parts: list[Path], several: bool) -> float | None:
