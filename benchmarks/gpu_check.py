@@ -282,15 +282,9 @@ def check_generate(tmp: Path, device: str, quick: bool) -> dict:
     dev = torch.device(device)
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
     if quick:
-        unet = UNet2DConditionModel(
-            sample_size=8,
-            block_out_channels=(32, 64),
-            layers_per_block=1,
-            down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-            up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-            cross_attention_dim=32,
-            attention_head_dim=8,
-        )
+        from img2prompt.generate.tiny import tiny_unet
+
+        unet = tiny_unet()
         latent, context, width = 8, 32, 64
     else:
         unet = UNet2DConditionModel(

@@ -52,6 +52,24 @@ def write_tokenizer_files(folder: Path, words: Iterable[str]) -> None:
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
 
 
+def tiny_unet():
+    """A two-block random UNet (8x8 latents, 32-wide text context): the pipeline's, and the
+    GPU check's quick stand-in for Stable Diffusion's."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+    )
+
+
 def build_tiny_pipeline(folder: str | Path, words: Iterable[str] = (), seed: int = 0) -> Path:
     """Save a tiny random StableDiffusionPipeline to `folder` (a diffusers pipeline folder)."""
     import torch
@@ -59,7 +77,6 @@ def build_tiny_pipeline(folder: str | Path, words: Iterable[str] = (), seed: int
         AutoencoderKL,
         DDIMScheduler,
         StableDiffusionPipeline,
-        UNet2DConditionModel,
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
     from transformers.utils import logging as transformers_logging
@@ -82,17 +99,7 @@ def build_tiny_pipeline(folder: str | Path, words: Iterable[str] = (), seed: int
             pad_token_id=tokenizer.pad_token_id,
         )
     )
-    unet = UNet2DConditionModel(
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-    )
+    unet = tiny_unet()
     # Four blocks, so images are 8x their latents as in every SD checkpoint.
     vae = AutoencoderKL(
         in_channels=3,
