@@ -98,9 +98,9 @@ def generate(cfg: c.GenerateConfig, quiet: bool) -> None:
     path relative to OUT, and target/group/fold when the prompts table has them) goes to `data
     prepare` or training as it is."""
     from img2prompt.generate.run import generate as run_generate
-    from img2prompt.generate.run import print_report
+    from img2prompt.report import print_generate_report
 
-    print_report(run_generate(cfg, progress=not quiet), cfg.out)
+    print_generate_report(run_generate(cfg, progress=not quiet))
 
 
 def bank_build(cfg: c.BankBuildConfig, quiet: bool) -> None:
@@ -400,16 +400,18 @@ def index_build(cfg: c.IndexBuildConfig, quiet: bool) -> None:
     copied in): `predict INDEX`, `describe --model INDEX` and `serve --model INDEX` then predict
     softmax(cosine / T)-weighted means of the k nearest prompts' targets. Interrupted? Run the
     same command again: finished chunks in OUT.partial/ are kept."""
-    from img2prompt.index.build import build_index, summary
+    from img2prompt.index.build import build_index
+    from img2prompt.report import index_build_summary
 
-    stderr.print(summary(build_index(cfg, progress=not quiet)), highlight=False)
+    stderr.print(index_build_summary(build_index(cfg, progress=not quiet)), highlight=False)
 
 
 def index_tune(cfg: c.IndexTuneConfig, quiet: bool) -> None:
     """Choose k and the temperature by mean cosine on a prepared image table, each image's own
     prompt group left out of its neighbours (a test image's prompt is not in the index); writes
     them into INDEX/model.json and the out-of-fold predictions for `ensemble fit`."""
-    from img2prompt.index.tune import print_tuning, tune_index
+    from img2prompt.index.tune import tune_index
+    from img2prompt.report import print_tuning
 
     print_tuning(tune_index(cfg, progress=not quiet))
 

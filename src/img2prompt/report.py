@@ -12,9 +12,14 @@ from rich.text import Text
 
 from img2prompt.progress import stderr
 
-if TYPE_CHECKING:  # (importing data.prepare would load scikit-learn: ~0.8 s on every command)
+if TYPE_CHECKING:
     from img2prompt.data.prepare import PrepareReport
     from img2prompt.describer import Description
+    from img2prompt.generate.run import GenerateReport
+    from img2prompt.index.build import BuildReport
+    from img2prompt.index.tune import (
+        TuneResult,  # (importing data.prepare would load scikit-learn: ~0.8 s on every command)
+    )
     from img2prompt.metadata import GenerationMetadata
     from img2prompt.train.loop import TrainReport
 
@@ -204,3 +209,79 @@ def print_evaluation(result, truth: Path) -> None:
     stderr.print("worst images:", style="bold")
     for image, cosine in result.worst():
         stderr.print(f"  {cosine:.4f}  {image}", highlight=False, markup=False)
+
+
+def print_generate_report(report: GenerateReport) -> None:
+    """Summary on stdout: what this process made, and the state of the whole run."""
+    who = "" if report.world_size == 1 else f"rank {report.rank}/{report.world_size}: "
+    rate = report.images_generated / report.seconds if report.seconds else 0.0
+    where = f" on {report.device} ({report.precision})" if report.device else ""
+    console.print(
+        f"{who}{report.images_generated:,} images generated in {report.shards_written:,} shards"
+        f"{where}, {report.seconds:,.1f} s ({rate:,.2f} images/s); "
+        f"{report.shards_done_before:,} of {report.shards:,} shards were already done",
+        highlight=False,
+    )
+    if report.index is None:
+        if report.world_size == 1:
+            console.print("the run is not complete: run the same command again to finish it")
+        return
+    console.print(
+        f"{report.images:,} images of {report.prompts:,} prompts indexed in {report.index}",
+        highlight=False,
+    )
+    if report.truncated_prompts:
+        console.print(
+            f"[yellow]{report.truncated_prompts:,} of {report.prompts:,} prompts are longer than "
+            f"the text encoder's {report.token_window} tokens[/] (longest: "
+            f"{report.max_prompt_tokens}): their images see only the first "
+            f"{report.token_window}, while their targets embed the whole prompt "
+            "(column `truncated`)",
+            highlight=False,
+        )
+
+
+def print_tuning(result: TuneResult) -> None:
+    table = Table(title="mean cosine (rows: k, columns: temperature)", box=None)
+    table.add_column("k", justify="right")
+    for temperature in result.temperature_grid:
+        table.add_column(f"{temperature:g}", justify="right")
+    for k, row in zip(result.k_grid, result.scores, strict=True):
+        cells = [
+            f"[bold]{x:.4f}[/]" if (k, t) == (result.k, result.temperature) else f"{x:.4f}"
+            for x, t in zip(row, result.temperature_grid, strict=True)
+        ]
+        table.add_row(str(k), *cells)
+    stderr.print(table)
+    for failure in result.failures:
+        stderr.print(f"  skipped {failure.image}: {failure.reason}", highlight=False, markup=False)
+    stderr.print(
+        f"best k={result.k}, temperature={result.temperature:g}: mean cosine {result.score:.4f} "
+        f"on {result.images:,} images (left out: {result.exclusion}); "
+        + (f"written to {result.index / 'model.json'}; " if result.written else "")
+        + f"out-of-fold predictions in {result.oof}; {result.seconds:.1f} s",
+        highlight=False,
+    )
+
+
+def index_build_summary(report: BuildReport) -> str:
+    """The line `index build` prints."""
+    from img2prompt.index.build import RECALL_QUERIES
+
+    parts = [
+        f"index {report.out}: {report.prompts:,} prompts ({report.rows_read:,} rows read), "
+        f"{report.dim}-d CLIP text features, {report.search} search",
+        f"embedded {report.embedded:,} at {report.texts_per_second:,.1f} texts/s "
+        f"({report.precision}, {report.device})"
+        + (f", {report.resumed:,} kept from an interrupted build" if report.resumed else ""),
+    ]
+    if report.recall is not None:
+        parts.append(
+            f"recall@{report.recall_k} vs exact search {report.recall:.4f} (on "
+            f"{min(RECALL_QUERIES, report.prompts):,} sampled prompts' text features)"
+        )
+    if report.split:
+        parts.append(report.split)
+    if not report.wrote:
+        return f"this rank: {parts[1]}; {report.split}; rank 0 writes {report.out}"
+    return "; ".join(parts) + f"; {report.seconds:.1f} s"

@@ -282,36 +282,3 @@ def _claim(
         },
         run_file,
     )
-
-
-def print_report(report: GenerateReport, out: Path) -> None:
-    """Summary on stdout: what this process made, and the state of the whole run."""
-    from rich.console import Console
-
-    console = Console()
-    who = "" if report.world_size == 1 else f"rank {report.rank}/{report.world_size}: "
-    rate = report.images_generated / report.seconds if report.seconds else 0.0
-    where = f" on {report.device} ({report.precision})" if report.device else ""
-    console.print(
-        f"{who}{report.images_generated:,} images generated in {report.shards_written:,} shards"
-        f"{where}, {report.seconds:,.1f} s ({rate:,.2f} images/s); "
-        f"{report.shards_done_before:,} of {report.shards:,} shards were already done",
-        highlight=False,
-    )
-    if report.index is None:
-        if report.world_size == 1:
-            console.print("the run is not complete: run the same command again to finish it")
-        return
-    console.print(
-        f"{report.images:,} images of {report.prompts:,} prompts indexed in {report.index}",
-        highlight=False,
-    )
-    if report.truncated_prompts:
-        console.print(
-            f"[yellow]{report.truncated_prompts:,} of {report.prompts:,} prompts are longer than "
-            f"the text encoder's {report.token_window} tokens[/] (longest: "
-            f"{report.max_prompt_tokens}): their images see only the first "
-            f"{report.token_window}, while their targets embed the whole prompt "
-            "(column `truncated`)",
-            highlight=False,
-        )

@@ -431,24 +431,3 @@ def _approx_recall(cfg: IndexBuildConfig, index, chunks: list[Path]) -> tuple[fl
 
 def _drop_self(ids: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
     return np.stack([[i for i in row if i != own][:k] for row, own in zip(ids, rows, strict=True)])
-
-
-def summary(report: BuildReport) -> str:
-    """The line `index build` prints."""
-    parts = [
-        f"index {report.out}: {report.prompts:,} prompts ({report.rows_read:,} rows read), "
-        f"{report.dim}-d CLIP text features, {report.search} search",
-        f"embedded {report.embedded:,} at {report.texts_per_second:,.1f} texts/s "
-        f"({report.precision}, {report.device})"
-        + (f", {report.resumed:,} kept from an interrupted build" if report.resumed else ""),
-    ]
-    if report.recall is not None:
-        parts.append(
-            f"recall@{report.recall_k} vs exact search {report.recall:.4f} (on "
-            f"{min(RECALL_QUERIES, report.prompts):,} sampled prompts' text features)"
-        )
-    if report.split:
-        parts.append(report.split)
-    if not report.wrote:
-        return f"this rank: {parts[1]}; {report.split}; rank 0 writes {report.out}"
-    return "; ".join(parts) + f"; {report.seconds:.1f} s"

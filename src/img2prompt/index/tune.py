@@ -259,30 +259,3 @@ def _write_choice(cfg: IndexTuneConfig, manifest: dict, table: ImageTable, r: Tu
         "oof": str(r.oof),
     }
     write_json(manifest, cfg.index / "model.json")
-
-
-def print_tuning(result: TuneResult) -> None:
-    from rich.table import Table
-
-    from img2prompt.progress import stderr
-
-    table = Table(title="mean cosine (rows: k, columns: temperature)", box=None)
-    table.add_column("k", justify="right")
-    for temperature in result.temperature_grid:
-        table.add_column(f"{temperature:g}", justify="right")
-    for k, row in zip(result.k_grid, result.scores, strict=True):
-        cells = [
-            f"[bold]{x:.4f}[/]" if (k, t) == (result.k, result.temperature) else f"{x:.4f}"
-            for x, t in zip(row, result.temperature_grid, strict=True)
-        ]
-        table.add_row(str(k), *cells)
-    stderr.print(table)
-    for failure in result.failures:
-        stderr.print(f"  skipped {failure.image}: {failure.reason}", highlight=False, markup=False)
-    stderr.print(
-        f"best k={result.k}, temperature={result.temperature:g}: mean cosine {result.score:.4f} "
-        f"on {result.images:,} images (left out: {result.exclusion}); "
-        + (f"written to {result.index / 'model.json'}; " if result.written else "")
-        + f"out-of-fold predictions in {result.oof}; {result.seconds:.1f} s",
-        highlight=False,
-    )
