@@ -82,10 +82,10 @@ def train(cfg: c.TrainConfig, quiet: bool) -> None:
     --data DIR --out RUN`; options given here override the recipe). LP-FT: `--lp-epochs 2
     --epochs 3`. K-fold with out-of-fold predictions: `--fold all`. Several GPUs: `--devices 4
     --strategy ddp`. Interrupted? Run the same command with `--resume`."""
-    from img2prompt.report import print_epoch, print_train_report
+    from img2prompt.report import print_train_report
     from img2prompt.train.loop import train as run_train
 
-    print_train_report(run_train(cfg, progress=not quiet, on_epoch=print_epoch))
+    print_train_report(run_train(cfg, progress=not quiet))
 
 
 def generate(cfg: c.GenerateConfig, quiet: bool) -> None:

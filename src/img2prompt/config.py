@@ -425,9 +425,7 @@ class PredictOptions:
 
 @dataclass
 class DecodeOptions:
-    """How hard the decoder searches. With the defaults `best` takes ~0.4 s and `fast` ~17 ms
-    per real prompt on a 2-core CPU with native bfloat16 and the packaged bank, ~1 s and ~30 ms
-    on one without (benchmarks/bench_decode.py)."""
+    """How hard the decoder searches (times and round trips: docs/readable-prompts.md)."""
 
     mode: DecodeMode = "best"
     """`fast` (nearest entries, greedy assembly; milliseconds) or `best` (beam search scored by
@@ -437,8 +435,7 @@ class DecodeOptions:
     max_words: int = 60
     """Longest prompt in words (Stable Diffusion's CLIP reads 77 tokens; 60 words fit)."""
     max_phrases: int = 12
-    """Most phrases in one prompt (`best` on real_pairs dev prompts: 12 -> 0.9215, 16 -> 0.9241 for
-    19% more time, most of it on prompts of over 20 words)."""
+    """Most phrases in one prompt (more helps long prompts, at more time)."""
     shortlist: int = 256
     """Entries nearest to the target that every step may choose from."""
     residual_shortlist: int = 48
@@ -446,21 +443,16 @@ class DecodeOptions:
     beam_width: int = 3
     """`best`: prompts kept after each step."""
     encodes_per_step: int = 20
-    """`best`: extensions per prompt and step scored by the encoder (on real_pairs dev prompts
-    with the packaged bank and patience 1: 14 -> 0.920 at 0.35 s, 16 -> 0.920 at 0.39 s,
-    18 -> 0.922 at 0.42 s, 22 -> 0.923 at 0.48 s a prompt; after the search encodes ran on
-    weights cast once to bfloat16: 18 -> 0.9210 at 0.40 s, 20 -> 0.9213 at 0.42 s)."""
+    """`best`: extensions per prompt and step scored by the encoder (the search's cost)."""
     patience: int = 1
-    """Steps the beam search goes on without improving its best prompt (`best`; on real_pairs
-    dev prompts patience 1 at 18 encodes a step beat patience 0 at 24: 0.917 vs 0.916, and
-    faster)."""
+    """Steps the beam search goes on without improving its best prompt (`best`): one more
+    phrase can lower the score and the next raise it again."""
     cleanup: bool = True
     """Drop phrases whose removal does not lower the score (`best`)."""
     swap_rounds: int = 2
     """Rounds of trying to replace one phrase of the best prompt by another (`best`)."""
     fast_shortlist: int = 1024
-    """Entries `fast` assembles from (on real_pairs dev prompts 512 -> 1024 entries lifts the
-    round trip 0.840 -> 0.844 for ~1 ms)."""
+    """Entries `fast` assembles from."""
     fast_max_phrases: int = 7
     """Most phrases `fast` assembles; the encoder then picks the best of the prefixes."""
     neighbours: int = 5
@@ -468,8 +460,8 @@ class DecodeOptions:
     batch_size: int = 64
     """Texts per encoder batch (64 suits a CPU)."""
     search_precision: Precision = "auto"
-    """Precision of the encodes that rank candidates: `bf16` (cosines within ~1e-4 of float32,
-    ~3x faster on CPUs with AVX512-BF16 or AMX), `fp32`, or `auto` (bf16 where the hardware has
+    """Precision of the encodes that rank candidates: `bf16` (within ~1e-4 of float32, much
+    faster where the CPU has native bfloat16), `fp32`, or `auto` (bf16 where the hardware has
     it); fp16 is refused. Printed scores are always float32."""
 
     def __post_init__(self) -> None:
