@@ -58,3 +58,19 @@ def progress_bar(description: str, total: float | None, enabled: bool = True) ->
         console=stderr,
     ) as progress:
         yield _Bar(progress, progress.add_task(description, total=total))
+
+
+def print_epoch(
+    label: str,
+    epoch: int,
+    epochs: int,
+    loss: float,
+    cosine: float | None,
+    improved: bool,
+    images_per_s: float,
+) -> None:
+    """`train`'s line at the end of each epoch (the loop calls it through `on_epoch`)."""
+    val = "" if cosine is None else f"val cosine {cosine:.4f}"
+    val += " (best)" if improved else ""
+    stderr.print(f"{label} epoch {epoch}/{epochs}  loss {loss:.4f}  {val}  "
+                 f"{images_per_s:,.1f} img/s", highlight=False)  # fmt: skip

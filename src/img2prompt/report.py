@@ -59,22 +59,6 @@ def print_prepare_report(report: PrepareReport, out: Path) -> None:
     console.print(f"wrote {out / 'prompts.parquet'} and {out / 'manifest.json'}")
 
 
-def print_epoch(
-    label: str,
-    epoch: int,
-    epochs: int,
-    loss: float,
-    cosine: float | None,
-    improved: bool,
-    images_per_s: float,
-) -> None:
-    """`train`'s line at the end of each epoch (the loop calls it through `on_epoch`)."""
-    val = "" if cosine is None else f"val cosine {cosine:.4f}"
-    val += " (best)" if improved else ""
-    stderr.print(f"{label} epoch {epoch}/{epochs}  loss {loss:.4f}  {val}  "
-                 f"{images_per_s:,.1f} img/s", highlight=False)  # fmt: skip
-
-
 def print_train_report(report: TrainReport) -> None:
     """Per fold: best validation cosine and epoch; then where the model and the OOF file are."""
     if not report.is_global_zero:

@@ -34,7 +34,7 @@ from img2prompt.errors import ConfigError
 from img2prompt.io import atomic_path
 from img2prompt.metrics import mean_cosine
 from img2prompt.models.model import ImageToPromptModel, save_model
-from img2prompt.progress import progress_bar
+from img2prompt.progress import print_epoch, progress_bar
 from img2prompt.train import run_folder
 from img2prompt.train.augment import mixgen
 from img2prompt.train.features import FeatureStore
@@ -77,18 +77,18 @@ class EpochBudget:
 
 EpochLine = Callable[[str, int, int, float, "float | None", bool, float], None]
 """`on_epoch(label, epoch, epochs, train_loss, val_cosine, improved, images_per_s)`: how a
-caller hears of each finished epoch (by default, with progress on, `report.print_epoch` prints
-it); the loop itself prints nothing."""
+caller hears of each finished epoch (by default, with progress on, `progress.print_epoch`
+prints it, beside the progress bars)."""
 
 
 def train(
     cfg: TrainConfig, progress: bool = True, on_epoch: EpochLine | None = None
 ) -> TrainReport:
     """Train as `cfg` says; returns what was written where. Safe to call again with resume=True.
-    With `progress`, each finished epoch is reported by `report.print_epoch` unless `on_epoch`
+    With `progress`, each finished epoch is reported by `progress.print_epoch` unless `on_epoch`
     says otherwise."""
     if on_epoch is None and progress:
-        from img2prompt.report import print_epoch as on_epoch
+        on_epoch = print_epoch
     started = time.perf_counter()
     parse_loss_weights(cfg.loss)  # every loss named is registered, before any work
     fabric = _fabric(cfg)
