@@ -24,6 +24,7 @@ from img2prompt.data.images import ImageSearch, load_image_bytes, scan_images
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.io import atomic_path, vector_column, write_parquet
 from img2prompt.metadata import GenerationMetadata, read_metadata
+from img2prompt.metadata.reader import NOT_AN_IMAGE
 from img2prompt.models.protocol import PromptModel
 from img2prompt.predict.predictor import Failure, PredictOptions, Predictor
 from img2prompt.predict.tta import render_views
@@ -163,7 +164,7 @@ def describe_metadata_only(inputs: Sequence[str | Path], progress: bool = False)
     with progress_bar("metadata", len(search.images), progress) as bar:
         for path in search.images:
             metadata = read_metadata(path)
-            if metadata.prompt is None and metadata.error and metadata.error.startswith("not an"):
+            if metadata.prompt is None and (metadata.error or "").startswith(NOT_AN_IMAGE):
                 failures.append(Failure(str(path), metadata.error))
             else:
                 descriptions.append(from_metadata(metadata))

@@ -50,6 +50,8 @@ PIXEL_READ_MAX_PIXELS = 4096 * 4096
 this size (SD outputs, upscaled ones included), and by at most `PIXEL_READS` threads at once, so
 a server answering many uploads does not hold many decoded images for their metadata."""
 PIXEL_READS = threading.BoundedSemaphore(2)
+NOT_AN_IMAGE = "not an image Pillow can open"
+"""How `error` begins for a file that is no image at all."""
 USER_COMMENT = 0x9286
 EXIF_IFD = 0x8769
 SETTING_KEYS = {  # what each front end calls a setting -> the name in `settings`
@@ -101,7 +103,7 @@ def read_metadata(source: str | Path | bytes, name: str | None = None) -> Genera
         result.error = "no such file"
         return result
     except Exception as e:  # any file a person keeps: reported, never raised
-        result.error = f"not an image Pillow can open ({type(e).__name__})"
+        result.error = f"{NOT_AN_IMAGE} ({type(e).__name__})"
         return result
     try:
         with opened as image:
@@ -383,8 +385,13 @@ def _printable(text: str) -> str:
 
 
 def _number(value: Any, kind: type) -> Any:
+    """`value` as an int or float where it is one; as it was otherwise. Whole numbers are read
+    exactly (a 64-bit seed through a float would lose its last digits)."""
     try:
-        return kind(float(value)) if kind is int else kind(value)
+        if kind is int:
+            text = str(value).strip()
+            return int(text) if text.lstrip("+-").isdigit() else int(float(text))
+        return kind(value)
     except (TypeError, ValueError, OverflowError):
         return value
 

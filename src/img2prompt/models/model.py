@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 
 from img2prompt.config import ModelConfig
-from img2prompt.data.transforms import PreprocessConfig
 from img2prompt.errors import InputError
 from img2prompt.models.backbones import Backbone, build_backbone
 from img2prompt.models.heads import build_head
@@ -68,10 +67,6 @@ class ImageToPromptModel(PromptModel):
         self.head = build_head(cfg.head, self.feature_dim, cfg.out_dim, cfg.head_hidden)
         self.backbone_frozen = False
         self.manifest: dict[str, Any] = {}
-
-    @property
-    def preprocess(self) -> PreprocessConfig:
-        return self.backbone.preprocess
 
     @property
     def summary(self) -> str:
