@@ -12,7 +12,7 @@ them in view, so that run is a training score. Two banks:
   - a bank of every list in ../shared/data/prompt_banks (~225k entries and their single words),
     built once into --big-bank (minutes on a CPU; embeddings are cached) and reused.
 
-Baseline, measured in the same run: the nearest bank entry alone (what a nearest-neighbour lookup
+Baseline, measured in the same run: the nearest bank entry alone (what a nearest-neighbor lookup
 would print). Times are per prompt, decoding all prompts in one call; the median of --repeats runs.
 
 `--real-pairs` decodes instead the distinct prompts of ../shared/data/real_pairs (real SD prompts:
@@ -262,7 +262,7 @@ def measure(
         cpu.append((cpu_seconds() - start_cpu) / len(targets))
         encodes = decoder.encodes / len(targets)
     assert decoded is not None
-    scores = np.array([d.score for d in decoded])
+    scores = np.array([d.match for d in decoded])
     words = [len(d.prompt.split()) for d in decoded]
     repeats_ok = all(len({entry_key(p) for p in d.phrases}) == len(d.phrases) for d in decoded)
     outputs = [d.prompt for d in decoded]
@@ -280,7 +280,7 @@ def measure(
         "max_words": max(words),
         "no_repeats": repeats_ok,
         "examples": [
-            (prompts[i], decoded[i].prompt, decoded[i].score) for i in range(len(prompts))
+            (prompts[i], decoded[i].prompt, decoded[i].match) for i in range(len(prompts))
         ],
     }
 

@@ -80,7 +80,7 @@ def run_seed_method(
     index.add(emb)
     k = min(k, n)
     keys = []
-    saturated = 0  # queries whose k-th neighbour is still >= threshold: the k limit cut them off
+    saturated = 0  # queries whose k-th neighbor is still >= threshold: the k limit cut them off
     for start in range(0, n, query_block):
         block = emb[start : start + query_block]
         sims, ids = index.search(block, k)

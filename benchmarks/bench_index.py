@@ -56,7 +56,7 @@ def _noisy(centres: np.ndarray, labels: np.ndarray, cosine: float, rng) -> np.nd
 
 def _centres(n: int, dim: int, seed: int) -> np.ndarray:
     """A centre per `MEMBERS` rows, in families of 16 (cosine ~0.8 to a family's own centre), so
-    neighbouring clusters overlap as topics of prompts do."""
+    neighboring clusters overlap as topics of prompts do."""
     rng = np.random.default_rng(seed)
     count = max(1, n // MEMBERS)
     families = _unit(rng.standard_normal((max(1, count // 16), dim), np.float32))

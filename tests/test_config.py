@@ -199,3 +199,44 @@ def test_serve_limits_have_one_definition(monkeypatch):
     serve_defaults = {s.key: s.default for s in specs(c.ServeConfig)}
     for f in dataclasses.fields(c.ServeLimits):
         assert serve_defaults[f"limits.{f.name}"] == getattr(limits, f.name)
+
+
+def test_a_renamed_option_keeps_its_old_spelling_for_a_release(tmp_path, monkeypatch):
+    """`index build --approx` became `--search`: the old flag and YAML key still set it, say
+    they are deprecated, and `--help` shows only the new name."""
+    seen = []
+    build = "img2prompt.index.build.build_index"
+    monkeypatch.setattr(build, lambda cfg, progress: seen.append(cfg))
+    monkeypatch.setattr("img2prompt.report.index_build_summary", lambda report: "")
+    base = ["index", "build", "p.parquet", "--clip", "c", "--out", "o"]
+    old = runner.invoke(app, [*base, "--approx", "hnsw"])
+    new = runner.invoke(app, [*base, "--search", "ivf"])
+    assert old.exit_code == 0 and new.exit_code == 0, old.output + new.output
+    assert "--approx is deprecated; use --search" in old.output
+    assert "deprecated" not in new.output
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("approx: hnsw\n")
+    from_file = build_config(
+        c.IndexBuildConfig, load_config_file(recipe, c.IndexBuildConfig) | {"prompts": "p"}
+        | {"clip": "c", "out": "o"}
+    )
+    assert [cfg.search for cfg in seen] == ["hnsw", "ivf"] and from_file.search == "hnsw"
+    help_text = runner.invoke(app, ["index", "build", "--help"]).output
+    assert "--search" in help_text and "--approx" not in help_text
+
+
+def test_renamed_python_names_still_answer_with_a_deprecation_warning():
+    """One name each for match and neighbors; the old Python spellings work for a release."""
+    from img2prompt.text.decode import Decoded
+
+    with pytest.warns(DeprecationWarning, match="use neighbors"):
+        options = c.DecodeOptions(neighbours=2)
+    assert options.neighbors == 2
+    assert dataclasses.replace(options, mode="fast").neighbors == 2
+    decoded = Decoded("a cat", 0.5, ["a cat"], [("a cat", 0.4)])
+    with pytest.warns(DeprecationWarning, match="use match"):
+        assert decoded.score == 0.5
+    with pytest.warns(DeprecationWarning, match="use neighbors"):
+        assert decoded.neighbours == [("a cat", 0.4)]
+    built = build_config(c.DescribeConfig, {"images": ["x.png"], "neighbours": 4})
+    assert built.decode.neighbors == 4

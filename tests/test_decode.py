@@ -3,6 +3,8 @@ clear errors for bad vectors, and the `decode` command."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -42,8 +44,8 @@ def test_an_entrys_own_vector_decodes_to_that_entry(bank, encoder, mode):
     rows = [0, 5, len(PHRASES) + 1]
     decoded = decoder.decode(encoder.encode([bank.texts[i] for i in rows]))
     assert [d.prompt for d in decoded] == [bank.texts[i] for i in rows]
-    assert all(d.score > 0.9999 for d in decoded)
-    assert decoded[0].neighbours[0][0] == bank.texts[0]
+    assert all(d.match > 0.9999 for d in decoded)
+    assert decoded[0].neighbors[0][0] == bank.texts[0]
 
 
 @pytest.mark.parametrize("mode", ["fast", "best"])
@@ -52,13 +54,13 @@ def test_printed_score_is_the_encoders_cosine(bank, encoder, mode):
     decoded = Decoder(bank, encoder, DecodeOptions(mode=mode)).decode(targets)
     again = encoder.encode([d.prompt for d in decoded])
     np.testing.assert_allclose(
-        [d.score for d in decoded], np.einsum("ij,ij->i", again, targets), atol=1e-5
+        [d.match for d in decoded], np.einsum("ij,ij->i", again, targets), atol=1e-5
     )
     # Several phrases, each from the bank; better than the nearest entry alone.
     for d in decoded:
         assert len(d.phrases) >= 2 and d.prompt.replace(",", "") == " ".join(d.phrases)
         assert set(d.phrases) <= set(bank.texts)
-        assert d.score > max(c for _, c in d.neighbours) + 0.05
+        assert d.match > max(c for _, c in d.neighbors) + 0.05
 
 
 def test_a_bank_whose_vectors_came_with_it_decodes_without_norms(tmp_path, encoder):
@@ -78,9 +80,9 @@ def test_a_bank_whose_vectors_came_with_it_decodes_without_norms(tmp_path, encod
         decoded = Decoder(bank, encoder, DecodeOptions(mode=mode)).decode(targets)
         again = encoder.encode([d.prompt for d in decoded])
         np.testing.assert_allclose(
-            [d.score for d in decoded], np.einsum("ij,ij->i", again, targets), atol=1e-5
+            [d.match for d in decoded], np.einsum("ij,ij->i", again, targets), atol=1e-5
         )
-        assert all(d.score > max(c for _, c in d.neighbours) + 0.05 for d in decoded)
+        assert all(d.match > max(c for _, c in d.neighbors) + 0.05 for d in decoded)
 
 
 def test_entries_without_a_norm_get_that_of_their_length():
@@ -97,8 +99,8 @@ def test_best_beats_fast_on_round_trips(bank, encoder):
     targets = encoder.encode(ROUND_TRIP)
     fast = Decoder(bank, encoder, DecodeOptions(mode="fast")).decode(targets)
     best = Decoder(bank, encoder, DecodeOptions(mode="best")).decode(targets)
-    assert np.mean([d.score for d in best]) >= np.mean([d.score for d in fast])
-    assert min(d.score for d in best) > 0.8
+    assert np.mean([d.match for d in best]) >= np.mean([d.match for d in fast])
+    assert min(d.match for d in best) > 0.8
 
 
 @pytest.mark.parametrize("mode", ["fast", "best"])
@@ -128,7 +130,7 @@ def test_entries_that_say_a_word_twice_are_never_used(tmp_path, encoder, mode):
     assert [bank.texts[i] for i in ids[:, 0]] == repeating  # each the nearest to its target
     for d in Decoder(bank, encoder, DecodeOptions(mode=mode)).decode(targets):
         assert not set(d.phrases) & set(repeating), d.prompt
-        assert d.score > 0
+        assert d.match > 0
 
 
 def test_a_word_its_plural_and_its_inflections_count_as_one():
@@ -196,7 +198,7 @@ def test_cli_decode_text_prints_prompts_and_scores(bank_dir):
     args = ["decode", "--bank", str(bank_dir), "--mode", "fast"]
     result = runner.invoke(app, [*args, "--text", ROUND_TRIP[0], "--text", ROUND_TRIP[1]])
     assert result.exit_code == 0, result.output
-    assert "mean score" in result.output and "s per prompt" in result.output
+    assert "mean match" in result.output and "s per prompt" in result.output
     quiet = runner.invoke(app, [*args, "-q", "--text", ROUND_TRIP[0], "--text", ROUND_TRIP[1]])
     prompts = quiet.stdout.splitlines()
     assert len(prompts) == 2 and all(p in result.output for p in prompts)
@@ -218,9 +220,17 @@ def test_cli_decode_writes_txt_and_parquet(tmp_path, bank_dir, encoder):
     assert [row["prompt"] for row in table] == written  # same search, same prompts
     assert [row["input"] for row in table] == ["row 0", "row 1"]
     for row, target in zip(table, encoder.encode(ROUND_TRIP), strict=True):
-        assert abs(row["score"] - float(encoder.encode([row["prompt"]])[0] @ target)) < 1e-5
-        assert len(row["neighbours"]) == len(row["neighbour_cosines"]) == 5
-        assert row["neighbour_cosines"] == sorted(row["neighbour_cosines"], reverse=True)
+        assert abs(row["match"] - float(encoder.encode([row["prompt"]])[0] @ target)) < 1e-5
+        cosines = [n["cosine"] for n in row["neighbors"]]
+        assert len(cosines) == 5 and cosines == sorted(cosines, reverse=True)
+    # `.json` holds the same results under the same names (describe's layout: results.py).
+    result = runner.invoke(app, [*args, "-q", "--out", str(tmp_path / "out.json")])
+    assert result.exit_code == 0, result.output
+    body = json.loads((tmp_path / "out.json").read_text())
+    assert body["failures"] == [] and len(body["results"]) == len(table)
+    for row, obj in zip(table, body["results"], strict=True):
+        assert row.keys() == obj.keys() and row["prompt"] == obj["prompt"]
+        assert row["match"] == pytest.approx(obj["match"], abs=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,7 @@ def test_descriptions_are_consistent(describer, encoder, images):
     again = np.einsum("ij,ij->i", encoder.encode(prompts), vectors)
     np.testing.assert_allclose([d.match for d in run.descriptions], again, atol=1e-5)
     for d in run.descriptions:
-        assert d.neighbours and d.neighbours == sorted(d.neighbours, key=lambda n: -n[1])
+        assert d.neighbors and d.neighbors == sorted(d.neighbors, key=lambda n: -n[1])
         assert set(d.phrases) <= set(describer.bank.texts)
 
 

@@ -26,7 +26,7 @@ from img2prompt.models.model import load_model
 from img2prompt.predict.predictor import PredictOptions, Predictor
 from tiny_checkpoints import save_tiny_clip_dual
 
-IMAGES = 72  # real images (of ~25 distinct prompts): enough for neighbours and groups
+IMAGES = 72  # real images (of ~25 distinct prompts): enough for neighbors and groups
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +216,7 @@ def test_interrupted_build_resumes_without_loss_or_duplicates(
 def test_tune_picks_best_of_grid_and_oof_excludes_own_group(
     clip_dir, data_dir, index_dir, reference, tmp_path
 ):
-    from img2prompt.index.tune import Exclusion, excluded_neighbours, tune_index
+    from img2prompt.index.tune import Exclusion, excluded_neighbors, tune_index
 
     index = tmp_path / "idx"
     shutil.copytree(index_dir, index)
@@ -251,20 +251,20 @@ def test_tune_picks_best_of_grid_and_oof_excludes_own_group(
     np.testing.assert_allclose(embeddings, expected, atol=1e-4)
     cosines = oof.column("cosine").to_numpy()
     np.testing.assert_allclose(cosines, (expected * targets).sum(1), atol=1e-4)
-    # No neighbour shares the image's group; without the exclusion many would (the leak).
+    # No neighbor shares the image's group; without the exclusion many would (the leak).
     model = load_model(index)
     exclusion = Exclusion(prompts, groups)
-    _, ids = excluded_neighbours(model.index, features.astype(np.float32), 16, exclusion)
+    _, ids = excluded_neighbors(model.index, features.astype(np.float32), 16, exclusion)
     assert not (reference.groups[ids] == groups[:, None]).any()
     _, leaked = model.index.search(features.astype(np.float32), 16)
     assert (reference.groups[leaked] == groups[:, None]).any()
 
 
 def test_approximate_index_reports_recall(clip_dir, data_dir, tmp_path, shared_data):
-    """`index build --approx hnsw` through the CLI: it prints the measured recall and stores it."""
+    """`index build --search hnsw` through the CLI: it prints the measured recall and stores it."""
     out = tmp_path / "hnsw"
     args = ["index", "build", str(data_dir), "--clip", str(clip_dir), "--out", str(out)]
-    result = CliRunner().invoke(app, [*args, "--k", "4", "--approx", "hnsw", "-q"])
+    result = CliRunner().invoke(app, [*args, "--k", "4", "--search", "hnsw", "-q"])
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "model.json").read_text())
     recall = manifest["index"]["approx_recall"]
@@ -325,7 +325,7 @@ def test_describe_index_model_nearest_prompts_and_interrogation(
         whole = _unit(_tensor(_text_features(reference, [d.interrogation])).numpy())[0]
         assert whole @ feature >= subject_features.max(0) @ feature - 1e-9 or len(phrases) == 1
         minilm = encoder.encode([d.interrogation])[0]
-        assert d.interrogation_score == pytest.approx(float(minilm @ d.embedding), abs=1e-4)
+        assert d.interrogation_match == pytest.approx(float(minilm @ d.embedding), abs=1e-4)
     # Images interrogated together (one encoder batch a step) get what each gets alone.
     interrogator = index_describer.interrogator
     together = interrogator.interrogate(features)
@@ -344,7 +344,7 @@ def test_describe_index_model_nearest_prompts_and_interrogation(
     assert (
         len(first["nearest_prompts"]) == 5
         and first["interrogation"]
-        and "interrogation_score" in first
+        and "interrogation_match" in first
     )
 
 
@@ -374,7 +374,7 @@ def test_serve_and_ensemble_take_an_index(
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert len(body["embedding"]) == 384 and len(body["nearest_prompts"]) == 5
-    assert body["interrogation"] and -1 <= body["interrogation_score"] <= 1
+    assert body["interrogation"] and -1 <= body["interrogation_match"] <= 1
 
     index = tmp_path / "idx"
     shutil.copytree(index_dir, index)

@@ -122,7 +122,7 @@ def describe(
     prompt and settings; `model`: the model's readable prompt), `.model_prompt` (the model's,
     always), `.match` (the cosine of the model's prompt's own vector to the predicted one: how
     well the words say the prediction, not how right it is), `.embedding`, `.phrases`,
-    `.neighbours`. `metadata="ignore"` reads pixels only."""
+    `.neighbors`. `metadata="ignore"` reads pixels only."""
     from img2prompt.describer import check_metadata_use
     from img2prompt.metadata import read_metadata
 

@@ -142,14 +142,14 @@ def _print_bank_report(report) -> None:
 def decode(cfg: c.DecodeConfig, quiet: bool) -> None:
     """Turn embeddings into readable prompts: one prompt per line on stdout, each with its score
     (cosine of the prompt's own embedding to the target) on stderr."""
-    from img2prompt.report import print_decode_scores
+    from img2prompt.report import print_decode_matches
     from img2prompt.text.run import run_decode
 
     result = run_decode(cfg, progress=not quiet)
     for decoded in result.decoded:
         typer.echo(decoded.prompt)
     if not quiet:
-        print_decode_scores(result, cfg.out)
+        print_decode_matches(result, cfg.out)
 
 
 def predict(cfg: c.PredictConfig, quiet: bool) -> None:
@@ -268,14 +268,11 @@ def describe(cfg: c.DescribeConfig, quiet: bool) -> None:
 
     from img2prompt.describer import (
         Describer,
-        check_description_output,
         describe_metadata_only,
         descriptions_json,
         write_descriptions,
     )
 
-    if cfg.out is not None:
-        check_description_output(cfg.out)
     if cfg.metadata == "only":
         result = describe_metadata_only(cfg.images, progress=not quiet)
     else:
@@ -408,7 +405,7 @@ def index_build(cfg: c.IndexBuildConfig, quiet: bool) -> None:
 
 def index_tune(cfg: c.IndexTuneConfig, quiet: bool) -> None:
     """Choose k and the temperature by mean cosine on a prepared image table, each image's own
-    prompt group left out of its neighbours (a test image's prompt is not in the index); writes
+    prompt group left out of its neighbors (a test image's prompt is not in the index); writes
     them into INDEX/model.json and the out-of-fold predictions for `ensemble fit`."""
     from img2prompt.index.tune import tune_index
     from img2prompt.report import print_tuning

@@ -11,13 +11,13 @@ Kept free of heavy imports: `img2prompt --help` reads this module.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal, get_args
 
 from img2prompt.data.embed import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER
 from img2prompt.data.images import MAX_PIXELS
-from img2prompt.errors import ConfigError
+from img2prompt.errors import ConfigError, warn_renamed
 from img2prompt.generate.presets import PresetName, SchedulerName
 
 # --- vocabularies --------------------------------------------------------------------------------
@@ -455,7 +455,7 @@ class DecodeOptions:
     """Entries `fast` assembles from."""
     fast_max_phrases: int = 7
     """Most phrases `fast` assembles; the encoder then picks the best of the prefixes."""
-    neighbours: int = 5
+    neighbors: int = field(default=5, metadata={"aliases": ("neighbours",)})
     """Nearest bank entries reported beside each prompt."""
     batch_size: int = 64
     """Texts per encoder batch (64 suits a CPU)."""
@@ -463,8 +463,12 @@ class DecodeOptions:
     """Precision of the encodes that rank candidates: `bf16` (within ~1e-4 of float32, much
     faster where the CPU has native bfloat16), `fp32`, or `auto` (bf16 where the hardware has
     it); fp16 is refused. Printed scores are always float32."""
+    neighbours: InitVar[int | None] = None  # deprecated spelling of `neighbors`, one release
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, neighbours: int | None) -> None:
+        if neighbours is not None:
+            warn_renamed("DecodeOptions(neighbours=...)", "neighbors", stacklevel=4)
+            self.neighbors = neighbours
         _check_choice("mode", self.mode, DecodeMode)
         if self.max_words < 1 or self.max_phrases < 1:
             raise ConfigError("--max-words and --max-phrases must be >= 1")
@@ -473,11 +477,12 @@ class DecodeOptions:
                   fast_max_phrases=self.fast_max_phrases, batch_size=self.batch_size)  # fmt: skip
         _check_choice("search-precision", self.search_precision, Precision)
         _no_fp16("--search-precision", self.search_precision)
-        if min(self.residual_shortlist, self.neighbours, self.patience, self.swap_rounds) < 0:
-            raise ConfigError("residual_shortlist, neighbours, patience, swap_rounds must be >= 0")
+        if min(self.residual_shortlist, self.neighbors, self.patience, self.swap_rounds) < 0:
+            raise ConfigError("residual_shortlist, neighbors, patience, swap_rounds must be >= 0")
 
 
-DECODE_OUTPUTS = (".txt", ".parquet")
+RESULT_SUFFIXES = (".txt", ".json", ".parquet")
+"""What decode's and describe's `--out` may end in (`results.write_results`)."""
 
 
 @dataclass
@@ -492,7 +497,8 @@ class DecodeConfig:
     embeddings: Path | None = None
     """An (N, 384) .npy of target vectors, one prompt per row."""
     out: Path | None = None
-    """`.txt`: the prompts, one a line in input order; `.parquet`: with scores and neighbours."""
+    """`.txt`: the prompts, one a line in input order; `.json` or `.parquet`: with each
+    prompt's match, phrases and nearest bank entries."""
     encoder: str = DEFAULT_ENCODER
     """Target encoder; must be the one the bank was built with."""
     device: Device = "auto"
@@ -504,10 +510,7 @@ class DecodeConfig:
         given = [name for name in ("text", "texts", "embeddings") if getattr(self, name)]
         if len(given) != 1:
             raise ConfigError("give exactly one of --text, --texts, --embeddings")
-        if self.out is not None and Path(self.out).suffix.lower() not in DECODE_OUTPUTS:
-            raise ConfigError(
-                f"--out must end in one of {DECODE_OUTPUTS}, got {Path(self.out).name!r}"
-            )
+        check_result_output(self.out)
 
 
 @dataclass
@@ -565,21 +568,23 @@ class DescribeConfig:
     bank: str = "default"
     """Prompt bank: `default` (shipped with the package) or a folder."""
     out: Path | None = None
-    """.parquet (prompt, match, embedding, neighbours) or .json."""
+    """`.json` or `.parquet` (prompt, source, settings, match, embedding, neighbors...), or
+    `.txt` (the prompts, one a line in input order)."""
     json: bool = False
     """Print JSON on stdout instead of the table."""
     skip_bad: bool = False
     """Exit 0 when some images could not be read but the others were."""
     predict: PredictOptions = field(default_factory=PredictOptions)
     """Prediction (spelled flat: `--batch-size`, `--tta`, `--device`...)."""
-    decode: DecodeOptions = field(default_factory=lambda: DecodeOptions(neighbours=3))
-    """Decoding (spelled flat: `--mode`, `--neighbours`...; `--decode.batch-size`)."""
+    decode: DecodeOptions = field(default_factory=lambda: DecodeOptions(neighbors=3))
+    """Decoding (spelled flat: `--mode`, `--neighbors`...; `--decode.batch-size`)."""
 
     def __post_init__(self) -> None:
         if not self.images:
             raise ConfigError("give at least one image file or folder")
         if self.sidecar == "none" and (self.overwrite or self.prefix):
             raise ConfigError("--overwrite and --prefix apply to captions: add --sidecar txt")
+        check_result_output(self.out)
 
 
 @dataclass
@@ -780,7 +785,7 @@ class IndexBuildConfig:
     """Prompts each prediction blends (the k most CLIP-similar to the image)."""
     temperature: float = 0.05
     """Softmax temperature over the k cosines: lower trusts the best match more."""
-    approx: IndexSearch = "exact"
+    search: IndexSearch = field(default="exact", metadata={"aliases": ("approx",)})
     """`exact` (IndexFlatIP, equals brute force), or for tens of millions `ivf` (IVF-Flat) or
     `hnsw`; their recall against exact search is measured on a sample and printed."""
     nprobe: int = 32
@@ -800,7 +805,7 @@ class IndexBuildConfig:
     def __post_init__(self) -> None:
         self.prompts, self.out = Path(self.prompts), Path(self.out)
         check_k_temperature(self.k, self.temperature)
-        _check_choice("approx", self.approx, IndexSearch)
+        _check_choice("search", self.search, IndexSearch)
         _check_choice("precision", self.precision, Precision)
         if min(self.batch_size, self.chunk_size, self.nprobe, self.ef_search) < 1:
             raise ConfigError("--batch-size, --chunk-size, --nprobe and --ef-search must be >= 1")
@@ -822,7 +827,7 @@ class IndexTuneConfig:
     """Where the out-of-fold predictions at the chosen (k, T) go (id, image, fold, embedding,
     cosine, as `train --fold all` writes them); default INDEX/oof.parquet."""
     exclude_own_group: bool = True
-    """Leave out each image's own prompt group (and its exact prompt) from its neighbours, as a
+    """Leave out each image's own prompt group (and its exact prompt) from its neighbors, as a
     test image's prompt is absent from the index; off measures a leaked, optimistic score."""
     exclude_similar: float = 0.8
     """With `exclude_own_group`: also leave out index prompts whose MiniLM target has at least
@@ -882,6 +887,12 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         _check_choice("mode", self.mode, DecodeMode)
+
+
+def check_result_output(out: Path | None) -> None:
+    """Refuse a decode/describe `--out` that `results.write_results` cannot write."""
+    if out is not None and Path(out).suffix.lower() not in RESULT_SUFFIXES:
+        raise ConfigError(f"--out must end in {', '.join(RESULT_SUFFIXES)}, got {Path(out).name!r}")
 
 
 def _check_choice(option: str, value, choices) -> None:

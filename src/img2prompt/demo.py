@@ -88,7 +88,7 @@ def run_demo(
 
     console.rule("[bold]1. describe: example photographs → prompts")
     run = describer.describe_files(example_images())
-    print_descriptions(run.descriptions, neighbours=False)
+    print_descriptions(run.descriptions, neighbors=False)
     write_descriptions(run, out / "examples.parquet")
     _timing(run, out / "examples.parquet")
 
@@ -134,7 +134,7 @@ def _kaggle_sample(describer: Describer, sample: Path, out: Path) -> None:
         run.descriptions,
         truths=[truths.get(stem, "?") for stem in stems],
         cosines=cosines,
-        neighbours=False,
+        neighbors=False,
     )
     _timing(run, out / "kaggle_sample.parquet")
     console.print(

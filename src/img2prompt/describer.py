@@ -8,7 +8,6 @@ the model's guess stands beside it (`metadata="auto"`); `with_metadata` is that 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,13 +20,13 @@ from PIL import Image
 
 from img2prompt.config import ServeLimits
 from img2prompt.data.images import ImageSearch, load_image_bytes, scan_images
-from img2prompt.errors import ConfigError, InputError
-from img2prompt.io import atomic_path, vector_column, write_parquet
+from img2prompt.errors import ConfigError, InputError, warn_renamed
 from img2prompt.metadata import GenerationMetadata, read_metadata
 from img2prompt.metadata.reader import NOT_AN_IMAGE
 from img2prompt.models.protocol import PromptModel
 from img2prompt.predict.predictor import Failure, PredictOptions, Predictor
 from img2prompt.predict.tta import render_views
+from img2prompt.results import NEIGHBORS, write_results
 from img2prompt.text.decode import Decoded, DecodeOptions, Decoder
 
 
@@ -48,14 +47,14 @@ class Description:
     embedding: np.ndarray | None
     """The predicted prompt embedding: 384 float32, unit length (None when no model ran)."""
     phrases: list[str] = field(default_factory=list)
-    neighbours: list[tuple[str, float]] = field(default_factory=list)
+    neighbors: list[tuple[str, float]] = field(default_factory=list)
     """Nearest bank entries to the embedding, with their cosines."""
     nearest_prompts: list[tuple[str, float]] = field(default_factory=list)
     """Index models: the real prompts most CLIP-similar to the image, with their CLIP cosines
     (the prompts the prediction blends)."""
     interrogation: str = ""
     """Index models: a prompt of bank phrases chosen by CLIP image-text similarity."""
-    interrogation_score: float | None = None
+    interrogation_match: float | None = None
     """Cosine between MiniLM's vector of `interrogation` and `embedding`."""
     source: str = "model"
     """Where `prompt` comes from: `metadata` (embedded in the file), `model`, or `none`."""
@@ -72,7 +71,20 @@ class Description:
     @property
     def score(self) -> float | None:
         """Deprecated name of `match`."""
+        warn_renamed("Description.score", "match")
         return self.match
+
+    @property
+    def neighbours(self) -> list[tuple[str, float]]:
+        """Deprecated name of `neighbors`."""
+        warn_renamed("Description.neighbours", "neighbors")
+        return self.neighbors
+
+    @property
+    def interrogation_score(self) -> float | None:
+        """Deprecated name of `interrogation_match`."""
+        warn_renamed("Description.interrogation_score", "interrogation_match")
+        return self.interrogation_match
 
     def to_json(self) -> dict[str, Any]:
         match = None if self.match is None else round(self.match, 6)
@@ -90,15 +102,17 @@ class Description:
             "score": match,  # deprecated alias of "match", kept for old clients
             "embedding": None if self.embedding is None else [float(x) for x in self.embedding],
             "phrases": self.phrases,
-            "neighbors": [{"text": t, "cosine": round(c, 6)} for t, c in self.neighbours],
+            "neighbors": [{"text": t, "cosine": round(c, 6)} for t, c in self.neighbors],
         }
         if self.nearest_prompts:
             out["nearest_prompts"] = [
                 {"prompt": t, "clip_cosine": round(c, 6)} for t, c in self.nearest_prompts
             ]
         if self.interrogation:  # the names `POST /api/describe` answers with
+            interrogation_match = round(self.interrogation_match or 0.0, 6)
             out["interrogation"] = self.interrogation
-            out["interrogation_score"] = round(self.interrogation_score or 0.0, 6)
+            out["interrogation_match"] = interrogation_match
+            out["interrogation_score"] = interrogation_match  # deprecated alias, one release
         return out
 
 
@@ -303,7 +317,7 @@ class Describer:
         finished = self.model.finish(outputs, self.nearest_prompts)
         decoded: list[Decoded] = self.decoder.decode(finished.embeddings)
         descriptions = [
-            Description(name, d.prompt, d.score, vector, d.phrases, d.neighbours, nearest)
+            Description(name, d.prompt, d.match, vector, d.phrases, d.neighbors, nearest)
             for name, d, vector, nearest in zip(
                 names, decoded, finished.embeddings, finished.nearest, strict=True
             )
@@ -314,75 +328,48 @@ class Describer:
             vectors = self.encoder.encode([f.prompt for f in found])
             for d, f, vector in zip(descriptions, found, vectors, strict=True):
                 d.interrogation = f.prompt
-                d.interrogation_score = float(vector @ d.embedding)
+                d.interrogation_match = float(vector @ d.embedding)
         return descriptions
 
 
-def check_description_output(out: Path) -> None:
-    """Refuse an `--out` that `write_descriptions` cannot write (before any work is done)."""
-    if out.suffix.lower() not in (".parquet", ".json"):
-        raise ConfigError(f"--out must end in .parquet or .json, got {out.name!r}")
+NEAREST_PROMPTS = pa.list_(pa.struct([("prompt", pa.string()), ("clip_cosine", pa.float32())]))
+"""Index models' nearest real prompts, `{prompt, clip_cosine}` each, as in the JSON."""
+
+# The JSON's fields, less its deprecated aliases (`score`, `interrogation_score`).
+DESCRIPTION_SCHEMA = pa.schema(
+    [
+        ("image", pa.string()),
+        ("prompt", pa.string()),
+        ("source", pa.string()),
+        ("model_prompt", pa.string()),
+        ("negative_prompt", pa.string()),
+        ("generator", pa.string()),
+        ("settings", pa.string()),  # JSON text: its keys vary by front end
+        ("metadata_error", pa.string()),
+        ("match", pa.float32()),
+        ("embedding", pa.list_(pa.float32())),
+        ("phrases", pa.list_(pa.string())),
+        ("neighbors", NEIGHBORS),
+        ("nearest_prompts", NEAREST_PROMPTS),
+        ("interrogation", pa.string()),
+        ("interrogation_match", pa.float32()),
+    ]
+)
 
 
 def write_descriptions(run: DescribeRun, out: Path) -> None:
-    """`.parquet`: image, prompt, source, model_prompt, negative_prompt, generator, settings
-    (JSON text), match, embedding (list<float32>, null when no model ran), phrases,
-    neighbours; `.json`: the same as a list of objects plus the failures."""
-    check_description_output(out)
-    if out.suffix.lower() == ".json":
-        with atomic_path(out) as tmp:
-            tmp.write_text(json.dumps(descriptions_json(run), indent=1) + "\n", encoding="utf-8")
-        return
-    d = run.descriptions
-    meta = [x.metadata for x in d]
-    embedded = [x.embedding for x in d if x.embedding is not None]
-    if embedded and len(embedded) == len(d):
-        embedding = vector_column(np.stack(embedded))
-    else:  # `--metadata only`: no model ran
-        embedding = pa.array([None] * len(d), pa.list_(pa.float32()))
-    table = pa.table(
-        {
-            "image": [x.image for x in d],
-            "prompt": pa.array([x.prompt for x in d], pa.string()),
-            "source": [x.source for x in d],
-            "model_prompt": pa.array([x.model_prompt for x in d], pa.string()),
-            "negative_prompt": pa.array(
-                [m.negative_prompt if m else None for m in meta], pa.string()
-            ),
-            "generator": pa.array([m.generator if m else None for m in meta], pa.string()),
-            "settings": pa.array(
-                [json.dumps(m.settings, ensure_ascii=False) if m else None for m in meta],
-                pa.string(),
-            ),
-            "match": pa.array([x.match for x in d], pa.float32()),
-            "embedding": embedding,
-            "phrases": pa.array([x.phrases for x in d], pa.list_(pa.string())),
-            "neighbours": pa.array(
-                [[t for t, _ in x.neighbours] for x in d], pa.list_(pa.string())
-            ),
-            "neighbour_cosines": pa.array(
-                [[c for _, c in x.neighbours] for x in d], pa.list_(pa.float32())
-            ),
-        }
-    )
-    if any(x.nearest_prompts for x in d):  # an index model
-        table = table.append_column(
-            "nearest_prompts", pa.array([[t for t, _ in x.nearest_prompts] for x in d])
-        )
-        table = table.append_column(
-            "nearest_prompt_clip_cosines",
-            pa.array([[c for _, c in x.nearest_prompts] for x in d], pa.list_(pa.float32())),
-        )
-        table = table.append_column("interrogation", pa.array([x.interrogation for x in d]))
-        table = table.append_column(
-            "interrogation_score",
-            pa.array([x.interrogation_score for x in d], pa.float32()),
-        )
-    write_parquet(table, out)
+    """describe's `--out` (`results.write_results`): `.json` as `--json` prints it, `.parquet`
+    with the same fields as columns, `.txt` the prompts."""
+    rows = [d.to_json() for d in run.descriptions]
+    write_results(out, rows, DESCRIPTION_SCHEMA, failures_json(run.failures))
 
 
 def descriptions_json(run: DescribeRun) -> dict[str, Any]:
     return {
         "results": [d.to_json() for d in run.descriptions],
-        "failures": [{"image": f.image, "reason": f.reason} for f in run.failures],
+        "failures": failures_json(run.failures),
     }
+
+
+def failures_json(failures: list[Failure]) -> list[dict[str, str]]:
+    return [{"image": f.image, "reason": f.reason} for f in failures]

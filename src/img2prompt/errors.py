@@ -48,3 +48,11 @@ class ErrorLog:
         self.count += 1
         if len(self.examples) < self._keep:
             self.examples.append(str(error))
+
+
+def warn_renamed(old: str, new: str, stacklevel: int = 3) -> None:
+    """A DeprecationWarning for a Python name kept one release after it was renamed (the command
+    line's renamed flags say so through `options.deprecated`)."""
+    import warnings
+
+    warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=stacklevel)

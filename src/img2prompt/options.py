@@ -13,9 +13,10 @@ a list of anything else repeats the option (`--text A --text B`). A field of a n
 nested configs share a name, the one declared first keeps the flat spelling (describe:
 `--batch-size` is prediction's, decoding's is `--decode.batch-size`). Field metadata may rename
 the flat spelling (`"flat"`), keep a field off the command line (`"cli": False`; a config's
-`CLI_HIDDEN` names nested ones) or make it positional (`config.POSITIONAL`). A `--config` YAML
-file gives values under any of these spellings (flat, dotted or nested, `-` or `_`), and
-options typed on the command line win over it.
+`CLI_HIDDEN` names nested ones), make it positional (`config.POSITIONAL`) or keep a former
+name working for a release (`"aliases"`: hidden flags and YAML keys that print a deprecation
+note). A `--config` YAML file gives values under any of these spellings (flat, dotted or
+nested, `-` or `_`), and options typed on the command line win over it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Spec:
     default: Any  # MISSING when required
     doc: str
     positional: bool
+    aliases: tuple[str, ...] = ()  # deprecated flags (`--approx` for `--search`)
 
     @property
     def name(self) -> str:  # the Python parameter name
@@ -96,21 +98,22 @@ def specs(cls: type) -> tuple[Spec, ...]:
                 walk(kind, (*prefix, f.name), default if default is not MISSING else None)
                 continue
             flat = f.metadata.get("flat", f.name)
+            aliases = tuple("--" + a.replace("_", "-") for a in f.metadata.get("aliases", ()))
             found.append(((*prefix, f.name), flat, kind, default, docs.get(f.name, ""),
-                          bool(f.metadata.get("positional"))))  # fmt: skip
+                          bool(f.metadata.get("positional")), aliases))  # fmt: skip
 
     hidden = getattr(cls, "CLI_HIDDEN", ())
     walk(cls, (), None)
     taken = {flat for path, flat, *_ in found if len(path) == 1}
     result = []
-    for path, flat, kind, default, doc, positional in found:
+    for path, flat, kind, default, doc, positional, aliases in found:
         flags = []
         if len(path) == 1 or flat not in taken:
             flags.append("--" + flat.replace("_", "-"))
             taken.add(flat)
         if len(path) > 1:
             flags.append("--" + ".".join(p.replace("_", "-") for p in path))
-        result.append(Spec(path, tuple(flags), kind, default, doc, positional))
+        result.append(Spec(path, tuple(flags), kind, default, doc, positional, aliases))
     return tuple(result)
 
 
@@ -142,7 +145,7 @@ def spellings(cls: type) -> dict[str, Spec]:
     table: dict[str, Spec] = {}
     for spec in specs(cls):
         table[spec.key] = spec
-        for flag in spec.flags:
+        for flag in (*spec.flags, *spec.aliases):
             table.setdefault(flag[2:].replace("-", "_"), spec)
     return table
 
@@ -158,6 +161,8 @@ def normalise(cls: type, values: dict, source: str | Path | None = None) -> dict
                 walk(value, key + ".")
             elif key in lookup:
                 out[lookup[key].key] = value
+                if "--" + key.replace("_", "-") in lookup[key].aliases:
+                    deprecated("--" + key.replace("_", "-"), lookup[key].flags[0])
             else:
                 unknown.append(key)
 
@@ -199,7 +204,7 @@ def build_config(cls: type, values: dict) -> Any:
         for f in dataclasses.fields(cls):
             key, kind = prefix + f.name, _strip_none(hints[f.name])
             if dataclasses.is_dataclass(kind) and any(k.startswith(key + ".") for k in values):
-                # A nested default (describe's DecodeOptions(neighbours=3)) keeps its own values.
+                # A nested default (describe's DecodeOptions(neighbors=3)) keeps its own values.
                 nested = f.default_factory() if f.default_factory is not MISSING else None
                 kwargs[f.name] = make(kind, key + ".", nested)
             elif key in values:
@@ -227,7 +232,9 @@ def command(cls: type, run, *, doc: str, quiet: bool = True, config_flags=("--co
         visible = tuple(f for f in spec.flags if "." not in f) or spec.flags
         hidden = tuple(f for f in spec.flags if f not in visible)
         shown = show_default(spec)
-        for name, flags, hide in ((spec.name, visible, False), (_twin(spec), hidden, True)):
+        groups = ((spec.name, visible, False), (_twin(spec), hidden, True),
+                  (_alias(spec), spec.aliases, True))  # fmt: skip
+        for name, flags, hide in groups:
             if not flags:
                 continue
             if kind is bool:
@@ -259,6 +266,10 @@ def command(cls: type, run, *, doc: str, quiet: bool = True, config_flags=("--co
             value = kwargs.get(spec.name)
             if value is None or value == () or value == []:
                 value = kwargs.get(_twin(spec))
+            if (value is None or value == () or value == []) and spec.aliases:
+                value = kwargs.get(_alias(spec))
+                if value is not None and value != () and value != []:
+                    deprecated(" / ".join(spec.aliases), spec.flags[0])
             if value is None or value == () or value == []:
                 continue
             if element := _number_list(spec):
@@ -284,6 +295,18 @@ def command(cls: type, run, *, doc: str, quiet: bool = True, config_flags=("--co
 def _twin(spec: Spec) -> str:
     """The parameter name of a field's hidden dotted spelling."""
     return spec.name + "__dotted"
+
+
+def _alias(spec: Spec) -> str:
+    """The parameter name of a field's deprecated spellings."""
+    return spec.name + "__alias"
+
+
+def deprecated(old: str, new: str) -> None:
+    """Say once per use that a spelling is deprecated (stderr, so piped output stays clean)."""
+    from img2prompt.progress import stderr
+
+    stderr.print(f"note: {old} is deprecated; use {new}", highlight=False, soft_wrap=True)
 
 
 def _negated(flag: str) -> str:

@@ -84,7 +84,7 @@ def print_descriptions(
     descriptions: list[Description],
     truths: list[str] | None = None,
     cosines: list[float] | None = None,
-    neighbours: bool = True,
+    neighbors: bool = True,
 ) -> None:
     """`describe`'s table: image, where the prompt comes from, match, prompt (and the model's
     own beside an embedded one), nearest bank entries; the demo adds the true prompt and the
@@ -103,7 +103,7 @@ def print_descriptions(
         table.add_column("model's prompt", overflow="fold", ratio=3, style="dim")
     if truths is not None:
         table.add_column("true prompt", overflow="fold", ratio=3, style="dim")
-    if neighbours:
+    if neighbors:
         table.add_column("nearest bank entries", overflow="fold", ratio=2, style="cyan")
     retrieval = any(d.nearest_prompts for d in descriptions)
     if retrieval:  # an index model: the real prompts it blends and CLIP's own prompt
@@ -119,12 +119,12 @@ def print_descriptions(
             row.append(Text(d.model_prompt or "" if d.source == "metadata" else ""))
         if truths is not None:
             row.append(Text(truths[i]))
-        if neighbours:
-            row.append(Text("\n".join(f"{c:.2f} {t}" for t, c in d.neighbours)))
+        if neighbors:
+            row.append(Text("\n".join(f"{c:.2f} {t}" for t, c in d.neighbors)))
         if retrieval:
             lines = [f"{c:.3f} {t}" for t, c in d.nearest_prompts]
             if d.interrogation:
-                lines.append(f"interrogation ({d.interrogation_score:.3f}): {d.interrogation}")
+                lines.append(f"interrogation ({d.interrogation_match:.3f}): {d.interrogation}")
             row.append(Text("\n".join(lines)))
         table.add_row(*row)
     console.print(table)
@@ -150,19 +150,19 @@ def print_metadata(results: list[GenerationMetadata]) -> None:
     console.print(table)
 
 
-def print_decode_scores(result, out: Path | None) -> None:
-    """decode's stderr table: each input, its prompt's score, the prompt; then the means."""
+def print_decode_matches(result, out: Path | None) -> None:
+    """decode's stderr table: each input, its prompt's match, the prompt; then the means."""
     table = Table(show_header=True, header_style="bold", box=None)
     table.add_column("input", overflow="fold", max_width=40)
-    table.add_column("score", justify="right")
+    table.add_column("match", justify="right")
     table.add_column("prompt", overflow="fold")
     for label, decoded in zip(result.inputs, result.decoded, strict=True):
-        table.add_row(label, f"{decoded.score:.4f}", decoded.prompt)
+        table.add_row(label, f"{decoded.match:.4f}", decoded.prompt)
     stderr.print(table)
     n = len(result.decoded)
-    mean = sum(d.score for d in result.decoded) / n
+    mean = sum(d.match for d in result.decoded) / n
     stderr.print(
-        f"{n:,} prompts, mean score {mean:.4f} (cosine of each prompt's embedding to its target);"
+        f"{n:,} prompts, mean match {mean:.4f} (cosine of each prompt's embedding to its target);"
         f" {result.seconds / n:.3f} s per prompt, {result.encodes / n:.0f} texts encoded per prompt"
         + (f"; wrote {out}" if out else ""),
         highlight=False,

@@ -72,7 +72,7 @@ def _greedy_over_pairs(
     """Keep-first walk over confirmed pairs (earlier < later), updating `dropped` in place.
 
     A row's fate depends on the fate of earlier rows, which is why this is a loop; it only visits
-    rows that have an earlier neighbour, a small share of a corpus.
+    rows that have an earlier neighbor, a small share of a corpus.
     """
     if len(later) == 0:
         return
@@ -119,7 +119,7 @@ def exact_near_duplicates(
             rows = np.arange(start, min(start + block_size, n))
             if kept_index.ntotal:
                 query, hit = _similar_hits(kept_index, emb, rows, threshold, kept_rows)
-                # Any kept neighbour will do; keep the first one FAISS listed for the report.
+                # Any kept neighbor will do; keep the first one FAISS listed for the report.
                 dropped[query[::-1]] = True
                 duplicate_of[query[::-1]] = hit[::-1]
             block_index = faiss.IndexFlatIP(dim)

@@ -56,7 +56,7 @@ from img2prompt.progress import progress_bar
 from img2prompt.ranks import Ranks, join_ranks, leave_ranks
 
 RECALL_QUERIES = 1000
-"""Prompts whose neighbours an approximate index is checked on against exact search."""
+"""Prompts whose neighbors an approximate index is checked on against exact search."""
 
 
 @dataclass
@@ -269,12 +269,12 @@ def _build_index(cfg: IndexBuildConfig, ranks: Ranks, progress: bool) -> BuildRe
         ranks.barrier()  # every rank's chunks are on disk
         if not ranks.is_main:
             return BuildReport(cfg.out, n, table.rows_read, dim, rows - resumed, resumed,
-                               time.perf_counter() - started, embed_seconds, cfg.approx, None,
+                               time.perf_counter() - started, embed_seconds, cfg.search, None,
                                0, precision, str(device), split, wrote=False)  # fmt: skip
 
     chunks = [_chunk_path(work, c) for c in range(n_chunks)]
     index = _faiss_index(cfg, chunks, n, dim)
-    recall, recall_k = (None, 0) if cfg.approx == "exact" else _approx_recall(cfg, index, chunks)
+    recall, recall_k = (None, 0) if cfg.search == "exact" else _approx_recall(cfg, index, chunks)
     with atomic_path(work / INDEX_FILE) as tmp:
         import faiss
 
@@ -288,7 +288,7 @@ def _build_index(cfg: IndexBuildConfig, ranks: Ranks, progress: bool) -> BuildRe
         clip=cfg.clip,
         k=cfg.k,
         temperature=cfg.temperature,
-        search=cfg.approx,
+        search=cfg.search,
         nprobe=cfg.nprobe,
         ef_search=cfg.ef_search,
         out_dim=table.targets.shape[1],
@@ -303,7 +303,7 @@ def _build_index(cfg: IndexBuildConfig, ranks: Ranks, progress: bool) -> BuildRe
         resumed,
         0.0,
         embed_seconds,
-        cfg.approx,
+        cfg.search,
         recall,
         recall_k,
         precision,
@@ -334,7 +334,7 @@ def _manifest(cfg, table, retrieval, preprocess, report) -> dict:
             "source_rows": table.rows_read,
             "prompts": len(table.prompts),
             "dim": report.dim,
-            "search": cfg.approx,
+            "search": cfg.search,
             "approx_recall": report.recall,
             "approx_recall_k": report.recall_k,
         },
@@ -359,10 +359,10 @@ def _faiss_index(cfg: IndexBuildConfig, chunks: list[Path], n: int, dim: int):
     is the index itself, not a second copy of every feature."""
     import faiss
 
-    if cfg.approx == "hnsw":
+    if cfg.search == "hnsw":
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
-    elif cfg.approx == "ivf":
+    elif cfg.search == "ivf":
         nlist = ivf_lists(n)
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(_sample_rows(chunks, n, min(n, nlist * 64), seed=0))
@@ -370,7 +370,7 @@ def _faiss_index(cfg: IndexBuildConfig, chunks: list[Path], n: int, dim: int):
         index = faiss.IndexFlatIP(dim)
     for features in _iter_chunks(chunks):
         index.add(features)
-    if cfg.approx == "ivf":
+    if cfg.search == "ivf":
         index.make_direct_map()  # rows can be read back (tune, interrogation)
     return index
 
@@ -406,7 +406,7 @@ def exact_top_k(queries: np.ndarray, chunks, k: int) -> np.ndarray:
 
 
 def recall_at_k(approx_ids: np.ndarray, exact_ids: np.ndarray) -> float:
-    """Mean share of each query's exact k neighbours the approximate search also returned."""
+    """Mean share of each query's exact k neighbors the approximate search also returned."""
     k = exact_ids.shape[1]
     hits = [
         len(set(a.tolist()) & set(e.tolist())) for a, e in zip(approx_ids, exact_ids, strict=True)

@@ -23,7 +23,7 @@ SEARCH_BLOCK = 1 << 18
 
 def blend(scores: np.ndarray, targets: np.ndarray, temperature: float) -> np.ndarray:
     """(B, k) cosines and (B, k, D) targets of the k nearest prompts -> (B, D) unit vectors:
-    normalise(sum_j softmax(s / T)_j * target_j). Rows with fewer neighbours carry -inf
+    normalise(sum_j softmax(s / T)_j * target_j). Rows with fewer neighbors carry -inf
     scores, which get zero weight."""
     logits = scores.astype(np.float64) / temperature
     logits -= logits.max(axis=1, keepdims=True)

@@ -2,8 +2,8 @@
 write the out-of-fold predictions an ensemble learns its weights from.
 
 Leakage: when the index was built from the same prepared table as the images, each image's own
-prompt is in the index, and its nearest neighbour would often be its own answer; the scores
-would favour k = 1 and a tiny temperature, which fail on new images. So each image's neighbours
+prompt is in the index, and its nearest neighbor would often be its own answer; the scores
+would favour k = 1 and a tiny temperature, which fail on new images. So each image's neighbors
 leave out every prompt of its own `group` (near-duplicates share one, `data prepare --group-
 threshold`) and any prompt equal to its own; tables from another source share no group ids, so
 only equal prompts are left out there.
@@ -75,7 +75,7 @@ def read_image_table(data: Path) -> ImageTable:
 
 @dataclass
 class Exclusion:
-    """What each image may not take as a neighbour (see the module docstring)."""
+    """What each image may not take as a neighbor (see the module docstring)."""
 
     prompts: list[str]
     """Each image's own prompt: an index row with the same prompt is left out."""
@@ -93,7 +93,7 @@ QUERY_BLOCK = 256
 """Images searched together while excluding: bounds the (block, depth, 384) targets read."""
 
 
-def excluded_neighbours(
+def excluded_neighbors(
     index: PromptIndex, features: np.ndarray, k: int, exclusion: Exclusion
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest index rows of each feature row, leaving out what `exclusion` names.
@@ -138,11 +138,11 @@ def grid_scores(
     k_grid: list[int],
     temperature_grid: list[float],
 ) -> np.ndarray:
-    """Mean cosine to `targets` of the blend of the first k neighbours at each temperature.
-    The neighbours' targets are read from the (memory-mapped) store once, for the largest k;
+    """Mean cosine to `targets` of the blend of the first k neighbors at each temperature.
+    The neighbors' targets are read from the (memory-mapped) store once, for the largest k;
     each cell blends a slice of them."""
     deepest = max(k_grid)
-    valid = ids[:, :deepest] >= 0  # fewer than k neighbours left: -1 ids, zero weight
+    valid = ids[:, :deepest] >= 0  # fewer than k neighbors left: -1 ids, zero weight
     rows = np.where(valid, ids[:, :deepest], 0)
     masked = np.where(valid, scores[:, :deepest], -np.inf)
     near = np.asarray(index.targets[rows.reshape(-1)]).reshape(*rows.shape, -1)
@@ -203,9 +203,9 @@ def tune_index(cfg: IndexTuneConfig, progress: bool = True) -> TuneResult:
             said += f", prompts with target cosine >= {cfg.exclude_similar:g}"
     k_grid = sorted(set(cfg.k_grid))
     temperature_grid = sorted(set(cfg.temperature_grid))
-    scores, ids = excluded_neighbours(model.index, predicted.embeddings, max(k_grid), exclusion)
+    scores, ids = excluded_neighbors(model.index, predicted.embeddings, max(k_grid), exclusion)
     if (ids[:, 0] < 0).any():
-        raise InputError(table.path, "some images have no neighbour left after the exclusion")
+        raise InputError(table.path, "some images have no neighbor left after the exclusion")
     grid = grid_scores(model.index, scores, ids, targets, k_grid, temperature_grid)
     best_k, best_t = np.unravel_index(int(np.argmax(grid)), grid.shape)
     k, temperature = k_grid[best_k], temperature_grid[best_t]

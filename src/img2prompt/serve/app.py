@@ -104,8 +104,11 @@ class DescribeResponse(BaseModel):
     interrogation: str | None = Field(
         default=None, description="Index models: bank phrases chosen by CLIP similarity."
     )
-    interrogation_score: float | None = Field(
+    interrogation_match: float | None = Field(
         default=None, description="Cosine of the interrogation's MiniLM vector to `embedding`."
+    )
+    interrogation_score: float | None = Field(
+        default=None, description="Deprecated: the same value as `interrogation_match`."
     )
     image: ImageInfo
     mode: str = Field(description="Decoding mode: fast or best.")
@@ -397,13 +400,14 @@ def create_app(
             match=result.match,
             score=result.match,
             embedding=[float(x) for x in result.embedding],
-            neighbors=[Neighbor(text=t, cosine=c) for t, c in result.neighbours],
+            neighbors=[Neighbor(text=t, cosine=c) for t, c in result.neighbors],
             phrases=result.phrases,
             nearest_prompts=[
                 NearestPrompt(prompt=t, clip_cosine=c) for t, c in result.nearest_prompts
             ],
             interrogation=result.interrogation or None,
-            interrogation_score=result.interrogation_score,
+            interrogation_match=result.interrogation_match,
+            interrogation_score=result.interrogation_match,
             image=ImageInfo(name=name, format=kind, width=width, height=height, bytes=len(data)),
             mode=str(getattr(describer, "mode", "?")),
             seconds=time.perf_counter() - started,

@@ -21,7 +21,7 @@ import numpy as np
 
 from img2prompt.config import DecodeOptions
 from img2prompt.data.embed import TargetEncoder
-from img2prompt.errors import ConfigError, InputError
+from img2prompt.errors import ConfigError, InputError, warn_renamed
 from img2prompt.text.bank_index import PromptBank
 from img2prompt.text.compose import MODIFIER_CATEGORIES, Composer
 from img2prompt.text.compose import fill_norms as _fill_norms  # noqa: F401 - its old name
@@ -38,11 +38,32 @@ class Decoded:
     """A readable prompt for one target vector."""
 
     prompt: str
-    score: float
-    """Cosine between the encoder's vector of `prompt` and the target, computed exactly."""
+    match: float
+    """Cosine between the encoder's vector of `prompt` and the target, computed exactly: how
+    well the words say the target."""
     phrases: list[str]
-    neighbours: list[tuple[str, float]] = field(default_factory=list)
+    neighbors: list[tuple[str, float]] = field(default_factory=list)
     """Nearest bank entries to the target, with their cosines."""
+
+    def to_json(self) -> dict:
+        return {
+            "prompt": self.prompt,
+            "match": round(self.match, 6),
+            "phrases": self.phrases,
+            "neighbors": [{"text": t, "cosine": round(c, 6)} for t, c in self.neighbors],
+        }
+
+    @property
+    def score(self) -> float:
+        """Deprecated name of `match`."""
+        warn_renamed("Decoded.score", "match")
+        return self.match
+
+    @property
+    def neighbours(self) -> list[tuple[str, float]]:
+        """Deprecated name of `neighbors`."""
+        warn_renamed("Decoded.neighbours", "neighbors")
+        return self.neighbors
 
 
 def check_targets(targets: np.ndarray, dim: int, source: str = "embeddings") -> np.ndarray:
@@ -130,13 +151,13 @@ class Decoder:
             for i in worse:
                 chosen[i], texts[i] = [int(nearest[i])], self.bank.texts[nearest[i]]
             scores[worse] = self.scorer.score([texts[i] for i in worse], targets[worse])
-        n = self.options.neighbours
+        n = self.options.neighbors
         return [
             Decoded(
                 prompt=texts[i],
-                score=float(scores[i]),
+                match=float(scores[i]),
                 phrases=[self.bank.texts[j] for j in self.composer.order(chosen[i], targets[i])],
-                neighbours=[
+                neighbors=[
                     (self.bank.texts[j], float(c))
                     for j, c in zip(ids[i, :n], cosines[i, :n], strict=True)
                     if j >= 0

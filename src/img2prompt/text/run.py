@@ -14,7 +14,7 @@ from img2prompt.data.clean import clean_prompt
 from img2prompt.data.embed import TargetEncoder, load_encoder
 from img2prompt.data.sources import read_source
 from img2prompt.errors import ConfigError, ErrorLog, InputError
-from img2prompt.io import atomic_path, write_parquet
+from img2prompt.results import NEIGHBORS, write_results
 from img2prompt.text.bank import open_bank
 from img2prompt.text.decode import Decoded, Decoder, check_targets
 
@@ -73,22 +73,19 @@ def run_decode(cfg: DecodeConfig, progress: bool = True) -> DecodeRun:
     return run
 
 
+DECODED_SCHEMA = pa.schema(
+    [
+        ("input", pa.string()),
+        ("prompt", pa.string()),
+        ("match", pa.float32()),
+        ("phrases", pa.list_(pa.string())),
+        ("neighbors", NEIGHBORS),
+    ]
+)
+
+
 def write_decoded(run: DecodeRun, out: Path) -> None:
-    """`.txt`: one prompt a line, input order; `.parquet`: prompt, score, phrases, neighbours."""
-    if out.suffix.lower() == ".txt":
-        with atomic_path(out) as tmp:
-            tmp.write_text("".join(d.prompt + "\n" for d in run.decoded), encoding="utf-8")
-        return
-    table = pa.table(
-        {
-            "input": run.inputs,
-            "prompt": [d.prompt for d in run.decoded],
-            "score": pa.array([d.score for d in run.decoded], pa.float32()),
-            "phrases": [d.phrases for d in run.decoded],
-            "neighbours": [[text for text, _ in d.neighbours] for d in run.decoded],
-            "neighbour_cosines": pa.array(
-                [[c for _, c in d.neighbours] for d in run.decoded], pa.list_(pa.float32())
-            ),
-        }
-    )
-    write_parquet(table, out)
+    """`.txt`: one prompt a line, input order; `.json`/`.parquet`: input, prompt, match,
+    phrases, neighbors (`results.write_results`)."""
+    rows = [{"input": x} | d.to_json() for x, d in zip(run.inputs, run.decoded, strict=True)]
+    write_results(out, rows, DECODED_SCHEMA)

@@ -77,7 +77,7 @@ class GreedyStrategy(Strategy):
 
     @property
     def shortlist(self) -> int:
-        return max(self.options.fast_shortlist, self.options.neighbours)
+        return max(self.options.fast_shortlist, self.options.neighbors)
 
     def search(self, targets: np.ndarray, ids: np.ndarray) -> list[list[int]]:
         sequences = [self._greedy(t, ids[i]) for i, t in enumerate(targets)]
@@ -140,7 +140,7 @@ class BeamStrategy(Strategy):
 
     @property
     def shortlist(self) -> int:
-        return max(self.options.shortlist, self.options.neighbours)
+        return max(self.options.shortlist, self.options.neighbors)
 
     def search(self, targets: np.ndarray, ids: np.ndarray) -> list[list[int]]:
         opts = self.options

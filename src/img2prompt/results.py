@@ -1,0 +1,52 @@
+"""decode's and describe's output files, written one way whatever the command.
+
+A result is a JSON-ready dict (`Decoded.to_json`, `Description.to_json`). By `--out`'s suffix:
+- `.txt`: each result's `prompt`, one a line in input order (an empty line for none);
+- `.json`: `{"results": [...], "failures": [...]}`, the same objects `--json` prints;
+- `.parquet`: one column per field the results have, typed by the caller's schema; a field that
+  is a mapping (describe's `settings`) is stored as JSON text, since its keys vary by file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from img2prompt.config import check_result_output
+from img2prompt.io import atomic_path, write_parquet
+
+NEIGHBORS = pa.list_(pa.struct([("text", pa.string()), ("cosine", pa.float32())]))
+"""`neighbors`: the nearest bank entries, `{text, cosine}` each, as in the JSON."""
+
+
+def write_results(
+    out: Path,
+    results: Sequence[dict[str, Any]],
+    schema: pa.Schema,
+    failures: Sequence[dict[str, str]] = (),
+) -> None:
+    """Write `results` (and, in `.json`, `failures`) to `out` atomically (module docstring)."""
+    out = Path(out)
+    check_result_output(out)
+    suffix = out.suffix.lower()
+    if suffix == ".txt":
+        with atomic_path(out) as tmp:
+            lines = "".join((r.get("prompt") or "").replace("\n", " ") + "\n" for r in results)
+            tmp.write_text(lines, encoding="utf-8")
+    elif suffix == ".json":
+        body = {"results": list(results), "failures": list(failures)}
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps(body, indent=1, ensure_ascii=False) + "\n", "utf-8")
+    else:
+        present = {key for r in results for key in r}
+        kept = pa.schema([f for f in schema if f.name in present or not results])
+        rows = [
+            {k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v
+             for k, v in r.items() if k in kept.names}
+            for r in results
+        ]  # fmt: skip
+        write_parquet(pa.Table.from_pylist(rows, schema=kept), out)
