@@ -110,7 +110,7 @@ def frozen_features(
     """Mean- and GeM-pooled features of every image in every view; with `pixel_pairs`, of the
     50/50 pixel mixes of those image pairs (MixGen's images) instead, plain view only."""
     from img2prompt.data.images import load_image
-    from img2prompt.data.transforms import normalise
+    from img2prompt.data.transforms import normalise_pixels
     from img2prompt.predict.tta import render_views, tta_views
 
     views = tta_views(backbone.preprocess, "hflip+zoom")  # plain, zoom, plain-hflip, zoom-hflip
@@ -130,7 +130,7 @@ def frozen_features(
             crops.append(np.rint(a).astype(np.uint8))
         stacked = torch.from_numpy(np.stack(crops))  # (B, V, H, W, 3)
         for name, v in keep.items():
-            pixels = normalise(stacked[:, v], backbone.preprocess, torch.channels_last)
+            pixels = normalise_pixels(stacked[:, v], backbone.preprocess, torch.channels_last)
             tokens = backbone.tokens(pixels)
             out.setdefault(f"{name}/mean", []).append(tokens.mean(1).numpy())
             out.setdefault(f"{name}/gem", []).append(gem(tokens).numpy())
@@ -192,7 +192,8 @@ def train_head(
         extra_x = torch.from_numpy(mix_features[usable])
         plain, flipped = torch.cat([plain, extra_x]), torch.cat([flipped, extra_x])
         y = torch.cat([y, torch.from_numpy(mix_targets[usable])])
-    head = build_head(recipe.head, plain.shape[1], targets.shape[1], MLP_HIDDEN)
+    options = {"hidden": MLP_HIDDEN} if recipe.head == "mlp" else {}
+    head = build_head(recipe.head, plain.shape[1], targets.shape[1], options=options)
     loss_fn = WeightedLoss(parse_loss_weights(recipe.loss))
     optimizer = torch.optim.AdamW(head.parameters(), lr=HEAD_LR, weight_decay=0.05)
     steps = math.ceil(len(y) / HEAD_BATCH) * HEAD_EPOCHS

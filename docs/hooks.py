@@ -1,6 +1,8 @@
 """MkDocs hook: the options page is generated from the config dataclasses, as `--help` is
 (`img2prompt.options.specs`): every command, every option, its default and its help, defined once
-in `src/img2prompt/config.py`."""
+in `src/img2prompt/config.py`. The options of each registered head, pooling and loss (what
+`--head-options`, `--pool-options` and `--loss-options` take) come from their signatures
+(`Registry.options`)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import html
 from typing import Literal, get_args, get_origin
 
 MARKER = "<!-- options -->"
+REGISTRY_MARKER = "<!-- registry-options -->"
 
 
 def _kind(spec) -> str:
@@ -40,7 +43,29 @@ def options_markdown() -> str:
     return "\n".join(parts)
 
 
+def registry_options_markdown() -> str:
+    from img2prompt.models.heads import HEADS
+    from img2prompt.models.losses import LOSSES
+    from img2prompt.models.pooling import POOLS
+
+    parts = ["| flag | name | option | type | default |", "|---|---|---|---|---|"]
+    for flag, registry in (("--head-options", HEADS), ("--pool-options", POOLS),
+                           ("--loss-options", LOSSES)):  # fmt: skip
+        for name in registry:
+            options = registry.options(name).values()
+            if not options:
+                parts.append(f"| `{flag}` | `{name}` | (none) | | |")
+            for option in options:
+                key = f"{name}.{option.name}" if registry is LOSSES else option.name
+                kind = getattr(option.kind, "__name__", "(Python only)")
+                default = str(option.default).lower() if option.kind is bool else option.default
+                parts.append(f"| `{flag}` | `{name}` | `{key}` | {kind} | {default} |")
+    return "\n".join(parts)
+
+
 def on_page_markdown(markdown: str, page, config, files) -> str:
     if MARKER in markdown:
-        return markdown.replace(MARKER, options_markdown())
+        markdown = markdown.replace(MARKER, options_markdown())
+    if REGISTRY_MARKER in markdown:
+        markdown = markdown.replace(REGISTRY_MARKER, registry_options_markdown())
     return markdown

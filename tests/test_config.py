@@ -217,8 +217,8 @@ def test_a_renamed_option_keeps_its_old_spelling_for_a_release(tmp_path, monkeyp
     recipe = tmp_path / "r.yaml"
     recipe.write_text("approx: hnsw\n")
     from_file = build_config(
-        c.IndexBuildConfig, load_config_file(recipe, c.IndexBuildConfig) | {"prompts": "p"}
-        | {"clip": "c", "out": "o"}
+        c.IndexBuildConfig,
+        load_config_file(recipe, c.IndexBuildConfig) | {"prompts": "p"} | {"clip": "c", "out": "o"},
     )
     assert [cfg.search for cfg in seen] == ["hnsw", "ivf"] and from_file.search == "hnsw"
     help_text = runner.invoke(app, ["index", "build", "--help"]).output

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from img2prompt.cli import app
 from img2prompt.io import vector_column
+from img2prompt.metrics import unit
 from img2prompt.predict.ensemble import blend, blend_objective, fit_weights
-from img2prompt.predict.tables import normalise, read_predictions
+from img2prompt.predict.tables import read_predictions
 from reference import unit_rows
 
 runner = CliRunner()
@@ -88,8 +89,8 @@ def oof_world(tmp_path):
     folds = np.arange(n) % 3
     sources = ["ddb" if i % 2 else "gen" for i in range(n)]
     truth = _write_truth(tmp_path / "data", ids, truth_vectors, folds, sources)
-    good = normalise(truth_vectors + 0.6 * unit_rows(rng, n, 384))
-    weak = normalise(truth_vectors + 1.5 * unit_rows(rng, n, 384))
+    good = unit(truth_vectors + 0.6 * unit_rows(rng, n, 384))
+    weak = unit(truth_vectors + 1.5 * unit_rows(rng, n, 384))
     a = _write_oof(tmp_path / "a.parquet", ids, images, folds, good)
     order = rng.permutation(n)
     b = _write_oof(
@@ -159,12 +160,12 @@ def test_evaluate_a_submission_against_the_kaggle_truth(kaggle_sample, tmp_path)
 
     ids, truth = read_submission(kaggle_sample / "sample_submission.csv")
     rng = np.random.default_rng(3)
-    noisy = normalise(truth + 0.3 * unit_rows(rng, len(ids), 384))
+    noisy = unit(truth + 0.3 * unit_rows(rng, len(ids), 384))
     sub = tmp_path / "sub.csv"
     write_submission(sub, ids[::-1], noisy[::-1])  # order does not matter to evaluate
     result = runner.invoke(app, ["evaluate", str(sub), "--truth", str(kaggle_sample)])
     assert result.exit_code == 0, result.output
-    expected = np.einsum("nd,nd->n", noisy, normalise(truth)).mean()
+    expected = np.einsum("nd,nd->n", noisy, unit(truth)).mean()
     assert f"mean cosine {expected:.4f} over 7 images" in result.output
 
 

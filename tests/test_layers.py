@@ -130,7 +130,7 @@ def test_every_model_kind_loads_through_its_own_registration(tmp_path):
     from importlib import metadata
 
     from img2prompt.errors import InputError
-    from img2prompt.models.model import default_model_dir, load_model, read_manifest
+    from img2prompt.models.model import default_model_dir, load_model, read_model_manifest
     from img2prompt.models.protocol import ENTRY_POINTS, PromptModel
 
     kinds = {entry.name: entry.value for entry in metadata.entry_points(group=ENTRY_POINTS)}
@@ -140,7 +140,7 @@ def test_every_model_kind_loads_through_its_own_registration(tmp_path):
     }
     model = load_model("default")
     assert isinstance(model, PromptModel) and model.kind == "trained"
-    assert read_manifest(default_model_dir())["kind"] == "trained"  # folders say their kind
+    assert read_model_manifest(default_model_dir())["kind"] == "trained"  # folders say their kind
     folder = tmp_path / "odd-kind"
     folder.mkdir()
     manifest = {"format": "img2prompt-model", "format_version": 2, "kind": "hologram"}

@@ -9,7 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from img2prompt.data.transforms import CLIP_MEAN, CLIP_STD, PreprocessConfig, normalise, preprocess
+from img2prompt.data.transforms import (
+    CLIP_MEAN,
+    CLIP_STD,
+    PreprocessConfig,
+    normalise_pixels,
+    preprocess,
+)
 from img2prompt.models.backbones import backbone_names, build_backbone, register_backbone
 from img2prompt.models.model import ImageToPromptModel, ModelConfig, load_model, save_model
 from img2prompt.models.pooling import GeM
@@ -98,7 +104,7 @@ def test_batch_normalise_matches_the_formula_in_either_layout():
     crops = np.random.default_rng(1).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
     expected = ((crops / 255.0 - np.array(CLIP_MEAN)) / np.array(CLIP_STD)).transpose(0, 3, 1, 2)
     for layout in (torch.contiguous_format, torch.channels_last):
-        pixels = normalise(torch.from_numpy(crops), cfg, layout)
+        pixels = normalise_pixels(torch.from_numpy(crops), cfg, layout)
         assert pixels.dtype == torch.float32 and pixels.shape == (3, 3, 8, 8)
         assert pixels.is_contiguous(memory_format=layout)
         np.testing.assert_allclose(pixels.numpy(), expected, atol=1e-5)

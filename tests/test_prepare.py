@@ -10,6 +10,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from img2prompt.cli import app
+from img2prompt.data.table import read_prepared
+from img2prompt.errors import InputError
 from img2prompt.predict.submission import read_submission
 
 runner = CliRunner()
@@ -60,6 +62,15 @@ def test_kaggle_sample_becomes_a_training_table(kaggle_sample, tmp_path):
     assert manifest["counts"]["rows"] == 7 and manifest["counts"]["rows_read"] == 7
     assert manifest["encoder"]["dim"] == 384
     assert "rows written" in result.output
+
+    # The one reader every stage uses gives back what was written, images resolved.
+    read = read_prepared(out, need=("target", "fold", "image", "group"))
+    assert read.ids == ids and read.prompts == table["prompt"].to_pylist()
+    np.testing.assert_allclose(read.targets, truth, atol=1e-5)
+    assert read.folds.tolist() == table["fold"].to_pylist()
+    assert all(image.is_file() for image in read.images)
+    assert read.encoder == manifest["encoder"]["spec"]
+    assert read.subset(np.array([2, 0])).ids == [ids[2], ids[0]]
 
 
 @pytest.fixture
@@ -266,3 +277,37 @@ def test_the_installed_command_runs():
         check=True,
     )
     assert result.stdout.startswith("img2prompt ")
+
+
+def test_the_prepared_table_reader_names_what_is_wrong(tmp_path):
+    """Every stage reads prepared tables through `read_prepared`: a plain prompt table works
+    (`text`/`imgId` columns), and a missing column, an empty prompt, a duplicate id or a broken
+    target stops with the file and row named."""
+    path = tmp_path / "t.parquet"
+    vectors = [[1.0, 0.0], [0.0, 2.0], [1.0, 0.0]]
+    pq.write_table(pa.table({"imgId": ["a", "b", "c"], "text": ["x", "y", "x"],
+                             "target": vectors}), path)  # fmt: skip
+    table = read_prepared(path, need=("target",), want=("group", "fold"))
+    assert table.ids == ["a", "b", "c"] and table.groups is None
+    np.testing.assert_allclose(table.targets, [[1, 0], [0, 1], [1, 0]])  # unit rows
+    assert table.distinct_prompts().ids == ["a", "b"] and table.rows_read == 3
+    assert read_prepared(path, limit=2).prompts == ["x", "y"]
+    with pytest.raises(InputError, match=r"t.parquet: missing columns \['image'\].*--images"):
+        read_prepared(path, need=("image",))
+    cases = {
+        "row 2: empty prompt": {"id": ["a", "b"], "prompt": ["x", " "]},
+        "'a' appears 2 times": {"id": ["a", "a"], "prompt": ["x", "y"]},
+        "row 2: target is zero, NaN or infinite": {
+            "id": ["a", "b"],
+            "prompt": ["x", "y"],
+            "target": [[1.0, 0.0], [float("nan"), 0.0]],
+        },
+        "missing columns \\['prompt'\\]": {"id": ["a"], "words": ["x"]},
+    }
+    for message, columns in cases.items():
+        pq.write_table(pa.table(columns), path)
+        with pytest.raises(InputError, match=message):
+            read_prepared(path, need=("target",) if "target" in columns else ())
+    path.write_text("not parquet")
+    with pytest.raises(InputError, match="not a readable Parquet file"):
+        read_prepared(path)

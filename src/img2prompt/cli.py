@@ -106,6 +106,7 @@ def generate(cfg: c.GenerateConfig, quiet: bool) -> None:
 def bank_build(cfg: c.BankBuildConfig, quiet: bool) -> None:
     """Embed phrases into a prompt bank: entries.parquet + embeddings.npy + manifest.json."""
     from img2prompt.data.embed import load_encoder
+    from img2prompt.report import print_bank_report
     from img2prompt.text.bank import build_bank
 
     report = build_bank(
@@ -113,30 +114,20 @@ def bank_build(cfg: c.BankBuildConfig, quiet: bool) -> None:
         min_word_count=cfg.min_word_count, batch_size=cfg.batch_size, cache_dir=cfg.cache_dir,
         progress=not quiet, vocabulary=cfg.vocabulary, templates=cfg.templates,
     )  # fmt: skip
-    _print_bank_report(report)
+    print_bank_report(report)
 
 
 def bank_add(cfg: c.BankAddConfig, quiet: bool) -> None:
     """Add entries to a bank; what is there keeps its vectors and is not embedded again."""
     from img2prompt.data.embed import load_encoder
-    from img2prompt.text.bank import add_to_bank, read_manifest
+    from img2prompt.text.bank import add_to_bank, read_bank_manifest
 
-    encoder = load_encoder(read_manifest(cfg.bank)["encoder"]["spec"], cfg.device)  # its own
+    encoder = load_encoder(read_bank_manifest(cfg.bank)["encoder"]["spec"], cfg.device)  # its own
     report = add_to_bank(cfg.bank, cfg.inputs, encoder, batch_size=cfg.batch_size,
                          cache_dir=cfg.cache_dir, progress=not quiet)  # fmt: skip
-    _print_bank_report(report)
+    from img2prompt.report import print_bank_report
 
-
-def _print_bank_report(report) -> None:
-    from rich.markup import escape
-
-    categories = ", ".join(f"{name} {count:,}" for name, count in report.categories.items())
-    stderr.print(
-        f"bank {escape(str(report.path))}: {report.entries:,} entries ({escape(categories)}); "
-        f"added {report.added:,} ({report.embedded:,} embedded, the rest with their vectors), "
-        f"{report.duplicates:,} duplicates skipped",
-        highlight=False,
-    )
+    print_bank_report(report)
 
 
 def decode(cfg: c.DecodeConfig, quiet: bool) -> None:
@@ -160,28 +151,14 @@ def predict(cfg: c.PredictConfig, quiet: bool) -> None:
     Interrupted? Run the same command again: finished rows are saved in OUT.partial/ as the job
     goes, and only the rest is predicted."""
     from img2prompt.predict.run import run_predict
+    from img2prompt.report import print_failures, print_predict_summary
 
     predictor, result = run_predict(cfg.model, cfg.images, cfg.options, cfg.out, cfg.submission,
                                     not quiet, restart=cfg.restart)  # fmt: skip
-    n = len(result.images) + len(result.failures)
-    now = n - result.resumed
-    notes = [note for note in (predictor.precision_note, predictor.compile_note) if note]
-    note = f" ({'; '.join(notes)})" if notes else ""
-    timing = f"in {result.seconds:.1f} s ({now / max(result.seconds, 1e-9):.1f}/s)"
-    if result.resumed:
-        timing = f"({result.resumed:,} saved by an interrupted run; {now:,} predicted {timing})"
+    print_predict_summary(predictor, result, [p for p in (cfg.out, cfg.submission) if p])
     if not result.wrote:  # another rank joins the shares and writes the files
-        stderr.print(f"this rank: {n:,} images {timing}, {result.precision}; {result.split}",
-                     highlight=False)  # fmt: skip
         return
-    split = f"; {result.split}" if result.split else ""
-    stderr.print(
-        f"{n:,} images {timing}, {result.precision}{note}, "
-        f"{len(predictor.views)} view(s) per image{split}{result.skipped}"
-        + "".join(f"; wrote {path}" for path in (cfg.out, cfg.submission) if path),
-        highlight=False,
-    )
-    _print_failures(result.failures)
+    print_failures(result.failures)
     if result.failures and not cfg.skip_bad:
         raise typer.Exit(1)
 
@@ -204,17 +181,12 @@ def submission_check(cfg: c.SubmissionCheckConfig) -> None:
     """Check a submission before uploading it: header, ids, eId order, count, finite values,
     duplicates, and (with --sample) the image ids and their order. Exit code 1 on any problem."""
     from img2prompt.predict.check import check_submission
+    from img2prompt.report import print_submission_check
 
     check = check_submission(cfg.file, cfg.sample, cfg.truth, cfg.dim)
-    if check.score is not None:
-        typer.echo(f"score (mean cosine) {check.score:.4f}")
-    if check.ok:
-        stderr.print(f"{cfg.file}: ok, {check.images:,} images x {check.dim} values",
-                     highlight=False)  # fmt: skip
-        return
-    for problem in check.problems:
-        stderr.print(f"[bold red]problem:[/] {problem}", highlight=False, markup=True)
-    raise typer.Exit(1)
+    print_submission_check(check, cfg.file)
+    if not check.ok:
+        raise typer.Exit(1)
 
 
 def ensemble_fit(cfg: c.EnsembleFitConfig) -> None:
@@ -225,12 +197,9 @@ def ensemble_fit(cfg: c.EnsembleFitConfig) -> None:
     members = [read_predictions(path) for path in cfg.oof]
     result = fit_ensemble(members, read_truth(cfg.truth))
     save_weights(result, cfg.out)
-    for member, weight, score in zip(
-        result.members, result.weights, result.member_scores, strict=True
-    ):
-        typer.echo(f"{score:.4f}  weight {weight:.3f}  {member}")
-    typer.echo(f"{result.blend_score:.4f}  blend of {len(result.members)} ({result.rows:,} rows)")
-    stderr.print(f"wrote {cfg.out}", highlight=False)
+    from img2prompt.report import print_ensemble_fit
+
+    print_ensemble_fit(result, cfg.out)
 
 
 def ensemble_apply(cfg: c.EnsembleApplyConfig) -> None:
@@ -282,26 +251,17 @@ def describe(cfg: c.DescribeConfig, quiet: bool) -> None:
         result = describer.describe_files(cfg.images, progress=not quiet)
     if cfg.out is not None:
         write_descriptions(result, cfg.out)
+    from img2prompt.report import print_describe_summary, print_descriptions, print_failures
+
     if cfg.json:
         typer.echo(json.dumps(descriptions_json(result)))
     elif result.descriptions:
-        from img2prompt.report import print_descriptions
-
         print_descriptions(result.descriptions)
-    n = len(result.descriptions)
-    if not quiet and n:
+    if not quiet:
         how = "embedded prompts only" if cfg.metadata == "only" else f"{cfg.decode.mode} decoding"
-        stats = f"{result.from_metadata:,} prompts from the files' metadata"
-        if cfg.metadata != "only":
-            stats += f", mean match {result.mean_match:.4f}"
-        stderr.print(
-            f"{n:,} images described in {result.seconds:.1f} s ({how}); {stats}"
-            + result.search.summary()
-            + (f"; wrote {cfg.out}" if cfg.out else ""),
-            highlight=False,
-        )
-    _print_failures(result.failures)
-    if result.failures and not (cfg.skip_bad and n):
+        print_describe_summary(result, how, cfg.out)
+    print_failures(result.failures)
+    if result.failures and not (cfg.skip_bad and result.descriptions):
         raise typer.Exit(1)
 
 
@@ -314,10 +274,12 @@ def _describe_captions(cfg: c.DescribeConfig, quiet: bool) -> None:
         return Describer(cfg.model, cfg.bank, predict_options=cfg.predict,
                          decode_options=cfg.decode, metadata="ignore")  # fmt: skip
 
+    from img2prompt.report import print_failures
+
     run = write_captions(cfg.images, cfg.sidecar, load, cfg.metadata, cfg.prefix,
                          cfg.overwrite, progress=not quiet)  # fmt: skip
     stderr.print(run.summary(cfg.sidecar), highlight=False, markup=False)
-    _print_failures(run.failures)
+    print_failures(run.failures)
     written = run.from_metadata + run.from_model
     if run.failures and not (cfg.skip_bad and (written or run.kept)):
         raise typer.Exit(1)
@@ -351,8 +313,8 @@ def metadata(cfg: c.MetadataConfig, quiet: bool) -> None:
         from img2prompt.report import print_metadata
 
         print_metadata(results)
-    found = sum(r.prompt is not None for r in results)
     if not quiet:
+        found = sum(r.prompt is not None for r in results)
         stderr.print(
             f"{len(results):,} files, {found:,} with an embedded prompt" + search.summary(),
             highlight=False,
@@ -420,14 +382,6 @@ def push(cfg: c.PushConfig) -> None:
 
     url = push_model(cfg.model, cfg.repo, private=cfg.private, revision=cfg.revision)
     stderr.print(f"pushed {cfg.model} to {cfg.repo}: {url}", highlight=False)
-
-
-def _print_failures(failures) -> None:
-    """The images a command could not read, each with its reason (paths printed verbatim)."""
-    if failures:
-        stderr.print(f"[bold red]{len(failures)} images could not be read:[/]")
-    for failure in failures:
-        stderr.print(f"  {failure.image}: {failure.reason}", highlight=False, markup=False)
 
 
 # --- the command table ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ Kept free of heavy imports: `img2prompt --help` reads this module.
 
 from __future__ import annotations
 
-from dataclasses import InitVar, dataclass, field
+from dataclasses import InitVar, dataclass, field, fields
 from pathlib import Path
 from typing import ClassVar, Literal, get_args
 
@@ -37,7 +37,7 @@ standard for fine-tuning. `auto` is bf16-mixed on a CUDA GPU that has bf16, else
 
 TrainPrecision = Literal[Precision, LightningPrecision]
 Device = str  # auto, cpu, cuda, cuda:1 ... (free text: any torch device)
-PoolType = Literal["default", "gem"]
+PoolType = str  # a registered pooling (`models/pooling.py`), checked against the registry
 BackboneWeights = Literal["saved", "pretrained"]
 TTAName = Literal["none", "hflip", "zoom", "hflip+zoom"]
 DecodeMode = Literal["fast", "best", "max"]
@@ -142,7 +142,7 @@ class GenerateConfig:
     preset: PresetName = "competition"
     """Defaults for model, steps, guidance, size, save size and scheduler. `competition`: the
     competition's data (SD 2.0 768-v, 768 px, 50 DDIM steps, guidance 7, saved at 512 px);
-    `fast`: DPM-Solver++ at 20 steps (~2.5x faster)."""
+    `fast`: DPM-Solver++ at 20 steps (a draft in far less time)."""
     model: str | None = None
     """Diffusers SD 1.x/2.x pipeline: hub id or local folder (default: the preset's,
     stabilityai/stable-diffusion-2)."""
@@ -214,12 +214,16 @@ class ModelConfig:
     head: str = "linear"
     """A registered head (`models/heads.py`): `linear` (Xavier init), `mlp` (Linear -> BatchNorm
     -> ReLU -> Linear) or `class-mixture` (zero-shot through a classifier; not trainable)."""
-    head_hidden: int = 16 * 1024
-    """Hidden width of the `mlp` head (the first-place text: 16 x 1024)."""
+    head_options: str = ""
+    """The head's own settings as `key=value,...`, so each head brings its options without a
+    flag of its own: `hidden=4096` narrows `mlp` (default 16384). Every head's options and
+    defaults are listed in docs/options.md."""
     pool: PoolType = "default"
-    """`default` (the backbone's own pooling, CLS for CLIP) or `gem` over patch tokens."""
-    gem_p: float = 2.0
-    """GeM exponent (seed 000 used 2)."""
+    """A registered pooling (`models/pooling.py`): `default` (the backbone's own, CLS for CLIP)
+    or `gem` (GeM over patch tokens)."""
+    pool_options: str = ""
+    """The pooling's own settings as `key=value,...`: `p=3` is GeM's exponent (default 2, as
+    seed 000). Listed in docs/options.md."""
     style_backbone: str | None = None
     """A frozen backbone whose pooled features are concatenated (the ConvNeXt style extractor,
     e.g. hf-convnext:ID)."""
@@ -232,20 +236,43 @@ class ModelConfig:
     """`saved`: model.safetensors holds every weight. `pretrained`: the backbone keeps its
     factory's pretrained weights (installed by a package, e.g. efficientnet-lite0) and the file
     holds only the rest, so the folder stays small; fine-tuning such a backbone needs `saved`."""
+    # Deprecated aliases, one release: folded into the options at construction, then back at
+    # their defaults (= "not given"). Those defaults must stay the `mlp` head's and GeM's, as
+    # model.json files from before the options hold them and rebuild the same network.
+    head_hidden: int = field(default=16 * 1024, metadata={"deprecated": "--head-options hidden=N"})
+    """Deprecated alias of `--head-options hidden=N` (the `mlp` head's width)."""
+    gem_p: float = field(default=2.0, metadata={"deprecated": "--pool-options p=P"})
+    """Deprecated alias of `--pool-options p=P` (GeM's exponent)."""
 
     def __post_init__(self) -> None:
-        from img2prompt.models.heads import head_names  # the head registry is the source
+        # The registries are the source of the names and of each entry's options.
+        from img2prompt.models.heads import HEADS
+        from img2prompt.models.pooling import POOLS
+        from img2prompt.models.registry import fold_deprecated, format_options
 
-        if self.head not in head_names():
-            raise ConfigError(f"--head must be one of {', '.join(head_names())}, got {self.head!r}")
-        _check_choice("pool", self.pool, PoolType)
+        for flag, name, registry in (("head", self.head, HEADS), ("pool", self.pool, POOLS)):
+            if name not in registry:
+                known = ", ".join(registry.names())
+                raise ConfigError(f"--{flag} must be one of {known}, got {name!r}")
+        fold_deprecated(self, "head_hidden", "head_options", "hidden",
+                        applies="hidden" in HEADS.options(self.head))  # fmt: skip
+        fold_deprecated(self, "gem_p", "pool_options", "p", applies="p" in POOLS.options(self.pool))
+        # Bad options fail here, before any work. They are kept as resolved (`p=3` -> `p=3.0`),
+        # so equal settings compare equal (a resumed run) and model.json says what was built.
+        head_options = HEADS.resolve(self.head, self.head_options, "--head-options")
+        pool_options = POOLS.resolve(self.pool, self.pool_options, "--pool-options")
+        self.head_options, self.pool_options = map(format_options, (head_options, pool_options))
         if self.backbone_weights not in get_args(BackboneWeights):  # not a command-line option
             raise ConfigError(
                 f"backbone_weights must be one of {', '.join(get_args(BackboneWeights))}, "
                 f"got {self.backbone_weights!r}"
             )
-        if self.head_hidden < 1 or self.out_dim < 1 or self.gem_p <= 0:
-            raise ConfigError("--head-hidden and the output size must be >= 1, --gem-p > 0")
+        if self.out_dim < 1:
+            raise ConfigError(f"the output size must be >= 1, got {self.out_dim}")
+
+    def to_dict(self) -> dict[str, object]:
+        """The settings as model.json keeps them (the deprecated aliases left out)."""
+        return _current_fields(self)
 
 
 def loss_weights(text: str) -> dict[str, float]:
@@ -277,8 +304,14 @@ class TrainConfig:
     """The architecture (its options are spelled flat: `--backbone`, `--head`, `--pool`...)."""
     loss: str = "cosine"
     """`cosine`, `mnrl`, or weighted: `cosine=1,mnrl=0.2`."""
-    mnrl_scale: float = 384**0.5
-    """MNRL logit scale (seed 000: sqrt(384))."""
+    loss_options: str = ""
+    """The losses' own settings as `LOSS.OPTION=VALUE,...`: `mnrl.scale=20,mnrl.symmetric=true`
+    (MNRL's logit scale, default sqrt(384) as seed 000, and both directions). Every loss's
+    options are listed in docs/options.md."""
+    mnrl_scale: float = field(
+        default=384**0.5, metadata={"deprecated": "--loss-options mnrl.scale=S"}
+    )
+    """Deprecated alias of `--loss-options mnrl.scale=S`."""
     epochs: int = 5
     """Epochs with the backbone trainable (after the LP epochs)."""
     lp_epochs: int = 0
@@ -341,7 +374,15 @@ class TrainConfig:
             self.model = ModelConfig(**self.model)
         if self.model.head in NOT_TRAINABLE_HEADS:
             raise ConfigError(f"--head {self.model.head} is not trainable")
-        loss_weights(self.loss)  # the names are checked against the registry by `train`
+        from img2prompt.models.losses import LOSSES
+
+        for name in loss_weights(self.loss):  # registered names only, before any work
+            LOSSES.get(name, " in --loss")
+        from img2prompt.models.losses import loss_options_text
+        from img2prompt.models.registry import fold_deprecated
+
+        fold_deprecated(self, "mnrl_scale", "loss_options", "mnrl.scale")
+        self.loss_options = loss_options_text(self.loss_options)  # checked here, and resolved
         if self.clip_grad == 0:
             self.clip_grad = None
         if self.epochs < 0 or self.lp_epochs < 0 or self.epochs + self.lp_epochs == 0:
@@ -379,6 +420,10 @@ class TrainConfig:
 
         return build_config(cls, values)
 
+    def to_dict(self) -> dict[str, object]:
+        """The settings as RUN/config.yaml keeps them (the deprecated aliases left out)."""
+        return _current_fields(self) | {"model": self.model.to_dict()}
+
 
 # --- prediction, decoding, describing, serving ---------------------------------------------------
 
@@ -402,9 +447,9 @@ class PredictOptions:
     """Image files with more pixels are refused as decompression bombs (uploads to `serve` have
     their own, lower limit: --max-megapixels)."""
     compile: bool | None = None
-    """torch.compile the model (inductor, weights frozen): a ViT runs 25-45% faster after a
-    one-off 30-60 s compile. Default (auto): compile a transformer when the first batch shows the
-    job has 10+ minutes of model work left (a failed auto compile falls back to eager)."""
+    """torch.compile the model (inductor, weights frozen): faster after a one-off compile.
+    Default (auto): compile a transformer when the first batch shows the job has 10+ minutes of
+    model work left (a failed auto compile falls back to eager)."""
     k: int = 0
     """Retrieval index models only: prompts blended per image (0: the index's own)."""
     temperature: float = 0.0
@@ -887,6 +932,11 @@ class DemoConfig:
 
     def __post_init__(self) -> None:
         _check_choice("mode", self.mode, DecodeMode)
+
+
+def _current_fields(cfg) -> dict[str, object]:
+    """A config's fields less its deprecated aliases (`metadata={"deprecated": ...}`)."""
+    return {f.name: getattr(cfg, f.name) for f in fields(cfg) if "deprecated" not in f.metadata}
 
 
 def check_result_output(out: Path | None) -> None:

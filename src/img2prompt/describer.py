@@ -162,8 +162,8 @@ def find_inputs(inputs: Sequence[str | Path]) -> tuple[ImageSearch, list[Failure
     """The images under `inputs`; paths that do not exist become failures, not an error."""
     missing = [Failure(str(p), "no such file or folder") for p in inputs if not Path(p).exists()]
     search = scan_images([Path(p) for p in inputs if Path(p).exists()])
-    if not search.images and not missing:
-        raise ConfigError(f"no image files under {', '.join(map(str, inputs))}{search.summary()}")
+    if not missing:
+        search.require_images(inputs)
     return search, missing
 
 

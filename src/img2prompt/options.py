@@ -15,8 +15,9 @@ nested configs share a name, the one declared first keeps the flat spelling (des
 the flat spelling (`"flat"`), keep a field off the command line (`"cli": False`; a config's
 `CLI_HIDDEN` names nested ones), make it positional (`config.POSITIONAL`) or keep a former
 name working for a release (`"aliases"`: hidden flags and YAML keys that print a deprecation
-note). A `--config` YAML file gives values under any of these spellings (flat, dotted or
-nested, `-` or `_`), and options typed on the command line win over it.
+note; `"deprecated"`: a whole field kept hidden, its note saying what replaces it). A
+`--config` YAML file gives values under any of these spellings (flat, dotted or nested, `-` or
+`_`), and options typed on the command line win over it.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Spec:
     doc: str
     positional: bool
     aliases: tuple[str, ...] = ()  # deprecated flags (`--approx` for `--search`)
+    deprecated: str = ""  # a deprecated field: what to write instead (hidden from `--help`)
 
     @property
     def name(self) -> str:  # the Python parameter name
@@ -78,10 +80,21 @@ def _strip_none(kind: Any) -> Any:
     return kind
 
 
-@functools.cache
 def specs(cls: type) -> tuple[Spec, ...]:
-    """Every command-line field of `cls`, nested configs flattened, in declaration order."""
-    found: list[tuple[tuple[str, ...], str, Any, Any, str, bool]] = []
+    """Every command-line field of `cls`, nested configs flattened, in declaration order
+    (deprecated fields left out: they are `deprecated_specs`)."""
+    return tuple(spec for spec in all_specs(cls) if not spec.deprecated)
+
+
+def deprecated_specs(cls: type) -> tuple[Spec, ...]:
+    """The deprecated fields of `cls`: still read from flags and files, hidden from `--help`."""
+    return tuple(spec for spec in all_specs(cls) if spec.deprecated)
+
+
+@functools.cache
+def all_specs(cls: type) -> tuple[Spec, ...]:
+    """Every command-line field of `cls`, deprecated ones included."""
+    found: list[tuple[tuple[str, ...], str, Any, Any, str, bool, tuple[str, ...], str]] = []
 
     def walk(cls: type, prefix: tuple[str, ...], defaults: Any) -> None:
         hints, docs = typing.get_type_hints(cls), field_docs(cls)
@@ -100,20 +113,23 @@ def specs(cls: type) -> tuple[Spec, ...]:
             flat = f.metadata.get("flat", f.name)
             aliases = tuple("--" + a.replace("_", "-") for a in f.metadata.get("aliases", ()))
             found.append(((*prefix, f.name), flat, kind, default, docs.get(f.name, ""),
-                          bool(f.metadata.get("positional")), aliases))  # fmt: skip
+                          bool(f.metadata.get("positional")), aliases,
+                          f.metadata.get("deprecated", "")))  # fmt: skip
 
     hidden = getattr(cls, "CLI_HIDDEN", ())
     walk(cls, (), None)
     taken = {flat for path, flat, *_ in found if len(path) == 1}
     result = []
-    for path, flat, kind, default, doc, positional, aliases in found:
+    for path, flat, kind, default, doc, positional, aliases, deprecation in found:
         flags = []
         if len(path) == 1 or flat not in taken:
             flags.append("--" + flat.replace("_", "-"))
             taken.add(flat)
         if len(path) > 1:
             flags.append("--" + ".".join(p.replace("_", "-") for p in path))
-        result.append(Spec(path, tuple(flags), kind, default, doc, positional, aliases))
+        result.append(
+            Spec(path, tuple(flags), kind, default, doc, positional, aliases, deprecation)
+        )
     return tuple(result)
 
 
@@ -143,7 +159,7 @@ def _number_list(spec: Spec) -> type | None:
 def spellings(cls: type) -> dict[str, Spec]:
     """Every key a value may be given under (dotted, flat, `_` for `-`) -> its field."""
     table: dict[str, Spec] = {}
-    for spec in specs(cls):
+    for spec in all_specs(cls):
         table[spec.key] = spec
         for flag in (*spec.flags, *spec.aliases):
             table.setdefault(flag[2:].replace("-", "_"), spec)
@@ -187,7 +203,11 @@ def load_config_file(path: Path, cls: type) -> dict[str, Any]:
         raise InputError(path, f"not valid YAML: {e}", None if line is None else line + 1) from None
     if not isinstance(values, dict):
         raise InputError(path, "a config file is a mapping of option: value")
-    return normalise(cls, values, path)
+    values = normalise(cls, values, path)
+    for spec in deprecated_specs(cls):
+        if spec.key in values:
+            deprecated(f"{path}: {spec.key}", spec.deprecated)
+    return values
 
 
 def build_config(cls: type, values: dict) -> Any:
@@ -223,7 +243,7 @@ def command(cls: type, run, *, doc: str, quiet: bool = True, config_flags=("--co
     import typer
 
     parameters, annotations = [], {}
-    for spec in specs(cls):
+    for spec in all_specs(cls):  # deprecated fields too, as hidden flags
         kind = spec.kind  # typer makes a Literal into choices
         if _number_list(spec):
             kind = str  # `--k-grid 1,2,4`
@@ -243,7 +263,7 @@ def command(cls: type, run, *, doc: str, quiet: bool = True, config_flags=("--co
                 info = typer.Argument(help=spec.doc, show_default=False, metavar=name.upper())
             else:
                 info = typer.Option(*flags, help=spec.doc, show_default=shown or False,
-                                    hidden=hide)  # fmt: skip
+                                    hidden=hide or bool(spec.deprecated))  # fmt: skip
             annotation = typing.Annotated[kind | None, info]
             annotations[name] = annotation
             parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
@@ -262,7 +282,7 @@ def command(cls: type, run, *, doc: str, quiet: bool = True, config_flags=("--co
     def function(**kwargs: Any) -> None:
         file, be_quiet = kwargs.pop("config", None), kwargs.pop("quiet", False)
         values = guarded(load_config_file, file, cls) if file else {}
-        for spec in specs(cls):
+        for spec in all_specs(cls):
             value = kwargs.get(spec.name)
             if value is None or value == () or value == []:
                 value = kwargs.get(_twin(spec))
@@ -272,6 +292,8 @@ def command(cls: type, run, *, doc: str, quiet: bool = True, config_flags=("--co
                     deprecated(" / ".join(spec.aliases), spec.flags[0])
             if value is None or value == () or value == []:
                 continue
+            if spec.deprecated:
+                deprecated(spec.flags[0], spec.deprecated)
             if element := _number_list(spec):
                 try:
                     value = [element(x) for x in value.split(",") if x.strip()]

@@ -269,3 +269,81 @@ def index_build_summary(report: BuildReport) -> str:
     if not report.wrote:
         return f"this rank: {parts[1]}; {report.split}; rank 0 writes {report.out}"
     return "; ".join(parts) + f"; {report.seconds:.1f} s"
+
+
+def print_failures(failures) -> None:
+    """The images a command could not read, each with its reason (paths printed verbatim)."""
+    if failures:
+        stderr.print(f"[bold red]{len(failures)} images could not be read:[/]")
+    for failure in failures:
+        stderr.print(f"  {failure.image}: {failure.reason}", highlight=False, markup=False)
+
+
+def print_bank_report(report) -> None:
+    categories = ", ".join(f"{name} {count:,}" for name, count in report.categories.items())
+    stderr.print(
+        f"bank {escape(str(report.path))}: {report.entries:,} entries ({escape(categories)}); "
+        f"added {report.added:,} ({report.embedded:,} embedded, the rest with their vectors), "
+        f"{report.duplicates:,} duplicates skipped",
+        highlight=False,
+    )
+
+
+def print_predict_summary(predictor, result, written: list[Path]) -> None:
+    """predict's stderr line: images, rate, precision, views; or this rank's share."""
+    n = len(result.images) + len(result.failures)
+    now = n - result.resumed
+    timing = f"in {result.seconds:.1f} s ({now / max(result.seconds, 1e-9):.1f}/s)"
+    if result.resumed:
+        timing = f"({result.resumed:,} saved by an interrupted run; {now:,} predicted {timing})"
+    if not result.wrote:  # another rank joins the shares and writes the files
+        stderr.print(f"this rank: {n:,} images {timing}, {result.precision}; {result.split}",
+                     highlight=False)  # fmt: skip
+        return
+    notes = [note for note in (predictor.precision_note, predictor.compile_note) if note]
+    note = f" ({'; '.join(notes)})" if notes else ""
+    split = f"; {result.split}" if result.split else ""
+    stderr.print(
+        f"{n:,} images {timing}, {result.precision}{note}, "
+        f"{len(predictor.views)} view(s) per image{split}{result.skipped}"
+        + "".join(f"; wrote {path}" for path in written),
+        highlight=False,
+    )
+
+
+def print_describe_summary(result, how: str, out: Path | None) -> None:
+    """describe's stderr line: images, time, where the prompts came from, the mean match."""
+    n = len(result.descriptions)
+    if not n:
+        return
+    stats = f"{result.from_metadata:,} prompts from the files' metadata"
+    if any(d.match is not None for d in result.descriptions):  # a model ran
+        stats += f", mean match {result.mean_match:.4f}"
+    stderr.print(
+        f"{n:,} images described in {result.seconds:.1f} s ({how}); {stats}"
+        + result.search.summary()
+        + (f"; wrote {out}" if out else ""),
+        highlight=False,
+    )
+
+
+def print_submission_check(check, file: Path) -> None:
+    """The score on stdout (with --truth); `ok` or every problem on stderr."""
+    if check.score is not None:
+        console.print(f"score (mean cosine) {check.score:.4f}", highlight=False, soft_wrap=True)
+    if check.ok:
+        stderr.print(f"{file}: ok, {check.images:,} images x {check.dim} values", highlight=False)
+    for problem in check.problems:
+        stderr.print(f"[bold red]problem:[/] {escape(str(problem))}", highlight=False)
+
+
+def print_ensemble_fit(result, out: Path) -> None:
+    """Each member's mean cosine and weight, then the blend's (stdout)."""
+    for member, weight, score in zip(
+        result.members, result.weights, result.member_scores, strict=True
+    ):
+        line = f"{score:.4f}  weight {weight:.3f}  {member}"
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    blend = f"{result.blend_score:.4f}  blend of {len(result.members)} ({result.rows:,} rows)"
+    console.print(blend, highlight=False, markup=False, soft_wrap=True)
+    stderr.print(f"wrote {out}", highlight=False)

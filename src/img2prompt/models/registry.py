@@ -1,26 +1,52 @@
-"""Named factories, the one way to extend img2prompt (timm style): a backbone, a head or a loss is
-a function or class decorated with its registry's `register(name)`; configs name it by string.
+"""Named factories, the one way to extend img2prompt (timm style): a backbone, a head, a pooling
+or a loss is a function or class decorated with its registry's `register(name)`; configs name it
+by string.
 
 A name is registered once (a second registration is an error, so two plugins cannot silently
 replace each other), and an unknown name is a ConfigError that lists the known ones. This module
-knows nothing about what it holds: `models/backbones.py`, `models/heads.py` and
-`train/losses.py` each own their registry, so no registry imports the modules that fill it.
+knows nothing about what it holds: `models/backbones.py`, `models/heads.py`, `models/pooling.py`
+and `models/losses.py` each own their registry, so no registry imports the modules that fill it.
+
+An entry carries its own hyperparameters: every parameter with a default that can be passed by
+keyword (`def mlp_head(in_dim, out_dim, *, hidden: int = 16 * 1024)`) is an option, typed by its
+annotation. Options reach an entry as text (`--head-options hidden=4096`), parsed by
+`parse_options` and converted by `Registry.resolve`, so a new entry needs no new config field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+import dataclasses
+import inspect
+import math
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from img2prompt.errors import ConfigError
+from img2prompt.errors import ConfigError, warn_renamed
 
 T = TypeVar("T")
+
+TEXT_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
+"""The option types a value given as text converts to (by annotation, else by the default)."""
+TRUE, FALSE = ("true", "1"), ("false", "0")
+
+
+@dataclass(frozen=True)
+class Option:
+    """One declared hyperparameter of a registry entry."""
+
+    name: str
+    kind: type | None  # bool, int, float or str; None: only a Python object can set it
+    default: Any
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.default}"
 
 
 class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
-        """What the entries are, for messages: `backbone`, `head`, `loss`."""
+        """What the entries are, for messages: `backbone`, `head`, `pooling`, `loss`."""
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -45,8 +71,124 @@ class Registry(Generic[T]):
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._entries))
 
+    def options(self, name: str) -> dict[str, Option]:
+        """The options `name` declares, in its signature's order, with their defaults."""
+        return declared_options(self.get(name))
+
+    def resolve(
+        self, name: str, options: str | Mapping[str, Any] = "", flag: str = ""
+    ) -> dict[str, Any]:
+        """`options` (text `key=value,...` or a mapping) as keyword arguments of `name`, each
+        converted to its declared type. A ConfigError (prefixed by `flag`, the option a user
+        typed) names the entry and lists its options for an unknown name, and names the option
+        for a value of the wrong type."""
+        declared = self.options(name)
+        given = parse_options(options, flag) if isinstance(options, str) else dict(options)
+        prefix = f"{flag}: " if flag else ""
+        resolved = {}
+        for key, value in given.items():
+            if key not in declared:
+                known = ", ".join(map(str, declared.values())) or "none"
+                raise ConfigError(
+                    f"{prefix}{self.kind} {name!r} has no option {key!r}; its options: {known}"
+                )
+            resolved[key] = _convert(declared[key], value, f"{prefix}{self.kind} {name!r}")
+        return resolved
+
+    def build(
+        self, name: str, *args: Any, options: str | Mapping[str, Any] = "", flag: str = ""
+    ) -> Any:
+        """Call entry `name` with `args` and its `options` (as `resolve` converts them)."""
+        return self.get(name)(*args, **self.resolve(name, options, flag))  # type: ignore[operator]
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def declared_options(entry: Callable[..., Any]) -> dict[str, Option]:
+    """An entry's options: the parameters with defaults that can be passed by keyword."""
+    try:  # resolve `from __future__ import annotations` strings to types where possible
+        signature = inspect.signature(entry, eval_str=True)
+    except (NameError, TypeError, SyntaxError):
+        signature = inspect.signature(entry)
+    found = {}
+    for parameter in signature.parameters.values():
+        keyword = parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+        if not keyword or parameter.default is parameter.empty:
+            continue
+        kind = parameter.annotation
+        kind = TEXT_TYPES.get(kind, kind) if isinstance(kind, str) else kind
+        if kind not in TEXT_TYPES.values():  # no usable annotation: the default's type, if plain
+            kind = type(parameter.default)
+            kind = kind if kind in TEXT_TYPES.values() else None
+        found[parameter.name] = Option(parameter.name, kind, parameter.default)
+    return found
+
+
+def _convert(option: Option, value: Any, entry: str) -> Any:
+    """`value` (text, or a Python value) as `option`'s type; a ConfigError names the option."""
+    kind = option.kind
+    if not isinstance(value, str):  # from Python or a YAML mapping: its own type must fit
+        if kind is None or type(value) is kind or (kind is float and type(value) is int):
+            return float(value) if kind is float else value
+        value = str(value)  # checked as text below (True is no int, 2.5 no whole number)
+    if kind is str:
+        return value
+    text = value.strip().lower()
+    if kind is bool and text in TRUE + FALSE:
+        return text in TRUE
+    try:
+        if kind is int:
+            return int(text)
+        if kind is float and math.isfinite(number := float(text)):
+            return number
+    except ValueError:
+        pass
+    if kind is None:
+        raise ConfigError(f"{entry}: option {option.name!r} cannot be given as text")
+    wanted = {bool: "true/false/1/0", int: "a whole number", float: "a finite number"}[kind]
+    raise ConfigError(f"{entry}: option {option.name!r} takes {wanted}, got {value!r}")
+
+
+def parse_options(text: str, flag: str = "") -> dict[str, str]:
+    """`key=value,key=value` -> {key: value} (text values; keys may be dotted, `mnrl.scale`).
+    Blanks around parts are ignored; a part without `=` or a key given twice is a ConfigError."""
+    prefix = f"{flag}: " if flag else ""
+    found: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, equals, value = (s.strip() for s in part.partition("="))
+        if not equals or not key:
+            raise ConfigError(f"{prefix}write key=value pairs separated by commas, got {part!r}")
+        if key in found:
+            raise ConfigError(f"{prefix}{key!r} is given twice")
+        found[key] = value
+    return found
+
+
+def format_options(values: Mapping[str, Any]) -> str:
+    """{key: value} -> `key=value,key=value` (what `parse_options` reads back)."""
+    return ",".join(f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+                    for key, value in values.items())  # fmt: skip
+
+
+def fold_deprecated(cfg: Any, old: str, new: str, key: str, applies: bool = True) -> None:
+    """Move deprecated field `old` of dataclass `cfg` into its options text field `new` as
+    `key=value`, with a DeprecationWarning, when it holds anything but its default (which means
+    "not given"). The value wins over `key` in `new` (it was typed as well). It reaches the
+    options only where it `applies` (a `--head-hidden` for a linear head was ignored before and
+    still is). `old` then returns to its default, so the config holds each setting once and
+    `dataclasses.replace(cfg, **{new: ...})` is not overridden by a stale alias."""
+    default = {f.name: f.default for f in dataclasses.fields(cfg)}[old]
+    value = getattr(cfg, old)
+    if value == default:
+        return
+    old_flag, new_flag = (f"--{name.replace('_', '-')}" for name in (old, new))
+    warn_renamed(old_flag, f"{new_flag} {key}={value}", stacklevel=5)
+    setattr(cfg, old, default)
+    if applies:
+        options = parse_options(getattr(cfg, new), new_flag)
+        options[key] = value
+        setattr(cfg, new, format_options(options))

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from img2prompt.errors import InputError
-from img2prompt.metrics import mean_cosine
+from img2prompt.metrics import mean_cosine, unit
 from img2prompt.predict.submission import read_submission
-from img2prompt.predict.tables import PredictionTable, normalise, read_truth
+from img2prompt.predict.tables import PredictionTable, read_truth
 
 
 @dataclass
@@ -56,7 +56,7 @@ def check_submission(
     if sample is not None:
         check.problems.extend(_compare_ids(ids, read_submission(sample)[0], Path(sample)))
     if truth is not None and check.ok:
-        table = PredictionTable(check.path, ids, normalise(vectors))
+        table = PredictionTable(check.path, ids, unit(vectors))
         try:
             _, targets, _ = read_truth(truth).targets_for(table)
         except ValueError as e:  # images without a truth row, or another dimension

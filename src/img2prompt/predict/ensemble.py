@@ -17,8 +17,8 @@ import numpy as np
 
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.io import write_json
-from img2prompt.metrics import mean_cosine
-from img2prompt.predict.tables import PredictionTable, Truth, normalise
+from img2prompt.metrics import mean_cosine, unit
+from img2prompt.predict.tables import PredictionTable, Truth
 
 WEIGHTS_FORMAT = "img2prompt-ensemble"
 
@@ -65,7 +65,7 @@ def align(members: list[PredictionTable]) -> np.ndarray:
 
 def blend(predictions: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """(M, N, D) normalised member predictions, (M,) weights -> (N, D) unit vectors."""
-    return normalise(np.einsum("m,mnd->nd", np.asarray(weights, np.float32), predictions))
+    return unit(np.einsum("m,mnd->nd", np.asarray(weights, np.float32), predictions))
 
 
 def blend_objective(

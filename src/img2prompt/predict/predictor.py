@@ -27,7 +27,7 @@ from torch import nn
 from img2prompt.config import PredictOptions
 from img2prompt.data.embed import native_bf16
 from img2prompt.data.images import to_rgb
-from img2prompt.data.transforms import normalise
+from img2prompt.data.transforms import normalise_pixels
 from img2prompt.device import resolve_device
 from img2prompt.errors import InputError
 from img2prompt.metrics import cosines
@@ -145,7 +145,7 @@ class Predictor:
         crops = torch.from_numpy(crops)
         if self.device.type == "cuda":  # uint8 crosses the bus: 4x fewer bytes than float32
             crops = crops.pin_memory().to(self.device, non_blocking=True)
-        return self.embed_pixels(normalise(crops, self.model.preprocess, self.layout))
+        return self.embed_pixels(normalise_pixels(crops, self.model.preprocess, self.layout))
 
     @torch.inference_mode()
     def embed_pixels(self, pixels: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -46,9 +46,8 @@ def run_predict(
     if out is None and submission is None:
         raise ConfigError("give --out and/or --submission")
     search = scan_images(inputs)
+    search.require_images(inputs)
     paths = [str(path) for path in search.images]
-    if not paths:
-        raise ConfigError(f"no image files under {', '.join(map(str, inputs))}{search.summary()}")
     if submission is not None:
         _check_unique_stems([Path(path) for path in paths])
     folder = resolve_model_dir(model)  # once: an hf: model would otherwise be looked up twice

@@ -57,11 +57,6 @@ def image_keys(images: list[str]) -> list[str]:
     return [Path(image).stem for image in images]
 
 
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    """(N, D) float32 unit rows (metrics.unit, for anything array-like)."""
-    return unit(np.asarray(vectors, dtype=np.float32))
-
-
 def read_predictions(path: str | Path) -> PredictionTable:
     path = Path(path)
     if not path.is_file():
@@ -69,7 +64,7 @@ def read_predictions(path: str | Path) -> PredictionTable:
     if path.suffix.lower() == ".csv":
         ids, vectors = read_submission(path)
         _check_finite(path, vectors)
-        return PredictionTable(path, ids, normalise(vectors))
+        return PredictionTable(path, ids, unit(vectors))
     table = _read_parquet(path)
     if "embedding" not in table.column_names:
         raise InputError(path, f"no `embedding` column (columns: {', '.join(table.column_names)})")
@@ -81,7 +76,7 @@ def read_predictions(path: str | Path) -> PredictionTable:
     return PredictionTable(
         path,
         [str(v) for v in table.column(names).to_pylist()],
-        normalise(vectors),
+        unit(vectors),
         ids=table.column("id").to_pylist() if "id" in table.column_names else None,
         folds=table.column("fold").to_numpy() if "fold" in table.column_names else None,
     )
@@ -173,13 +168,13 @@ def read_truth(path: str | Path) -> Truth:
         raise InputError(path, "no such truth file or folder")
     if path.suffix.lower() == ".csv":
         ids, vectors = read_submission(path)
-        return Truth(path, normalise(vectors), by_image={k: i for i, k in enumerate(ids)})
+        return Truth(path, unit(vectors), by_image={k: i for i, k in enumerate(ids)})
     table = _read_parquet(path)
     missing = {"id", "target"} - set(table.column_names)
     if missing:
         raise InputError(path, f"a truth table needs columns id and target; missing {missing}")
     columns = table.column_names
-    truth = Truth(path, normalise(vectors_from_column(table.column("target"), path)))
+    truth = Truth(path, unit(vectors_from_column(table.column("target"), path)))
     truth.by_id = {str(k): i for i, k in enumerate(table.column("id").to_pylist())}
     if "image" in columns:
         images = [str(v) for v in table.column("image").to_pylist() if v is not None]

@@ -37,7 +37,7 @@ from img2prompt.text.bank_index import (
     MANIFEST_FILE,
     PromptBank,
     load_bank,
-    read_manifest,
+    read_bank_manifest,
 )
 from img2prompt.text.bank_sources import (
     VOCABULARY_CATEGORY,
@@ -64,8 +64,8 @@ __all__ = [
     "entry_key",
     "load_bank",
     "open_bank",
+    "read_bank_manifest",
     "read_entries",
-    "read_manifest",
     "vocabulary_entries",
 ]
 

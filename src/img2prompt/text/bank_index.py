@@ -102,7 +102,7 @@ class PromptBank:
 def load_bank(path: str | Path, encoder: TargetEncoder | None = None) -> PromptBank:
     """Read a bank folder; with `encoder`, refuse a bank built with another one."""
     path = readable_dir(path)
-    manifest = read_manifest(path)
+    manifest = read_bank_manifest(path)
     if encoder is not None:
         check_encoder(path, manifest, encoder)
     # `source` (one string per entry) is only needed by `bank add`, which reads it itself.
@@ -119,7 +119,7 @@ def load_bank(path: str | Path, encoder: TargetEncoder | None = None) -> PromptB
     return _bank_from_table(path, table, embeddings, manifest)
 
 
-def read_manifest(path: Path) -> dict:
+def read_bank_manifest(path: Path) -> dict:
     """A bank folder's manifest alone (cheap: no entries or vectors are read)."""
     path = readable_dir(path)  # a write cut off between its two renames left the old bank aside
     manifest_path = path / MANIFEST_FILE

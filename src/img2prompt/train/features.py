@@ -1,7 +1,8 @@
 """Frozen-feature cache: when nothing before the head learns, compute its output once.
 
 Linear probing a frozen CLIP for five epochs costs five full forward passes per image; with the
-cache it costs one (two with flips: both views are cached) and the epochs train only the head.
+cache it costs one (two with flips: the mirror images are cached too) and the epochs train only
+the head.
 """
 
 from __future__ import annotations
@@ -46,20 +47,20 @@ def compute_features(
     return torch.cat(chunks)
 
 
-class FeatureViews:
-    """Cached features for the plain view and, when flips are on, the mirrored view."""
+class CachedFeatures:
+    """Cached features of every image and, when flips are on, of its mirror image."""
 
     def __init__(self, plain: torch.Tensor, flipped: torch.Tensor | None = None) -> None:
         self.plain, self.flipped = plain, flipped
 
-    def subset(self, rows: np.ndarray, flips: bool = True) -> FeatureViews:
-        """The views of table `rows` only (without the mirrored one unless `flips`)."""
+    def subset(self, rows: np.ndarray, flips: bool = True) -> CachedFeatures:
+        """The features of table `rows` only (without the mirrored ones unless `flips`)."""
         index = torch.as_tensor(rows, dtype=torch.long, device=self.plain.device)
         flipped = self.flipped[index] if flips and self.flipped is not None else None
-        return FeatureViews(self.plain[index], flipped)
+        return CachedFeatures(self.plain[index], flipped)
 
     def take(self, rows: torch.Tensor, flips: torch.Tensor | None = None) -> torch.Tensor:
-        """Features of `rows`; where `flips` is True, the mirrored view's."""
+        """Features of `rows`; where `flips` is True, those of the mirror image."""
         features = self.plain[rows]
         if flips is not None and self.flipped is not None and bool(flips.any()):
             features = torch.where(flips[:, None], self.flipped[rows], features)
@@ -84,18 +85,19 @@ class FeatureStore:
     ) -> None:
         self.images, self.device = images, device
         self.batch_size, self.workers, self.progress = batch_size, workers, progress
-        self._kept: dict[str, tuple[str, dict[bool, torch.Tensor]]] = {}  # kind -> digest, views
+        # kind -> (weights digest, {flipped: features})
+        self._kept: dict[str, tuple[str, dict[bool, torch.Tensor]]] = {}
 
-    def views(
+    def features(
         self,
         kind: str,
         extract: Callable[[torch.Tensor], torch.Tensor],
         weights: list[torch.nn.Module],
         preprocess: PreprocessConfig,
         flips: bool,
-    ) -> FeatureViews:
+    ) -> CachedFeatures:
         """Features of every table row by `extract` (whose weights live in `weights`), with the
-        mirrored view's too when `flips`; `FeatureViews.subset` takes a fold's rows."""
+        mirror images' too when `flips`; `CachedFeatures.subset` takes a fold's rows."""
         digest = weights_digest(weights)
         if kind not in self._kept or self._kept[kind][0] != digest:
             self._kept[kind] = (digest, {})  # other weights: the old features are dropped
@@ -107,7 +109,7 @@ class FeatureStore:
                     batch_size=self.batch_size, workers=self.workers, progress=self.progress,
                     description=f"caching {kind}{' (flipped)' if flip else ''}",
                 )  # fmt: skip
-        return FeatureViews(computed[False], computed[True] if flips else None)
+        return CachedFeatures(computed[False], computed[True] if flips else None)
 
 
 def weights_digest(modules: list[torch.nn.Module]) -> str:

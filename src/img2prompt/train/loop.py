@@ -29,7 +29,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from img2prompt.config import LIGHTNING_PRECISION, TrainConfig
-from img2prompt.data.dataset import ImageDataset, TrainingTable, flip_decision, read_training_table
+from img2prompt.data.dataset import ImageDataset, flip_decision
+from img2prompt.data.table import PreparedTable, read_prepared
 from img2prompt.errors import ConfigError
 from img2prompt.io import atomic_path
 from img2prompt.metrics import mean_cosine
@@ -95,7 +96,7 @@ def train(
     fabric.launch()
     run_folder.check_run_folder(cfg)
     fabric.barrier()  # every rank checks before rank 0 writes config.yaml
-    table = read_training_table(cfg.data)
+    table = read_prepared(cfg.data, need=("target", "fold", "image"))
     if fabric.is_global_zero:
         run_folder.write_config(cfg)
     fabric.barrier()
@@ -140,7 +141,7 @@ class FoldRun:
 
     cfg: TrainConfig
     fabric: Any
-    table: TrainingTable
+    table: PreparedTable
     fold: int | None
     folder: Path
     metrics: MetricsLog
@@ -211,7 +212,7 @@ def fit(run: FoldRun) -> FoldResult | None:
     is_val = np.zeros(len(table), bool) if fold is None else table.folds == fold
     train_rows, val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     targets = torch.tensor(table.targets, device=fabric.device)  # a copy: Arrow's is read-only
-    loss_fn = WeightedLoss(parse_loss_weights(cfg.loss), cfg.mnrl_scale)
+    loss_fn = WeightedLoss(parse_loss_weights(cfg.loss), options=cfg.loss_options)
 
     torch.manual_seed(_seed(cfg.seed, fold, "init"))
     model = ImageToPromptModel(cfg.model, pretrained=True)
@@ -285,9 +286,10 @@ def fit(run: FoldRun) -> FoldResult | None:
 class BatchSource:
     """One phase's training batches and validation inputs, from cached features or pixels.
 
-    Whatever is frozen before the head is computed once (both flip views) unless MixGen needs
-    fresh pixels every step: the whole backbone in LP (`cached`: the head trains on stored
-    features), the style extractor in FT (`style`: stored style features beside the pixels)."""
+    Whatever is frozen before the head is computed once (for an image and its mirror) unless
+    MixGen needs fresh pixels every step: the whole backbone in LP (`cached`: the head trains on
+    stored features), the style extractor in FT (`style`: stored style features beside the
+    pixels)."""
 
     def __init__(self, run: FoldRun, model, train_rows, val_rows, phase: Phase) -> None:
         cfg = run.cfg
@@ -295,18 +297,18 @@ class BatchSource:
         cacheable = cfg.cache_features and cfg.mixgen == 0
         self.cached = cacheable and phase.frozen
         cache_style = cacheable and not self.cached and model.style is not None
-        self.train_views = self.val_views = None
+        self.train_features = self.val_features = None
         if self.cached or cache_style:  # computed once per run (the store), sliced per fold
             model.eval()
             if self.cached:
                 kind, extract = "features", model.features
-                weights = [m for m in (model.backbone, model.gem, model.style) if m is not None]
+                weights = [m for m in (model.backbone, model.pool, model.style) if m is not None]
             else:
                 kind, extract, weights = "style", model.style_features, [model.style]
-            every = run.store.views(kind, extract, weights, model.preprocess, cfg.hflip)
-            self.train_views = every.subset(train_rows)
+            every = run.store.features(kind, extract, weights, model.preprocess, cfg.hflip)
+            self.train_features = every.subset(train_rows)
             if len(val_rows):  # --fold none validates on nothing
-                self.val_views = every.subset(val_rows, flips=False)
+                self.val_features = every.subset(val_rows, flips=False)
         # A BatchNorm head cannot train on a batch of one.
         self.drop_last = cfg.model.head == "mlp" and len(train_rows) > cfg.batch_size
         per_rank = len(train_rows) // run.fabric.world_size
@@ -324,10 +326,11 @@ class BatchSource:
         """The model's keyword inputs for a batch: stored features, or pixels (and stored style
         features)."""
         if self.cached:
-            return {"pixels": None, "features": self.train_views.take(positions, flips).to(device)}
+            features = self.train_features.take(positions, flips).to(device)
+            return {"pixels": None, "features": features}
         style = None
-        if self.train_views is not None:
-            style = self.train_views.take(positions, flips).to(device)
+        if self.train_features is not None:
+            style = self.train_features.take(positions, flips).to(device)
         return {"pixels": pixels.to(device), "style_features": style}
 
 
@@ -461,18 +464,18 @@ def _batches(cfg, fabric, model, table, train_rows, fold, phase, epoch, cached, 
 def validate(model, run: FoldRun, targets, val_rows, source: BatchSource):
     """(mean cosine, predictions) on the validation rows, or (None, None) when there are none.
     Every rank evaluates all of them: it is small, and it keeps the ranks' best epoch identical."""
-    cfg, fabric, table, views = run.cfg, run.fabric, run.table, source.val_views
+    cfg, fabric, table, cached = run.cfg, run.fabric, run.table, source.val_features
     if len(val_rows) == 0:
         return None, None
     model.eval()
     if source.cached:
-        predictions = model(None, features=views.plain.to(fabric.device))
+        predictions = model(None, features=cached.plain.to(fabric.device))
     else:
         loader = DataLoader(ImageDataset([table.images[i] for i in val_rows], model.preprocess),
                             batch_size=cfg.batch_size, num_workers=cfg.workers)  # fmt: skip
         chunks = []
         for pixels, positions in loader:
-            style = views.plain[positions].to(fabric.device) if views else None
+            style = cached.plain[positions].to(fabric.device) if cached else None
             with fabric.autocast():
                 chunks.append(model(pixels.to(fabric.device), style_features=style).float())
         predictions = torch.cat(chunks)

@@ -1,71 +1,62 @@
-"""Losses between predicted and target embeddings, as small modules (sentence-transformers style).
+"""Training's loss: `WeightedLoss`, a weighted sum of registered losses (`--loss cosine=1,mnrl=0.2`)
+each built with its options (`--loss-options mnrl.scale=20`).
 
-Each takes `(predictions, targets)`, each (B, D); predictions need not be normalised. A loss is
-registered by name with `@register_loss("name")` on its class; `--loss cosine=1,mnrl=0.2` names
-them, and `WeightedLoss` builds them from the registry.
+The losses themselves and their registry are `models/losses.py` (re-exported here, their home
+before options were checked by the config).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from img2prompt.config import loss_weights
-from img2prompt.errors import ConfigError
-from img2prompt.models.registry import Registry
+from img2prompt.errors import ConfigError, warn_renamed
+from img2prompt.models.losses import (
+    LOSSES,
+    CosineLoss,
+    MNRLoss,
+    parse_loss_options,
+    register_loss,
+)
 
-LOSSES: Registry[Callable[..., nn.Module]] = Registry("loss")
-register_loss = LOSSES.register
-
-
-@register_loss("cosine")
-class CosineLoss(nn.Module):
-    """mean(1 - cos(prediction, target)): exactly what the Kaggle metric rewards.
-
-    Use it always, alone or beside MNRL; it pulls each prediction toward its own target."""
-
-    def forward(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return (1.0 - F.cosine_similarity(predictions, targets, dim=-1)).mean()
-
-
-@register_loss("mnrl")
-class MNRLoss(nn.Module):
-    """Multiple-Negatives-Ranking loss: cross-entropy over `scale * cos(prediction_i, target_j)`,
-    where target_i is the positive and the batch's other targets are the negatives.
-
-    Use it when batches are large enough to hold hard negatives; it teaches the model to tell
-    similar prompts apart, which a plain cosine loss does not. The default scale is sqrt(384),
-    as seed 000 scaled unit vectors (sentence-transformers uses 20, nearly the same).
-    `symmetric` adds the target -> prediction direction.
-    """
-
-    def __init__(self, scale: float = math.sqrt(384), symmetric: bool = False) -> None:
-        super().__init__()
-        self.scale = scale
-        self.symmetric = symmetric
-
-    def forward(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = self.scale * F.normalize(predictions, dim=-1) @ F.normalize(targets, dim=-1).T
-        labels = torch.arange(len(logits), device=logits.device)
-        loss = F.cross_entropy(logits, labels)
-        if self.symmetric:
-            loss = (loss + F.cross_entropy(logits.T, labels)) / 2
-        return loss
+__all__ = [
+    "LOSSES",
+    "CosineLoss",
+    "MNRLoss",
+    "WeightedLoss",
+    "parse_loss_options",
+    "parse_loss_weights",
+    "register_loss",
+]
 
 
 class WeightedLoss(nn.Module):
-    """A weighted sum of registered losses, e.g. `cosine=1,mnrl=0.2`; `mnrl_scale` is MNRL's."""
+    """A weighted sum of registered losses, e.g. `cosine=1,mnrl=0.2`, each built with its
+    `options` (`mnrl.scale=20` or {"mnrl": {"scale": 20.0}}). `mnrl_scale` is the former way to
+    set MNRL's scale, kept one release."""
 
-    def __init__(self, weights: dict[str, float], mnrl_scale: float = math.sqrt(384)) -> None:
+    def __init__(
+        self,
+        weights: dict[str, float],
+        mnrl_scale: float | None = None,
+        *,
+        options: str | Mapping[str, Mapping[str, Any]] = "",
+    ) -> None:
         super().__init__()
-        options = {"mnrl": {"scale": mnrl_scale}}
+        by_loss = parse_loss_options(options) if isinstance(options, str) else dict(options)
+        if mnrl_scale is not None:
+            warn_renamed("WeightedLoss(mnrl_scale=...)", "options='mnrl.scale=S'")
+            by_loss["mnrl"] = {**by_loss.get("mnrl", {}), "scale": mnrl_scale}
         self.weights = dict(weights)
         self.losses = nn.ModuleDict(
-            {name: LOSSES.get(name)(**options.get(name, {})) for name in weights}
+            {
+                name: LOSSES.build(name, options=by_loss.get(name, {}), flag="--loss-options")
+                for name in weights
+            }
         )
 
     def forward(self, predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -55,8 +55,7 @@ def param_groups(
                 groups.append({"params": params, "lr": group_lr, "weight_decay": wd, "name": name})
 
     add(model.head, lr, "head")
-    if model.gem is not None:
-        add(model.gem, lr, "gem")
+    add(model.pool, lr, "pool")  # nothing unless a pooling has trainable weights
     layers = model.backbone.layer_groups()
     top_lr = backbone_lr if backbone_lr is not None else lr
     for i, layer in enumerate(layers):

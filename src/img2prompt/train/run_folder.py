@@ -12,11 +12,13 @@ Only rank 0 writes; the loop calls these on rank 0 or guards them itself.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
 import math
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +55,7 @@ def config_to_dict(cfg: TrainConfig) -> dict:
             return {k: plain(v) for k, v in value.items()}
         return str(value) if isinstance(value, Path) else value
 
-    return plain(dataclasses.asdict(cfg))
+    return plain(cfg.to_dict())
 
 
 def config_to_yaml(cfg: TrainConfig) -> str:
@@ -85,9 +87,15 @@ def check_run_folder(cfg: TrainConfig) -> None:
         raise ConfigError(
             f"{cfg.out}: nothing to resume (no config.yaml); start it without --resume"
         )
+    written = yaml.safe_load(saved_path.read_text())
+    # Read as a new run would be, so a since-deprecated field (head_hidden) folds as it does;
+    # what cannot be read so is compared as written, and the settings that differ are named.
+    with contextlib.suppress(ValueError, TypeError), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # this run's own file, not typed
+        written = config_to_dict(TrainConfig(**written))
     # Runs started before TrainConfig nested its model wrote flat keys (`head`, `encoder`).
     spelled = {name: spec.key for name, spec in spellings(TrainConfig).items()}
-    saved = {spelled.get(k, k): v for k, v in _flat(yaml.safe_load(saved_path.read_text())).items()}
+    saved = {spelled.get(k, k): v for k, v in _flat(written).items()}
     current = _flat(yaml.safe_load(config_to_yaml(cfg)))
     changed = [k for k in saved if k not in RESUMABLE_CHANGES and saved[k] != current.get(k)]
     if changed:

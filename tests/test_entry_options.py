@@ -1,0 +1,226 @@
+"""Registry entries carry their own options (`--head-options`, `--pool-options`,
+`--loss-options`): they change what is built, bad ones fail when the config is made, and the
+former flags (`--head-hidden`, `--gem-p`, `--mnrl-scale`) and model folders still work."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from img2prompt.cli import app
+from img2prompt.config import ModelConfig, TrainConfig
+from img2prompt.errors import ConfigError
+from img2prompt.models.heads import HEADS, build_head
+from img2prompt.models.losses import LOSSES
+from img2prompt.models.model import ImageToPromptModel, load_model, save_model
+from img2prompt.models.pooling import GeM, build_pool
+from img2prompt.models.registry import parse_options
+from img2prompt.train.losses import WeightedLoss, parse_loss_weights
+from img2prompt.train.run_folder import check_run_folder, write_config
+
+runner = CliRunner()
+
+
+def _train_config(tmp_path, **values) -> TrainConfig:
+    return TrainConfig.of(data=tmp_path, out=tmp_path / "run", backbone="tiny-clip", **values)
+
+
+def test_entries_list_their_declared_options_with_defaults():
+    assert {k: (o.kind, o.default) for k, o in HEADS.options("mlp").items()} == {
+        "hidden": (int, 16 * 1024)
+    }
+    assert HEADS.options("linear") == {}
+    mnrl = LOSSES.options("mnrl")
+    assert (mnrl["scale"].kind, mnrl["scale"].default) == (float, math.sqrt(384))
+    assert (mnrl["symmetric"].kind, mnrl["symmetric"].default) == (bool, False)
+    assert parse_options(" hidden = 8 , mnrl.scale=2,") == {"hidden": "8", "mnrl.scale": "2"}
+
+
+def test_a_declared_head_option_changes_the_built_module():
+    default = build_head("mlp", 16, 384)
+    narrow = build_head("mlp", 16, 384, options="hidden=24")
+    assert default[0].out_features == 16 * 1024 and default[1].num_features == 16 * 1024
+    assert narrow[0].out_features == 24 and narrow[1].num_features == 24
+    assert narrow[3].in_features == 24 and narrow[3].out_features == 384
+    model = ImageToPromptModel(ModelConfig("tiny-clip", head="mlp", head_options="hidden=24"))
+    assert model.head[0].out_features == 24 and model(torch.randn(2, 3, 32, 32)).shape == (2, 384)
+
+
+def test_gem_pool_options_equal_gem_on_the_same_tokens():
+    torch.manual_seed(0)
+    model = ImageToPromptModel(ModelConfig("tiny-clip", pool="gem", pool_options="p=3")).eval()
+    pixels = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        tokens = model.backbone.tokens(pixels)
+        pooled = model.backbone_features(pixels)
+        torch.testing.assert_close(pooled, GeM(3.0)(tokens))
+        assert not torch.allclose(pooled, GeM(2.0)(tokens))  # p really reached it
+        torch.testing.assert_close(build_pool("gem", {"p": 3})(model.backbone, pixels), pooled)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        (dict(head="mlp", head_options="width=3"),
+         "--head-options: head 'mlp' has no option 'width'; its options: hidden=16384"),
+        (dict(head="linear", head_options="hidden=3"),
+         "--head-options: head 'linear' has no option 'hidden'; its options: none"),
+        (dict(head="mlp", head_options="hidden=wide"),
+         "--head-options: head 'mlp': option 'hidden' takes a whole number, got 'wide'"),
+        (dict(head="mlp", head_options="hidden"), "--head-options: write key=value pairs"),
+        (dict(head="mlp", head_options="hidden=2,hidden=3"), "'hidden' is given twice"),
+        (dict(pool="gem", pool_options="q=1"),
+         "--pool-options: pooling 'gem' has no option 'q'; its options: p=2.0"),
+        (dict(pool="gem", pool_options="p=nan"),
+         "--pool-options: pooling 'gem': option 'p' takes a finite number, got 'nan'"),
+        (dict(loss="mnrl", loss_options="mnrl.scale=big"),
+         "--loss-options: loss 'mnrl': option 'scale' takes a finite number, got 'big'"),
+        (dict(loss="mnrl", loss_options="mnrl.symmetric=maybe"),
+         "--loss-options: loss 'mnrl': option 'symmetric' takes true/false/1/0, got 'maybe'"),
+        (dict(loss="mnrl", loss_options="mnrl.temperature=2"),
+         "--loss-options: loss 'mnrl' has no option 'temperature'; its options: scale=19.59"),
+        (dict(loss_options="l2.scale=1"), "--loss-options: unknown loss 'l2'; use cosine / mnrl"),
+        (dict(loss_options="scale=1"), "--loss-options: write LOSS.OPTION=VALUE"),
+    ],
+)  # fmt: skip
+def test_bad_options_fail_when_the_config_is_made_naming_flag_entry_and_option(
+    tmp_path, values, message
+):
+    with pytest.raises(ConfigError) as error:
+        _train_config(tmp_path, **values)
+    assert message in str(error.value)
+
+
+def test_option_values_convert_to_the_declared_type(tmp_path):
+    assert LOSSES.resolve("mnrl", "symmetric=1,scale=20") == {"symmetric": True, "scale": 20.0}
+    assert LOSSES.resolve("mnrl", "symmetric=FALSE") == {"symmetric": False}
+    assert LOSSES.resolve("mnrl", {"scale": 3}) == {"scale": 3.0}  # an int for a float
+    assert HEADS.resolve("mlp", {"hidden": 64}) == {"hidden": 64}
+    with pytest.raises(ConfigError, match=re.escape("'hidden' takes a whole number, got '2.5'")):
+        HEADS.resolve("mlp", {"hidden": 2.5})
+    with pytest.raises(ConfigError, match="'symmetric' takes true/false/1/0, got 'yes'"):
+        LOSSES.resolve("mnrl", "symmetric=yes")
+    # Configs keep them resolved, so equal settings are equal text.
+    assert ModelConfig("tiny-clip", pool="gem", pool_options=" p = 3 ").pool_options == "p=3.0"
+    cfg = _train_config(tmp_path, loss_options="mnrl.symmetric=1,mnrl.scale=20")
+    assert cfg.loss_options == "mnrl.symmetric=true,mnrl.scale=20.0"
+
+
+def _mnrl_brute_force(p: torch.Tensor, t: torch.Tensor, scale: float) -> float:
+    p = p / p.norm(dim=1, keepdim=True)
+    t = t / t.norm(dim=1, keepdim=True)
+    total = 0.0
+    for i in range(len(p)):
+        logits = [scale * float(p[i] @ t[j]) for j in range(len(t))]
+        total += math.log(sum(math.exp(x) for x in logits)) - logits[i]
+    return total / len(p)
+
+
+def test_loss_options_scale_reaches_mnrl(tmp_path):
+    cfg = _train_config(tmp_path, loss="mnrl", loss_options="mnrl.scale=3.5")
+    loss_fn = WeightedLoss(parse_loss_weights(cfg.loss), options=cfg.loss_options)
+    assert loss_fn.losses["mnrl"].scale == 3.5
+    torch.manual_seed(0)
+    p, t = torch.randn(6, 384, dtype=torch.float64), torch.randn(6, 384, dtype=torch.float64)
+    expected = _mnrl_brute_force(p, t, 3.5)
+    assert float(loss_fn(p, t)) == pytest.approx(expected, rel=1e-6)
+    assert abs(expected - _mnrl_brute_force(p, t, math.sqrt(384))) > 1e-3  # the scale matters
+    both = WeightedLoss({"mnrl": 1.0}, options="mnrl.scale=3.5,mnrl.symmetric=true")(p, t)
+    reverse = _mnrl_brute_force(t, p, 3.5)
+    assert float(both) == pytest.approx((expected + reverse) / 2, rel=1e-6)
+
+
+def test_the_former_fields_are_deprecated_aliases_of_the_options(tmp_path):
+    with pytest.warns(DeprecationWarning, match="--head-hidden is deprecated; use --head-options"):
+        old = ModelConfig("tiny-clip", head="mlp", head_hidden=24, pool="gem", gem_p=3.0)
+    new = ModelConfig("tiny-clip", head="mlp", head_options="hidden=24", pool="gem",
+                      pool_options="p=3.0")  # fmt: skip
+    assert old == new and (old.head_hidden, old.gem_p) == (16 * 1024, 2.0)
+    assert ImageToPromptModel(old).head[0].out_features == 24
+    # Given as well, the alias wins (dataclasses.replace passes both); a linear head ignores it.
+    replaced = ModelConfig("tiny-clip", head="mlp", head_options="hidden=8", head_hidden=24)
+    assert replaced.head_options == "hidden=24"
+    assert ModelConfig("tiny-clip", head_hidden=24).head_options == ""
+    with pytest.warns(DeprecationWarning, match="--mnrl-scale is deprecated"):
+        cfg = _train_config(tmp_path, loss="mnrl", mnrl_scale=3.5)
+    assert cfg.loss_options == "mnrl.scale=3.5"
+    assert WeightedLoss({"mnrl": 1.0}, options=cfg.loss_options).losses["mnrl"].scale == 3.5
+
+
+def test_the_former_flags_work_hidden_from_help(tmp_path, monkeypatch):
+    seen: list[TrainConfig] = []
+    monkeypatch.setattr("img2prompt.train.loop.train", lambda cfg, progress: seen.append(cfg))
+    monkeypatch.setattr("img2prompt.report.print_train_report", lambda report: None)
+    base = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--backbone",
+            "tiny-clip", "--head", "mlp", "--pool", "gem", "--loss", "mnrl"]  # fmt: skip
+    old = runner.invoke(app, [*base, "--head-hidden", "24", "--gem-p", "3", "--mnrl-scale", "5"])
+    new = runner.invoke(app, [*base, "--head-options", "hidden=24", "--pool-options", "p=3",
+                              "--loss-options", "mnrl.scale=5"])  # fmt: skip
+    assert old.exit_code == 0 and new.exit_code == 0, old.output + new.output
+    assert "--head-hidden is deprecated; use --head-options hidden=N" in old.output
+    assert "deprecated" not in new.output
+    assert old.output.count("deprecated") == 3
+    as_old, as_new = seen
+    assert as_old.to_dict() == as_new.to_dict()
+    assert (as_new.model.head_options, as_new.model.pool_options) == ("hidden=24", "p=3.0")
+    help_text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "400"}).output
+    assert "--head-options" in help_text and "--loss-options" in help_text
+    for flag in ("--head-hidden", "--gem-p", "--mnrl-scale"):
+        assert flag not in help_text
+    bad = runner.invoke(app, [*base, "--head-options", "width=3"])
+    assert bad.exit_code == 2 and "--head-options: head 'mlp' has no option 'width'" in bad.output
+    assert len(seen) == 2  # refused before any work
+
+
+def test_an_old_model_folder_with_head_hidden_and_gem_p_loads_the_same_network(tmp_path):
+    torch.manual_seed(0)
+    cfg = ModelConfig("tiny-clip", head="mlp", head_options="hidden=24", pool="gem",
+                      pool_options="p=3")  # fmt: skip
+    model = ImageToPromptModel(cfg)
+    model.train()
+    model(torch.randn(8, 3, 32, 32)).sum().backward()  # BatchNorm statistics off their defaults
+    model.eval()
+    pixels = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(pixels)
+    folder = save_model(model, tmp_path / "model")
+    manifest = json.loads((folder / "model.json").read_text())
+    assert manifest["config"]["head_options"] == "hidden=24"
+    assert manifest["config"]["pool_options"] == "p=3.0"
+    assert "head_hidden" not in manifest["config"] and "gem_p" not in manifest["config"]
+
+    # What a folder saved before the options holds: the old fields, GeM's p as `gem.p`.
+    config = manifest["config"]
+    del config["head_options"], config["pool_options"]
+    config.update(head_hidden=24, gem_p=3.0)
+    (folder / "model.json").write_text(json.dumps(manifest))
+    weights = load_file(str(folder / "model.safetensors"))
+    weights["gem.p"] = weights.pop("pool.gem.p")
+    save_file(weights, str(folder / "model.safetensors"))
+
+    loaded = load_model(folder)
+    assert loaded.cfg.head_options == "hidden=24" and loaded.cfg.pool_options == "p=3.0"
+    assert loaded.head[0].out_features == 24 and float(loaded.pool.gem.p) == 3.0
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(pixels), expected)
+
+
+def test_a_run_saved_with_the_former_fields_resumes(tmp_path):
+    cfg = _train_config(tmp_path, head="mlp", head_options="hidden=24")
+    write_config(cfg)
+    saved = yaml.safe_load((cfg.out / "config.yaml").read_text())
+    assert saved["model"]["head_options"] == "hidden=24" and "head_hidden" not in saved["model"]
+    del saved["model"]["head_options"]
+    saved["model"]["head_hidden"] = 24  # as runs started before the options wrote it
+    (cfg.out / "config.yaml").write_text(yaml.safe_dump(saved))
+    check_run_folder(_train_config(tmp_path, head="mlp", head_options="hidden=24", resume=True))
+    changed = re.escape("model.head_options: 'hidden=24' -> 'hidden=32'")
+    with pytest.raises(ConfigError, match=changed):
+        check_run_folder(_train_config(tmp_path, head="mlp", head_options="hidden=32", resume=True))
