@@ -306,19 +306,15 @@ def metadata(cfg: c.MetadataConfig, quiet: bool) -> None:
             results.append(read_metadata(path))
             bar.advance()
     results += [GenerationMetadata(str(path), error="no such file or folder") for path in missing]
+    from img2prompt.report import print_metadata, print_metadata_summary
+
     if cfg.json:
         for result in results:
             typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
     else:
-        from img2prompt.report import print_metadata
-
         print_metadata(results)
     if not quiet:
-        found = sum(r.prompt is not None for r in results)
-        stderr.print(
-            f"{len(results):,} files, {found:,} with an embedded prompt" + search.summary(),
-            highlight=False,
-        )
+        print_metadata_summary(results, search)
     if missing:
         raise typer.Exit(1)
 

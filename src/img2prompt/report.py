@@ -347,3 +347,11 @@ def print_ensemble_fit(result, out: Path) -> None:
     blend = f"{result.blend_score:.4f}  blend of {len(result.members)} ({result.rows:,} rows)"
     console.print(blend, highlight=False, markup=False, soft_wrap=True)
     stderr.print(f"wrote {out}", highlight=False)
+
+
+def print_metadata_summary(results: list[GenerationMetadata], search) -> None:
+    found = sum(r.prompt is not None for r in results)
+    stderr.print(
+        f"{len(results):,} files, {found:,} with an embedded prompt" + search.summary(),
+        highlight=False,
+    )

@@ -82,11 +82,6 @@ class BuildReport:
         return self.embedded / max(self.embed_seconds, 1e-9)
 
 
-def read_prompts(source: Path) -> PreparedTable:
-    """A prepared table's distinct prompts (the first row of each), with their targets."""
-    return read_prepared(source, need=("target",), want=("group",)).distinct_prompts()
-
-
 def _groups(table: PreparedTable) -> np.ndarray:
     """The prompts' groups; a table without them makes each prompt its own."""
     return table.groups if table.groups is not None else np.arange(len(table), dtype=np.int64)
@@ -182,7 +177,7 @@ def build_index(cfg: IndexBuildConfig, progress: bool = True) -> BuildReport:
 def _build_index(cfg: IndexBuildConfig, ranks: Ranks, progress: bool) -> BuildReport:
     started = time.perf_counter()
     _check_out(cfg.out)
-    table = read_prompts(cfg.prompts)
+    table = read_prepared(cfg.prompts, need=("target",), want=("group",)).distinct_prompts()
     device = resolve_device(cfg.device)
     precision = cfg.precision
     if precision == "auto":
