@@ -85,6 +85,17 @@ def test_a_bank_whose_vectors_came_with_it_decodes_without_norms(tmp_path, encod
         assert all(d.match > max(c for _, c in d.neighbors) + 0.05 for d in decoded)
 
 
+def test_min_gain_keeps_only_phrases_that_earn_their_place(bank, encoder):
+    """A phrase whose removal costs less than `min_gain` is dropped: a huge one leaves a single
+    phrase, and every phrase of a prompt decoded with none is needed (removal never helps)."""
+    targets = encoder.encode(ROUND_TRIP)
+    plain = Decoder(bank, encoder, DecodeOptions(mode="best", min_gain=0.0)).decode(targets)
+    terse = Decoder(bank, encoder, DecodeOptions(mode="best", min_gain=1.0)).decode(targets)
+    assert all(len(d.phrases) == 1 for d in terse)
+    assert any(len(d.phrases) > 1 for d in plain)
+    assert all(t.match <= p.match + 1e-6 for t, p in zip(terse, plain, strict=True))
+
+
 def test_entries_without_a_norm_get_that_of_their_length():
     from img2prompt.text.decode import _fill_norms
 

@@ -361,3 +361,71 @@ def test_png_pixels_are_not_decoded_to_read_its_text(tmp_path, monkeypatch):
         PngImagePlugin.PngImageFile, "load", lambda self: loads.append(1) or original(self)
     )
     assert read_metadata(path).prompt == "a cat" and loads == []
+
+
+DRAW_THINGS_XMP = (
+    '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-'
+    'syntax-ns#"><rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" '
+    'xmlns:exif="http://ns.adobe.com/exif/1.0/" xmlns:xmp="http://ns.adobe.com/xap/1.0/">'
+    "<xmp:CreatorTool>Draw Things</xmp:CreatorTool>{description}{comment}"
+    "</rdf:Description></rdf:RDF></x:xmpmeta>"
+)
+
+
+def _draw_things_xmp(comment: dict | None, description: str | None = None) -> str:
+    from html import escape
+
+    parts = {"comment": "", "description": ""}
+    if comment is not None:
+        text = escape(json.dumps(comment))
+        parts["comment"] = (
+            f'<exif:UserComment><rdf:Alt><rdf:li xml:lang="x-default">{text}</rdf:li>'
+            "</rdf:Alt></exif:UserComment>"
+        )
+    if description is not None:
+        parts["description"] = (
+            f'<dc:description><rdf:Alt><rdf:li xml:lang="x-default">{escape(description)}'
+            "</rdf:li></rdf:Alt></dc:description>"
+        )
+    return DRAW_THINGS_XMP.format(**parts)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_draw_things_xmp(tmp_path, fmt):
+    """Draw Things writes XMP: a JSON UserComment (`c`, `uc`, settings), else an A1111-style
+    description. Entities are decoded, and nothing in the packet is evaluated."""
+    from PIL import PngImagePlugin
+
+    comment = {"c": "a cat & a <dog>", "uc": "blurry", "seed": 6952411511246973023,
+               "steps": 20, "scale": 7.5, "sampler": "DPM++ 2M Karras",
+               "model": "sd_v1.5_f16.ckpt", "size": "512x512", "strength": 1}  # fmt: skip
+    path = tmp_path / f"dt.{fmt.lower()}"
+    xmp = _draw_things_xmp(comment)
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp)
+        Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+    else:
+        Image.new("RGB", (8, 8)).save(path, fmt, xmp=xmp.encode())
+    meta = read_metadata(path)
+    assert meta.generator == "Draw Things" and meta.error is None
+    assert meta.prompt == "a cat & a <dog>" and meta.negative_prompt == "blurry"
+    assert meta.settings["seed"] == 6952411511246973023 and meta.settings["cfg_scale"] == 7.5
+    assert meta.settings["sampler"] == "DPM++ 2M Karras" and meta.settings["size"] == "512x512"
+    assert meta.settings["model"] == "sd_v1.5_f16.ckpt" and meta.settings["steps"] == 20
+
+    text = "a red fox\nNegative prompt: cartoon\nSteps: 30, Sampler: Euler a, Seed: 5, Size: 64x64"
+    old = tmp_path / "description.jpg"
+    Image.new("RGB", (8, 8)).save(old, xmp=_draw_things_xmp(None, text).encode())
+    meta = read_metadata(old)
+    assert (meta.generator, meta.prompt, meta.negative_prompt) == (
+        "Draw Things",
+        "a red fox",
+        "cartoon",
+    )
+    assert meta.settings["steps"] == 30
+
+    entity_bomb = '<!DOCTYPE x [<!ENTITY a "aaaa">]>' + _draw_things_xmp(None, "&a;&a;")
+    bomb = tmp_path / "bomb.jpg"
+    Image.new("RGB", (8, 8)).save(bomb, xmp=entity_bomb.encode())
+    assert read_metadata(bomb).prompt == "&a;&a;"  # shown as written, never expanded

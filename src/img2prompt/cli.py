@@ -290,8 +290,8 @@ def metadata(cfg: c.MetadataConfig, quiet: bool) -> None:
     generator, and settings (model and hash, sampler, steps, CFG, seed, size). Reads
     AUTOMATIC1111/Forge/SD.Next (PNG text, JPEG/WebP EXIF, stealth pixels), ComfyUI (traces the
     sampler that made the image back to its text), InvokeAI (3 formats), NovelAI, Fooocus,
-    SwarmUI and Easy Diffusion. A file without metadata has `prompt: null`; broken metadata is
-    reported in `error`, never fatal. `--json`: one object a line, in input order."""
+    SwarmUI, Easy Diffusion and Draw Things. A file without metadata has `prompt: null`; broken
+    metadata is reported in `error`, never fatal. `--json`: one object a line, in input order."""
     import json
 
     from img2prompt.data.images import scan_images

@@ -80,7 +80,8 @@ class PrepareConfig:
     inputs: list[Path] = field(metadata=POSITIONAL)
     """Prompt corpora: .csv .tsv .parquet (DiffusionDB metadata too) .jsonl .json .txt (one prompt
     per line). Kaggle's prompts.csv works as it is. A folder of your own SD images: each image's
-    embedded prompt (A1111, ComfyUI, InvokeAI, NovelAI, Fooocus, SwarmUI) and path."""
+    embedded prompt (A1111, ComfyUI, InvokeAI, NovelAI, Fooocus, SwarmUI, Draw Things...) and
+    path."""
     out: Path
     """Output folder for prompts.parquet and manifest.json."""
     images: Path | None = None
@@ -494,6 +495,9 @@ class DecodeOptions:
     phrase can lower the score and the next raise it again."""
     cleanup: bool = True
     """Drop phrases whose removal does not lower the score (`best`)."""
+    min_gain: float = 0.0
+    """`best`: clean-up also drops a phrase whose removal lowers the match by less than this,
+    so a vague embedding is not spelled out as a list of faint subjects."""
     swap_rounds: int = 2
     """Rounds of trying to replace one phrase of the best prompt by another (`best`)."""
     fast_shortlist: int = 1024
@@ -524,6 +528,8 @@ class DecodeOptions:
         _no_fp16("--search-precision", self.search_precision)
         if min(self.residual_shortlist, self.neighbors, self.patience, self.swap_rounds) < 0:
             raise ConfigError("residual_shortlist, neighbors, patience, swap_rounds must be >= 0")
+        if not self.min_gain >= 0:  # also refuses NaN
+            raise ConfigError(f"--min-gain must be >= 0, got {self.min_gain}")
 
 
 RESULT_SUFFIXES = (".txt", ".json", ".parquet")
@@ -598,8 +604,8 @@ class DescribeConfig:
     """Image files or folders (searched recursively)."""
     metadata: MetadataUse = "auto"
     """`auto`: a file that carries its prompt (A1111, ComfyUI, InvokeAI, NovelAI, Fooocus,
-    SwarmUI metadata) is answered with it, the model's guess beside it; `ignore`: pixels only;
-    `only`: embedded prompts only, the model is not loaded."""
+    SwarmUI, Draw Things metadata) is answered with it, the model's guess beside it; `ignore`:
+    pixels only; `only`: embedded prompts only, the model is not loaded."""
     sidecar: SidecarKind = "none"
     """Write each image's prompt beside it as a caption for LoRA training: `txt` (IMAGE.txt,
     kohya-ss) or `caption` (IMAGE.caption). Images that already have one are skipped, so an

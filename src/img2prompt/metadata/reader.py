@@ -11,6 +11,7 @@
 | Fooocus | PNG `parameters` JSON (`fooocus_scheme`) | sd-parsers |
 | SwarmUI | PNG `parameters` JSON (`sui_image_params`) | own (a JSON lookup) |
 | Easy Diffusion | PNG text chunks, `prompt` in plain text | own (one chunk a setting) |
+| Draw Things | XMP (PNG, JPEG, WebP): `exif:UserComment` JSON, `dc:description` | own |
 
 The EXIF UserComment is read here rather than by sd-parsers: it caches the comment by `id()` of
 the image in a module global (a later image reusing a freed image's id gets its text) and
@@ -26,6 +27,7 @@ only, as the competition's task requires.
 from __future__ import annotations
 
 import contextlib
+import html
 import io
 import json
 import logging
@@ -119,6 +121,9 @@ def _read(image: Image.Image, result: GenerationMetadata) -> None:
     comment = _user_comment(image)
     if comment and "parameters" not in chunks:
         chunks["parameters"] = comment
+    xmp = _xmp(image)
+    if xmp is not None and "Draw Things" in xmp:
+        chunks[DRAW_THINGS] = xmp
     if not any(key in chunks for key in _KNOWN_KEYS) and _may_hide_stealth(image):
         try:
             with PIXEL_READS:
@@ -178,6 +183,14 @@ def _user_comment(image: Image.Image) -> str | None:
         text = body.decode("utf-8", errors="replace")
     text = text.strip("\0").strip()
     return text or None
+
+
+def _xmp(image: Image.Image) -> str | None:
+    """The XMP packet (PNG iTXt, JPEG APP1, WebP chunk), as text, when it is not oversized."""
+    raw = image.info.get("xmp")
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    return raw if isinstance(raw, str) and len(raw) <= MAX_JSON_CHARS else None
 
 
 def _may_hide_stealth(image: Image.Image) -> bool:
@@ -298,6 +311,44 @@ def _comfyui(chunks: dict[str, str], result: GenerationMetadata) -> bool:
     return True
 
 
+DRAW_THINGS = "Draw Things XMP"  # our key for its XMP packet among the text chunks
+
+
+def _xmp_text(xmp: str, tag: str) -> str | None:
+    """The text of XMP property `tag` (a plain value or an `rdf:Alt`'s first item), entities
+    decoded. A pattern, not an XML parser: the packet is untrusted and only two fields are read,
+    so no entity expansion or DTD ever runs on it."""
+    match = re.search(rf"<{tag}[^>]*>(.*?)</{tag}>", xmp, re.DOTALL)
+    if match is None:
+        return None
+    inner = match.group(1)
+    item = re.search(r"<rdf:li[^>]*>(.*?)</rdf:li>", inner, re.DOTALL)
+    return html.unescape(item.group(1) if item else inner).strip() or None
+
+
+def _draw_things(chunks: dict[str, str], result: GenerationMetadata) -> bool:
+    """Draw Things (iOS, macOS): XMP whose `exif:UserComment` is JSON (`c` the prompt, `uc` the
+    negative prompt, then the settings); `dc:description` holds an A1111-style text, read when
+    the JSON is missing."""
+    xmp = chunks[DRAW_THINGS]
+    comment = _xmp_text(xmp, "exif:UserComment") or ""
+    decoded = _json(comment[comment.find("{") :]) if "{" in comment else None
+    if isinstance(decoded, dict) and isinstance(decoded.get("c"), str):
+        result.generator = "Draw Things"
+        result.prompt = decoded["c"]
+        negative = decoded.get("uc")
+        result.negative_prompt = negative if isinstance(negative, str) else None
+        result.settings = _settings({k: v for k, v in decoded.items() if k not in ("c", "uc")})
+        return True
+    description = _xmp_text(xmp, "dc:description")
+    if description is None:
+        return False
+    if not _a1111({"parameters": description}, result):
+        result.prompt = description  # no settings in it: the description is the prompt
+    result.generator = "Draw Things"
+    return True
+
+
 EASY_DIFFUSION_KEYS = ("num_inference_steps", "guidance_scale", "use_stable_diffusion_model")
 
 
@@ -345,6 +396,7 @@ def _novelai(chunks: dict[str, str], result: GenerationMetadata) -> bool:
 
 
 _PARSERS = (
+    ((DRAW_THINGS,), _draw_things),
     (("invokeai_metadata", "sd-metadata", "Dream"), _invokeai),
     (("prompt", "workflow"), _comfyui),
     (("parameters",), _a1111),

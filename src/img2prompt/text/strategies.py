@@ -218,7 +218,7 @@ class BeamStrategy(Strategy):
                 i = int(np.argmax(scores))
                 j = start + i
                 start += len(vs)
-                if scores[i] >= s.best.score:
+                if scores[i] >= s.best.score - self.options.min_gain:
                     s.best = _Beam(vs[i], vectors[j], norms[j], float(scores[i]), self.composer)
                     if len(s.best.phrases) > 1:
                         again.append(s)
