@@ -262,7 +262,7 @@ def command(cls: type, run, *, doc: str, quiet: bool = True, config_flags=("--co
             if spec.positional:
                 info = typer.Argument(help=spec.doc, show_default=False, metavar=name.upper())
             else:
-                info = typer.Option(*flags, help=spec.doc, show_default=shown or False,
+                info = typer.Option(*flags, help=_with_default(spec.doc, shown), show_default=False,
                                     hidden=hide or bool(spec.deprecated))  # fmt: skip
             annotation = typing.Annotated[kind | None, info]
             annotations[name] = annotation
@@ -356,3 +356,9 @@ def guarded(function, *args, **kwargs):
 
         stderr.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def _with_default(doc: str, shown: str | None) -> str:
+    """Help text ending in the default as typed on the command line (typer would print a string
+    default in parentheses: `(auto)`)."""
+    return doc if shown is None else f"{doc}  [default: {shown}]"
