@@ -401,3 +401,33 @@ def test_cli_build_and_add(tmp_path):
     assert bank.categories.count("styles") == len(STYLES)
     result = runner.invoke(app, ["bank", "add", str(tmp_path / "nope"), str(styles)])
     assert result.exit_code == 2 and "no such folder" in result.output
+
+
+@pytest.mark.parametrize(
+    ("mined", "written"),
+    [
+        ("award - winning photo", "award-winning photo"),
+        ("( ( ( colorful ) ) )", "colorful"),
+        ("4 k post - processing", "4k post-processing"),
+        ("8 k resolution : 0. 8", "8k resolution"),
+        ("2 0 0 1 : a space odyssey", "2001: a space odyssey"),
+        ("1 6 : 9", "16:9"),
+        ("f / 1. 4", "f/1.4"),
+        ("black dress : : symmetrical face", "black dress, symmetrical face"),
+        ("depth of field : - 2", "depth of field"),
+        ("d & d", "d & d"),
+        ("( )", ""),
+    ],
+)
+def test_mined_phrases_are_written_as_a_person_writes_them(mined, written):
+    """Phrase lists mined from prompts come tokenized and with emphasis syntax; the bank keeps
+    them the way a prompt says them, so no decoded prompt prints "award - winning"."""
+    from img2prompt.text.bank_sources import phrase_text
+
+    assert phrase_text(mined) == written
+
+
+def test_the_shared_phrase_tree_has_no_tokenized_phrases_left(shared_data):
+    entries = read_entries(shared_data / "prompt_banks" / "ddb_phrases_tree.json", ErrorLog("fail"))
+    tokenized = re.compile(r"\w - \w|\( | \)|\b\d (?:k|\d)\b| / |: :")
+    assert entries and not [e.text for e in entries if tokenized.search(e.text)]

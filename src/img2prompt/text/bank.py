@@ -40,6 +40,7 @@ from img2prompt.text.bank_index import (
     read_bank_manifest,
 )
 from img2prompt.text.bank_sources import (
+    ENTRY_RULES,
     VOCABULARY_CATEGORY,
     derive_words,
     entry_key,
@@ -118,7 +119,7 @@ def default_bank(
     precision = "bf16" if native_bf16(encoder.device) else "fp32"
     digest = hashlib.blake2b(digest_size=8)
     digest.update(f"{BANK_FORMAT}|{encoder.fingerprint}|vocabulary={vocabulary}".encode())
-    digest.update(f"|{precision}".encode())
+    digest.update(f"|{precision}|entries={ENTRY_RULES}".encode())
     for path in files + public:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     if template_folder is not None:

@@ -83,6 +83,38 @@ _WORD = re.compile(r"[a-z][a-z'-]*[a-z]|[a-z]")
 _CONTENT_WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 
 
+ENTRY_RULES = 2
+"""Version of `phrase_text`'s rules: the default bank is rebuilt when they change."""
+
+# Phrase lists mined from prompts come tokenized ("award - winning", "8 k", "f / 1. 4") and with
+# Stable Diffusion's emphasis syntax ("( ( dither ) )", "lighting : : 0. 8"): written that way in
+# a prompt they read as noise. The bank embeds its own texts, so tidying them costs nothing in
+# accuracy; for punctuation MiniLM's tokens are even the same ("award-winning").
+_TIDY_RULES = (
+    (re.compile(r"[()\[\]{}]"), " "),  # emphasis brackets
+    (re.compile(r"(?:\s*:){2,}"), ", "),  # "::" separates the parts of a weighted prompt
+    (re.compile(r"(?<=\b\d) (?=\d\b)"), ""),  # digits one by one: "2 0 0 1"
+    (re.compile(r"(\d) ([kpsxd])\b"), r"\1\2"),  # units: "8 k", "1080 p", "3 d"
+    (re.compile(r"(\d)\. (\d)"), r"\1.\2"),  # "1. 4"
+    (re.compile(r"(\d) : (\d)"), r"\1:\2"),  # ratios: "16 : 9"
+    (re.compile(r"\s+:\s*-?\s*\d+(?:\.\d+)?\s*$"), ""),  # a trailing weight: "blur : - 2"
+    (re.compile(r"(?<=\w) ([-/]) (?=\w)"), r"\1"),  # "award - winning", "f / 2.8"
+    (re.compile(r"(?<=\w) : (?=\w)"), ": "),  # "2001 : a space odyssey"
+    (re.compile(r"\s+"), " "),
+    (re.compile(r" ,"), ","),
+    (re.compile(r",(?:\s*,)+"), ","),
+)
+
+
+def phrase_text(raw: str) -> str:
+    """A bank phrase as a person writes it: `clean_prompt`, then the tokenization and emphasis
+    syntax of mined phrase lists undone ("( ( 8 k ) )" -> "8k"); '' when nothing is left."""
+    text = clean_prompt(raw)
+    for pattern, replacement in _TIDY_RULES:
+        text = pattern.sub(replacement, text)
+    return text.strip(" ,:;-")
+
+
 @dataclass(slots=True)
 class BankEntry:
     """One phrase or prompt read from an input, before it is embedded."""
@@ -189,7 +221,7 @@ def _entry_from_record(path: Path, line: int, record: dict[str, Any]) -> BankEnt
         return None
     if not isinstance(text, str):
         raise InputError(path, f"phrase is not text (got {type(text).__name__})", line)
-    text = clean_prompt(text)
+    text = phrase_text(text)
     if not text:
         return None
     category = str(record.get("category") or path.stem)
@@ -232,7 +264,7 @@ def _tree_entries(path: Path, tree: dict) -> Iterator[BankEntry]:
         node = stack.pop()
         if not isinstance(node, dict) or not isinstance(node.get("n"), str):
             raise InputError(path, f'tree node without a phrase "n": {str(node)[:80]}')
-        text = clean_prompt(node["n"])
+        text = phrase_text(node["n"])
         if text:
             count = node.get("v")
             frequency = count if isinstance(count, int) and count >= 0 else None
