@@ -130,7 +130,7 @@ def test_prompts_respect_length_and_never_repeat_a_word(bank, encoder, mode):
 def test_entries_that_say_a_word_twice_are_never_used(tmp_path, encoder, mode):
     """Mined lists hold entries such as "glasses glasses": even when one is the nearest entry to
     the target, the prompt is built from others."""
-    repeating = ["glasses glasses", "dragon in dragon lair", "in 1 7 6 7"]
+    repeating = ["glasses glasses", "dragon in dragon lair", "in 1767, 1767"]
     files = [write_lines(tmp_path / "subjects.txt", [*repeating, *PHRASES]),
              write_lines(tmp_path / "styles.txt", STYLES)]  # fmt: skip
     bank = load_bank(
