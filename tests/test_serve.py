@@ -180,6 +180,8 @@ def test_page_and_schema(client):
 class FakeDescriber:
     """Answers instantly (or when released); records the batches it was given."""
 
+    model_name, bank_name, mode, bank_entries = "fake", "none", "fast", 0
+
     def __init__(self, fail_first: bool = False, gate: threading.Event | None = None) -> None:
         self.batches: list[int] = []
         self.fail_first = fail_first

@@ -245,6 +245,10 @@ class Describer:
     def mode(self) -> str:
         return self.decoder.options.mode
 
+    @property
+    def bank_entries(self) -> int:
+        return len(self.bank)
+
     def describe(
         self,
         images: Sequence[Image.Image],

@@ -25,7 +25,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
@@ -35,7 +35,7 @@ from pydantic import BaseModel, Field
 
 from img2prompt.config import ServeLimits
 from img2prompt.data.images import NotAnImage, image_header
-from img2prompt.describer import with_metadata
+from img2prompt.describer import Description, with_metadata
 from img2prompt.errors import InputError
 from img2prompt.metadata import read_metadata
 
@@ -195,12 +195,30 @@ class _Job:
     future: asyncio.Future
 
 
+class UploadDescriber(Protocol):
+    """What the app needs of a describer: an `img2prompt.describer.Describer`, or a stand-in in
+    tests."""
+
+    model_name: str
+    bank_name: str
+
+    @property
+    def mode(self) -> str: ...
+
+    @property
+    def bank_entries(self) -> int: ...
+
+    def describe_uploads(
+        self, uploads: list[tuple[str, bytes]], max_pixels: int
+    ) -> list[Description | InputError]: ...
+
+
 @dataclass
 class ModelWorker:
     """One thread that runs the describer; jobs that queue up while it works form the next
     batch (up to `max_batch`). `max_pending` bounds the queue."""
 
-    describer: Any
+    describer: UploadDescriber
     limits: ServeLimits = field(default_factory=ServeLimits)
     described: int = 0
     _queue: asyncio.Queue | None = None
@@ -275,17 +293,15 @@ class ModelWorker:
 
 
 def create_app(
-    describer: Any,
+    describer: UploadDescriber,
     limits: ServeLimits | None = None,
     metadata: Literal["auto", "ignore"] = "auto",
     **overrides: float,
 ) -> FastAPI:
-    """The web app over `describer`: anything with `describe_uploads(list[(name, bytes)],
-    max_pixels) -> list[Description | InputError]` (an `img2prompt.describer.Describer`, or a
-    stand-in in tests). `limits` (config.ServeLimits, the one definition of the defaults), with
-    any of its fields overridden by keyword (`create_app(d, max_megapixels=10)`). `metadata`:
-    whether an upload's embedded prompt answers it (`auto`) unless the request says otherwise
-    (`?metadata=ignore`)."""
+    """The web app over `describer` (`UploadDescriber`: a `Describer`, or a stand-in in tests).
+    `limits` (config.ServeLimits, the one definition of the defaults), with any of its fields
+    overridden by keyword (`create_app(d, max_megapixels=10)`). `metadata`: whether an upload's
+    embedded prompt answers it (`auto`) unless the request says otherwise (`?metadata=ignore`)."""
     limits = dataclasses.replace(limits or ServeLimits(), **overrides)
     max_upload_mb, max_pixels = limits.max_upload_mb, limits.max_pixels
     max_bytes = int(max_upload_mb * 2**20)
@@ -319,13 +335,12 @@ def create_app(
 
     @app.get("/api/health", response_model=Health)
     async def health() -> Health:
-        bank = getattr(describer, "bank", None)
         return Health(
             status="ok",
-            model=str(getattr(describer, "model_name", "?")),
-            bank=str(getattr(describer, "bank_name", "?")),
-            bank_entries=len(bank) if bank is not None else 0,
-            mode=str(getattr(describer, "mode", "?")),
+            model=describer.model_name,
+            bank=describer.bank_name,
+            bank_entries=describer.bank_entries,
+            mode=describer.mode,
             max_upload_mb=max_upload_mb,
             max_pixels=max_pixels,
             pending=worker.pending,
@@ -409,7 +424,7 @@ def create_app(
             interrogation_match=result.interrogation_match,
             interrogation_score=result.interrogation_match,
             image=ImageInfo(name=name, format=kind, width=width, height=height, bytes=len(data)),
-            mode=str(getattr(describer, "mode", "?")),
+            mode=describer.mode,
             seconds=time.perf_counter() - started,
         )
 
