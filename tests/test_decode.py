@@ -339,3 +339,23 @@ def test_safety_words_only_where_the_nearest_entries_say_them(
     assert (
         "nude" in Decoder(filler_bank, encoder, DecodeOptions(mode="max")).decode(asked)[0].prompt
     )
+
+
+def test_readable_modes_leave_out_lone_codes(tmp_path, encoder):
+    """A lone word mixing letters and digits reads as a code ("c4", "h0"): readable modes never
+    use one, though a number with its unit ("8k") is a word prompts use."""
+    from img2prompt.text.compose import Composer
+
+    files = [write_lines(tmp_path / "subjects.txt", [*PHRASES, "c4", "h0", "8k", "r2d2"])]
+    bank = load_bank(
+        build_bank(files, tmp_path / "b", encoder, words=False, progress=False).path, encoder
+    )
+    index = {text: i for i, text in enumerate(bank.texts)}
+    readable, raw = Composer(bank, 60, readable=True), Composer(bank, 60, readable=False)
+    for code in ("c4", "h0", "r2d2"):
+        assert not readable.usable(index[code]) and raw.usable(index[code])
+    assert readable.usable(index["8k"])
+    targets = encoder.encode(["c4", "h0 r2d2"])
+    for mode in ("fast", "best"):
+        for d in Decoder(bank, encoder, DecodeOptions(mode=mode)).decode(targets):
+            assert not {"c4", "h0", "r2d2"} & set(d.phrases), d.prompt

@@ -8,6 +8,7 @@ words. The search strategies (`strategies.py`) ask it what they may build and ho
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Sequence
 from importlib import resources
 
@@ -37,6 +38,9 @@ is diluted. Power 2 ranked the extensions a search step encodes best (benchmarks
 MAX_SINGLE_WORDS = 3
 """Readable prompts: at most this many single-word entries (runs of them read as word salad;
 chosen on real_pairs dev prompts, benchmarks/bench_decode.py)."""
+CODE_LIKE = re.compile(r"(?=.*[a-z])(?=.*\d)(?!\d+(?:k|p|d|s|mm|px|th|st|nd|rd)$)[a-z0-9]+")
+"""Readable prompts: a lone word mixing letters and digits reads as a code ("c4", "h0", "r2d2"),
+unless it is a number with its unit ("8k", "35mm", "1080p", "1980s")."""
 NEAREST_PERMIT = 8
 """A safety-list word may appear where one of the target's this many nearest entries says it."""
 
@@ -156,6 +160,7 @@ class Composer:
         if entry not in self._stems:
             text = self.bank.texts[entry]
             unusable = says_a_word_twice(text) or (not self.filler and self._filler(entry))
+            unusable = unusable or (self.readable and CODE_LIKE.fullmatch(text.lower()) is not None)
             self._stems[entry] = None if unusable else content_stems(text)
         return self._stems[entry]
 
