@@ -247,12 +247,19 @@ def test_sidecar_captions_keep_existing_ones_and_resume(own, describer, tmp_path
     assert "without an embedded prompt left uncaptioned" in " ".join(result.output.split())
 
 
-def test_a_caption_is_one_line(tmp_path):
-    text = a1111_text("masterpiece, 1girl\nBREAK\nblue sky")
+def test_a_caption_is_one_line_of_plain_words(tmp_path):
+    """Trainers read a caption's first line, word for word: A1111's emphasis, weights, LoRA tags
+    and BREAK are taken out (escaped brackets stay brackets), unless --keep-markup."""
+    text = a1111_text(
+        "(masterpiece:1.2), <lora:style_v2:0.8> 1girl, \\(cat ears\\)\nBREAK\n[red:blue:0.5] sky"
+    )
     png_with_text(tmp_path / "a.png", {"parameters": text})
     args = ["describe", str(tmp_path), "--sidecar", "txt", "--metadata", "only", "-q"]
     assert runner.invoke(app, [*args, "--prefix", "sks, "]).exit_code == 0
-    assert (tmp_path / "a.txt").read_text() == "sks, masterpiece, 1girl BREAK blue sky\n"
+    assert (tmp_path / "a.txt").read_text() == "sks, masterpiece, 1girl, (cat ears), blue sky\n"
+    assert runner.invoke(app, [*args, "--keep-markup", "--overwrite"]).exit_code == 0
+    kept = "(masterpiece:1.2), <lora:style_v2:0.8> 1girl, \\(cat ears\\) BREAK [red:blue:0.5] sky\n"
+    assert (tmp_path / "a.txt").read_text() == kept
 
 
 def test_two_images_that_would_share_a_caption_are_reported(tmp_path):

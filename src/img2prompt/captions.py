@@ -6,11 +6,14 @@ file name with the caption's suffix. An image whose caption exists is left alone
 atomically, in batches as the work goes, so an interruption loses at most one batch.
 
 The caption is the file's embedded prompt where it has one (unless `metadata="ignore"`), else
-the model's readable prompt; the model is loaded only when some image needs it.
+the model's readable prompt; the model is loaded only when some image needs it. An embedded
+prompt is written as plain text (`plain_prompt`: AUTOMATIC1111's emphasis, LoRA tags and BREAK
+taken out), since trainers read a caption's words literally; `keep_markup` writes it as it is.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -67,6 +70,7 @@ def write_captions(
     prefix: str = "",
     overwrite: bool = False,
     progress: bool = True,
+    keep_markup: bool = False,
 ) -> CaptionRun:
     """Caption every image under `inputs` (see the module docstring). `describer` is called
     once, and only if some image needs the model; it should ignore metadata (this function
@@ -97,7 +101,8 @@ def write_captions(
             for image in batch:
                 embedded = read_metadata(image).prompt if metadata != "ignore" else None
                 if embedded is not None:
-                    _write(caption_path(image, kind), caption_text(embedded, prefix))
+                    text = embedded if keep_markup else plain_prompt(embedded)
+                    _write(caption_path(image, kind), caption_text(text, prefix))
                     run.from_metadata += 1
                     bar.advance()
                 elif metadata == "only":
@@ -124,6 +129,29 @@ def caption_text(prompt: str, prefix: str = "") -> str:
     prompts often span several (A1111's `BREAK` on a line of its own)."""
     lines = [line.strip() for line in prompt.splitlines() if line.strip()]
     return prefix + " ".join(lines)
+
+
+_NETWORK_TAG = re.compile(r"<\s*(?:lora|lyco|lycoris|hypernet|embedding)\s*:[^<>]{0,300}>", re.I)
+_EDIT = re.compile(r"\[([^\[\]:|]*):([^\[\]:|]*):\s*[\d.]+\s*\]")  # [from:to:when] -> to
+_WEIGHT = re.compile(r":\s*-?\d+(?:\.\d+)?\s*(?=\))")  # "(word:1.2)"
+_BREAK = re.compile(r"\bBREAK\b")
+
+
+def plain_prompt(prompt: str) -> str:
+    """An AUTOMATIC1111 prompt as plain words: LoRA/hypernetwork tags, emphasis brackets and
+    weights, `[from:to:when]` edits (the `to` part) and BREAK taken out; escaped brackets
+    (`\\(`) kept as brackets. `(masterpiece:1.2), <lora:x:0.8> a \\(cat\\)` ->
+    `masterpiece, a (cat)`."""
+    text = prompt.replace("\\(", "\0").replace("\\)", "\1")  # escaped: literal brackets
+    text = _NETWORK_TAG.sub(" ", text)
+    text = _EDIT.sub(r"\2", text)
+    text = _WEIGHT.sub("", text)
+    text = re.sub(r"[()\[\]]", " ", text)
+    text = _BREAK.sub(",", text)
+    text = text.replace("\0", "(").replace("\1", ")")
+    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r"\s*,(?:\s*,)*\s*", ", ", text)
+    return text.strip(" ,")
 
 
 def _write(path: Path, text: str) -> None:

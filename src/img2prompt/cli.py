@@ -277,7 +277,8 @@ def _describe_captions(cfg: c.DescribeConfig, quiet: bool) -> None:
     from img2prompt.report import print_failures
 
     run = write_captions(cfg.images, cfg.sidecar, load, cfg.metadata, cfg.prefix,
-                         cfg.overwrite, progress=not quiet)  # fmt: skip
+                         cfg.overwrite, progress=not quiet,
+                         keep_markup=cfg.keep_markup)  # fmt: skip
     stderr.print(run.summary(cfg.sidecar), highlight=False, markup=False)
     print_failures(run.failures)
     written = run.from_metadata + run.from_model

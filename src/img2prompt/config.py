@@ -614,6 +614,9 @@ class DescribeConfig:
     """Replace existing caption files (--sidecar) instead of keeping them."""
     prefix: str = ""
     """Put before every caption written by --sidecar (a trigger phrase: `--prefix "sks, "`)."""
+    keep_markup: bool = False
+    """Captions from embedded prompts keep AUTOMATIC1111's markup as written (`(word:1.2)`,
+    `<lora:name:0.8>`, BREAK); by default it is taken out, as trainers read words literally."""
     model: str = "default"
     """A model folder (`RUN/model`, an index folder, `hf:owner/name`) or `default`."""
     bank: str = "default"
@@ -633,8 +636,10 @@ class DescribeConfig:
     def __post_init__(self) -> None:
         if not self.images:
             raise ConfigError("give at least one image file or folder")
-        if self.sidecar == "none" and (self.overwrite or self.prefix):
-            raise ConfigError("--overwrite and --prefix apply to captions: add --sidecar txt")
+        if self.sidecar == "none" and (self.overwrite or self.prefix or self.keep_markup):
+            raise ConfigError(
+                "--overwrite, --prefix and --keep-markup apply to captions: add --sidecar txt"
+            )
         check_result_output(self.out)
 
 
