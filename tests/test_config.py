@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from img2prompt import config as c
 from img2prompt.cli import COMMANDS, app
+from img2prompt.errors import InputError
 from img2prompt.models.model import ImageToPromptModel
 from img2prompt.options import build_config, load_config_file, show_default, specs
 from tiny_checkpoints import save_tiny_clip, save_tiny_convnext
@@ -182,7 +183,9 @@ def test_serve_limits_have_one_definition(monkeypatch):
     assert (limits.max_upload_mb, limits.max_pixels, limits.max_batch, limits.max_pending) == (
         20.0, 64_000_000, 8, 64)  # fmt: skip
 
-    class Stub:
+    class Stub:  # an UploadDescriber
+        model_name, bank_name, mode, bank_entries = "stub", "none", "fast", 0
+
         def describe_uploads(self, uploads, max_pixels):
             return []
 
@@ -240,3 +243,26 @@ def test_renamed_python_names_still_answer_with_a_deprecation_warning():
         assert decoded.neighbours == [("a cat", 0.4)]
     built = build_config(c.DescribeConfig, {"images": ["x.png"], "neighbours": 4})
     assert built.decode.neighbors == 4
+    for nested in ({"decode": {"neighbours": 2}}, {"decode.neighbours": 2}):  # recipe spellings
+        assert build_config(c.DescribeConfig, {"images": ["x.png"], **nested}).decode.neighbors == 2
+    with pytest.warns(DeprecationWarning, match="use search"):
+        assert c.IndexBuildConfig("p", "clip", "o", approx="hnsw").search == "hnsw"
+
+
+def test_renamed_functions_answer_for_a_release(tmp_path):
+    from img2prompt.data import transforms
+    from img2prompt.models import model
+    from img2prompt.models.model import default_model_dir
+    from img2prompt.text import bank
+
+    with pytest.warns(DeprecationWarning, match="use read_model_manifest"):
+        assert model.read_manifest(default_model_dir())["kind"] == "trained"
+    renamed = pytest.warns(DeprecationWarning, match="use read_bank_manifest")
+    with renamed, pytest.raises(InputError, match="not a prompt bank"):
+        bank.read_manifest(tmp_path)  # no bank here: the same error as the new name
+    crops = torch.zeros(1, 4, 4, 3, dtype=torch.uint8)
+    cfg = transforms.PreprocessConfig(4, 4, (0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
+    with pytest.warns(DeprecationWarning, match="use normalise_pixels"):
+        torch.testing.assert_close(
+            transforms.normalise(crops, cfg), transforms.normalise_pixels(crops, cfg)
+        )

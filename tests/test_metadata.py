@@ -429,3 +429,21 @@ def test_draw_things_xmp(tmp_path, fmt):
     bomb = tmp_path / "bomb.jpg"
     Image.new("RGB", (8, 8)).save(bomb, xmp=entity_bomb.encode())
     assert read_metadata(bomb).prompt == "&a;&a;"  # shown as written, never expanded
+
+
+def test_draw_things_xmp_of_unclosed_tags_reads_in_one_pass(tmp_path):
+    """An upload whose XMP repeats an opening tag 40,000 times: each tag is looked for once (a
+    lazy `<tag>(.*?)</tag>` pattern took ~10 s on a quarter of this), and it has no prompt."""
+    import time
+
+    from PIL import PngImagePlugin
+
+    for tag in ("<exif:UserComment>", "<rdf:li>", "<dc:description>"):
+        xmp = "<x:xmpmeta>Draw Things" + tag * 40_000 + "</x:xmpmeta>"
+        path = tmp_path / "hostile.png"
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", xmp)
+        Image.new("RGB", (8, 8)).save(path, pnginfo=info)
+        started = time.perf_counter()
+        found = read_metadata(path)
+        assert found.prompt is None and time.perf_counter() - started < 2.0

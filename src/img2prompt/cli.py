@@ -131,7 +131,7 @@ def bank_add(cfg: c.BankAddConfig, quiet: bool) -> None:
 
 
 def decode(cfg: c.DecodeConfig, quiet: bool) -> None:
-    """Turn embeddings into readable prompts: one prompt per line on stdout, each with its score
+    """Turn embeddings into readable prompts: one prompt per line on stdout, each with its match
     (cosine of the prompt's own embedding to the target) on stderr."""
     from img2prompt.report import print_decode_matches
     from img2prompt.text.run import run_decode

@@ -492,9 +492,9 @@ class DecodeOptions:
     """`best`: extensions per prompt and step scored by the encoder (the search's cost)."""
     patience: int = 1
     """Steps the beam search goes on without improving its best prompt (`best`): one more
-    phrase can lower the score and the next raise it again."""
+    phrase can lower the match and the next raise it again."""
     cleanup: bool = True
-    """Drop phrases whose removal does not lower the score (`best`)."""
+    """Drop phrases whose removal does not lower the match (`best`)."""
     min_gain: float = 0.0
     """`best`: clean-up also drops a phrase whose removal lowers the match by less than this,
     so a vague embedding is not spelled out as a list of faint subjects."""
@@ -511,7 +511,7 @@ class DecodeOptions:
     search_precision: Precision = "auto"
     """Precision of the encodes that rank candidates: `bf16` (within ~1e-4 of float32, much
     faster where the CPU has native bfloat16), `fp32`, or `auto` (bf16 where the hardware has
-    it); fp16 is refused. Printed scores are always float32."""
+    it); fp16 is refused. Printed matches are always float32."""
     neighbours: InitVar[int | None] = None  # deprecated spelling of `neighbors`, one release
 
     def __post_init__(self, neighbours: int | None) -> None:
@@ -857,8 +857,12 @@ class IndexBuildConfig:
     precision: Precision = "auto"
     """Text tower precision: auto (fp16 on CUDA, fp32 on CPU), fp32, fp16, bf16. Features are
     normalised and stored in float32 whatever it is."""
+    approx: InitVar[str | None] = None  # deprecated spelling of `search`, one release
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, approx: str | None) -> None:
+        if approx is not None:
+            warn_renamed("IndexBuildConfig(approx=...)", "search", stacklevel=4)
+            self.search = approx
         self.prompts, self.out = Path(self.prompts), Path(self.out)
         check_k_temperature(self.k, self.temperature)
         _check_choice("search", self.search, IndexSearch)

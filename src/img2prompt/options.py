@@ -111,7 +111,9 @@ def all_specs(cls: type) -> tuple[Spec, ...]:
                 walk(kind, (*prefix, f.name), default if default is not MISSING else None)
                 continue
             flat = f.metadata.get("flat", f.name)
-            aliases = tuple("--" + a.replace("_", "-") for a in f.metadata.get("aliases", ()))
+            old = f.metadata.get("aliases", ())  # flat and, for a nested field, dotted
+            aliases = tuple("--" + ".".join(p.replace("_", "-") for p in path)
+                            for name in old for path in {(name,), (*prefix, name)})  # fmt: skip
             found.append(((*prefix, f.name), flat, kind, default, docs.get(f.name, ""),
                           bool(f.metadata.get("positional")), aliases,
                           f.metadata.get("deprecated", "")))  # fmt: skip
@@ -289,7 +291,7 @@ def command(cls: type, run, *, doc: str, quiet: bool = True, config_flags=("--co
             if (value is None or value == () or value == []) and spec.aliases:
                 value = kwargs.get(_alias(spec))
                 if value is not None and value != () and value != []:
-                    deprecated(" / ".join(spec.aliases), spec.flags[0])
+                    deprecated(spec.aliases[0], spec.flags[0])  # the flat one: the likeliest typed
             if value is None or value == () or value == []:
                 continue
             if spec.deprecated:

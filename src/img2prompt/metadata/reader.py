@@ -316,14 +316,26 @@ DRAW_THINGS = "Draw Things XMP"  # our key for its XMP packet among the text chu
 
 def _xmp_text(xmp: str, tag: str) -> str | None:
     """The text of XMP property `tag` (a plain value or an `rdf:Alt`'s first item), entities
-    decoded. A pattern, not an XML parser: the packet is untrusted and only two fields are read,
-    so no entity expansion or DTD ever runs on it."""
-    match = re.search(rf"<{tag}[^>]*>(.*?)</{tag}>", xmp, re.DOTALL)
-    if match is None:
+    decoded. Found with `str.find`, not an XML parser or a lazy pattern: the packet is untrusted,
+    so no entity expansion or DTD ever runs on it, and a packet of unclosed tags costs one pass
+    (a `<tag>(.*?)</tag>` search rescans the rest from every opening tag)."""
+    inner = _element(xmp, tag)
+    if inner is None:
         return None
-    inner = match.group(1)
-    item = re.search(r"<rdf:li[^>]*>(.*?)</rdf:li>", inner, re.DOTALL)
-    return html.unescape(item.group(1) if item else inner).strip() or None
+    item = _element(inner, "rdf:li")
+    return html.unescape(item if item is not None else inner).strip() or None
+
+
+def _element(text: str, tag: str) -> str | None:
+    """What the first `<tag ...>` element holds, up to its first `</tag>`; None if not there."""
+    start = text.find(f"<{tag}")
+    while start != -1 and text[start + len(tag) + 1 : start + len(tag) + 2] not in (">", " ", "\n"):
+        start = text.find(f"<{tag}", start + 1)  # `<rdf:li` must not match `<rdf:list`
+    if start == -1:
+        return None
+    opened = text.find(">", start)
+    closed = text.find(f"</{tag}>", opened)
+    return None if opened == -1 or closed == -1 else text[opened + 1 : closed]
 
 
 def _draw_things(chunks: dict[str, str], result: GenerationMetadata) -> bool:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from img2prompt.config import ModelConfig
-from img2prompt.errors import InputError
+from img2prompt.errors import InputError, warn_renamed
 from img2prompt.models.backbones import Backbone, build_backbone
 from img2prompt.models.heads import build_head
 from img2prompt.models.pooling import build_pool
@@ -293,3 +293,9 @@ def push_model(
 
     read_model_manifest(directory)
     return upload_folder(directory, repo, private=private, revision=revision)
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    """Deprecated name of `read_model_manifest`, kept one release."""
+    warn_renamed("img2prompt.models.model.read_manifest", "read_model_manifest")
+    return read_model_manifest(directory)

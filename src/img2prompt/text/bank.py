@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 
 from img2prompt.data.embed import TargetEncoder, default_cache_dir, native_bf16
+from img2prompt.errors import warn_renamed
 from img2prompt.text.bank_build import add_to_bank, build_bank
 from img2prompt.text.bank_index import (
     BANK_FORMAT,
@@ -67,6 +68,7 @@ __all__ = [
     "open_bank",
     "read_bank_manifest",
     "read_entries",
+    "read_manifest",  # deprecated: read_bank_manifest
     "vocabulary_entries",
 ]
 
@@ -148,3 +150,9 @@ def open_bank(spec: str | Path, encoder: TargetEncoder, progress: bool = True) -
     if str(spec) == DEFAULT_BANK:
         return default_bank(encoder, progress=progress)
     return load_bank(spec, encoder)
+
+
+def read_manifest(path: Path) -> dict:
+    """Deprecated name of `read_bank_manifest`, kept one release."""
+    warn_renamed("img2prompt.text.bank.read_manifest", "read_bank_manifest")
+    return read_bank_manifest(path)

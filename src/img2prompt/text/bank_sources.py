@@ -83,7 +83,7 @@ _WORD = re.compile(r"[a-z][a-z'-]*[a-z]|[a-z]")
 _CONTENT_WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 
 
-ENTRY_RULES = 2
+ENTRY_RULES = 3
 """Version of `phrase_text`'s rules: the default bank is rebuilt when they change."""
 
 # Phrase lists mined from prompts come tokenized ("award - winning", "8 k", "f / 1. 4") and with
@@ -92,12 +92,14 @@ ENTRY_RULES = 2
 # accuracy; for punctuation MiniLM's tokens are even the same ("award-winning").
 _TIDY_RULES = (
     (re.compile(r"[()\[\]{}]"), " "),  # emphasis brackets
-    (re.compile(r"(?:\s*:){2,}"), ", "),  # "::" separates the parts of a weighted prompt
     (re.compile(r"(?<=\b\d) (?=\d\b)"), ""),  # digits one by one: "2 0 0 1"
-    (re.compile(r"(\d) ([kpsxd])\b"), r"\1\2"),  # units: "8 k", "1080 p", "3 d"
+    (re.compile(r"(\d) x (\d)"), r"\1x\2"),  # sizes: "3840 x 2160"
+    (re.compile(r"(\d) ([kpsd])\b"), r"\1\2"),  # units: "8 k", "1080 p", "3 d"
     (re.compile(r"(\d)\. (\d)"), r"\1.\2"),  # "1. 4"
     (re.compile(r"(\d) : (\d)"), r"\1:\2"),  # ratios: "16 : 9"
-    (re.compile(r"\s+:\s*-?\s*\d+(?:\.\d+)?\s*$"), ""),  # a trailing weight: "blur : - 2"
+    # A trailing weight ("teapot : 1", "octane render : : 3", "blur : - 2"); not a ratio's "16:9".
+    (re.compile(r"(?<=[^\d\s])\s*(?::\s*)+-?\s*\d+(?:\.\d+)?\s*$"), ""),
+    (re.compile(r":(?:\s*:)+"), ", "),  # "::" separates the parts of a weighted prompt
     (re.compile(r"(?<=\w) ([-/]) (?=\w)"), r"\1"),  # "award - winning", "f / 2.8"
     (re.compile(r"(?<=\w) : (?=\w)"), ": "),  # "2001 : a space odyssey"
     (re.compile(r"\s+"), " "),
@@ -106,10 +108,17 @@ _TIDY_RULES = (
 )
 
 
+TIDY_MAX_CHARS = 300
+"""Longer texts are whole prompts, not mined phrases: kept as cleaned (and the rules, some of
+which backtrack, never see a long hostile line)."""
+
+
 def phrase_text(raw: str) -> str:
     """A bank phrase as a person writes it: `clean_prompt`, then the tokenization and emphasis
     syntax of mined phrase lists undone ("( ( 8 k ) )" -> "8k"); '' when nothing is left."""
     text = clean_prompt(raw)
+    if len(text) > TIDY_MAX_CHARS:
+        return text
     for pattern, replacement in _TIDY_RULES:
         text = pattern.sub(replacement, text)
     return text.strip(" ,:;-")
