@@ -75,6 +75,9 @@ def test_gem_pool_options_equal_gem_on_the_same_tokens():
         (dict(head="mlp", head_options="hidden=wide"),
          "--head-options: head 'mlp': option 'hidden' takes a whole number, got 'wide'"),
         (dict(head="mlp", head_options="hidden"), "--head-options: write key=value pairs"),
+        (dict(head="mlp", head_options="hidden=0"),
+         "--head-options: head 'mlp': option 'hidden' must be > 0 (default 16384), got 0"),
+        (dict(pool="gem", pool_options="p=-1"), "option 'p' must be > 0"),
         (dict(head="mlp", head_options="hidden=2,hidden=3"), "'hidden' is given twice"),
         (dict(pool="gem", pool_options="q=1"),
          "--pool-options: pooling 'gem' has no option 'q'; its options: p=2.0"),
@@ -224,3 +227,20 @@ def test_a_run_saved_with_the_former_fields_resumes(tmp_path):
     changed = re.escape("model.head_options: 'hidden=24' -> 'hidden=32'")
     with pytest.raises(ConfigError, match=changed):
         check_run_folder(_train_config(tmp_path, head="mlp", head_options="hidden=32", resume=True))
+
+
+def test_a_recipe_may_give_options_as_mappings(tmp_path):
+    """YAML recipes: `loss_options: {mnrl: {scale: 20}}` or `{mnrl.scale: 20}`, and
+    `head_options: {hidden: 64}`, mean what the text spelling means."""
+    from img2prompt.config import TrainConfig
+    from img2prompt.options import build_config, load_config_file
+
+    for spelled in ("loss_options: {mnrl: {scale: 20}}", "loss_options: {mnrl.scale: 20}"):
+        recipe = tmp_path / "r.yaml"
+        recipe.write_text(
+            f"backbone: tiny-clip\nhead: mlp\nhead_options: {{hidden: 64}}\n{spelled}\n"
+        )
+        cfg = build_config(
+            TrainConfig, load_config_file(recipe, TrainConfig) | {"data": "d", "out": "o"}
+        )
+        assert cfg.loss_options == "mnrl.scale=20.0" and cfg.model.head_options == "hidden=64"

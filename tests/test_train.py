@@ -266,8 +266,8 @@ def test_kfold_stopped_after_each_epoch_equals_an_uninterrupted_run(small_shapes
 
 
 def test_a_run_folder_from_before_the_nested_config_resumes(tmp_path):
-    """config.yaml once had flat model keys (`head`, `encoder`); such a run still resumes, and a
-    changed model setting is still refused."""
+    """config.yaml once had flat model keys (`head`, `encoder`) and `head_hidden`, `gem_p`,
+    `mnrl_scale`; such a run still resumes, and a changed model setting is still refused."""
     import yaml
 
     from img2prompt.train.run_folder import check_run_folder, write_config
@@ -278,6 +278,11 @@ def test_a_run_folder_from_before_the_nested_config_resumes(tmp_path):
     flat = {k: v for k, v in nested.items() if k != "model"}
     model = {k: v for k, v in nested["model"].items() if k not in ("out_dim", "backbone_weights")}
     flat |= {("encoder" if k == "target_encoder" else k): v for k, v in model.items()}
+    # and the fields options replaced since, at the values such a file holds
+    flat = {
+        k: v for k, v in flat.items() if k not in ("head_options", "pool_options", "loss_options")
+    }
+    flat |= {"head_hidden": 16384, "gem_p": 2.0, "mnrl_scale": 384**0.5}
     (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(flat))
     check_run_folder(_config(tmp_path / "data", tmp_path / "run", head="mlp", resume=True))
     with pytest.raises(ValueError, match=r"model\.head: 'mlp' -> 'linear'"):

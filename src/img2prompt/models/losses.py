@@ -11,7 +11,7 @@ built; `train.losses.WeightedLoss` combines them for training.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -77,9 +77,18 @@ def parse_loss_options(text: str) -> dict[str, dict[str, Any]]:
     return {name: LOSSES.resolve(name, values, flag) for name, values in grouped.items()}
 
 
-def loss_options_text(text: str) -> str:
+def loss_options_text(text: str | Mapping[str, Any]) -> str:
     """`--loss-options` checked (`parse_loss_options`) and written as resolved:
-    `mnrl.scale=20` -> `mnrl.scale=20.0`."""
+    `mnrl.scale=20` -> `mnrl.scale=20.0`. A recipe may give a mapping instead
+    (`{mnrl.scale: 20}` or `{mnrl: {scale: 20}}`)."""
+    if isinstance(text, Mapping):
+        pairs: dict[str, Any] = {}
+        for name, values in text.items():
+            if isinstance(values, Mapping):
+                pairs |= {f"{name}.{key}": value for key, value in values.items()}
+            else:
+                pairs[name] = values
+        text = format_options(pairs)
     parsed = parse_loss_options(text)
     return format_options(
         {f"{name}.{key}": value for name, values in parsed.items() for key, value in values.items()}

@@ -9,8 +9,9 @@ and `models/losses.py` each own their registry, so no registry imports the modul
 
 An entry carries its own hyperparameters: every parameter with a default that can be passed by
 keyword (`def mlp_head(in_dim, out_dim, *, hidden: int = 16 * 1024)`) is an option, typed by its
-annotation. Options reach an entry as text (`--head-options hidden=4096`), parsed by
-`parse_options` and converted by `Registry.resolve`, so a new entry needs no new config field.
+annotation (a number whose default is positive must stay positive). Options reach an entry as
+text (`--head-options hidden=4096`), parsed by `parse_options` and converted by
+`Registry.resolve`, so a new entry needs no new config field.
 """
 
 from __future__ import annotations
@@ -89,10 +90,13 @@ class Registry(Generic[T]):
         for key, value in given.items():
             if key not in declared:
                 known = ", ".join(map(str, declared.values())) or "none"
+                hint = f" ({flag} '' drops options meant for another {self.kind})" if flag else ""
                 raise ConfigError(
                     f"{prefix}{self.kind} {name!r} has no option {key!r}; its options: {known}"
+                    + hint
                 )
             resolved[key] = _convert(declared[key], value, f"{prefix}{self.kind} {name!r}")
+            _check_sign(declared[key], resolved[key], f"{prefix}{self.kind} {name!r}")
         return resolved
 
     def build(
@@ -151,6 +155,19 @@ def _convert(option: Option, value: Any, entry: str) -> Any:
         raise ConfigError(f"{entry}: option {option.name!r} cannot be given as text")
     wanted = {bool: "true/false/1/0", int: "a whole number", float: "a finite number"}[kind]
     raise ConfigError(f"{entry}: option {option.name!r} takes {wanted}, got {value!r}")
+
+
+def _check_sign(option: Option, value: Any, entry: str) -> None:
+    """A number whose default is positive (a width, an exponent, a scale) must stay positive,
+    so `hidden=0` fails when the config is made, not when the model is built."""
+
+    def number(x: Any) -> bool:
+        return isinstance(x, int | float) and not isinstance(x, bool)
+
+    if number(option.default) and option.default > 0 and number(value) and value <= 0:
+        raise ConfigError(
+            f"{entry}: option {option.name!r} must be > 0 (default {option.default}), got {value}"
+        )
 
 
 def parse_options(text: str, flag: str = "") -> dict[str, str]:
