@@ -339,9 +339,10 @@ def test_text_that_is_no_prompt_is_not_taken_for_one(tmp_path):
 
 
 def test_control_characters_nan_and_non_ascii_utf16(tmp_path):
-    escape = "a fox\x1b]0;PWNED\x07\x1b[2J in the snow"
+    escape = "a \x1b[31mred\x1b[0m fox\x1b]0;PWNED\x07\x1b[2J in the \u202ewons\u202c"
     found = read_metadata(png_with_text(tmp_path / "x.png", {"parameters": a1111_text(escape)}))
-    assert found.prompt == "a fox]0;PWNED[2J in the snow"  # no ESC or BEL left for a terminal
+    # Escape sequences go whole (no "[31m" debris), and so do bidirectional overrides.
+    assert found.prompt == "a red fox in the wons"
     nan = a1111_text("a cat").replace("CFG scale: 7", "CFG scale: nan")
     found = read_metadata(png_with_text(tmp_path / "n.png", {"parameters": nan}))
     json.dumps(found.to_json(), allow_nan=False)  # valid JSON

@@ -33,10 +33,25 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     try:
         yield tmp
         fsync_file(tmp)
+        # mkstemp makes the file private (0600); what we write is the user's output, readable as
+        # any file they would create (captions read by a trainer in another account, say).
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
         fsync_dir(path.parent)  # the rename itself must reach the disk, not just the bytes
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _read_umask() -> int:
+    """The process's umask. Reading it means setting it, so it is read once, at import, before
+    any thread of ours creates a file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def backup_dir(path: str | Path) -> Path:

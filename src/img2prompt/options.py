@@ -112,8 +112,8 @@ def all_specs(cls: type) -> tuple[Spec, ...]:
                 continue
             flat = f.metadata.get("flat", f.name)
             old = f.metadata.get("aliases", ())  # flat and, for a nested field, dotted
-            aliases = tuple("--" + ".".join(p.replace("_", "-") for p in path)
-                            for name in old for path in {(name,), (*prefix, name)})  # fmt: skip
+            paths = dict.fromkeys(p for name in old for p in ((name,), (*prefix, name)))
+            aliases = tuple("--" + ".".join(p.replace("_", "-") for p in path) for path in paths)
             found.append(((*prefix, f.name), flat, kind, default, docs.get(f.name, ""),
                           bool(f.metadata.get("positional")), aliases,
                           f.metadata.get("deprecated", "")))  # fmt: skip
@@ -340,23 +340,28 @@ def _negated(flag: str) -> str:
 
 
 def guarded(function, *args, **kwargs):
-    """Run a step; a bad input or setting (InputError, ConfigError) becomes one clear line and
-    exit code 2, not a traceback (IMG2PROMPT_DEBUG=1 shows it). Any other exception is a bug and
-    keeps its traceback."""
+    """Run a step; a bad input or setting (InputError, ConfigError), or a path the system will
+    not read or write (OSError: a folder where a file goes, no permission, a full disk), becomes
+    one clear line and exit code 2, not a traceback (IMG2PROMPT_DEBUG=1 shows it). Any other
+    exception is a bug and keeps its traceback."""
     import os
 
     import typer
 
     try:
         return function(*args, **kwargs)
-    except (InputError, ConfigError) as e:
+    except (InputError, ConfigError, OSError) as e:
         if os.environ.get("IMG2PROMPT_DEBUG"):
             raise
         from rich.markup import escape
 
         from img2prompt.progress import stderr
 
-        stderr.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        message = str(e)
+        if isinstance(e, OSError):  # "PATH: Is a directory", not the errno tuple
+            path = e.filename2 or e.filename  # a rename's destination, not our temporary file
+            message = f"{path}: {e.strerror}" if path and e.strerror else message
+        stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 

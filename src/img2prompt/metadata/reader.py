@@ -440,12 +440,16 @@ def _settings(raw: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-"""Control characters but tab and newline: a terminal would obey them (escape sequences)."""
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]{0,4096}(?:\x07|\x1b\\)?|[@-_])")
+"""Terminal escape sequences whole (CSI `ESC[31m`, OSC `ESC]0;title BEL`, two-byte ones), so
+none leaves `[31m` debris once its ESC is gone."""
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""Control characters but tab and newline (a terminal would obey them), and the bidirectional
+overrides that make a terminal show text in another order than it is."""
 
 
 def _printable(text: str) -> str:
-    return _CONTROL.sub("", text)
+    return _CONTROL.sub("", _ESCAPES.sub("", text))
 
 
 def _number(value: Any, kind: type) -> Any:
