@@ -175,10 +175,14 @@ def test_runs_of_single_words_are_written_without_commas(tmp_path, encoder):
     prompt = decoder.compose([style, curled, fox, sleeping], target)
     words = " ".join(bank.texts[i] for i in decoder.order([sleeping, curled], target))
     assert prompt == f"a red fox, {words}, oil painting"  # subject, other content, modifiers
-    # The final prompt may also be written with a comma after every phrase, or with none.
-    assert decoder.joinings([fox, sleeping, curled, style], target) == [
+    # The final prompt may also be written with a comma after every phrase, or (`max`, or where
+    # each phrase goes on from the last: "on a boat") with none.
+    every_comma = f"a red fox, {words.replace(' ', ', ')}, oil painting"
+    assert decoder.joinings([fox, sleeping, curled, style], target) == [prompt, every_comma]
+    raw = Decoder(bank, encoder, DecodeOptions(mode="max"))
+    assert raw.joinings([fox, sleeping, curled, style], target) == [
         prompt,
-        f"a red fox, {words.replace(' ', ', ')}, oil painting",
+        every_comma,
         f"a red fox {words} oil painting",
     ]
 
@@ -359,3 +363,23 @@ def test_readable_modes_leave_out_lone_codes(tmp_path, encoder):
     for mode in ("fast", "best"):
         for d in Decoder(bank, encoder, DecodeOptions(mode=mode)).decode(targets):
             assert not {"c4", "h0", "r2d2"} & set(d.phrases), d.prompt
+
+
+def test_readable_prompts_drop_commas_only_where_a_phrase_goes_on(tmp_path, encoder):
+    """ "a bicycle on a boat" may be written without commas; "a wine glass a dog" may not (in
+    readable modes; `max` keeps every joining)."""
+    from img2prompt.text.compose import Composer
+
+    phrases = ["a bicycle", "on a boat", "a wine glass", "a dog"]
+    files = [write_lines(tmp_path / "subjects.txt", [*phrases, *PHRASES])]
+    bank = load_bank(
+        build_bank(files, tmp_path / "b", encoder, words=False, progress=False).path, encoder
+    )
+    ids = {text: i for i, text in enumerate(bank.texts)}
+    target = encoder.encode(["a bicycle on a boat"])[0]
+    readable, raw = Composer(bank, 60, readable=True), Composer(bank, 60, readable=False)
+    goes_on = readable.joinings([ids["a bicycle"], ids["on a boat"]], target)
+    assert "a bicycle on a boat" in goes_on and "a bicycle, on a boat" in goes_on
+    apart = [ids["a wine glass"], ids["a dog"]]
+    assert all("," in text for text in readable.joinings(apart, target))
+    assert any("," not in text for text in raw.joinings(apart, target))

@@ -26,7 +26,7 @@ from img2prompt.data.odd_images import write_odd_images
 from img2prompt.predict.predictor import PredictOptions, Predictor
 from img2prompt.predict.reader import ImageReader
 from img2prompt.predict.tables import read_predictions
-from sd_files import a1111_text, comfy_graph, comfy_png, picture, png_with_text
+from sd_files import a1111_text, comfy_graph, comfy_png, picture, png_with_text, with_user_comment
 
 runner = CliRunner()
 
@@ -314,3 +314,16 @@ def test_prepare_a_folder_of_own_generations_then_train(tmp_path):
     trained = runner.invoke(app, [*train, "--epochs", "1", "--batch-size", "4", "-q"])
     assert trained.exit_code == 0, trained.output
     assert (run / "model" / "model.json").is_file()
+
+
+def test_images_that_share_a_name_get_ids_with_their_suffix(tmp_path):
+    """A1111 may save `x.png` and `x.jpg` of one generation: both are rows, told apart by their
+    suffix, where a name met once keeps the id without it."""
+    from img2prompt.data.sources import read_image_folder
+    from img2prompt.errors import ErrorLog
+
+    png_with_text(tmp_path / "x.png", {"parameters": a1111_text("a cat")})
+    with_user_comment(tmp_path / "x.jpg", a1111_text("a cat"), "JPEG", "UNICODE-BE")
+    png_with_text(tmp_path / "y.png", {"parameters": a1111_text("a dog")})
+    rows = read_image_folder(tmp_path, ErrorLog("fail"))
+    assert sorted(row.id for row in rows) == ["x.jpg", "x.png", "y"]

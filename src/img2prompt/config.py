@@ -548,8 +548,8 @@ class DecodeConfig:
     embeddings: Path | None = None
     """An (N, 384) .npy of target vectors, one prompt per row."""
     out: Path | None = None
-    """`.txt`: the prompts, one a line in input order; `.json` or `.parquet`: with each
-    prompt's match, phrases and nearest bank entries."""
+    """`.txt`: the prompts, one a line in input order (blank input lines are skipped);
+    `.json` or `.parquet`: with each prompt's match, phrases and nearest bank entries."""
     encoder: str = DEFAULT_ENCODER
     """Target encoder; must be the one the bank was built with."""
     device: Device = "auto"
@@ -623,7 +623,8 @@ class DescribeConfig:
     """Prompt bank: `default` (shipped with the package) or a folder."""
     out: Path | None = None
     """`.json` or `.parquet` (prompt, source, settings, match, embedding, neighbors...), or
-    `.txt` (the prompts, one a line in input order)."""
+    `.txt` (one line per described image, in input order; unreadable images are left out and
+    listed on stderr)."""
     json: bool = False
     """Print JSON on stdout instead of the table."""
     skip_bad: bool = False

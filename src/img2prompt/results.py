@@ -1,7 +1,8 @@
 """decode's and describe's output files, written one way whatever the command.
 
 A result is a JSON-ready dict (`Decoded.to_json`, `Description.to_json`). By `--out`'s suffix:
-- `.txt`: each result's `prompt`, one a line in input order (an empty line for none);
+- `.txt`: each result's `prompt`, one a line in input order (an empty line for none; inputs
+  that failed have no result, so no line: they are in `.json`'s failures);
 - `.json`: `{"results": [...], "failures": [...]}`, the same objects `--json` prints;
 - `.parquet`: one column per field the results have, typed by the caller's schema; a field that
   is a mapping (describe's `settings`) is stored as JSON text, since its keys vary by file.

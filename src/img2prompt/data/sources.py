@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,8 @@ def read_image_folder(folder: Path, errors: ErrorLog) -> list[SourceRow]:
     ComfyUI, InvokeAI, NovelAI, Fooocus, SwarmUI; `img2prompt.metadata`) becomes a row with that
     prompt, the image's path, and its seed, CFG, steps, sampler and size. An image without a
     prompt goes to `errors` (`--on-error skip` leaves it out). Row ids are the paths relative to
-    the folder; `source` is the front end that wrote the metadata."""
+    the folder, without the suffix unless two images share a name (A1111 saving `x.png` and
+    `x.jpg`); `source` is the front end that wrote the metadata."""
     from img2prompt.data.images import scan_images
     from img2prompt.metadata import read_metadata
 
@@ -90,8 +92,10 @@ def read_image_folder(folder: Path, errors: ErrorLog) -> list[SourceRow]:
             InputError(folder, "a folder is read as SD images with embedded prompts; it has none")
         )
         return []
+    names = Counter(image.relative_to(folder).with_suffix("") for image in found_images)
     rows = []
     for number, image in enumerate(found_images, 1):
+        name = image.relative_to(folder)
         found = read_metadata(image)
         if found.prompt is None:
             why = found.error or "no prompt in its metadata (not an SD front end's file?)"
@@ -110,7 +114,7 @@ def read_image_folder(folder: Path, errors: ErrorLog) -> list[SourceRow]:
         }
         rows.append(
             SourceRow(
-                id=str(image.relative_to(folder).with_suffix("")),
+                id=str(name.with_suffix("") if names[name.with_suffix("")] == 1 else name),
                 prompt_raw=found.prompt,
                 image=str(image.resolve()),
                 source=str(image),

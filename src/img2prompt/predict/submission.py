@@ -28,6 +28,13 @@ def write_submission(path: str | Path, image_ids: Sequence[str], embeddings: np.
 def read_submission(path: str | Path) -> tuple[list[str], np.ndarray]:
     """Image ids in file order and their (N, dim) float32 vectors; errors name the line."""
     path = Path(path)
+    try:
+        return _read_submission(path)
+    except UnicodeDecodeError as e:
+        raise InputError(path, f"not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+
+
+def _read_submission(path: Path) -> tuple[list[str], np.ndarray]:
     ids: list[str] = []
     rows: list[list[float]] = []
     with open(path, newline="", encoding="utf-8") as f:
@@ -56,6 +63,13 @@ def read_submission(path: str | Path) -> tuple[list[str], np.ndarray]:
             rows[-1].append(value)
     if not ids:
         raise InputError(path, "no rows")
-    if len({len(r) for r in rows}) != 1:
-        raise InputError(path, "images have different numbers of dimensions")
+    sizes = [len(r) for r in rows]
+    if len(set(sizes)) != 1:
+        usual = max(set(sizes), key=sizes.count)
+        odd = next(i for i, size in enumerate(sizes) if size != usual)
+        raise InputError(
+            path,
+            f"images have different numbers of dimensions: {ids[odd]} has {sizes[odd]}, most "
+            f"have {usual}",
+        )
     return ids, np.asarray(rows, dtype=np.float32)

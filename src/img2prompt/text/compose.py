@@ -41,6 +41,16 @@ chosen on real_pairs dev prompts, benchmarks/bench_decode.py)."""
 CODE_LIKE = re.compile(r"(?=.*[a-z])(?=.*\d)(?!\d+(?:k|p|d|s|mm|px|th|st|nd|rd)$)[a-z0-9]+")
 """Readable prompts: a lone word mixing letters and digits reads as a code ("c4", "h0", "r2d2"),
 unless it is a number with its unit ("8k", "35mm", "1080p", "1980s")."""
+CONNECTORS = frozenset(
+    {
+        "on", "in", "at", "with", "by", "under", "over", "near", "of", "and", "from", "behind",
+        "above", "below", "beside", "inside", "into", "through", "across", "against", "along",
+        "among", "around", "before", "after", "during", "for", "to", "while", "next", "holding",
+        "wearing", "sitting", "standing", "riding", "eating", "made", "covered", "surrounded",
+    }
+)  # fmt: skip
+"""Readable prompts are written without commas only where each later phrase goes on from the
+one before ("a bicycle on a boat", not "a wine glass a dog")."""
 NEAREST_PERMIT = 8
 """A safety-list word may appear where one of the target's this many nearest entries says it."""
 
@@ -129,9 +139,13 @@ class Composer:
 
     def joinings(self, phrases: Sequence[int], target: np.ndarray) -> list[str]:
         """The ways the final prompt may be written out: as the search wrote it (`compose`),
-        with a comma after every phrase, with no commas at all."""
+        with a comma after every phrase, with no commas at all (readable: only where each phrase
+        after the first starts with a `CONNECTORS` word)."""
         texts = [self.bank.texts[j] for j in self.order(phrases, target)]
-        return list(dict.fromkeys([runs(texts), ", ".join(texts), " ".join(texts)]))
+        ways = [runs(texts), ", ".join(texts)]
+        if not self.readable or all(t.split()[0].lower() in CONNECTORS for t in texts[1:]):
+            ways.append(" ".join(texts))
+        return list(dict.fromkeys(ways))
 
     def allowed(
         self,
