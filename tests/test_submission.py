@@ -49,6 +49,14 @@ def test_the_true_targets_score_one(kaggle_sample, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "score (mean cosine) 1.0000" in result.output
+    # A truth with a NaN would make every score NaN: it is a problem, not "ok".
+    lines = truth.read_text().splitlines()
+    lines[5] = lines[5].rsplit(",", 1)[0] + ",nan"
+    nan_truth = tmp_path / "nan_truth.csv"
+    nan_truth.write_text("\n".join(lines) + "\n")
+    result = runner.invoke(app, ["submission", "check", str(out), "--truth", str(nan_truth)])
+    assert result.exit_code == 1 and "NaN or infinity" in result.output
+    assert "score (mean cosine) nan" not in result.output
 
 
 @pytest.fixture

@@ -168,13 +168,16 @@ def read_truth(path: str | Path) -> Truth:
         raise InputError(path, "no such truth file or folder")
     if path.suffix.lower() == ".csv":
         ids, vectors = read_submission(path)
+        _check_finite(path, vectors)  # a NaN truth would make every score NaN, quietly
         return Truth(path, unit(vectors), by_image={k: i for i, k in enumerate(ids)})
     table = _read_parquet(path)
     missing = {"id", "target"} - set(table.column_names)
     if missing:
         raise InputError(path, f"a truth table needs columns id and target; missing {missing}")
     columns = table.column_names
-    truth = Truth(path, unit(vectors_from_column(table.column("target"), path)))
+    targets = vectors_from_column(table.column("target"), path)
+    _check_finite(path, targets)
+    truth = Truth(path, unit(targets))
     truth.by_id = {str(k): i for i, k in enumerate(table.column("id").to_pylist())}
     if "image" in columns:
         images = [str(v) for v in table.column("image").to_pylist() if v is not None]
