@@ -249,12 +249,13 @@ def describe(cfg: c.DescribeConfig, quiet: bool) -> None:
                               decode_options=cfg.decode, progress=not quiet,
                               metadata=cfg.metadata)  # fmt: skip
         result = describer.describe_files(cfg.images, progress=not quiet)
-    if cfg.out is not None:
-        write_descriptions(result, cfg.out)
     from img2prompt.report import print_describe_summary, print_descriptions, print_failures
 
+    body = descriptions_json(result) if cfg.json or cfg.out is not None else None
+    if cfg.out is not None:
+        write_descriptions(result, cfg.out, body)
     if cfg.json:
-        typer.echo(json.dumps(descriptions_json(result)))
+        typer.echo(json.dumps(body))
     elif result.descriptions:
         print_descriptions(result.descriptions)
     if not quiet:

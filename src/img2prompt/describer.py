@@ -20,7 +20,7 @@ from PIL import Image
 
 from img2prompt.config import ServeLimits
 from img2prompt.data.images import ImageSearch, load_image_bytes, scan_images
-from img2prompt.errors import ConfigError, InputError, warn_renamed
+from img2prompt.errors import ConfigError, InputError, renamed_attribute
 from img2prompt.metadata import GenerationMetadata, read_metadata
 from img2prompt.metadata.reader import NOT_AN_IMAGE
 from img2prompt.models.protocol import PromptModel
@@ -68,23 +68,11 @@ class Description:
         if self.model_prompt is None and self.source == "model":
             self.model_prompt = self.prompt
 
-    @property
-    def score(self) -> float | None:
-        """Deprecated name of `match`."""
-        warn_renamed("Description.score", "match")
-        return self.match
-
-    @property
-    def neighbours(self) -> list[tuple[str, float]]:
-        """Deprecated name of `neighbors`."""
-        warn_renamed("Description.neighbours", "neighbors")
-        return self.neighbors
-
-    @property
-    def interrogation_score(self) -> float | None:
-        """Deprecated name of `interrogation_match`."""
-        warn_renamed("Description.interrogation_score", "interrogation_match")
-        return self.interrogation_match
+    score = renamed_attribute("match", "Description.score")
+    neighbours = renamed_attribute("neighbors", "Description.neighbours")
+    interrogation_score = renamed_attribute(
+        "interrogation_match", "Description.interrogation_score"
+    )
 
     def to_json(self) -> dict[str, Any]:
         match = None if self.match is None else round(self.match, 6)
@@ -361,19 +349,16 @@ DESCRIPTION_SCHEMA = pa.schema(
 )
 
 
-def write_descriptions(run: DescribeRun, out: Path) -> None:
+def write_descriptions(run: DescribeRun, out: Path, body: dict[str, Any] | None = None) -> None:
     """describe's `--out` (`results.write_results`): `.json` as `--json` prints it, `.parquet`
-    with the same fields as columns, `.txt` the prompts."""
-    rows = [d.to_json() for d in run.descriptions]
-    write_results(out, rows, DESCRIPTION_SCHEMA, failures_json(run.failures))
+    with the same fields as columns, `.txt` the prompts. `body`: `descriptions_json(run)`
+    when the caller has it already (`--json` too)."""
+    body = body or descriptions_json(run)
+    write_results(out, body["results"], DESCRIPTION_SCHEMA, body["failures"])
 
 
 def descriptions_json(run: DescribeRun) -> dict[str, Any]:
     return {
         "results": [d.to_json() for d in run.descriptions],
-        "failures": failures_json(run.failures),
+        "failures": [{"image": f.image, "reason": f.reason} for f in run.failures],
     }
-
-
-def failures_json(failures: list[Failure]) -> list[dict[str, str]]:
-    return [{"image": f.image, "reason": f.reason} for f in failures]

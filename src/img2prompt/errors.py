@@ -56,3 +56,14 @@ def warn_renamed(old: str, new: str, stacklevel: int = 3) -> None:
     import warnings
 
     warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=stacklevel)
+
+
+def renamed_attribute(new: str, old: str) -> property:
+    """A read-only attribute `old` (a qualified name, for the warning) that answers with `new`
+    and a DeprecationWarning: one line per renamed attribute of a class."""
+
+    def get(self):
+        warn_renamed(old, new)
+        return getattr(self, new)
+
+    return property(get, doc=f"Deprecated name of `{new}`, kept one release.")

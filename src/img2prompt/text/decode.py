@@ -21,7 +21,7 @@ import numpy as np
 
 from img2prompt.config import DecodeOptions
 from img2prompt.data.embed import TargetEncoder
-from img2prompt.errors import ConfigError, InputError, warn_renamed
+from img2prompt.errors import ConfigError, InputError, renamed_attribute
 from img2prompt.text.bank_index import PromptBank
 from img2prompt.text.compose import MODIFIER_CATEGORIES, Composer
 from img2prompt.text.compose import fill_norms as _fill_norms  # noqa: F401 - its old name
@@ -53,17 +53,8 @@ class Decoded:
             "neighbors": [{"text": t, "cosine": round(c, 6)} for t, c in self.neighbors],
         }
 
-    @property
-    def score(self) -> float:
-        """Deprecated name of `match`."""
-        warn_renamed("Decoded.score", "match")
-        return self.match
-
-    @property
-    def neighbours(self) -> list[tuple[str, float]]:
-        """Deprecated name of `neighbors`."""
-        warn_renamed("Decoded.neighbours", "neighbors")
-        return self.neighbors
+    score = renamed_attribute("match", "Decoded.score")
+    neighbours = renamed_attribute("neighbors", "Decoded.neighbours")
 
 
 def check_targets(targets: np.ndarray, dim: int, source: str = "embeddings") -> np.ndarray:
