@@ -215,7 +215,7 @@ def readability(prompts: list[str], known: set[str]) -> dict:
 
 STARTUP_SCRIPT = """
 import numpy as np
-from img2prompt.data.embed import load_encoder
+from img2prompt.targets.encoder import load_encoder
 from img2prompt.text.bank import default_bank
 from img2prompt.text.decode import DecodeOptions, Decoder
 encoder = load_encoder(device="cpu")
@@ -381,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    from img2prompt.data.embed import load_encoder
+    from img2prompt.targets.encoder import load_encoder
     from img2prompt.text.bank import default_bank, load_bank
 
     prompts = real_pair_prompts(args.half) if args.real_pairs else benchmark_prompts()
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         f" {len(prompts)} prompts" + (f" (real_pairs, {args.half})" if args.real_pairs else ""),
         flush=True,
     )
-    from img2prompt.data.embed import native_bf16
+    from img2prompt.device import native_bf16
 
     # The search's precision decides its speed more than anything else here: the same code is
     # ~2x slower where the CPU has no native bfloat16 and the search runs in float32.

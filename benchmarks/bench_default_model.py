@@ -170,7 +170,7 @@ def real_pairs_logits(model, rows: list[dict], cache: Path | None) -> np.ndarray
 
 
 def real_pairs_section(model, encoder, cache: Path | None, search_templates: bool) -> bool:
-    from img2prompt.models import default_model as dm
+    import build_default_model as dm
 
     with open(REAL_PAIRS / "pairs.csv", newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -247,11 +247,11 @@ def real_pairs_section(model, encoder, cache: Path | None, search_templates: boo
 
 def kaggle_section(model) -> bool:
     import torch
+    from build_default_model import imagenet_class_names
 
     from img2prompt.data.images import load_image
     from img2prompt.data.transforms import preprocess
     from img2prompt.metrics import cosines
-    from img2prompt.models.default_model import imagenet_class_names
     from img2prompt.predict.submission import read_submission
 
     print("== Kaggle sample (7 images, Stable Diffusion 2.0; never tuned on) ==", flush=True)
@@ -312,8 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from img2prompt.data.embed import load_encoder
     from img2prompt.models.model import load_model
+    from img2prompt.targets.encoder import load_encoder
 
     start = time.perf_counter()
     model = load_model("default")

@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers.utils import logging as hf_logging
 
-    from img2prompt.data.embed import TargetEncoder, embed_texts
     from img2prompt.metrics import cosines
+    from img2prompt.targets.encoder import TargetEncoder, embed_texts
 
     hf_logging.disable_progress_bar()
 

@@ -3,7 +3,7 @@
     python benchmarks/bench_generate.py [--images 24] [--batch-size 8] [--steps 10] [--size 64]
 
 No real SD weights can be downloaded here, so this measures the machinery, not SD itself: the
-pipeline is `img2prompt.generate.tiny` (same classes as SD, ~1M UNet parameters), loaded from a
+pipeline is `scripts/tiny_pipeline.py` (same classes as SD, ~1M UNet parameters), loaded from a
 folder like a real checkpoint. Measured in the same process:
 
   - baseline, one image per pipeline call (`render` with batch size 1);
@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
     import torch
+    from tiny_pipeline import build_tiny_pipeline
 
-    from img2prompt.config import GenerateConfig
+    from img2prompt.generate.options import GenerateConfig
     from img2prompt.generate.run import generate
     from img2prompt.generate.sd import load_pipeline, render
-    from img2prompt.generate.tiny import build_tiny_pipeline
 
     torch.set_num_threads(args.threads)
     texts = _prompts(args.images)
@@ -103,7 +103,14 @@ def main(argv: list[str] | None = None) -> int:
             with Timer() as timer:
                 for start in range(0, len(texts), batch_size):
                     stop = start + batch_size
-                    render(pipe, texts[start:stop], seeds[start:stop], args.steps, 7.0, args.size)
+                    render(
+                        pipe,
+                        texts[start:stop],
+                        seeds[start:stop],
+                        steps=args.steps,
+                        guidance=7.0,
+                        size=args.size,
+                    )
             return timer.seconds
 
         run(args.batch_size)  # warm-up: first calls pay for kernel setup

@@ -100,7 +100,7 @@ def bench_build(texts_n: int) -> None:
 
     from img2prompt.index.build import build_index
     from img2prompt.index.clip import TextEncoder, load_clip, load_tokenizer
-    from img2prompt.index.config import IndexBuildConfig
+    from img2prompt.index.options import IndexBuildConfig
     from img2prompt.io import vector_column, write_parquet
     from tiny_checkpoints import save_tiny_clip_dual
 

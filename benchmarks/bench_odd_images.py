@@ -1,7 +1,7 @@
 """`predict default` over odd and huge image files: peak memory and images/s.
 
 The set: every format and mode Pillow writes, broken, mislabelled and animated files
-(`img2prompt.data.odd_images`), plus legal but huge strips (80 Mpx: RGB PNG, JPEG, RGBA PNG,
+(`scripts/odd_images.py`), plus legal but huge strips (80 Mpx: RGB PNG, JPEG, RGBA PNG,
 16-bit PNG; the kind that once took 5.5 GB when four decoding threads held them at once) and one
 over Pillow's limit.
 Each run is a fresh process (its own peak memory), with 4 decoding threads:
@@ -34,9 +34,8 @@ GOAL_MB = 2048.0
 
 
 def make_set(folder: Path, huge: int, megapixels: int) -> list[str]:
+    from odd_images import write_odd_images
     from PIL import Image
-
-    from img2prompt.data.odd_images import write_odd_images
 
     write_odd_images(folder, huge=None)
     width = 16000

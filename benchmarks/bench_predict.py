@@ -169,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from img2prompt.predict.predictor import PredictOptions, Predictor, auto_batch_size
+    from img2prompt.predict.engine import auto_batch_size
+    from img2prompt.predict.options import PredictOptions
+    from img2prompt.predict.predictor import Predictor
 
     status = 0
     with tempfile.TemporaryDirectory() as tmp:

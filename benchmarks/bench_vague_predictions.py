@@ -21,7 +21,7 @@ import numpy as np
 import img2prompt
 from bench_decode import REAL_PAIRS, _hash_half
 from img2prompt.data.clean import clean_prompt
-from img2prompt.data.embed import load_encoder
+from img2prompt.targets.encoder import load_encoder
 from img2prompt.text.bank import open_bank
 from img2prompt.text.decode import DecodeOptions, Decoder
 

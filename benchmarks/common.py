@@ -23,6 +23,9 @@ import numpy as np
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
+# The dev-only asset builders (tiny pipeline, odd images, default model) live in scripts/.
+if str(REPO_ROOT / "scripts") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
 
 
 def peak_rss_mb() -> float:

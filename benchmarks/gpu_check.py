@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The dev-only asset builders (the tiny SD pipeline) live in scripts/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from bench_train import make_dataset
 
@@ -212,8 +214,8 @@ def check_train(tmp: Path, device: str, quick: bool, name: str, shape: dict, sid
 
     import torch
 
-    from img2prompt.config import TrainConfig
     from img2prompt.train.loop import train
+    from img2prompt.train.options import TrainConfig
 
     data = make_dataset(tmp / f"data-{name}", 8 if quick else 64, side=side)
     spec = save_vision_tower(tmp / f"tower-{name}", shape, side)
@@ -254,10 +256,10 @@ def check_train(tmp: Path, device: str, quick: bool, name: str, shape: dict, sid
 def check_generate(tmp: Path, device: str, quick: bool) -> dict:
     import pyarrow as pa
     import torch
+    from tiny_pipeline import build_tiny_pipeline
 
-    from img2prompt.config import GenerateConfig
+    from img2prompt.generate.options import GenerateConfig
     from img2prompt.generate.run import generate
-    from img2prompt.generate.tiny import build_tiny_pipeline
     from img2prompt.io import write_parquet
 
     pipeline = build_tiny_pipeline(tmp / "tiny-sd", words=["fox", "castle"])
@@ -282,7 +284,7 @@ def check_generate(tmp: Path, device: str, quick: bool) -> dict:
     dev = torch.device(device)
     dtype = torch.float16 if dev.type == "cuda" else torch.float32
     if quick:
-        from img2prompt.generate.tiny import tiny_unet
+        from tiny_pipeline import tiny_unet
 
         unet = tiny_unet()
         latent, context, width = 8, 32, 64
@@ -315,9 +317,8 @@ def check_generate(tmp: Path, device: str, quick: bool) -> dict:
 
 def check_index(tmp: Path, device: str, quick: bool) -> dict:
     import torch
+    from tiny_pipeline import write_tokenizer_files
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from img2prompt.generate.tiny import write_tokenizer_files
 
     write_tokenizer_files(tmp / "tok", ["a", "red", "fox", "castle", "painting"])
     tokenizer = CLIPTokenizer.from_pretrained(tmp / "tok", model_max_length=77)
@@ -360,9 +361,9 @@ def check_index(tmp: Path, device: str, quick: bool) -> dict:
 def check_describe(tmp: Path, device: str, quick: bool) -> dict:
     from PIL import Image
 
-    from img2prompt.data.embed import load_encoder
     from img2prompt.describer import Describer
     from img2prompt.predict.predictor import PredictOptions
+    from img2prompt.targets.encoder import load_encoder
     from img2prompt.text.bank import build_bank
 
     phrases = tmp / "subjects.txt"

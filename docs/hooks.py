@@ -1,6 +1,6 @@
-"""MkDocs hook: the options page is generated from the config dataclasses, as `--help` is
-(`img2prompt.options.specs`): every command, every option, its default and its help, defined once
-in `src/img2prompt/config.py`. The options of each registered head, pooling and loss (what
+"""MkDocs hook: the options page is generated from the options dataclasses, as `--help` is
+(`img2prompt.fields.specs`): every command, every option, its default and its help, defined once
+beside the code it configures. The options of each registered head, pooling and loss (what
 `--head-options`, `--pool-options` and `--loss-options` take) come from their signatures
 (`Registry.options`)."""
 
@@ -25,8 +25,9 @@ def _cell(text: str) -> str:
 
 
 def options_markdown() -> str:
-    from img2prompt.cli import COMMANDS
-    from img2prompt.options import show_default, specs
+    from img2prompt.app.cli import COMMANDS
+    from img2prompt.app.options import show_default
+    from img2prompt.fields import specs
 
     parts = []
     for name, (cls, run) in COMMANDS.items():
@@ -44,13 +45,14 @@ def options_markdown() -> str:
 
 
 def registry_options_markdown() -> str:
+    from img2prompt.train.losses import LOSSES
+
     from img2prompt.models.heads import HEADS
-    from img2prompt.models.losses import LOSSES
     from img2prompt.models.pooling import POOLS
 
     parts = ["| flag | name | option | type | default |", "|---|---|---|---|---|"]
-    for flag, registry in (("--head-options", HEADS), ("--pool-options", POOLS),
-                           ("--loss-options", LOSSES)):  # fmt: skip
+    registries = (("--head-options", HEADS), ("--pool-options", POOLS), ("--loss-options", LOSSES))
+    for flag, registry in registries:
         for name in registry:
             options = registry.options(name).values()
             if not options:

@@ -26,7 +26,7 @@ WORD = re.compile(r"[a-z]{3,}")
 
 
 def main() -> None:
-    from img2prompt.data.embed import load_encoder
+    from img2prompt.targets.encoder import load_encoder
     from img2prompt.text.bank_sources import _STOPWORDS
 
     source = resources.files("spellchecker") / "resources" / "en.json.gz"

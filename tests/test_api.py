@@ -14,8 +14,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import img2prompt
-from img2prompt.cli import app
-from img2prompt.demo import example_images
+from img2prompt.app.cli import app
+from img2prompt.app.demo import example_images
 from img2prompt.errors import InputError
 from img2prompt.io import vectors_from_column
 from img2prompt.models.model import default_model_dir
@@ -64,7 +64,9 @@ def test_decode_round_trips_a_text_made_of_bank_phrases(small_bank, encoder):
     for prompt in (fast, *best):
         assert "a red fox" in prompt
         assert float(encoder.encode([prompt])[0] @ target[0]) > 0.9, prompt
-    with pytest.raises(ValueError, match="--mode must be one of"):
+    with pytest.raises(
+        ValueError, match=r"unknown decode mode 'fastest' \(--mode\); known: best, fast, max"
+    ):
         img2prompt.decode(target, bank=small_bank, mode="fastest")
 
 
@@ -96,7 +98,9 @@ def test_describe_answers_a_file_with_its_embedded_prompt(small_bank, tmp_path):
 
 def test_create_model_and_list_backbones():
     assert "efficientnet-lite0" in img2prompt.list_backbones()
-    model = img2prompt.create_model("tiny-clip", head="mlp", head_hidden=8, pretrained=False)
+    model = img2prompt.create_model(
+        "tiny-clip", head="mlp", head_options="hidden=8", pretrained=False
+    )
     assert model.cfg.head == "mlp" and model.cfg.out_dim == 384
 
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bank_helpers import PHRASES, STYLES, CountingEncoder, write_lines
-from img2prompt.cli import app
+from img2prompt.app.cli import app
 from img2prompt.errors import ErrorLog, InputError
 from img2prompt.text import bank as bank_module
 from img2prompt.text.bank import (

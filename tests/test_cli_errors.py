@@ -10,7 +10,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 import img2prompt.evaluate
-from img2prompt.cli import app
+from img2prompt.app.cli import app
 
 runner = CliRunner()
 
@@ -61,7 +61,7 @@ def test_an_internal_error_prints_a_traceback_from_the_command_line(tmp_path):
     code = (
         "import sys, numpy as np, img2prompt.evaluate as e;"
         "e.evaluate = lambda p, t, s=False: np.ones(3) + np.ones(4);"
-        "from img2prompt.cli import app; sys.argv = ['img2prompt'] + sys.argv[1:]; app()"
+        "from img2prompt.app.cli import app; sys.argv = ['img2prompt'] + sys.argv[1:]; app()"
     )
     run = subprocess.run(
         [sys.executable, "-c", code, "evaluate", str(tmp_path / "p.parquet"), "--truth", "x"],

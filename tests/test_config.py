@@ -13,11 +13,18 @@ import torch
 import typer.main
 from typer.testing import CliRunner
 
-from img2prompt import config as c
-from img2prompt.cli import COMMANDS, app
-from img2prompt.errors import InputError
+from img2prompt.app.cli import COMMANDS, app
+from img2prompt.app.configs import DescribeConfig, ServeConfig, ServeLimits
+from img2prompt.app.options import show_default
+from img2prompt.device import Precision
+from img2prompt.errors import ConfigError, InputError
+from img2prompt.fields import build_options, load_options_file, specs
+from img2prompt.generate.options import GenerateConfig
+from img2prompt.index.options import IndexBuildConfig
 from img2prompt.models.model import ImageToPromptModel
-from img2prompt.options import build_config, load_config_file, show_default, specs
+from img2prompt.models.options import ModelConfig
+from img2prompt.text.options import DecodeOptions
+from img2prompt.train.options import TrainConfig
 from tiny_checkpoints import save_tiny_clip, save_tiny_convnext
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,13 +73,15 @@ def test_every_readme_option_spelling_is_accepted():
         for sub in getattr(command, "commands", {"": command}).values():
             for param in sub.params:
                 known.update(param.opts + param.secondary_opts)
+    # the changelog names the spellings that were removed
     pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    pages = [page for page in pages if page.name != "changelog.md"]
     readme = "\n".join(page.read_text() for page in pages)
     spelled = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*(?:\.[a-z][a-z0-9-]*)?", readme))
     # torchrun's; bench_decode.py's; bench_default_model.py's; gpu_check.py's
     not_options = {
         "--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-backend", "--rdzv-endpoint",
-        "--repeats", "--no-big-bank", "--real-pairs", "--half", "--cache", "--quick",
+        "--repeats", "--no-big-bank", "--real-pairs", "--half", "--cache", "--quick", "--sweep",
         "--nodes", "--ntasks-per-node", "--gpus-per-node", "--cpus-per-task",  # SLURM's
     }  # fmt: skip
     assert spelled - known - not_options == set()
@@ -82,10 +91,10 @@ def test_every_readme_option_spelling_is_accepted():
 def test_every_shipped_recipe_validates_and_builds(recipe, tmp_path):
     """Each configs/*.yaml is a valid TrainConfig once --data and --out are given, and its model
     builds and runs (hub ids swapped for tiny checkpoints of the same kind, sizes shrunk)."""
-    values = load_config_file(recipe, c.TrainConfig)
+    values = load_options_file(recipe, TrainConfig)
     assert values["model.backbone"].startswith(("hf-clip:openai/", "hf-convnext:", "efficientnet"))
-    cfg = build_config(c.TrainConfig, values | {"data": tmp_path, "out": tmp_path / "run"})
-    assert isinstance(cfg.model, c.ModelConfig)
+    cfg = build_options(TrainConfig, values | {"data": tmp_path, "out": tmp_path / "run"})
+    assert isinstance(cfg.model, ModelConfig)
     tiny = {"hf-clip": str(save_tiny_clip(tmp_path / "clip")),
             "hf-convnext": str(save_tiny_convnext(tmp_path / "convnext"))}  # fmt: skip
 
@@ -97,7 +106,7 @@ def test_every_shipped_recipe_validates_and_builds(recipe, tmp_path):
         cfg.model,
         backbone=substitute(cfg.model.backbone),
         style_backbone=substitute(cfg.model.style_backbone),
-        head_hidden=min(cfg.model.head_hidden, 64),
+        head_options="hidden=64" if cfg.model.head == "mlp" else cfg.model.head_options,
     )
     model = ImageToPromptModel(model_cfg).eval()
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 384)
@@ -116,11 +125,11 @@ def test_recipes_take_flat_dotted_and_nested_keys(tmp_path):
         "lp_epochs: 2\n"
     )
     built = [
-        build_config(c.TrainConfig, load_config_file(f, c.TrainConfig) | {"data": "d", "out": "o"})
+        build_options(TrainConfig, load_options_file(f, TrainConfig) | {"data": "d", "out": "o"})
         for f in (flat, nested, dotted)
     ]
     assert built[0] == built[1] == built[2]
-    assert built[0].model == c.ModelConfig("tiny-clip", head="mlp", target_encoder="my-encoder")
+    assert built[0].model == ModelConfig("tiny-clip", head="mlp", target_encoder="my-encoder")
     assert built[0].lp_epochs == 2 and built[0].epochs == 5
 
 
@@ -129,7 +138,7 @@ def test_command_line_options_win_over_the_config_file(tmp_path, monkeypatch):
     flat or dotted, override them."""
     seen = []
     monkeypatch.setattr("img2prompt.train.loop.train", lambda cfg, progress: seen.append(cfg))
-    monkeypatch.setattr("img2prompt.report.print_train_report", lambda report: None)
+    monkeypatch.setattr("img2prompt.app.report.print_train_report", lambda report: None)
     recipe = tmp_path / "r.yaml"
     recipe.write_text("backbone: tiny-clip\nhead: mlp\nlr: 0.5\nepochs: 3\n")
     for flag in ("--config", "--recipe"):
@@ -147,16 +156,16 @@ def test_precision_is_one_vocabulary():
     """generate, predict and decoding share one `Precision`; generate takes fp16 (the bug that
     a second, shadowing enum caused), prediction refuses it with a reason; train also takes
     Lightning's own names, mapped in one place."""
-    assert c.GenerateConfig("p", "o", precision="fp16").precision == "fp16"
+    assert GenerateConfig("p", "o", precision="fp16").precision == "fp16"
     for name in ("generate", "predict", "describe"):
         choices = [p for p in typer.main.get_command(app).commands[name].params
                    if p.name.endswith("precision")]  # fmt: skip
-        assert choices and all(get_args(p.type_descriptor.annotation) == get_args(c.Precision)
+        assert choices and all(get_args(p.type_descriptor.annotation) == get_args(Precision)
                                for p in choices), name  # fmt: skip
     result = runner.invoke(app, ["predict", "default", "x.png", "--precision", "fp16"])
     assert result.exit_code == 2 and "fp16 is not offered here" in result.output
     with pytest.raises(ValueError, match="fp16"):
-        c.DecodeOptions(search_precision="fp16")
+        DecodeOptions(search_precision="fp16")
     from img2prompt.train.loop import _precision
 
     assert [_precision(p) for p in ("fp32", "bf16", "fp16", "bf16-true")] == [
@@ -165,7 +174,7 @@ def test_precision_is_one_vocabulary():
 
 def test_train_refuses_strategies_it_cannot_run():
     with pytest.raises(ValueError, match=r"fsdp.*not supported"):
-        c.TrainConfig.of(data="d", out="o", backbone="tiny-clip", strategy="fsdp")
+        TrainConfig.of(data="d", out="o", backbone="tiny-clip", strategy="fsdp")
     result = runner.invoke(app, ["train", "--data", "d", "--out", "o", "--backbone", "x",
                                  "--strategy", "fsdp"])  # fmt: skip
     assert result.exit_code == 2
@@ -176,10 +185,10 @@ def test_serve_limits_have_one_definition(monkeypatch):
     ServeLimits."""
     from fastapi.testclient import TestClient
 
+    from img2prompt.app.serve.app import create_app
     from img2prompt.describer import Describer
-    from img2prompt.serve.app import create_app
 
-    limits = c.ServeLimits()
+    limits = ServeLimits()
     assert (limits.max_upload_mb, limits.max_pixels, limits.max_batch, limits.max_pending) == (
         20.0, 64_000_000, 8, 64)  # fmt: skip
 
@@ -199,70 +208,34 @@ def test_serve_limits_have_one_definition(monkeypatch):
 
     default = inspect.signature(Describer.describe_uploads).parameters["max_pixels"].default
     assert default is None  # None: ServeLimits().max_pixels
-    serve_defaults = {s.key: s.default for s in specs(c.ServeConfig)}
-    for f in dataclasses.fields(c.ServeLimits):
+    serve_defaults = {s.key: s.default for s in specs(ServeConfig)}
+    for f in dataclasses.fields(ServeLimits):
         assert serve_defaults[f"limits.{f.name}"] == getattr(limits, f.name)
 
 
-def test_a_renamed_option_keeps_its_old_spelling_for_a_release(tmp_path, monkeypatch):
-    """`index build --approx` became `--search`: the old flag and YAML key still set it, say
-    they are deprecated, and `--help` shows only the new name."""
+def test_each_option_has_one_spelling(tmp_path, monkeypatch):
+    """Nothing is released, so a renamed option keeps no old spelling: `index build --approx`
+    (now `--search`), `--neighbours`, `--head-hidden` and their recipe keys are refused, naming
+    what is known, and `--search` works."""
     seen = []
-    build = "img2prompt.index.build.build_index"
-    monkeypatch.setattr(build, lambda cfg, progress: seen.append(cfg))
-    monkeypatch.setattr("img2prompt.report.index_build_summary", lambda report: "")
+    monkeypatch.setattr(
+        "img2prompt.index.build.build_index", lambda cfg, progress: seen.append(cfg)
+    )
+    monkeypatch.setattr("img2prompt.app.report.index_build_summary", lambda report: "")
     base = ["index", "build", "p.parquet", "--clip", "c", "--out", "o"]
+    assert runner.invoke(app, [*base, "--search", "ivf"]).exit_code == 0
+    assert [cfg.retrieval.search for cfg in seen] == ["ivf"]
     old = runner.invoke(app, [*base, "--approx", "hnsw"])
-    new = runner.invoke(app, [*base, "--search", "ivf"])
-    assert old.exit_code == 0 and new.exit_code == 0, old.output + new.output
-    assert "--approx is deprecated; use --search" in old.output
-    assert "deprecated" not in new.output
+    assert old.exit_code == 2 and "No such option: --approx" in old.output
+    for command, flag in (("describe", "--neighbours"), ("train", "--head-hidden")):
+        result = runner.invoke(app, [command, "x", flag, "3"])
+        assert result.exit_code == 2 and f"No such option: {flag}" in result.output
     recipe = tmp_path / "r.yaml"
     recipe.write_text("approx: hnsw\n")
-    from_file = build_config(
-        c.IndexBuildConfig,
-        load_config_file(recipe, c.IndexBuildConfig) | {"prompts": "p"} | {"clip": "c", "out": "o"},
-    )
-    assert [cfg.search for cfg in seen] == ["hnsw", "ivf"] and from_file.search == "hnsw"
-    help_text = runner.invoke(app, ["index", "build", "--help"]).output
-    assert "--search" in help_text and "--approx" not in help_text
-
-
-def test_renamed_python_names_still_answer_with_a_deprecation_warning():
-    """One name each for match and neighbors; the old Python spellings work for a release."""
+    with pytest.raises(InputError, match=r"r.yaml: unknown keys \['approx'\]; known: .*search"):
+        load_options_file(recipe, IndexBuildConfig)
+    with pytest.raises(ConfigError, match=r"unknown keys \['decode.neighbours'\]"):
+        build_options(DescribeConfig, {"images": ["x.png"], "decode": {"neighbours": 2}})
     from img2prompt.text.decode import Decoded
 
-    with pytest.warns(DeprecationWarning, match="use neighbors"):
-        options = c.DecodeOptions(neighbours=2)
-    assert options.neighbors == 2
-    assert dataclasses.replace(options, mode="fast").neighbors == 2
-    decoded = Decoded("a cat", 0.5, ["a cat"], [("a cat", 0.4)])
-    with pytest.warns(DeprecationWarning, match="use match"):
-        assert decoded.score == 0.5
-    with pytest.warns(DeprecationWarning, match="use neighbors"):
-        assert decoded.neighbours == [("a cat", 0.4)]
-    built = build_config(c.DescribeConfig, {"images": ["x.png"], "neighbours": 4})
-    assert built.decode.neighbors == 4
-    for nested in ({"decode": {"neighbours": 2}}, {"decode.neighbours": 2}):  # recipe spellings
-        assert build_config(c.DescribeConfig, {"images": ["x.png"], **nested}).decode.neighbors == 2
-    with pytest.warns(DeprecationWarning, match="use search"):
-        assert c.IndexBuildConfig("p", "clip", "o", approx="hnsw").search == "hnsw"
-
-
-def test_renamed_functions_answer_for_a_release(tmp_path):
-    from img2prompt.data import transforms
-    from img2prompt.models import model
-    from img2prompt.models.model import default_model_dir
-    from img2prompt.text import bank
-
-    with pytest.warns(DeprecationWarning, match="use read_model_manifest"):
-        assert model.read_manifest(default_model_dir())["kind"] == "trained"
-    renamed = pytest.warns(DeprecationWarning, match="use read_bank_manifest")
-    with renamed, pytest.raises(InputError, match="not a prompt bank"):
-        bank.read_manifest(tmp_path)  # no bank here: the same error as the new name
-    crops = torch.zeros(1, 4, 4, 3, dtype=torch.uint8)
-    cfg = transforms.PreprocessConfig(4, 4, (0.5, 0.5, 0.5), (0.2, 0.2, 0.2))
-    with pytest.warns(DeprecationWarning, match="use normalise_pixels"):
-        torch.testing.assert_close(
-            transforms.normalise(crops, cfg), transforms.normalise_pixels(crops, cfg)
-        )
+    assert not hasattr(Decoded("a cat", 0.5, ["a cat"], []), "score")

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from bank_helpers import PHRASES, STYLES, write_lines
-from img2prompt.cli import app
+from img2prompt.app.cli import app
 from img2prompt.text.bank import build_bank, load_bank
 from img2prompt.text.bank_sources import content_stems
 from img2prompt.text.decode import DecodeOptions, Decoder, check_targets
@@ -277,15 +277,24 @@ def test_cli_decode_option_errors(tmp_path, bank_dir):
     assert result.exit_code == 2 and "not a readable .npy" in result.output
 
 
-def test_every_mode_is_a_registered_strategy():
-    from typing import get_args
+def test_modes_come_from_the_registry_alone(bank_dir, encoder):
+    """A mode a plugin registers is taken everywhere a mode is (no list of modes repeats the
+    registry); an unknown one is refused naming the registered modes."""
+    from img2prompt.errors import ConfigError
+    from img2prompt.text.strategies import DECODE_MODES, GreedyStrategy, Strategy, register_mode
 
-    from img2prompt.config import DecodeMode
-    from img2prompt.text.strategies import DECODE_MODES, Strategy
-
-    assert set(get_args(DecodeMode)) == set(DECODE_MODES)
+    assert {"fast", "best", "max"} <= set(DECODE_MODES)
     for name in DECODE_MODES:
         assert issubclass(DECODE_MODES.get(name), Strategy)
+    if "plugin-fast" not in DECODE_MODES:
+        register_mode("plugin-fast")(type("PluginFast", (GreedyStrategy,), {}))
+    bank = load_bank(bank_dir, encoder)
+    decoded = Decoder(bank, encoder, DecodeOptions(mode="plugin-fast")).decode(
+        encoder.encode(["a red fox in the snow"])
+    )
+    assert decoded[0].prompt and decoded[0].match > 0.3
+    with pytest.raises(ConfigError, match=r"unknown decode mode 'nope' \(--mode\); known: .*best"):
+        Decoder(bank, encoder, DecodeOptions(mode="nope"))
 
 
 @pytest.fixture(scope="module")

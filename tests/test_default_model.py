@@ -7,6 +7,7 @@ import json
 from importlib import metadata
 from pathlib import Path
 
+import build_default_model as dm
 import numpy as np
 import pytest
 import torch
@@ -14,7 +15,6 @@ from safetensors import safe_open
 
 from img2prompt.data.images import load_image
 from img2prompt.data.transforms import preprocess
-from img2prompt.models import default_model as dm
 from img2prompt.models.backbones import build_backbone
 from img2prompt.models.model import (
     ImageToPromptModel,
@@ -95,7 +95,7 @@ def test_the_classifier_agrees_with_the_names_on_a_real_photo():
 def test_the_shipped_head_equals_a_rebuild(model, encoder):
     """The artefact cannot drift from the code: its inputs' checksums match, and a rebuild of a
     sample of the class vectors, the prior, T and alpha equals the shipped values (a full rebuild,
-    `python -m img2prompt.models.default_model`, encodes 8,000 phrases: ~2 minutes here)."""
+    `python scripts/build_default_model.py`, encodes 8,000 phrases: ~2 minutes here)."""
     record = model.manifest["training"]
     assert record["class_names"]["version"] == metadata.version(dm.CLASS_NAMES_DIST)
     assert record["class_names"]["sha256"] == dm._sha256(dm._package_file(dm.CLASS_NAMES_FILE))
@@ -153,7 +153,7 @@ def test_a_pretrained_backbone_folder_with_foreign_weights_is_refused(tmp_path):
     save_file({"head.nope": torch.zeros(1)}, str(folder / "model.safetensors"))
     with pytest.raises(ValueError, match="does not fit the model"):
         load_model(folder)
-    with pytest.raises(ValueError, match="backbone_weights must be one of"):
+    with pytest.raises(ValueError, match="--backbone-weights must be one of saved, pretrained"):
         ModelConfig(dm.BACKBONE, backbone_weights="maybe")
 
 
@@ -161,7 +161,7 @@ def test_class_mixture_head_is_the_documented_formula():
     from img2prompt.models.heads import build_head
 
     torch.manual_seed(0)
-    head = build_head("class-mixture", 5, 4, hidden=0)
+    head = build_head("class-mixture", 5, 4)
     with torch.no_grad():
         head.temperature.fill_(2.0)
         head.alpha.fill_(0.3)

@@ -13,7 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from image_helpers import drawn_png, png_header_only
-from img2prompt.cli import app
+from img2prompt.app.cli import app
 from img2prompt.errors import InputError
 
 runner = CliRunner()
@@ -109,9 +109,9 @@ def test_cli_json_and_parquet(describer, images, tmp_path, monkeypatch):
     assert [row["image"] for row in table] == good
     np.testing.assert_allclose(table[0]["embedding"], first["embedding"], atol=1e-6)
     assert table[0]["prompt"] == first["prompt"]
-    # "match" (not the old, misleading "score") everywhere; JSON keeps "score" as an alias.
+    # "match" (not the old, misleading "score") everywhere, with no alias left.
     assert table[0]["match"] == pytest.approx(first["match"], abs=1e-6) and "score" not in table[0]
-    assert first["score"] == first["match"]
+    assert "score" not in first
 
     table_run = _cli(good[:1], describer, monkeypatch)
     assert table_run.exit_code == 0 and "good0.png" in table_run.stdout
@@ -132,7 +132,7 @@ def test_cli_exit_codes(describer, images, monkeypatch):
 
 
 def test_demo_runs_end_to_end(describer, tmp_path, capsys):
-    from img2prompt.demo import example_images, kaggle_sample_dir, run_demo
+    from img2prompt.app.demo import example_images, kaggle_sample_dir, run_demo
 
     assert len(example_images()) == 5
     run_demo(tmp_path, describer=describer, data_stage=False)
@@ -148,7 +148,7 @@ def test_demo_runs_end_to_end(describer, tmp_path, capsys):
 def test_demo_finds_the_shared_sample_beside_the_checkout_from_any_folder(
     kaggle_sample, tmp_path, monkeypatch
 ):
-    from img2prompt.demo import kaggle_sample_dir, shared_dir_candidates
+    from img2prompt.app.demo import kaggle_sample_dir, shared_dir_candidates
 
     monkeypatch.delenv("IMG2PROMPT_SHARED", raising=False)
     monkeypatch.chdir(tmp_path)  # the current folder's parent has no `shared`

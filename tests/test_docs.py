@@ -26,8 +26,8 @@ def test_the_site_builds_strict_with_every_option(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     options = (tmp_path / "site" / "options" / "index.html").read_text(encoding="utf-8")
-    from img2prompt.cli import COMMANDS
-    from img2prompt.options import specs
+    from img2prompt.app.cli import COMMANDS
+    from img2prompt.fields import specs
 
     for name, (cls, _) in COMMANDS.items():
         assert f"img2prompt {name}" in options, name

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from img2prompt.cli import app
+from img2prompt.app.cli import app
 from img2prompt.io import vector_column
 from img2prompt.metrics import unit
 from img2prompt.predict.ensemble import blend, blend_objective, fit_weights

@@ -4,26 +4,21 @@ former flags (`--head-hidden`, `--gem-p`, `--mnrl-scale`) and model folders stil
 
 from __future__ import annotations
 
-import json
 import math
 import re
 
 import pytest
 import torch
-import yaml
-from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
-from img2prompt.cli import app
-from img2prompt.config import ModelConfig, TrainConfig
 from img2prompt.errors import ConfigError
 from img2prompt.models.heads import HEADS, build_head
-from img2prompt.models.losses import LOSSES
-from img2prompt.models.model import ImageToPromptModel, load_model, save_model
+from img2prompt.models.model import ImageToPromptModel
+from img2prompt.models.options import ModelConfig
 from img2prompt.models.pooling import GeM, build_pool
-from img2prompt.models.registry import parse_options
-from img2prompt.train.losses import WeightedLoss, parse_loss_weights
-from img2prompt.train.run_folder import check_run_folder, write_config
+from img2prompt.registry import parse_options
+from img2prompt.train.losses import LOSSES, LossSpec
+from img2prompt.train.options import TrainConfig
 
 runner = CliRunner()
 
@@ -128,119 +123,30 @@ def _mnrl_brute_force(p: torch.Tensor, t: torch.Tensor, scale: float) -> float:
 
 def test_loss_options_scale_reaches_mnrl(tmp_path):
     cfg = _train_config(tmp_path, loss="mnrl", loss_options="mnrl.scale=3.5")
-    loss_fn = WeightedLoss(parse_loss_weights(cfg.loss), options=cfg.loss_options)
+    loss_fn = cfg.loss_spec.build()
     assert loss_fn.losses["mnrl"].scale == 3.5
     torch.manual_seed(0)
     p, t = torch.randn(6, 384, dtype=torch.float64), torch.randn(6, 384, dtype=torch.float64)
     expected = _mnrl_brute_force(p, t, 3.5)
     assert float(loss_fn(p, t)) == pytest.approx(expected, rel=1e-6)
     assert abs(expected - _mnrl_brute_force(p, t, math.sqrt(384))) > 1e-3  # the scale matters
-    both = WeightedLoss({"mnrl": 1.0}, options="mnrl.scale=3.5,mnrl.symmetric=true")(p, t)
+    both = LossSpec.parse("mnrl", "mnrl.scale=3.5,mnrl.symmetric=true").build()(p, t)
     reverse = _mnrl_brute_force(t, p, 3.5)
     assert float(both) == pytest.approx((expected + reverse) / 2, rel=1e-6)
-
-
-def test_the_former_fields_are_deprecated_aliases_of_the_options(tmp_path):
-    with pytest.warns(DeprecationWarning, match="--head-hidden is deprecated; use --head-options"):
-        old = ModelConfig("tiny-clip", head="mlp", head_hidden=24, pool="gem", gem_p=3.0)
-    new = ModelConfig("tiny-clip", head="mlp", head_options="hidden=24", pool="gem",
-                      pool_options="p=3.0")  # fmt: skip
-    assert old == new and (old.head_hidden, old.gem_p) == (16 * 1024, 2.0)
-    assert ImageToPromptModel(old).head[0].out_features == 24
-    # Given as well, the alias wins (dataclasses.replace passes both); a linear head ignores it.
-    replaced = ModelConfig("tiny-clip", head="mlp", head_options="hidden=8", head_hidden=24)
-    assert replaced.head_options == "hidden=24"
-    assert ModelConfig("tiny-clip", head_hidden=24).head_options == ""
-    with pytest.warns(DeprecationWarning, match="--mnrl-scale is deprecated"):
-        cfg = _train_config(tmp_path, loss="mnrl", mnrl_scale=3.5)
-    assert cfg.loss_options == "mnrl.scale=3.5"
-    assert WeightedLoss({"mnrl": 1.0}, options=cfg.loss_options).losses["mnrl"].scale == 3.5
-
-
-def test_the_former_flags_work_hidden_from_help(tmp_path, monkeypatch):
-    seen: list[TrainConfig] = []
-    monkeypatch.setattr("img2prompt.train.loop.train", lambda cfg, progress: seen.append(cfg))
-    monkeypatch.setattr("img2prompt.report.print_train_report", lambda report: None)
-    base = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--backbone",
-            "tiny-clip", "--head", "mlp", "--pool", "gem", "--loss", "mnrl"]  # fmt: skip
-    old = runner.invoke(app, [*base, "--head-hidden", "24", "--gem-p", "3", "--mnrl-scale", "5"])
-    new = runner.invoke(app, [*base, "--head-options", "hidden=24", "--pool-options", "p=3",
-                              "--loss-options", "mnrl.scale=5"])  # fmt: skip
-    assert old.exit_code == 0 and new.exit_code == 0, old.output + new.output
-    assert "--head-hidden is deprecated; use --head-options hidden=N" in old.output
-    assert "deprecated" not in new.output
-    assert old.output.count("deprecated") == 3
-    as_old, as_new = seen
-    assert as_old.to_dict() == as_new.to_dict()
-    assert (as_new.model.head_options, as_new.model.pool_options) == ("hidden=24", "p=3.0")
-    help_text = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "400"}).output
-    assert "--head-options" in help_text and "--loss-options" in help_text
-    for flag in ("--head-hidden", "--gem-p", "--mnrl-scale"):
-        assert flag not in help_text
-    bad = runner.invoke(app, [*base, "--head-options", "width=3"])
-    assert bad.exit_code == 2 and "--head-options: head 'mlp' has no option 'width'" in bad.output
-    assert len(seen) == 2  # refused before any work
-
-
-def test_an_old_model_folder_with_head_hidden_and_gem_p_loads_the_same_network(tmp_path):
-    torch.manual_seed(0)
-    cfg = ModelConfig("tiny-clip", head="mlp", head_options="hidden=24", pool="gem",
-                      pool_options="p=3")  # fmt: skip
-    model = ImageToPromptModel(cfg)
-    model.train()
-    model(torch.randn(8, 3, 32, 32)).sum().backward()  # BatchNorm statistics off their defaults
-    model.eval()
-    pixels = torch.randn(4, 3, 32, 32)
-    with torch.no_grad():
-        expected = model(pixels)
-    folder = save_model(model, tmp_path / "model")
-    manifest = json.loads((folder / "model.json").read_text())
-    assert manifest["config"]["head_options"] == "hidden=24"
-    assert manifest["config"]["pool_options"] == "p=3.0"
-    assert "head_hidden" not in manifest["config"] and "gem_p" not in manifest["config"]
-
-    # What a folder saved before the options holds: the old fields, GeM's p as `gem.p`.
-    config = manifest["config"]
-    del config["head_options"], config["pool_options"]
-    config.update(head_hidden=24, gem_p=3.0)
-    (folder / "model.json").write_text(json.dumps(manifest))
-    weights = load_file(str(folder / "model.safetensors"))
-    weights["gem.p"] = weights.pop("pool.gem.p")
-    save_file(weights, str(folder / "model.safetensors"))
-
-    loaded = load_model(folder)
-    assert loaded.cfg.head_options == "hidden=24" and loaded.cfg.pool_options == "p=3.0"
-    assert loaded.head[0].out_features == 24 and float(loaded.pool.gem.p) == 3.0
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(pixels), expected)
-
-
-def test_a_run_saved_with_the_former_fields_resumes(tmp_path):
-    cfg = _train_config(tmp_path, head="mlp", head_options="hidden=24")
-    write_config(cfg)
-    saved = yaml.safe_load((cfg.out / "config.yaml").read_text())
-    assert saved["model"]["head_options"] == "hidden=24" and "head_hidden" not in saved["model"]
-    del saved["model"]["head_options"]
-    saved["model"]["head_hidden"] = 24  # as runs started before the options wrote it
-    (cfg.out / "config.yaml").write_text(yaml.safe_dump(saved))
-    check_run_folder(_train_config(tmp_path, head="mlp", head_options="hidden=24", resume=True))
-    changed = re.escape("model.head_options: 'hidden=24' -> 'hidden=32'")
-    with pytest.raises(ConfigError, match=changed):
-        check_run_folder(_train_config(tmp_path, head="mlp", head_options="hidden=32", resume=True))
 
 
 def test_a_recipe_may_give_options_as_mappings(tmp_path):
     """YAML recipes: `loss_options: {mnrl: {scale: 20}}` or `{mnrl.scale: 20}`, and
     `head_options: {hidden: 64}`, mean what the text spelling means."""
-    from img2prompt.config import TrainConfig
-    from img2prompt.options import build_config, load_config_file
+    from img2prompt.fields import build_options, load_options_file
+    from img2prompt.train.options import TrainConfig
 
     for spelled in ("loss_options: {mnrl: {scale: 20}}", "loss_options: {mnrl.scale: 20}"):
         recipe = tmp_path / "r.yaml"
         recipe.write_text(
             f"backbone: tiny-clip\nhead: mlp\nhead_options: {{hidden: 64}}\n{spelled}\n"
         )
-        cfg = build_config(
-            TrainConfig, load_config_file(recipe, TrainConfig) | {"data": "d", "out": "o"}
+        cfg = build_options(
+            TrainConfig, load_options_file(recipe, TrainConfig) | {"data": "d", "out": "o"}
         )
         assert cfg.loss_options == "mnrl.scale=20.0" and cfg.model.head_options == "hidden=64"

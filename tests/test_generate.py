@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from img2prompt.cli import app
+from img2prompt.app.cli import app
 from img2prompt.generate.presets import SCHEDULERS
 from img2prompt.generate.shards import INDEX_PART, ShardPlan, image_seed
 
@@ -52,7 +52,7 @@ def _one_thread():
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
-    from img2prompt.generate.tiny import build_tiny_pipeline
+    from tiny_pipeline import build_tiny_pipeline
 
     words = " ".join(PROMPTS.values()).split()
     return build_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd") / "model", words)
@@ -240,7 +240,7 @@ def test_ranks_share_out_every_shard_once():
 
 
 def test_data_prepare_keeps_every_image_of_a_kept_prompt(reference, tmp_path):
-    from img2prompt.config import PrepareConfig
+    from img2prompt.data.options import PrepareConfig
     from img2prompt.data.prepare import prepare
 
     out, _ = reference
@@ -348,7 +348,7 @@ def test_an_interrupted_shard_keeps_its_whole_images(reference, tiny_model, prom
 
 
 def test_presets_fill_only_what_is_not_given(tmp_path):
-    from img2prompt.config import GenerateConfig
+    from img2prompt.generate.options import GenerateConfig
     from img2prompt.generate.presets import SD2_768_V
 
     fast = GenerateConfig(prompts=tmp_path / "p.parquet", out=tmp_path / "o", preset="fast")

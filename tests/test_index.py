@@ -17,10 +17,10 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from img2prompt.cli import app
+from img2prompt.app.cli import app
 from img2prompt.errors import InputError
 from img2prompt.index.build import build_index
-from img2prompt.index.config import IndexBuildConfig, IndexTuneConfig
+from img2prompt.index.options import IndexBuildConfig, IndexTuneConfig, RetrievalSettings
 from img2prompt.io import vector_column, write_parquet
 from img2prompt.models.model import load_model
 from img2prompt.predict.predictor import PredictOptions, Predictor
@@ -75,7 +75,12 @@ def _is_square(path: Path) -> bool:
 @pytest.fixture(scope="module")
 def index_dir(tmp_path_factory, clip_dir, data_dir) -> Path:
     out = tmp_path_factory.mktemp("index") / "idx"
-    build_index(IndexBuildConfig(data_dir, str(clip_dir), out, k=8, batch_size=8), progress=False)
+    build_index(
+        IndexBuildConfig(
+            data_dir, str(clip_dir), out, retrieval=RetrievalSettings(k=8), batch_size=8
+        ),
+        progress=False,
+    )
     return out
 
 
@@ -145,7 +150,7 @@ def test_predictions_equal_brute_force(index_dir, reference, shared_data, k):
     paths = _kaggle_images(shared_data)
     model = load_model(index_dir)
     assert len(model.index) == len(reference.prompts) < IMAGES  # one row per distinct prompt
-    model.set_retrieval(k, 0.05)
+    model.configure_search(k, 0.05)
     pixels = reference.processor(
         images=[Image.open(p).convert("RGB") for p in paths], return_tensors="pt"
     )["pixel_values"]
@@ -193,7 +198,9 @@ def test_interrupted_build_resumes_without_loss_or_duplicates(
         return real(self, texts, batch_size, bar)
 
     out = tmp_path / "idx"
-    cfg = IndexBuildConfig(data_dir, str(clip_dir), out, k=8, batch_size=4, chunk_size=8)
+    cfg = IndexBuildConfig(
+        data_dir, str(clip_dir), out, retrieval=RetrievalSettings(k=8), batch_size=4, chunk_size=8
+    )
     monkeypatch.setattr(TextEncoder, "encode", failing)
     with pytest.raises(RuntimeError, match="interrupted"):
         build_index(cfg, progress=False)
@@ -286,7 +293,7 @@ def test_bad_inputs_name_the_file(clip_dir, tmp_path):
     with pytest.raises(InputError, match="not an index folder"):
         build_index(IndexBuildConfig(table, str(clip_dir), tmp_path / "other"), progress=False)
     with pytest.raises(ValueError, match="--k must be"):
-        IndexBuildConfig(table, str(clip_dir), tmp_path / "i", k=0)
+        IndexBuildConfig(table, str(clip_dir), tmp_path / "i", retrieval=RetrievalSettings(k=0))
 
 
 @pytest.fixture(scope="module")
@@ -366,7 +373,7 @@ def test_serve_and_ensemble_take_an_index(
     the CLI) is what `ensemble fit` reads."""
     from fastapi.testclient import TestClient
 
-    from img2prompt.serve.app import create_app
+    from img2prompt.app.serve.app import create_app
 
     image = _kaggle_images(shared_data)[0]
     with TestClient(create_app(index_describer)) as client:
@@ -404,7 +411,12 @@ def test_index_folder_is_self_contained(clip_dir, data_dir, index_dir, shared_da
 
     source = shutil.copytree(clip_dir, tmp_path / "source-clip")
     built = tmp_path / "built"
-    build_index(IndexBuildConfig(data_dir, str(source), built, k=8, batch_size=8), progress=False)
+    build_index(
+        IndexBuildConfig(
+            data_dir, str(source), built, retrieval=RetrievalSettings(k=8), batch_size=8
+        ),
+        progress=False,
+    )
     shutil.rmtree(source)
     moved = shutil.move(built, tmp_path / "elsewhere" / "idx")
     CLIPModel.from_pretrained(Path(moved) / "clip")

@@ -12,7 +12,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from img2prompt.models.model import ImageToPromptModel, ModelConfig
 from img2prompt.train.augment import mixgen
-from img2prompt.train.losses import CosineLoss, MNRLoss, WeightedLoss, parse_loss_weights
+from img2prompt.train.losses import CosineLoss, LossSpec, MNRLoss, WeightedLoss
 from img2prompt.train.optim import freeze_bottom, param_groups, reinit_top, warmup_cosine
 
 
@@ -32,9 +32,9 @@ def test_mnrl_equals_a_direct_computation():
     rng = np.random.default_rng(0)
     p, t = rng.normal(size=(6, 384)), rng.normal(size=(6, 384))
     for scale in (1.0, math.sqrt(384)):
-        loss = MNRLoss(scale)(torch.tensor(p), torch.tensor(t))
+        loss = MNRLoss(scale=scale)(torch.tensor(p), torch.tensor(t))
         assert float(loss) == pytest.approx(_mnrl_reference(p, t, scale), rel=1e-9)
-    symmetric = MNRLoss(2.0, symmetric=True)(torch.tensor(p), torch.tensor(t))
+    symmetric = MNRLoss(scale=2.0, symmetric=True)(torch.tensor(p), torch.tensor(t))
     expected = (_mnrl_reference(p, t, 2.0) + _mnrl_reference(t, p, 2.0)) / 2
     assert float(symmetric) == pytest.approx(expected, rel=1e-9)
 
@@ -42,7 +42,7 @@ def test_mnrl_equals_a_direct_computation():
 def test_cosine_and_weighted_losses():
     p, t = torch.tensor([[1.0, 0.0], [1.0, 1.0]]), torch.tensor([[0.0, 2.0], [3.0, 3.0]])
     assert float(CosineLoss()(p, t)) == pytest.approx(0.5)  # (1 - 0 + 1 - 1) / 2
-    both = WeightedLoss({"cosine": 2.0, "mnrl": 0.5}, mnrl_scale=3.0)(p, t)
+    both = WeightedLoss({"cosine": 2.0, "mnrl": 0.5}, {"mnrl": {"scale": 3.0}})(p, t)
     expected = 2 * 0.5 + 0.5 * _mnrl_reference(p.numpy(), t.numpy(), 3.0)
     assert float(both) == pytest.approx(expected, rel=1e-6)
 
@@ -54,8 +54,8 @@ def test_cosine_and_weighted_losses():
 )  # fmt: skip
 def test_bad_loss_specs_are_explained(text, message):
     with pytest.raises(ValueError, match=message):
-        parse_loss_weights(text)
-    assert parse_loss_weights("cosine=1, mnrl=0.25") == {"cosine": 1.0, "mnrl": 0.25}
+        LossSpec.parse(text)
+    assert LossSpec.parse("cosine=1, mnrl=0.25").weights == {"cosine": 1.0, "mnrl": 0.25}
 
 
 def test_ema_follows_the_update_formula():

@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 
 import pytest
+from odd_images import write_odd_images
 from PIL import Image
 from typer.testing import CliRunner
 
-from img2prompt.cli import app
-from img2prompt.data.odd_images import write_odd_images
+from img2prompt.app.cli import app
 from img2prompt.metadata import read_metadata
 from img2prompt.metadata.reader import MAX_TEXT_CHARS
 from sd_files import (
@@ -222,7 +222,7 @@ def test_swarmui_and_a_text_without_a_settings_line(tmp_path):
 
 
 def test_hostile_metadata_is_capped_and_shown_as_text(tmp_path, monkeypatch):
-    from img2prompt import report
+    from img2prompt.app import report
 
     huge = "word " * (MAX_TEXT_CHARS // 2)
     found = read_metadata(png_with_text(tmp_path / "h.png", {"parameters": a1111_text(huge)}))

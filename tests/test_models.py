@@ -51,7 +51,9 @@ def test_every_registered_backbone_is_covered(tiny_dirs):
 def test_every_backbone_maps_images_to_384_with_gradients_everywhere(tiny_dirs, pool):
     for spec in _specs(tiny_dirs):
         torch.manual_seed(0)
-        model = ImageToPromptModel(ModelConfig(spec, head="mlp", head_hidden=32, pool=pool))
+        model = ImageToPromptModel(
+            ModelConfig(spec, head="mlp", head_options="hidden=32", pool=pool)
+        )
         side = model.preprocess.crop_size
         out = model(torch.randn(3, 3, side, side))
         assert out.shape == (3, 384), spec
@@ -145,7 +147,7 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, tiny_dirs):
     cfg = ModelConfig(
         f"hf-clip:{tiny_dirs['hf-clip']}",
         head="mlp",
-        head_hidden=64,
+        head_options="hidden=64",
         pool="gem",
         style_backbone=f"hf-convnext:{tiny_dirs['hf-convnext']}",
     )

@@ -12,17 +12,17 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from odd_images import write_odd_images
 from PIL import Image
 from typer.testing import CliRunner
 
-from img2prompt.cli import app
+from img2prompt.app.cli import app
 from img2prompt.data.images import (
     REDUCE_ABOVE_PIXELS,
     PixelBudget,
     load_image,
     scan_images,
 )
-from img2prompt.data.odd_images import write_odd_images
 from img2prompt.predict.predictor import PredictOptions, Predictor
 from img2prompt.predict.reader import ImageReader
 from img2prompt.predict.tables import read_predictions
@@ -73,10 +73,10 @@ def test_resume_does_not_decode_a_known_bad_file_again(odd, tmp_path, monkeypatc
     monkeypatch.setattr(resume.PredictJob, "finish", lambda self: None)  # as if killed at the end
     args = ["predict", "default", *map(str, bad), str(folder / "png-rgb.png"), "--out", str(out)]
     decoded: list[str] = []
-    original = ImageReader.load_views
+    original = ImageReader.load
     monkeypatch.setattr(
         ImageReader,
-        "load_views",
+        "load",
         lambda self, path: decoded.append(str(path)) or original(self, path),
     )
     assert runner.invoke(app, [*args, "-q"]).exit_code == 1

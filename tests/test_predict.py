@@ -14,13 +14,14 @@ import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
-from img2prompt.cli import app
-from img2prompt.data.embed import native_bf16
+from img2prompt.app.cli import app
 from img2prompt.data.images import load_image
 from img2prompt.data.transforms import preprocess
+from img2prompt.device import native_bf16
 from img2prompt.errors import InputError
 from img2prompt.models.model import ImageToPromptModel, ModelConfig, load_model, save_model
-from img2prompt.predict.predictor import PredictOptions, Predictor
+from img2prompt.predict.options import PredictOptions
+from img2prompt.predict.predictor import Predictor
 from img2prompt.predict.run import run_predict
 from img2prompt.predict.tables import read_predictions
 
@@ -152,7 +153,7 @@ def test_bf16_holds_accuracy_on_a_vit_b32_shaped_clip(kaggle_sample):
     assert cosines.min() >= 0.9995, cosines
     auto = Predictor(model, PredictOptions(precision="auto"))
     auto.predict_files(images[:2], False)
-    assert auto.precision == ("bf16" if native_bf16("cpu") else "fp32")
+    assert auto.engine.precision == ("bf16" if native_bf16("cpu") else "fp32")
 
 
 def test_auto_precision_refuses_bf16_when_it_loses_accuracy(kaggle_sample):
@@ -163,11 +164,11 @@ def test_auto_precision_refuses_bf16_when_it_loses_accuracy(kaggle_sample):
     auto = Predictor(model, PredictOptions(precision="auto"))
     got = auto.predict_files(images, False)
     fp32 = Predictor(model, PredictOptions(precision="fp32")).predict_files(images, False)
-    assert auto.precision == "fp32"
+    assert auto.engine.precision == "fp32"
     if native_bf16("cpu"):
-        assert "refused" in auto.precision_note
+        assert "refused" in auto.engine.precision_note
     np.testing.assert_allclose(got.embeddings, fp32.embeddings, atol=1e-5)
-    assert auto.layout == torch.channels_last  # convolutional backbones run channels-last
+    assert auto.engine.layout == torch.channels_last  # convolutional backbones run channels-last
 
 
 def test_embed_images_equals_predict_files(clip_model_dir, photos):
@@ -298,14 +299,16 @@ def test_a_crash_leaves_no_partial_output_and_the_rerun_resumes(
     options = PredictOptions(batch_size=2, precision="fp32")
     crash_on_batch(monkeypatch, 2)
     with pytest.raises(RuntimeError, match="killed"):
-        run_predict(clip_model_dir, photos, options, out, submission, progress=False)
+        run_predict(clip_model_dir, photos, options, out=out, submission=submission, progress=False)
     assert not out.exists()
     assert submission.read_text() == "previous run\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.parquet.partial", "sub.csv"]
     assert not list(tmp_path.rglob("*.tmp"))
 
     calls = crash_on_batch(monkeypatch, 0)  # counts, never crashes
-    _, result = run_predict(clip_model_dir, photos, options, out, submission, progress=False)
+    _, result = run_predict(
+        clip_model_dir, photos, options, out=out, submission=submission, progress=False
+    )
     assert calls == [2, 1] and result.resumed == 2  # only the 3 images not saved before
     expected = Predictor(clip_model_dir, options).predict_files(photos, False).embeddings
     table = read_predictions(out)
@@ -328,20 +331,20 @@ def test_resume_refuses_other_settings_and_redoes_changed_images(
     options = PredictOptions(batch_size=2, precision="fp32")
     crash_on_batch(monkeypatch, 2)
     with pytest.raises(RuntimeError, match="killed"):
-        run_predict(clip_model_dir, images, options, out, progress=False)
+        run_predict(clip_model_dir, images, options, out=out, progress=False)
 
     crash_on_batch(monkeypatch, 0)
     other = PredictOptions(batch_size=2, precision="fp32", tta="hflip")
     with pytest.raises(InputError, match=r"another model or settings .*tta.*--restart"):
-        run_predict(clip_model_dir, images, other, out, progress=False)
+        run_predict(clip_model_dir, images, other, out=out, progress=False)
 
     Image.open(photos[4]).save(images[0])  # a saved row whose image then changed
     calls = crash_on_batch(monkeypatch, 0)
-    _, result = run_predict(clip_model_dir, images, options, out, progress=False)
+    _, result = run_predict(clip_model_dir, images, options, out=out, progress=False)
     assert result.resumed == 1 and sum(calls) == 4
     np.testing.assert_allclose(result.embeddings[0], result.embeddings[4], atol=1e-5)
 
-    _, restarted = run_predict(clip_model_dir, images, other, out, progress=False, restart=True)
+    _, restarted = run_predict(clip_model_dir, images, other, out=out, progress=False, restart=True)
     assert restarted.resumed == 0 and len(restarted.images) == 5
 
 
@@ -365,30 +368,30 @@ def test_compile_auto_compiles_a_long_job_and_gives_the_eager_embeddings(
     """`--compile auto` times the first batch and compiles a transformer when the rest of the
     job is long enough (here: any length); the short last batch is padded to keep one shape,
     and the results equal eager ones."""
-    from img2prompt.predict import predictor as predictor_module
+    from img2prompt.predict import engine
 
     eager = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2, compile=False))
     expected = eager.predict_files(photos, False).embeddings
-    assert not eager.compiled
+    assert not eager.engine.compiled
     short_job = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
     short_job.predict_files(photos, False)  # a few images: far from worth a compile
-    assert not short_job.compiled and short_job.compile_note == ""
+    assert not short_job.engine.compiled and short_job.engine.compile_note == ""
 
-    monkeypatch.setattr(predictor_module, "COMPILE_AUTO_SECONDS", 0.0)
+    monkeypatch.setattr(engine, "COMPILE_AUTO_SECONDS", 0.0)
     auto = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
     got = auto.predict_files(photos, False)
-    assert auto.compiled and auto.compile_note.startswith("compiled")
+    assert auto.engine.compiled and auto.engine.compile_note.startswith("compiled")
     assert len(got.images) == len(photos) == 5  # an eager batch, a compiled one, a padded one
     np.testing.assert_allclose(got.embeddings, expected, atol=1e-4)
     convolutional = Predictor("default", PredictOptions(batch_size=2))
     convolutional.predict_files(photos, False)
-    assert not convolutional.compiled  # auto leaves conv nets eager: compiling did not pay
+    assert not convolutional.engine.compiled  # auto leaves conv nets eager: compiling did not pay
 
 
 def test_a_failed_compile_falls_back_to_eager_unless_asked_for(clip_model_dir, photos, monkeypatch):
     """Inductor needs a C++ compiler on CPU: `auto` runs on eagerly and says why; an explicit
     `--compile` fails loudly."""
-    from img2prompt.predict import predictor as predictor_module
+    from img2prompt.predict import engine
 
     def broken_compile(model, **_):
         def forward(pixels):
@@ -399,10 +402,10 @@ def test_a_failed_compile_falls_back_to_eager_unless_asked_for(clip_model_dir, p
     expected = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
     expected = expected.predict_files(photos, False).embeddings
     monkeypatch.setattr(torch, "compile", broken_compile)
-    monkeypatch.setattr(predictor_module, "COMPILE_AUTO_SECONDS", 0.0)
+    monkeypatch.setattr(engine, "COMPILE_AUTO_SECONDS", 0.0)
     auto = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
     got = auto.predict_files(photos, False)
-    assert not auto.compiled and "no C++ compiler found" in auto.compile_note
+    assert not auto.engine.compiled and "no C++ compiler found" in auto.engine.compile_note
     np.testing.assert_allclose(got.embeddings, expected, atol=1e-5)
     forced = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2, compile=True))
     with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
@@ -416,7 +419,7 @@ def test_auto_batch_size_keeps_about_4k_tokens_per_pass_on_cpu():
 
     from img2prompt.data.transforms import CLIP_MEAN, CLIP_STD, PreprocessConfig
     from img2prompt.models.backbones import HFCLIPBackbone, build_backbone
-    from img2prompt.predict.predictor import auto_batch_size
+    from img2prompt.predict.engine import auto_batch_size
 
     def clip(patch: int) -> HFCLIPBackbone:
         config = CLIPVisionConfig(

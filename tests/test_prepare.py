@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from img2prompt.cli import app
+from img2prompt.app.cli import app
 from img2prompt.data.table import read_prepared
 from img2prompt.errors import InputError
 from img2prompt.predict.submission import read_submission
@@ -183,8 +183,8 @@ def test_on_error_skip_counts_rows_in_summary_and_manifest(tmp_path):
 
 
 def test_interrupted_prepare_resumes_to_the_identical_table(corpus, tmp_path, monkeypatch):
-    import img2prompt.data.embed as embed
     import img2prompt.data.prepare as stage
+    import img2prompt.targets.encoder as embed
 
     clean = tmp_path / "clean"
     assert (

@@ -32,7 +32,7 @@ def images(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def single(images, tmp_path_factory):
     out = tmp_path_factory.mktemp("single") / "one.parquet"
-    run_predict("default", [images], OPTIONS, out, progress=False)
+    run_predict("default", [images], OPTIONS, out=out, progress=False)
     return read_predictions(out)
 
 
@@ -74,15 +74,15 @@ def test_ranks_by_hand_resume_each_on_its_own_and_the_last_writes(
 
     monkeypatch.setattr(resume, "SAVE_EVERY_IMAGES", 1)
     with pytest.raises(RuntimeError, match="killed"):
-        run_predict("default", [images], OPTIONS, out, progress=False)
+        run_predict("default", [images], OPTIONS, out=out, progress=False)
     monkeypatch.setattr(Predictor, "embed_pixels", original)
 
     monkeypatch.setenv("RANK", "0")  # ...rank 0 finishes its share: not the last, writes nothing
-    _, first = run_predict("default", [images], OPTIONS, out, progress=False)
+    _, first = run_predict("default", [images], OPTIONS, out=out, progress=False)
     assert not first.wrote and not out.exists() and first.split == "10 images over 2 ranks"
 
     monkeypatch.setenv("RANK", "1")  # rank 1 again: only the rest of its share, then it writes
-    _, last = run_predict("default", [images], OPTIONS, out, progress=False)
+    _, last = run_predict("default", [images], OPTIONS, out=out, progress=False)
     assert last.wrote and last.resumed == 2  # its first batch had been saved
     joined = read_predictions(out)
     assert joined.images == single.images

@@ -10,8 +10,8 @@ from img2prompt.errors import ConfigError
 from img2prompt.models.backbones import BACKBONES
 from img2prompt.models.heads import HEADS, build_head, register_head
 from img2prompt.models.model import ModelConfig
-from img2prompt.models.registry import Registry
-from img2prompt.train.losses import LOSSES, WeightedLoss, parse_loss_weights, register_loss
+from img2prompt.registry import Registry
+from img2prompt.train.losses import LOSSES, LossSpec, WeightedLoss, register_loss
 
 
 def test_the_built_in_names_are_registered():
@@ -22,7 +22,8 @@ def test_the_built_in_names_are_registered():
 @pytest.mark.parametrize("name", HEADS.names())
 def test_every_registered_head_maps_features_to_384_with_gradients(name):
     torch.manual_seed(0)
-    head = build_head(name, 16, 384, 8)
+    options = {"hidden": 8} if "hidden" in HEADS.options(name) else {}
+    head = build_head(name, 16, 384, options=options)
     head.train()
     features = torch.randn(4, 16, requires_grad=True)
     out = head(features)
@@ -72,4 +73,4 @@ def test_configs_check_names_against_the_registries():
     with pytest.raises(ConfigError, match=r"--head must be one of .*class-mixture.*mlp"):
         ModelConfig("tiny-clip", head="nope")
     with pytest.raises(ConfigError, match="unknown loss 'nope'; use cosine / mnrl"):
-        parse_loss_weights("cosine=1,nope=2")
+        LossSpec.parse("cosine=1,nope=2")

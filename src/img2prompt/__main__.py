@@ -1,3 +1,3 @@
-from img2prompt.cli import main
+from img2prompt.app.cli import main
 
 main()

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from img2prompt.data.embed import DEFAULT_ENCODER
 from img2prompt.errors import ConfigError, InputError
+from img2prompt.targets.encoder import DEFAULT_ENCODER
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -53,7 +53,8 @@ class Model:
 
     def predictor(self, batch_size: int | None = None, tta: str = "none") -> Predictor:
         """The `Predictor` (batching, precision, TTA views) for these options, made once."""
-        from img2prompt.predict.predictor import PredictOptions, Predictor
+        from img2prompt.predict.options import PredictOptions
+        from img2prompt.predict.predictor import Predictor
 
         key = (batch_size or 0, tta)
         if key not in self._predictors:
@@ -171,14 +172,13 @@ def _as_list(images: Sequence[ImageLike] | ImageLike) -> list[ImageLike]:
 def _views(predictor: Predictor, image: ImageLike) -> np.ndarray:
     """The model's input views of one image: read from disk for a path (as `predict` does)."""
     from img2prompt.data.images import to_rgb
-    from img2prompt.predict.tta import render_views
 
     if isinstance(image, str | Path):
         views = predictor.load_views(image)
         if isinstance(views, InputError):
             raise views
         return views
-    return render_views(to_rgb(image), predictor.views)
+    return predictor.tta.render(to_rgb(image))
 
 
 def _image(item: ImageLike) -> Image.Image:
@@ -196,7 +196,7 @@ def _mode(mode: str | None) -> str:
 
 @functools.lru_cache(maxsize=4)
 def _decoder(bank: str, mode: str, encoder_spec: str) -> Decoder:
-    from img2prompt.data.embed import load_encoder
+    from img2prompt.targets.encoder import load_encoder
     from img2prompt.text.bank import open_bank
     from img2prompt.text.decode import DecodeOptions, Decoder
 
@@ -211,4 +211,4 @@ def _describer(model: str | Model, bank: str, mode: str) -> Describer:
     from img2prompt.describer import Describer
 
     source = model.module if isinstance(model, Model) else str(model)
-    return Describer(source, bank, mode, progress=False)
+    return Describer(source, bank, mode=mode, progress=False)

@@ -1,7 +1,7 @@
 """Image -> readable prompt: a model predicts the prompt's MiniLM vector, a bank decodes it.
 
 `Describer` loads the model, the target encoder, the bank and the decoder once; the `describe`
-command and the web app (`img2prompt.serve`) share it. Where a person asks for a prompt, a file
+command and the web app (`img2prompt.app.serve`) share it. Where a person asks for a prompt, a file
 that carries its own (SD front ends' metadata, `img2prompt.metadata`) is answered with it and
 the model's guess stands beside it (`metadata="auto"`); `with_metadata` is that rule's one home.
 """
@@ -12,22 +12,163 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import numpy as np
 import pyarrow as pa
 from PIL import Image
+from typing_extensions import TypedDict  # pydantic reads it for the HTTP schema (Python < 3.12)
 
-from img2prompt.config import ServeLimits
-from img2prompt.data.images import ImageSearch, load_image_bytes, scan_images
-from img2prompt.errors import ConfigError, InputError, renamed_attribute
+from img2prompt.data.images import UPLOAD_MAX_PIXELS, ImageSearch, load_image_bytes, scan_images
+from img2prompt.errors import ConfigError, InputError
 from img2prompt.metadata import GenerationMetadata, read_metadata
 from img2prompt.metadata.reader import NOT_AN_IMAGE
+from img2prompt.metadata.use import MetadataUse
 from img2prompt.models.protocol import PromptModel
-from img2prompt.predict.predictor import Failure, PredictOptions, Predictor
-from img2prompt.predict.tta import render_views
-from img2prompt.results import NEIGHBORS, write_results
+from img2prompt.predict.options import PredictOptions
+from img2prompt.predict.predictor import Failure, Predictor
+from img2prompt.results import NEIGHBORS, Neighbor, write_results
 from img2prompt.text.decode import Decoded, DecodeOptions, Decoder
+
+if TYPE_CHECKING:
+    from img2prompt.targets.encoder import TargetEncoder
+
+
+class NearestPrompt(TypedDict):
+    """Index models: a real prompt near the image, with its CLIP cosine, as the JSON says it."""
+
+    prompt: str
+    clip_cosine: float
+
+
+REQUIRED: Any = ...
+"""`OutputField.default` of a field every description has."""
+
+
+@dataclass(frozen=True)
+class OutputField:
+    """One field of a description as it leaves img2prompt: a `to_json` key, a Parquet column
+    (`DESCRIPTION_SCHEMA`) and a field of the web app's answer, all made from this one entry."""
+
+    name: str
+    type: Any
+    """The JSON value's Python type (the web app's schema is built from it)."""
+    arrow: pa.DataType
+    doc: str
+    default: Any = REQUIRED
+    """The value when a description lacks that part (no metadata read, no index model)."""
+    index_only: bool = False
+    """Only index models fill it: left out of the JSON when it is at its default."""
+
+
+DESCRIPTION_FIELDS: tuple[OutputField, ...] = (
+    OutputField("image", str, pa.string(), "The image as given (a path, or an upload's name)."),
+    OutputField(
+        "prompt",
+        str | None,
+        pa.string(),
+        "The prompt embedded in the file where it carries one (`source` is `metadata`), else "
+        "the readable prompt decoded from the predicted embedding.",
+    ),
+    OutputField(
+        "source",
+        Literal["metadata", "model", "none"],
+        pa.string(),
+        "Where `prompt` comes from.",
+    ),
+    OutputField(
+        "model_prompt",
+        str | None,
+        pa.string(),
+        "The model's own readable prompt (the same as `prompt` when `source` is `model`; "
+        "beside an embedded prompt, for comparison).",
+    ),
+    OutputField(
+        "negative_prompt",
+        str | None,
+        pa.string(),
+        "The negative prompt embedded in the file, if any.",
+        default=None,
+    ),
+    OutputField(
+        "generator",
+        str | None,
+        pa.string(),
+        "The front end that wrote the metadata (AUTOMATIC1111, ...).",
+        default=None,
+    ),
+    OutputField(
+        "settings",
+        dict[str, Any],
+        pa.string(),  # JSON text: its keys vary by front end
+        "Embedded settings: model, model_hash, sampler, steps, cfg_scale, seed, size.",
+        default={},
+    ),
+    OutputField(
+        "metadata_error",
+        str | None,
+        pa.string(),
+        "Why metadata the file carries could not be read, if so.",
+        default=None,
+    ),
+    OutputField(
+        "match",
+        float | None,
+        pa.float32(),
+        "Cosine between `model_prompt`'s own MiniLM embedding and `embedding`: how well the "
+        "words say the prediction, not how close it is to the image's true prompt.",
+    ),
+    OutputField(
+        "embedding",
+        list[float] | None,
+        pa.list_(pa.float32()),
+        "The predicted all-MiniLM-L6-v2 embedding of the prompt (unit length).",
+    ),
+    OutputField(
+        "phrases",
+        list[str],
+        pa.list_(pa.string()),
+        "The bank phrases the prompt is made of.",
+    ),
+    OutputField(
+        "neighbors",
+        list[Neighbor],
+        NEIGHBORS,
+        "Nearest bank entries to the embedding.",
+    ),
+    OutputField(
+        "nearest_prompts",
+        list[NearestPrompt],
+        pa.list_(pa.struct([("prompt", pa.string()), ("clip_cosine", pa.float32())])),
+        "Index models: the real prompts most CLIP-similar to the image.",
+        default=[],
+        index_only=True,
+    ),
+    OutputField(
+        "interrogation",
+        str | None,
+        pa.string(),
+        "Index models: bank phrases chosen by CLIP similarity.",
+        default=None,
+        index_only=True,
+    ),
+    OutputField(
+        "interrogation_match",
+        float | None,
+        pa.float32(),
+        "Cosine of the interrogation's MiniLM vector to `embedding`.",
+        default=None,
+        index_only=True,
+    ),
+)
+"""A description's fields, in output order: the one definition of its shape."""
+
+DESCRIPTION_SCHEMA = pa.schema([(f.name, f.arrow) for f in DESCRIPTION_FIELDS])
+"""describe's `.parquet` columns (`write_descriptions`)."""
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
 
 
 @dataclass
@@ -68,40 +209,37 @@ class Description:
         if self.model_prompt is None and self.source == "model":
             self.model_prompt = self.prompt
 
-    score = renamed_attribute("match", "Description.score")
-    neighbours = renamed_attribute("neighbors", "Description.neighbours")
-    interrogation_score = renamed_attribute(
-        "interrogation_match", "Description.interrogation_score"
-    )
-
     def to_json(self) -> dict[str, Any]:
-        match = None if self.match is None else round(self.match, 6)
-        meta = self.metadata
-        out = {
+        """The fields of `DESCRIPTION_FIELDS`, in order; index-only ones only where filled."""
+        values = self._values()
+        return {
+            f.name: values[f.name]
+            for f in DESCRIPTION_FIELDS
+            if not (f.index_only and values[f.name] == f.default)
+        }
+
+    def _values(self) -> dict[str, Any]:
+        meta = self.metadata or GenerationMetadata(self.image)  # none read: the empty one
+        interrogation_match = self.interrogation_match or 0.0
+        return {
             "image": self.image,
             "prompt": self.prompt,
             "source": self.source,
             "model_prompt": self.model_prompt,
-            "negative_prompt": meta.negative_prompt if meta else None,
-            "generator": meta.generator if meta else None,
-            "settings": meta.settings if meta else {},
-            "metadata_error": meta.error if meta else None,
-            "match": match,
-            "score": match,  # deprecated alias of "match", kept for old clients
+            "negative_prompt": meta.negative_prompt,
+            "generator": meta.generator,
+            "settings": meta.settings,
+            "metadata_error": meta.error,
+            "match": _rounded(self.match),
             "embedding": None if self.embedding is None else [float(x) for x in self.embedding],
             "phrases": self.phrases,
             "neighbors": [{"text": t, "cosine": round(c, 6)} for t, c in self.neighbors],
-        }
-        if self.nearest_prompts:
-            out["nearest_prompts"] = [
+            "nearest_prompts": [
                 {"prompt": t, "clip_cosine": round(c, 6)} for t, c in self.nearest_prompts
-            ]
-        if self.interrogation:  # the names `POST /api/describe` answers with
-            interrogation_match = round(self.interrogation_match or 0.0, 6)
-            out["interrogation"] = self.interrogation
-            out["interrogation_match"] = interrogation_match
-            out["interrogation_score"] = interrogation_match  # deprecated alias, one release
-        return out
+            ],
+            "interrogation": self.interrogation or None,
+            "interrogation_match": _rounded(interrogation_match) if self.interrogation else None,
+        }
 
 
 def with_metadata(description: Description, metadata: GenerationMetadata) -> Description:
@@ -116,12 +254,13 @@ def with_metadata(description: Description, metadata: GenerationMetadata) -> Des
 def from_metadata(metadata: GenerationMetadata) -> Description:
     """`metadata="only"`: a description from the file alone, no model."""
     source = "metadata" if metadata.prompt is not None else "none"
-    return Description(metadata.image, metadata.prompt, None, None, source=source,
-                       metadata=metadata)  # fmt: skip
+    return Description(
+        metadata.image, metadata.prompt, None, None, source=source, metadata=metadata
+    )
 
 
 def check_metadata_use(metadata: str) -> None:
-    if metadata not in ("auto", "ignore", "only"):
+    if metadata not in get_args(MetadataUse):
         raise ConfigError(f"metadata must be auto, ignore or only, got {metadata!r}")
 
 
@@ -174,6 +313,20 @@ def describe_metadata_only(inputs: Sequence[str | Path], progress: bool = False)
     return DescribeRun(descriptions, failures, time.perf_counter() - started, search)
 
 
+def _target_encoder(model: PromptModel, device: str) -> TargetEncoder:
+    """The encoder whose space `model` predicts in; refuses a model whose size disagrees."""
+    from img2prompt.targets.encoder import load_encoder
+
+    cfg = model.cfg
+    encoder = load_encoder(cfg.target_encoder, device)
+    if encoder.dim != cfg.out_dim:
+        raise ConfigError(
+            f"the model predicts {cfg.out_dim} dimensions, its target encoder "
+            f"{cfg.target_encoder!r} makes {encoder.dim}"
+        )
+    return encoder
+
+
 class Describer:
     """A model, its target encoder, a prompt bank and a decoder, loaded once.
 
@@ -185,6 +338,7 @@ class Describer:
         self,
         model: Any = "default",
         bank: str | Path = "default",
+        *,
         mode: str | None = None,
         predict_options: PredictOptions | None = None,
         decode_options: DecodeOptions | None = None,
@@ -193,7 +347,6 @@ class Describer:
         nearest_prompts: int = 5,
         metadata: str = "auto",
     ) -> None:
-        from img2prompt.data.embed import load_encoder
         from img2prompt.device import resolve_device
         from img2prompt.models.model import load_model
         from img2prompt.text.bank import open_bank
@@ -214,13 +367,7 @@ class Describer:
         # features serve the interrogation with no second pass through CLIP.
         self.predictor = Predictor(model, options, finish=False)
         self.nearest_prompts = nearest_prompts
-        cfg = model.cfg
-        self.encoder = load_encoder(cfg.target_encoder, self.predictor.options.device)
-        if self.encoder.dim != cfg.out_dim:
-            raise ConfigError(
-                f"the model predicts {cfg.out_dim} dimensions, its target encoder "
-                f"{cfg.target_encoder!r} makes {self.encoder.dim}"
-            )
+        self.encoder = _target_encoder(model, self.predictor.options.device)
         self.bank = open_bank(bank, self.encoder, progress=progress)
         options = decode_options or (DecodeOptions(mode=mode) if mode else DecodeOptions())
         self.decoder = Decoder(self.bank, self.encoder, options)
@@ -282,17 +429,17 @@ class Describer:
         """Encoded images held in memory (name, bytes) -> a `Description` or the `InputError`
         that says why it could not be read, for each, in order. Each image is decoded and
         turned into model input at once, so only one full-size image is in memory at a time.
-        `max_pixels` defaults to the server's limit (config.ServeLimits). The embedded prompt
+        `max_pixels` defaults to the server's default limit. The embedded prompt
         is applied by the caller (the web app reads it off the event loop, per request)."""
         if max_pixels is None:
-            max_pixels = ServeLimits().max_pixels
+            max_pixels = UPLOAD_MAX_PIXELS
         names: list[str] = []
         views: list[np.ndarray] = []
         errors: list[InputError | None] = []
         for name, data in uploads:
             try:
                 image = load_image_bytes(data, name, max_pixels)
-                views.append(render_views(image, self.predictor.views))
+                views.append(self.predictor.tta.render(image))
                 names.append(name)
                 errors.append(None)
             except InputError as e:
@@ -322,31 +469,6 @@ class Describer:
                 d.interrogation = f.prompt
                 d.interrogation_match = float(vector @ d.embedding)
         return descriptions
-
-
-NEAREST_PROMPTS = pa.list_(pa.struct([("prompt", pa.string()), ("clip_cosine", pa.float32())]))
-"""Index models' nearest real prompts, `{prompt, clip_cosine}` each, as in the JSON."""
-
-# The JSON's fields, less its deprecated aliases (`score`, `interrogation_score`).
-DESCRIPTION_SCHEMA = pa.schema(
-    [
-        ("image", pa.string()),
-        ("prompt", pa.string()),
-        ("source", pa.string()),
-        ("model_prompt", pa.string()),
-        ("negative_prompt", pa.string()),
-        ("generator", pa.string()),
-        ("settings", pa.string()),  # JSON text: its keys vary by front end
-        ("metadata_error", pa.string()),
-        ("match", pa.float32()),
-        ("embedding", pa.list_(pa.float32())),
-        ("phrases", pa.list_(pa.string())),
-        ("neighbors", NEIGHBORS),
-        ("nearest_prompts", NEAREST_PROMPTS),
-        ("interrogation", pa.string()),
-        ("interrogation_match", pa.float32()),
-    ]
-)
 
 
 def write_descriptions(run: DescribeRun, out: Path, body: dict[str, Any] | None = None) -> None:

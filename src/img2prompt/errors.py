@@ -48,22 +48,3 @@ class ErrorLog:
         self.count += 1
         if len(self.examples) < self._keep:
             self.examples.append(str(error))
-
-
-def warn_renamed(old: str, new: str, stacklevel: int = 3) -> None:
-    """A DeprecationWarning for a Python name kept one release after it was renamed (the command
-    line's renamed flags say so through `options.deprecated`)."""
-    import warnings
-
-    warnings.warn(f"{old} is deprecated; use {new}", DeprecationWarning, stacklevel=stacklevel)
-
-
-def renamed_attribute(new: str, old: str) -> property:
-    """A read-only attribute `old` (a qualified name, for the warning) that answers with `new`
-    and a DeprecationWarning: one line per renamed attribute of a class."""
-
-    def get(self):
-        warn_renamed(old, new)
-        return getattr(self, new)
-
-    return property(get, doc=f"Deprecated name of `{new}`, kept one release.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from rich.console import Console
 from rich.progress import (
@@ -60,17 +61,26 @@ def progress_bar(description: str, total: float | None, enabled: bool = True) ->
         yield _Bar(progress, progress.add_task(description, total=total))
 
 
-def print_epoch(
-    label: str,
-    epoch: int,
-    epochs: int,
-    loss: float,
-    cosine: float | None,
-    improved: bool,
-    images_per_s: float,
-) -> None:
+@dataclass(frozen=True, kw_only=True)
+class EpochSummary:
+    """A finished training epoch, as `train` reports it to its `on_epoch` listener."""
+
+    label: str  # the fold and phase ("fold 1 ft")
+    epoch: int  # 1-based
+    epochs: int  # of the phase
+    loss: float  # mean training loss
+    cosine: float | None  # validation cosine; None without validation rows
+    improved: bool  # the best epoch yet
+    images_per_s: float
+
+
+def print_epoch(summary: EpochSummary) -> None:
     """`train`'s line at the end of each epoch (the loop calls it through `on_epoch`)."""
-    val = "" if cosine is None else f"val cosine {cosine:.4f}"
-    val += " (best)" if improved else ""
-    stderr.print(f"{label} epoch {epoch}/{epochs}  loss {loss:.4f}  {val}  "
-                 f"{images_per_s:,.1f} img/s", highlight=False)  # fmt: skip
+    s = summary
+    val = "" if s.cosine is None else f"val cosine {s.cosine:.4f}"
+    val += " (best)" if s.improved else ""
+    stderr.print(
+        f"{s.label} epoch {s.epoch}/{s.epochs}  loss {s.loss:.4f}  {val}  "
+        f"{s.images_per_s:,.1f} img/s",
+        highlight=False,
+    )

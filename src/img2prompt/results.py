@@ -16,9 +16,21 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from typing_extensions import TypedDict  # pydantic reads it for the HTTP schema (Python < 3.12)
 
-from img2prompt.config import check_result_output
+from img2prompt.errors import ConfigError
 from img2prompt.io import atomic_path, write_parquet
+
+RESULT_SUFFIXES = (".txt", ".json", ".parquet")
+"""What decode's and describe's `--out` may end in."""
+
+
+class Neighbor(TypedDict):
+    """A bank entry near an embedding, as the JSON says it."""
+
+    text: str
+    cosine: float
+
 
 NEIGHBORS = pa.list_(pa.struct([("text", pa.string()), ("cosine", pa.float32())]))
 """`neighbors`: the nearest bank entries, `{text, cosine}` each, as in the JSON."""
@@ -46,8 +58,17 @@ def write_results(
         present = {key for r in results for key in r}
         kept = pa.schema([f for f in schema if f.name in present or not results])
         rows = [
-            {k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v
-             for k, v in r.items() if k in kept.names}
+            {
+                k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v
+                for k, v in r.items()
+                if k in kept.names
+            }
             for r in results
-        ]  # fmt: skip
+        ]
         write_parquet(pa.Table.from_pylist(rows, schema=kept), out)
+
+
+def check_result_output(out: Path | None) -> None:
+    """Refuse an `--out` that `write_results` cannot write, before any work."""
+    if out is not None and Path(out).suffix.lower() not in RESULT_SUFFIXES:
+        raise ConfigError(f"--out must end in {', '.join(RESULT_SUFFIXES)}, got {Path(out).name!r}")

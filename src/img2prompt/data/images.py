@@ -24,12 +24,33 @@ from PIL import Image, ImageOps
 from img2prompt.errors import ConfigError, InputError
 
 MAX_PIXELS = 16384 * 16384  # larger is treated as a decompression bomb, not decoded
+UPLOAD_MAX_PIXELS = 64_000_000
+"""An upload's limit (a server's default `--max-megapixels`): lower than a file's, as anyone
+can send one."""
 _BACKGROUND = (255, 255, 255)  # transparent pixels become white, as most viewers show them
 
 FOLDER_FORMATS = (
-    "AVIF", "BMP", "DDS", "DIB", "GIF", "HEIF", "ICNS", "ICO", "JPEG", "JPEG2000", "MPO", "PCX",
-    "PNG", "PPM", "PSD", "QOI", "SGI", "TGA", "TIFF", "WEBP",
-)  # fmt: skip
+    "AVIF",
+    "BMP",
+    "DDS",
+    "DIB",
+    "GIF",
+    "HEIF",
+    "ICNS",
+    "ICO",
+    "JPEG",
+    "JPEG2000",
+    "MPO",
+    "PCX",
+    "PNG",
+    "PPM",
+    "PSD",
+    "QOI",
+    "SGI",
+    "TGA",
+    "TIFF",
+    "WEBP",
+)
 """Still-image formats a folder search takes: those Pillow decodes that people keep. Left out:
 EPS (Pillow runs Ghostscript on it), scientific and video containers (FITS, GRIB, HDF5, MPEG,
 FLI), and formats Pillow only writes. A file named on the command line is tried whatever it is."""

@@ -17,14 +17,14 @@ import numpy as np
 import pyarrow as pa
 
 from img2prompt import __version__
-from img2prompt.config import PrepareConfig
 from img2prompt.data.clean import clean_prompt, dedup_key, latin_fraction, word_count
 from img2prompt.data.dedup import near_duplicates, similar_pairs
-from img2prompt.data.embed import TargetEncoder, embed_texts, load_encoder
 from img2prompt.data.folds import assign_folds, connected_groups
+from img2prompt.data.options import PrepareConfig
 from img2prompt.data.sources import META_COLUMNS, SourceRow, read_sources
 from img2prompt.errors import ErrorLog, InputError
 from img2prompt.io import vector_column, write_json, write_parquet
+from img2prompt.targets.encoder import TargetEncoder, embed_texts, load_encoder
 
 
 @dataclass
@@ -42,39 +42,107 @@ class PrepareReport:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+SKIPPED = "bad rows skipped (--on-error skip)"
+
+
 def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareReport:
+    """Read `cfg.inputs`, clean and filter the prompts, embed them, drop near duplicates, group
+    and fold what is left, and write `prompts.parquet` and `manifest.json` into `cfg.out`."""
     if cfg.out.exists() and not cfg.out.is_dir():
         raise InputError(cfg.out, "--out must be a folder, and this is a file")
     report = PrepareReport()
-    clock = time.perf_counter()
+    lap = _Stopwatch(report.seconds)
 
-    def lap(step: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        report.seconds[step] = round(now - clock, 3)
-        clock = now
-
-    errors = ErrorLog(cfg.on_error)
-    rows = read_sources(cfg.inputs, errors, cfg.images)
-    report.rows_read = len(rows) + errors.count
-    report.removed["bad rows skipped (--on-error skip)"] = errors.count
-    report.error_examples = errors.examples
+    rows = _read(cfg, report)
     lap("read")
 
     rows, prompts, keys = _clean_and_filter(rows, cfg, report)
     if not rows:
-        why = f" ({errors.count} bad rows skipped)" if errors.count else ""
+        skipped = report.removed[SKIPPED]
+        why = f" ({skipped} bad rows skipped)" if skipped else ""
         raise InputError(", ".join(map(str, cfg.inputs)), f"no prompts left after filters{why}")
     lap("clean")
 
-    # One vector per distinct cleaned text; a prompt (dedup key) is represented by its first text.
     encoder = load_encoder(cfg.encoder, cfg.device)
-    texts = list(dict.fromkeys(prompts))
-    text_row = {text: i for i, text in enumerate(texts)}
-    vectors = embed_texts(texts, encoder, cfg.cache_dir, cfg.batch_size, progress=progress)
-    targets = vectors[[text_row[p] for p in prompts]]
+    targets = _embed(prompts, encoder, cfg, progress)
     lap("embed")
 
+    units = _drop_near_duplicates(keys, prompts, targets, cfg, report, progress)
+    keep_row = units.keep[units.of_row]
+    report.removed["near duplicates"] = int((~keep_row).sum())
+    lap("near-duplicates")
+
+    unit_group = _group_units(units, cfg, report, progress)
+    rows = [row for row, keep in zip(rows, keep_row, strict=True) if keep]
+    prompts = [p for p, keep in zip(prompts, keep_row, strict=True) if keep]
+    targets = targets[keep_row]
+    groups = unit_group[units.of_row[keep_row]]
+    folds = assign_folds(groups, cfg.folds)
+    report.fold_rows = np.bincount(folds, minlength=cfg.folds).tolist()
+    report.rows = len(rows)
+    lap("groups and folds")
+
+    _check_unique_ids(rows)
+    table = _table(rows, prompts, targets, groups, folds)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    write_parquet(table, cfg.out / "prompts.parquet")
+    write_json(_manifest(cfg, report, encoder), cfg.out / "manifest.json")
+    lap("write")
+    return report
+
+
+class _Stopwatch:
+    """Records the seconds each step took, into `seconds[step]`."""
+
+    def __init__(self, seconds: dict[str, float]) -> None:
+        self.seconds, self.clock = seconds, time.perf_counter()
+
+    def __call__(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] = round(now - self.clock, 3)
+        self.clock = now
+
+
+def _read(cfg: PrepareConfig, report: PrepareReport) -> list[SourceRow]:
+    """Every input's rows; bad ones stop the run or, with --on-error skip, are counted."""
+    errors = ErrorLog(cfg.on_error)
+    rows = read_sources(cfg.inputs, errors, cfg.images)
+    report.rows_read = len(rows) + errors.count
+    report.removed[SKIPPED] = errors.count
+    report.error_examples = errors.examples
+    return rows
+
+
+def _embed(
+    prompts: list[str], encoder: TargetEncoder, cfg: PrepareConfig, progress: bool
+) -> np.ndarray:
+    """Each row's target vector, embedding every distinct cleaned text once."""
+    texts = list(dict.fromkeys(prompts))
+    text_row = {text: i for i, text in enumerate(texts)}
+    vectors = embed_texts(
+        texts, encoder, cfg.cache_dir, batch_size=cfg.batch_size, progress=progress
+    )
+    return vectors[[text_row[p] for p in prompts]]
+
+
+@dataclass
+class _Units:
+    """The prompts (one per dedup key): which unit each row is, and each unit's vector."""
+
+    of_row: np.ndarray  # row -> unit
+    vectors: np.ndarray  # unit -> its first row's target
+    keep: np.ndarray  # unit -> not a near duplicate of an earlier one
+
+
+def _drop_near_duplicates(
+    keys: list[str],
+    prompts: list[str],
+    targets: np.ndarray,
+    cfg: PrepareConfig,
+    report: PrepareReport,
+    progress: bool,
+) -> _Units:
+    """Which prompts to keep: a prompt is represented by the first text of its dedup key."""
     unit_of_key = {key: i for i, key in enumerate(dict.fromkeys(keys))}
     row_unit = np.array([unit_of_key[k] for k in keys], dtype=np.int64)
     first_row_of_unit = np.unique(row_unit, return_index=True)[1]
@@ -89,38 +157,27 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareReport:
         report.near_duplicate_examples.append(
             (prompts[first_row_of_unit[unit]], prompts[first_row_of_unit[partner]], cosine)
         )
-    keep_row = dedup.keep[row_unit]
-    report.removed["near duplicates"] = int((~keep_row).sum())
-    lap("near-duplicates")
+    return _Units(row_unit, unit_vectors, dedup.keep)
 
-    kept_units = np.flatnonzero(dedup.keep)
+
+def _group_units(
+    units: _Units, cfg: PrepareConfig, report: PrepareReport, progress: bool
+) -> np.ndarray:
+    """Each kept unit's group (-1 for dropped ones): chains of cosines >= --group-threshold."""
+    kept_units = np.flatnonzero(units.keep)
     a, b = similar_pairs(
-        unit_vectors[kept_units],
+        units.vectors[kept_units],
         cfg.group_threshold,
         cfg.dedup_mode,
         nprobe=cfg.nprobe,
         progress=progress,
     )
-    unit_group = np.full(len(unit_vectors), -1, dtype=np.int64)
+    unit_group = np.full(len(units.vectors), -1, dtype=np.int64)
     unit_group[kept_units] = connected_groups(len(kept_units), a, b)
-    rows = [row for row, keep in zip(rows, keep_row, strict=True) if keep]
-    prompts = [p for p, keep in zip(prompts, keep_row, strict=True) if keep]
-    targets, row_unit = targets[keep_row], row_unit[keep_row]
-    groups = unit_group[row_unit]
-    folds = assign_folds(groups, cfg.folds)
     _, prompts_per_group = np.unique(unit_group[kept_units], return_counts=True)
     report.groups, report.largest_group = len(prompts_per_group), int(prompts_per_group.max())
-    report.fold_rows = np.bincount(folds, minlength=cfg.folds).tolist()
-    report.rows, report.prompts = len(rows), len(kept_units)
-    lap("groups and folds")
-
-    _check_unique_ids(rows)
-    table = _table(rows, prompts, targets, groups, folds)
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    write_parquet(table, cfg.out / "prompts.parquet")
-    write_json(_manifest(cfg, report, encoder), cfg.out / "manifest.json")
-    lap("write")
-    return report
+    report.prompts = len(kept_units)
+    return unit_group
 
 
 def _clean_and_filter(

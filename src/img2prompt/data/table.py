@@ -20,11 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from img2prompt.data.embed import DEFAULT_ENCODER
 from img2prompt.data.sources import ID_COLUMNS, PROMPT_COLUMNS
 from img2prompt.errors import InputError
 from img2prompt.io import vectors_from_column
 from img2prompt.metrics import unit
+from img2prompt.targets.encoder import DEFAULT_ENCODER
 
 TABLE_FILE = "prompts.parquet"
 COLUMNS = ("target", "fold", "group", "image", "source")
@@ -161,6 +161,27 @@ def read_prepared(
         if id_column
         else [str(row) for row in range(table.num_rows)]
     )
+    _check_rows(path, ids, prompts, id_column)
+    prepared = PreparedTable(
+        path, ids, prompts, table.select(extra), _target_encoder(path), rows_read
+    )
+    for name in need:  # decode now: a broken column stops the job before any work
+        getattr(prepared, _DECODED_AS[name])
+    return prepared
+
+
+# The PreparedTable property that decodes (and checks) each column.
+_DECODED_AS = {
+    "target": "targets",
+    "fold": "folds",
+    "group": "groups",
+    "image": "images",
+    "source": "sources",
+}
+
+
+def _check_rows(path: Path, ids: list, prompts: list, id_column: str | None) -> None:
+    """Every row has an id and a prompt, and no id appears twice."""
     for row, (prompt_id, prompt) in enumerate(zip(ids, prompts, strict=True), start=1):
         if not prompt_id:
             raise InputError(path, f"row {row}: empty {id_column}")
@@ -169,13 +190,6 @@ def read_prepared(
     if len(set(ids)) != len(ids):
         duplicate, count = Counter(ids).most_common(1)[0]
         raise InputError(path, f"id {duplicate!r} appears {count} times; ids must be unique")
-    prepared = PreparedTable(
-        path, ids, prompts, table.select(extra), _target_encoder(path), rows_read
-    )
-    for name in need:  # decode now: a broken column stops the job before any work
-        getattr(prepared, {"target": "targets", "fold": "folds", "group": "groups",
-                           "image": "images", "source": "sources"}[name])  # fmt: skip
-    return prepared
 
 
 def _target_encoder(path: Path) -> str:

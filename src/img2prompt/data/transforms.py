@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from img2prompt.errors import ConfigError, warn_renamed
+from img2prompt.errors import ConfigError
 from img2prompt.io import read_json
 
 # Pillow resample codes as transformers stores them (`resample: 3` is bicubic).
@@ -144,9 +144,3 @@ def preprocess(image: Image.Image, cfg: PreprocessConfig, hflip: bool = False) -
     if hflip:
         image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return to_tensor(image, cfg)
-
-
-def normalise(crops: torch.Tensor, cfg: PreprocessConfig, *args, **kwargs) -> torch.Tensor:
-    """Deprecated name of `normalise_pixels`, kept one release."""
-    warn_renamed("img2prompt.data.transforms.normalise", "normalise_pixels")
-    return normalise_pixels(crops, cfg, *args, **kwargs)

@@ -2,6 +2,6 @@
 
 Modules: `presets` (named parameter sets, no heavy imports), `sd` (pipeline loading and
 rendering), `prompts` (the prompts table), `shards` (work plan, seeds, shard folders, the index),
-`ranks` (several processes: torchrun / accelerate), `run` (the command), `tiny` (a tiny random
-pipeline for tests and benchmarks).
+`run` (the command; several processes through `img2prompt.ranks`). The tiny random
+pipeline the tests and benchmarks generate with is `scripts/tiny_pipeline.py`.
 """

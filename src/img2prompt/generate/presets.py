@@ -9,8 +9,9 @@ from typing import Literal, get_args
 SD2_768_V = "stabilityai/stable-diffusion-2"
 
 # `--scheduler` names; `default` keeps the scheduler saved with the checkpoint.
-SchedulerName = Literal["default", "ddim", "dpm++", "dpm++-karras", "euler", "euler-a", "pndm",
-                        "unipc"]  # fmt: skip
+SchedulerName = Literal[
+    "default", "ddim", "dpm++", "dpm++-karras", "euler", "euler-a", "pndm", "unipc"
+]
 SCHEDULERS = get_args(SchedulerName)
 PresetName = Literal["competition", "fast"]
 """The keys of PRESETS (checked at import below)."""

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from img2prompt import __version__
-from img2prompt.config import GenerateConfig
 from img2prompt.data.table import PreparedTable
 from img2prompt.device import resolve_device
 from img2prompt.errors import InputError
+from img2prompt.generate.options import GenerateConfig
 from img2prompt.generate.prompts import prompts_fingerprint, read_prompts
 from img2prompt.generate.sd import (
     count_tokens,
@@ -101,7 +101,9 @@ def generate(cfg: GenerateConfig, progress: bool = True) -> GenerateReport:
         mine = plan.shards_of_rank(ranks.rank, ranks.world_size)
         todo = [shard for shard in mine if not is_done(cfg.out, shard)]
         if todo:
-            _make_shards(cfg, prompts, model, plan, todo, ranks, report, progress)
+            _make_shards(
+                cfg, prompts, model, plan, todo, ranks=ranks, report=report, progress=progress
+            )
         ranks.barrier()
         if ranks.is_main or not ranks.group:  # without a group, the last to finish writes it
             index = assemble_index(cfg.out, plan)
@@ -121,6 +123,7 @@ def _make_shards(
     model: str,
     plan: ShardPlan,
     todo: list[int],
+    *,
     ranks: Ranks,
     report: GenerateReport,
     progress: bool,
@@ -142,24 +145,44 @@ def _make_shards(
         for shard in todo:
             jobs = plan.jobs(shard, prompts.ids, cfg.seed)
             folder = open_partial(cfg.out, shard)
-            # Batches are fixed slices of the shard: a batch's pixels differ from single
-            # images' in the last float bits, so a resumed shard must batch exactly the same.
-            for start in range(0, len(jobs), cfg.batch_size):
-                batch = jobs[start : start + cfg.batch_size]
-                paths = [folder / job.file_name for job in batch]
-                if not all(path.is_file() for path in paths):  # else kept from a killed run
-                    texts = [prompts.prompts[job.prompt_row] for job in batch]
-                    seeds = [job.seed for job in batch]
-                    images = render(
-                        pipe, texts, seeds, cfg.steps, cfg.guidance, cfg.size, cfg.negative_prompt
-                    )
-                    for image, path in zip(images, paths, strict=True):
-                        save_image(_resized(image, cfg.save_size), path)
-                    report.images_generated += len(batch)
-                bar.advance(len(batch))
-            part = _index_part(cfg, prompts, model, pipe, shard, jobs, report.precision)
+            report.images_generated += _render_shard(cfg, prompts, pipe, jobs, folder, bar)
+            part = _index_part(
+                cfg, prompts, pipe, model=model, shard=shard, jobs=jobs, precision=report.precision
+            )
             finish_shard(cfg.out, shard, part, provenance)
             report.shards_written += 1
+
+
+def _render_shard(
+    cfg: GenerateConfig,
+    prompts: PreparedTable,
+    pipe: StableDiffusionPipeline,
+    jobs: list[ImageJob],
+    folder: Path,
+    bar,
+) -> int:
+    """Render and save a shard's images that are not on disk yet; returns how many it rendered."""
+    rendered = 0
+    # Batches are fixed slices of the shard: a batch's pixels differ from single images' in the
+    # last float bits, so a resumed shard must batch exactly the same.
+    for start in range(0, len(jobs), cfg.batch_size):
+        batch = jobs[start : start + cfg.batch_size]
+        paths = [folder / job.file_name for job in batch]
+        if not all(path.is_file() for path in paths):  # else kept from a killed run
+            images = render(
+                pipe,
+                [prompts.prompts[job.prompt_row] for job in batch],
+                [job.seed for job in batch],
+                steps=cfg.steps,
+                guidance=cfg.guidance,
+                size=cfg.size,
+                negative_prompt=cfg.negative_prompt,
+            )
+            for image, path in zip(images, paths, strict=True):
+                save_image(_resized(image, cfg.save_size), path)
+            rendered += len(batch)
+        bar.advance(len(batch))
+    return rendered
 
 
 def _resized(image: Image.Image, save_size: int) -> Image.Image:
@@ -173,8 +196,9 @@ def _resized(image: Image.Image, save_size: int) -> Image.Image:
 def _index_part(
     cfg: GenerateConfig,
     prompts: PreparedTable,
-    model: str,
     pipe: StableDiffusionPipeline,
+    *,
+    model: str,
     shard: int,
     jobs: list[ImageJob],
     precision: str,

@@ -129,6 +129,7 @@ def render(
     pipe: StableDiffusionPipeline,
     prompts: Sequence[str],
     seeds: Sequence[int],
+    *,
     steps: int,
     guidance: float,
     size: int,

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import torch
 
 from img2prompt.data.table import PreparedTable, read_prepared
 from img2prompt.device import resolve_device
@@ -33,8 +34,8 @@ from img2prompt.index.clip import (
     load_tokenizer,
     save_clip_folder,
 )
-from img2prompt.index.config import IndexBuildConfig
 from img2prompt.index.model import CLIP_FOLDER, KIND, RetrievalConfig, is_retrieval_manifest
+from img2prompt.index.options import IndexBuildConfig
 from img2prompt.index.store import (
     INDEX_FILE,
     PROMPTS_FILE,
@@ -49,6 +50,7 @@ from img2prompt.io import (
     write_json,
     write_parquet,
 )
+from img2prompt.models.model import write_model_manifest
 from img2prompt.predict.resume import partial_folder
 from img2prompt.progress import progress_bar
 from img2prompt.ranks import Ranks, join_ranks, leave_ranks
@@ -57,7 +59,7 @@ RECALL_QUERIES = 1000
 """Prompts whose neighbors an approximate index is checked on against exact search."""
 
 
-@dataclass
+@dataclass(kw_only=True)
 class BuildReport:
     out: Path
     prompts: int
@@ -128,10 +130,10 @@ def _save_array(array: np.ndarray, path: Path) -> None:
 def _chunks_done(work: Path, n_rows: int, chunk_size: int, dim: int) -> set[int]:
     """Chunks already on disk with the right shape (a chunk file is whole or absent)."""
     done = set()
-    for chunk in range(-(-n_rows // chunk_size)):
+    for chunk in range(_chunk_count(n_rows, chunk_size)):
         path = _chunk_path(work, chunk)
         if path.is_file():
-            expected = (min(chunk_size, n_rows - chunk * chunk_size), dim)
+            expected = (_chunk_rows(n_rows, chunk_size, chunk), dim)
             if np.load(path, mmap_mode="r").shape == expected:
                 done.add(chunk)
     return done
@@ -179,123 +181,162 @@ def _build_index(cfg: IndexBuildConfig, ranks: Ranks, progress: bool) -> BuildRe
     _check_out(cfg.out)
     table = read_prepared(cfg.prompts, need=("target",), want=("group",)).distinct_prompts()
     device = resolve_device(cfg.device)
-    precision = cfg.precision
-    if precision == "auto":
-        precision = "fp16" if device.type == "cuda" else "fp32"
+    precision = _precision(cfg.precision, device)
     work = partial_folder(cfg.out)
     clip = load_clip(cfg.clip)
     tokenizer = load_tokenizer(cfg.clip)
-    for turn in ("main", "others"):  # rank 0 sets the folder up before the others look at it
-        if (turn == "main") == ranks.is_main:
-            work.mkdir(parents=True, exist_ok=True)
-            _check_identity(work, _identity(cfg, table, precision))
-            clip_dir = _ensure_clip_copy(cfg, work, clip, tokenizer)
-        ranks.barrier()
+    identity = _identity(cfg, table, precision)
+    clip_dir = _set_up_work(cfg, ranks, work, identity, clip=clip, tokenizer=tokenizer)
     dim = clip.config.projection_dim
     preprocess = clip_preprocess(clip_dir, clip.config.vision_config.image_size)
     encoder = TextEncoder(clip, tokenizer, device, DTYPES[precision])
-
-    n, size = len(table.prompts), cfg.chunk_size
-    n_chunks = -(-n // size)
-    mine = [c for c in range(n_chunks) if c % ranks.world_size == ranks.rank]
-    done = _chunks_done(work, n, size, dim) & set(mine)
-    rows = sum(min(size, n - c * size) for c in mine)
-    resumed = sum(min(size, n - c * size) for c in done)
-    embed_started = time.perf_counter()
-    with progress_bar("index build: CLIP text features", rows, progress) as bar:
-        bar.advance(resumed)
-        for chunk in mine:
-            if chunk in done:
-                continue
-            texts = table.prompts[chunk * size : (chunk + 1) * size]
-            features = encoder.encode(texts, cfg.batch_size, bar)
-            _save_array(features, _chunk_path(work, chunk))
-    embed_seconds = time.perf_counter() - embed_started
+    embedded, resumed, embed_seconds = _embed_chunks(
+        cfg, ranks, work, table.prompts, encoder=encoder, dim=dim, progress=progress
+    )
     del encoder, clip
-    split = ""
+    report = BuildReport(
+        out=cfg.out,
+        prompts=len(table.prompts),
+        rows_read=table.rows_read,
+        dim=dim,
+        embedded=embedded,  # this process's (the other ranks' are in their own reports)
+        resumed=resumed,
+        seconds=0.0,
+        embed_seconds=embed_seconds,
+        search=cfg.retrieval.search,
+        recall=None,
+        recall_k=0,
+        precision=precision,
+        device=str(device),
+    )
     if ranks.world_size > 1:
-        split = f"{n_chunks:,} chunks over {ranks.world_size} ranks"
+        report.split = (
+            f"{_chunk_count(report.prompts, cfg.chunk_size):,} chunks over {ranks.world_size} ranks"
+        )
         ranks.barrier()  # every rank's chunks are on disk
         if not ranks.is_main:
-            return BuildReport(cfg.out, n, table.rows_read, dim, rows - resumed, resumed,
-                               time.perf_counter() - started, embed_seconds, cfg.search, None,
-                               0, precision, str(device), split, wrote=False)  # fmt: skip
-
-    chunks = [_chunk_path(work, c) for c in range(n_chunks)]
-    index = _faiss_index(cfg, chunks, n, dim)
-    recall, recall_k = (None, 0) if cfg.search == "exact" else _approx_recall(cfg, index, chunks)
-    with atomic_path(work / INDEX_FILE) as tmp:
-        import faiss
-
-        faiss.write_index(index, str(tmp))
-    _save_array(np.ascontiguousarray(table.targets, dtype=np.float32), work / TARGETS_FILE)
-    write_parquet(
-        pa.table({"id": table.ids, "prompt": table.prompts, "group": _groups(table)}),
-        work / PROMPTS_FILE,
-    )
-    retrieval = RetrievalConfig(
-        clip=cfg.clip,
-        k=cfg.k,
-        temperature=cfg.temperature,
-        search=cfg.search,
-        nprobe=cfg.nprobe,
-        ef_search=cfg.ef_search,
-        out_dim=table.targets.shape[1],
-        target_encoder=table.encoder,
-    )
-    report = BuildReport(
-        cfg.out,
-        n,
-        table.rows_read,
-        dim,
-        rows - resumed,  # this process's (the other ranks' are in their own reports)
-        resumed,
-        0.0,
-        embed_seconds,
-        cfg.search,
-        recall,
-        recall_k,
-        precision,
-        device,
-        split,
-    )
+            report.wrote = False
+            report.seconds = time.perf_counter() - started
+            return report
+    report.recall, report.recall_k = _write_search_files(cfg, work, table, dim)
     report.seconds = time.perf_counter() - started
-    write_json(_manifest(cfg, table, retrieval, preprocess.to_dict(), report), work / "model.json")
+    _write_manifest(cfg, work, table, preprocess.to_dict(), report)
     shutil.rmtree(work / "chunks")
     (work / "build.json").unlink()
     swap_dir(work, cfg.out)  # the old index or the new one, never neither
     return report
 
 
-def _manifest(cfg, table, retrieval, preprocess, report) -> dict:
-    from img2prompt import __version__
-    from img2prompt.models.model import MODEL_FORMAT, MODEL_FORMAT_VERSION
+def _precision(precision: str, device: torch.device) -> str:
+    """`auto`: fp16 on CUDA, fp32 elsewhere."""
+    if precision == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    return precision
 
-    return {
-        "format": MODEL_FORMAT,
-        "format_version": MODEL_FORMAT_VERSION,
-        "kind": KIND,
-        "img2prompt_version": __version__,
-        "config": asdict(retrieval),
-        "preprocess": preprocess,
-        "index": {
-            "source": str(table.path.resolve()),
-            "source_rows": table.rows_read,
-            "prompts": len(table.prompts),
-            "dim": report.dim,
-            "search": cfg.search,
-            "approx_recall": report.recall,
-            "approx_recall_k": report.recall_k,
-        },
-        "build": {
-            "precision": report.precision,
-            "device": report.device,
-            "batch_size": cfg.batch_size,
-            "seconds": round(report.seconds, 3),
-            "texts_per_second": round(report.texts_per_second, 3),
-        },
-        "tuning": None,
+
+def _chunk_count(n_rows: int, chunk_size: int) -> int:
+    return -(-n_rows // chunk_size)
+
+
+def _chunk_rows(n_rows: int, chunk_size: int, chunk: int) -> int:
+    return min(chunk_size, n_rows - chunk * chunk_size)
+
+
+def _set_up_work(
+    cfg: IndexBuildConfig, ranks: Ranks, work: Path, identity: dict, *, clip, tokenizer
+) -> Path:
+    """Create or check OUT.partial and copy CLIP in; rank 0 does it before the others look.
+    Returns the copied CLIP folder."""
+    for turn in ("main", "others"):
+        if (turn == "main") == ranks.is_main:
+            work.mkdir(parents=True, exist_ok=True)
+            _check_identity(work, identity)
+            clip_dir = _ensure_clip_copy(cfg, work, clip, tokenizer)
+        ranks.barrier()
+    return clip_dir
+
+
+def _embed_chunks(
+    cfg: IndexBuildConfig,
+    ranks: Ranks,
+    work: Path,
+    prompts: list[str],
+    *,
+    encoder: TextEncoder,
+    dim: int,
+    progress: bool,
+) -> tuple[int, int, float]:
+    """Embed this rank's missing chunks (chunk c is rank c mod WORLD_SIZE's). Returns the rows
+    embedded here, the rows found already on disk, and the seconds it took."""
+    n, size = len(prompts), cfg.chunk_size
+    mine = [c for c in range(_chunk_count(n, size)) if c % ranks.world_size == ranks.rank]
+    done = _chunks_done(work, n, size, dim) & set(mine)
+    rows = sum(_chunk_rows(n, size, c) for c in mine)
+    resumed = sum(_chunk_rows(n, size, c) for c in done)
+    started = time.perf_counter()
+    with progress_bar("index build: CLIP text features", rows, progress) as bar:
+        bar.advance(resumed)
+        for chunk in mine:
+            if chunk not in done:
+                texts = prompts[chunk * size : (chunk + 1) * size]
+                _save_array(encoder.encode(texts, cfg.batch_size, bar), _chunk_path(work, chunk))
+    return rows - resumed, resumed, time.perf_counter() - started
+
+
+def _write_search_files(
+    cfg: IndexBuildConfig, work: Path, table: PreparedTable, dim: int
+) -> tuple[float | None, int]:
+    """The FAISS index from every chunk, the targets and the prompts; returns the approximate
+    index's measured recall@k (None, 0 for exact search)."""
+    import faiss
+
+    n = len(table.prompts)
+    chunks = [_chunk_path(work, c) for c in range(_chunk_count(n, cfg.chunk_size))]
+    index = _faiss_index(cfg, chunks, n, dim)
+    recall = (None, 0) if cfg.retrieval.search == "exact" else _approx_recall(cfg, index, chunks)
+    with atomic_path(work / INDEX_FILE) as tmp:
+        faiss.write_index(index, str(tmp))
+    _save_array(np.ascontiguousarray(table.targets, dtype=np.float32), work / TARGETS_FILE)
+    write_parquet(
+        pa.table({"id": table.ids, "prompt": table.prompts, "group": _groups(table)}),
+        work / PROMPTS_FILE,
+    )
+    return recall
+
+
+def _write_manifest(
+    cfg: IndexBuildConfig, work: Path, table: PreparedTable, preprocess: dict, report: BuildReport
+) -> None:
+    """model.json of the index: its `RetrievalConfig`, and what it was built from and how."""
+    retrieval = RetrievalConfig(
+        clip=cfg.clip,
+        **asdict(cfg.retrieval),
+        out_dim=table.targets.shape[1],
+        target_encoder=table.encoder,
+    )
+    index = {
+        "source": str(table.path.resolve()),
+        "source_rows": table.rows_read,
+        "prompts": len(table.prompts),
+        "dim": report.dim,
+        "search": cfg.retrieval.search,
+        "approx_recall": report.recall,
+        "approx_recall_k": report.recall_k,
     }
+    build = {
+        "precision": report.precision,
+        "device": report.device,
+        "batch_size": cfg.batch_size,
+        "seconds": round(report.seconds, 3),
+        "texts_per_second": round(report.texts_per_second, 3),
+    }
+    write_model_manifest(
+        work,
+        kind=KIND,
+        config=asdict(retrieval),
+        preprocess=preprocess,
+        record={"index": index, "build": build, "tuning": None},
+    )
 
 
 def _iter_chunks(chunks: list[Path]):
@@ -308,10 +349,10 @@ def _faiss_index(cfg: IndexBuildConfig, chunks: list[Path], n: int, dim: int):
     is the index itself, not a second copy of every feature."""
     import faiss
 
-    if cfg.search == "hnsw":
+    if cfg.retrieval.search == "hnsw":
         index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = 80
-    elif cfg.search == "ivf":
+    elif cfg.retrieval.search == "ivf":
         nlist = ivf_lists(n)
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(_sample_rows(chunks, n, min(n, nlist * 64), seed=0))
@@ -319,15 +360,15 @@ def _faiss_index(cfg: IndexBuildConfig, chunks: list[Path], n: int, dim: int):
         index = faiss.IndexFlatIP(dim)
     for features in _iter_chunks(chunks):
         index.add(features)
-    if cfg.search == "ivf":
+    if cfg.retrieval.search == "ivf":
         index.make_direct_map()  # rows can be read back (tune, interrogation)
     return index
 
 
 def ivf_lists(n: int) -> int:
     """~sqrt(N) lists, with >= 39 training points each: the k-means that trains them is the
-    cost of a CPU build (4 sqrt(N), FAISS's upper advice, made 1M rows train ~16x longer), and
-    nprobe 32 of sqrt(N) lists keeps recall high (benchmarks/bench_index.py)."""
+    cost of a CPU build, so fewer lists than FAISS's upper advice (4 sqrt(N)); nprobe 32 of
+    sqrt(N) lists keeps recall high (docs/clip-index.md)."""
     return int(max(1, min(np.sqrt(n), n // 39)))
 
 
@@ -367,13 +408,13 @@ def _approx_recall(cfg: IndexBuildConfig, index, chunks: list[Path]) -> tuple[fl
     """recall@k of the approximate index against exact search, with sampled prompts' own text
     features as queries, each query's own row left out (it would be found trivially)."""
     n = int(index.ntotal)
-    k = min(cfg.k, n - 1)
+    k = min(cfg.retrieval.k, n - 1)
     if k < 1:
         return 1.0, 0
     rows = np.sort(np.random.default_rng(1).choice(n, size=min(RECALL_QUERIES, n), replace=False))
     queries = read_rows(chunks, rows)
     exact = _drop_self(exact_top_k(queries, _iter_chunks(chunks), k + 1), rows, k)
-    configure_search(index, cfg.nprobe, cfg.ef_search)
+    configure_search(index, cfg.retrieval.nprobe, cfg.retrieval.ef_search)
     approx = _drop_self(index.search(queries, k + 1)[1], rows, k)
     return recall_at_k(approx, exact), k
 

@@ -25,9 +25,12 @@ SLOTS: tuple[tuple[str, tuple[str, ...], int], ...] = (
     ("setting", ("places", "actions"), 1),
     ("medium", ("mediums",), 1),
     ("style", ("styles", "movements", "artists"), 1),
-    ("flavour", ("descriptors", "lighting", "colors", "camera", "composition", "quality",
-                 "flavors"), 3),
-)  # fmt: skip
+    (
+        "flavour",
+        ("descriptors", "lighting", "colors", "camera", "composition", "quality", "flavors"),
+        3,
+    ),
+)
 """(slot, bank categories it draws from, phrases it may add). The names are those of the
 packaged bank and of the public phrase lists (artists, flavors, mediums, movements)."""
 
@@ -49,6 +52,7 @@ class Interrogator:
         clip_folder: Path,
         texts: list[str],
         categories: list[str],
+        *,
         device: str = "cpu",
         per_slot: int = 1000,
         candidates: int = 8,
@@ -75,8 +79,8 @@ class Interrogator:
             start += len(phrases)
 
     def _cached(self, clip_folder: Path, phrases: list[str], cache_dir: Path | None) -> np.ndarray:
-        from img2prompt.data.embed import default_cache_dir
         from img2prompt.io import atomic_path
+        from img2prompt.targets.encoder import default_cache_dir
 
         digest = hashlib.blake2b(digest_size=16)
         for path in sorted(clip_folder.glob("*.safetensors")):

@@ -20,41 +20,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from img2prompt.data.embed import DEFAULT_ENCODER
 from img2prompt.data.transforms import PreprocessConfig
 from img2prompt.errors import InputError
 from img2prompt.index.clip import CLIPImageEncoder, load_clip
-from img2prompt.index.config import SEARCHES, check_k_temperature
+from img2prompt.index.options import RetrievalSettings
 from img2prompt.index.store import PromptIndex, open_index
 from img2prompt.models.protocol import Finished, PromptModel, register_model_kind
+from img2prompt.targets.encoder import DEFAULT_ENCODER
 
 KIND = "retrieval"
 CLIP_FOLDER = "clip"
 
 
-@dataclass
-class RetrievalConfig:
+@dataclass(kw_only=True)
+class RetrievalConfig(RetrievalSettings):
+    """model.json's `config` of an index: its search settings and what it was built from."""
+
     clip: str
     """The CLIP spec the index was built from (its weights are in INDEX/clip)."""
-    k: int = 32
-    """Prompts blended per image."""
-    temperature: float = 0.05
-    """Softmax temperature over their cosines."""
-    search: str = "exact"
-    """exact, ivf or hnsw (how index.faiss was built)."""
-    nprobe: int = 32
-    """ivf: lists searched per query."""
-    ef_search: int = 128
-    """hnsw: candidate list size per query."""
     out_dim: int = 384
     """Size of the predicted vector (the targets' width)."""
     target_encoder: str = DEFAULT_ENCODER
     """The sentence encoder that made the targets."""
-
-    def __post_init__(self) -> None:
-        check_k_temperature(self.k, self.temperature)
-        if self.search not in SEARCHES:
-            raise ValueError(f"search must be one of {', '.join(SEARCHES)}, got {self.search!r}")
 
 
 class RetrievalModel(PromptModel):
@@ -94,10 +81,8 @@ class RetrievalModel(PromptModel):
         """Override the folder's k and/or temperature (`predict --k --temperature`)."""
         k = k or self.cfg.k
         temperature = temperature or self.cfg.temperature
-        check_k_temperature(k, temperature)
+        RetrievalSettings(k, temperature)  # checks them
         self.cfg.k, self.cfg.temperature = k, temperature
-
-    set_retrieval = configure_search  # the name before `PromptModel`; kept one release
 
     def finish(self, outputs: np.ndarray, nearest: int = 0) -> Finished:
         """Unit CLIP image features -> blended prompt embeddings, and the `nearest` real

@@ -126,9 +126,8 @@ class PromptIndex:
     def search(self, features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(B, D) unit float32 features -> (B, k) cosines (descending) and row ids; k is capped
         at the index size. Exact indexes are searched with numpy's BLAS over FAISS's own rows
-        (no copy): FAISS's own flat search ran 2-3x slower for one image or batches of 16 on
-        the 2-core CPU (benchmarks/bench_index.py), far slower when its OpenMP threads competed
-        with other work. Ties are broken by the lower row."""
+        (no copy): faster than FAISS's own flat search for small batches, and not slowed by its
+        OpenMP threads competing with other work (docs/clip-index.md). Ties go to the lower row."""
         features = np.ascontiguousarray(np.atleast_2d(features), dtype=np.float32)
         k = min(k, len(self))
         if self._rows is None:

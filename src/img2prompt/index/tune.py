@@ -11,7 +11,6 @@ only equal prompts are left out there.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,16 +19,16 @@ import numpy as np
 
 from img2prompt.data.table import PreparedTable, read_prepared
 from img2prompt.errors import InputError
-from img2prompt.index.config import IndexTuneConfig
 from img2prompt.index.model import RetrievalModel, is_retrieval_manifest
+from img2prompt.index.options import IndexTuneConfig
 from img2prompt.index.store import PromptIndex, blend
-from img2prompt.io import write_json
 from img2prompt.metrics import mean_cosine
-from img2prompt.predict.predictor import Failure, PredictOptions, Predictor
+from img2prompt.predict.options import PredictOptions
+from img2prompt.predict.predictor import Failure, Predictions, Predictor
 from img2prompt.predict.tables import write_oof
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TuneResult:
     index: Path
     images: int
@@ -134,47 +133,20 @@ def _same_source(manifest: dict, table_path: Path) -> bool:
 
 def tune_index(cfg: IndexTuneConfig, progress: bool = True) -> TuneResult:
     """Grid-search (k, T) by out-of-fold mean cosine; write model.json and the OOF file."""
-    from img2prompt.models.model import load_model, read_model_manifest
+    from img2prompt.models.model import read_model_manifest
 
     started = time.perf_counter()
     manifest = read_model_manifest(cfg.index)
     if not is_retrieval_manifest(manifest):
         raise InputError(cfg.index / "model.json", NOT_AN_INDEX)
     table = read_prepared(cfg.data, need=("target", "fold", "image"), want=("group",))
-    model = load_model(cfg.index, "cpu")
-    if not isinstance(model, RetrievalModel):
-        raise InputError(cfg.index, NOT_AN_INDEX)
-    if table.targets.shape[1] != model.cfg.out_dim:
-        raise InputError(
-            table.path,
-            f"targets are {table.targets.shape[1]}-d, the index's {model.cfg.out_dim}-d",
-        )
-    options = PredictOptions(
-        batch_size=cfg.batch_size,
-        precision=cfg.precision,
-        workers=cfg.workers,
-        device=cfg.device,
-        compile="off",
-    )
-    predictor = Predictor(model, options, finish=False)  # CLIP features: searched below
-    predicted = predictor.predict_files([str(p) for p in table.images], progress=progress)
+    model = _load_index(cfg, table)
+    predicted = _image_features(cfg, model, table, progress)
     rows = _rows_by_image(table, predicted.images)
     if not len(rows):
         raise InputError(table.path, "none of the table's images could be read")
     targets = table.targets[rows]
-    exclusion = Exclusion([""] * len(rows))  # "" matches no index prompt
-    said = "nothing (leaked: each image may find its own prompt)"
-    if cfg.exclude_own_group:
-        same = _same_source(manifest, table.path)
-        exclusion = Exclusion(
-            [table.prompts[i] for i in rows],
-            table.groups[rows] if same and table.groups is not None else None,
-            targets,
-            cfg.exclude_similar,
-        )
-        said = ("own group, " if same else "") + "own prompt"
-        if cfg.exclude_similar < 1.0:
-            said += f", prompts with target cosine >= {cfg.exclude_similar:g}"
+    exclusion, said = _exclusion(cfg, table, rows, same=_same_source(manifest, table.path))
     k_grid = sorted(set(cfg.k_grid))
     temperature_grid = sorted(set(cfg.temperature_grid))
     scores, ids = excluded_neighbors(model.index, predicted.embeddings, max(k_grid), exclusion)
@@ -184,26 +156,75 @@ def tune_index(cfg: IndexTuneConfig, progress: bool = True) -> TuneResult:
     best_k, best_t = np.unravel_index(int(np.argmax(grid)), grid.shape)
     k, temperature = k_grid[best_k], temperature_grid[best_t]
     oof_path = cfg.oof or cfg.index / "oof.parquet"
-    oof = model.index.blend(scores[:, :k], ids[:, :k], temperature)
-    _write_oof(oof_path, table, rows, oof)
+    _write_oof(oof_path, table, rows, model.index.blend(scores[:, :k], ids[:, :k], temperature))
     result = TuneResult(
-        cfg.index,
-        len(rows),
-        k_grid,
-        temperature_grid,
-        grid,
-        k,
-        temperature,
-        float(grid[best_k, best_t]),
-        said,
-        oof_path,
-        cfg.write,
-        predicted.failures,
+        index=cfg.index,
+        images=len(rows),
+        k_grid=k_grid,
+        temperature_grid=temperature_grid,
+        scores=grid,
+        k=k,
+        temperature=temperature,
+        score=float(grid[best_k, best_t]),
+        exclusion=said,
+        oof=oof_path,
+        written=cfg.write,
+        failures=predicted.failures,
     )
     if cfg.write:
         _write_choice(cfg, manifest, table, result)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _load_index(cfg: IndexTuneConfig, table: PreparedTable) -> RetrievalModel:
+    """The index as a model, checked to predict vectors as wide as the table's targets."""
+    from img2prompt.models.model import load_model
+
+    model = load_model(cfg.index, "cpu")
+    if not isinstance(model, RetrievalModel):
+        raise InputError(cfg.index, NOT_AN_INDEX)
+    if table.targets.shape[1] != model.cfg.out_dim:
+        raise InputError(
+            table.path,
+            f"targets are {table.targets.shape[1]}-d, the index's {model.cfg.out_dim}-d",
+        )
+    return model
+
+
+def _image_features(
+    cfg: IndexTuneConfig, model: RetrievalModel, table: PreparedTable, progress: bool
+) -> Predictions:
+    """The CLIP image features of the table's images (unfinished: searched by the caller)."""
+    options = PredictOptions(
+        batch_size=cfg.batch_size,
+        precision=cfg.precision,
+        workers=cfg.workers,
+        device=cfg.device,
+        compile="off",
+    )
+    predictor = Predictor(model, options, finish=False)
+    return predictor.predict_files([str(p) for p in table.images], progress=progress)
+
+
+def _exclusion(
+    cfg: IndexTuneConfig, table: PreparedTable, rows: np.ndarray, *, same: bool
+) -> tuple[Exclusion, str]:
+    """What each image may not take as a neighbor, and how the report says it; `same`: the
+    index was built from this table (its groups apply)."""
+    if not cfg.exclude_own_group:
+        nothing = Exclusion([""] * len(rows))  # "" matches no index prompt
+        return nothing, "nothing (leaked: each image may find its own prompt)"
+    exclusion = Exclusion(
+        [table.prompts[i] for i in rows],
+        table.groups[rows] if same and table.groups is not None else None,
+        table.targets[rows],
+        cfg.exclude_similar,
+    )
+    said = ("own group, " if same else "") + "own prompt"
+    if cfg.exclude_similar < 1.0:
+        said += f", prompts with target cosine >= {cfg.exclude_similar:g}"
+    return exclusion, said
 
 
 def _rows_by_image(table: PreparedTable, done: list[str]) -> np.ndarray:
@@ -220,9 +241,10 @@ def _write_choice(
     cfg: IndexTuneConfig, manifest: dict, table: PreparedTable, r: TuneResult
 ) -> None:
     """k and T into model.json (atomically), with the grid they won on."""
-    manifest = json.loads(json.dumps(manifest))
-    manifest["config"]["k"], manifest["config"]["temperature"] = r.k, r.temperature
-    manifest["tuning"] = {
+    from img2prompt.models.model import manifest_record, write_model_manifest
+
+    record = manifest_record(manifest)
+    record["tuning"] = {
         "data": str(table.path.resolve()),
         "images": r.images,
         "excluded": r.exclusion,
@@ -234,4 +256,10 @@ def _write_choice(
         "score": round(r.score, 6),
         "oof": str(r.oof),
     }
-    write_json(manifest, cfg.index / "model.json")
+    write_model_manifest(
+        cfg.index,
+        kind=manifest["kind"],
+        config={**manifest["config"], "k": r.k, "temperature": r.temperature},
+        preprocess=manifest["preprocess"],
+        record=record,
+    )

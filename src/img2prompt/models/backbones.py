@@ -23,7 +23,7 @@ from img2prompt.data.transforms import (
     PreprocessConfig,
 )
 from img2prompt.errors import ConfigError
-from img2prompt.models.registry import Registry
+from img2prompt.registry import Registry
 
 BackboneFactory = Callable[[str, bool], "Backbone"]
 BACKBONES: Registry[BackboneFactory] = Registry("backbone")

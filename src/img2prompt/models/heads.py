@@ -13,8 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from img2prompt.errors import ConfigError, warn_renamed
-from img2prompt.models.registry import Registry
+from img2prompt.errors import ConfigError
+from img2prompt.registry import Registry
 
 HeadFactory = Callable[..., nn.Module]
 HEADS: Registry[HeadFactory] = Registry("head")
@@ -79,29 +79,18 @@ def mlp_head(in_dim: int, out_dim: int, *, hidden: int = 16 * 1024) -> nn.Module
     return MLPHead(in_dim, out_dim, hidden)
 
 
+NOT_TRAINABLE = frozenset({"class-mixture"})
+"""Heads whose weights are computed, not learned (the packaged default model's zero-shot head)."""
+
+
 @register_head("class-mixture")
 def class_mixture_head(in_dim: int, out_dim: int) -> nn.Module:
     return ClassMixtureHead(in_dim, out_dim)  # the backbone's features are class logits
 
 
 def build_head(
-    kind: str,
-    in_dim: int,
-    out_dim: int,
-    hidden: int | None = None,
-    *,
-    options: str | Mapping[str, Any] = "",
+    kind: str, in_dim: int, out_dim: int, *, options: str | Mapping[str, Any] = ""
 ) -> nn.Module:
     """Head `kind` from `in_dim` features to `out_dim`, with its `options` (`hidden=4096` or
-    {"hidden": 4096}). `hidden` is the former positional width, kept one release: it reaches a
-    head that declares `hidden` and is ignored by the others, as it always was."""
-    if hidden is not None:
-        warn_renamed("build_head(..., hidden)", "options={'hidden': N}")
-        if "hidden" in HEADS.options(kind):
-            given = HEADS.resolve(kind, options, "--head-options")
-            options = {**given, "hidden": hidden}  # it wins, as ModelConfig's alias does
+    {"hidden": 4096})."""
     return HEADS.build(kind, in_dim, out_dim, options=options, flag="--head-options")
-
-
-def head_names() -> tuple[str, ...]:
-    return HEADS.names()

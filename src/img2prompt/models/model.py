@@ -11,18 +11,16 @@ backbone's come from its factory (a pip package), which keeps the packaged defau
 
 from __future__ import annotations
 
-import json
-import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from img2prompt.config import ModelConfig
-from img2prompt.errors import InputError, warn_renamed
+from img2prompt.errors import InputError
 from img2prompt.models.backbones import Backbone, build_backbone
 from img2prompt.models.heads import build_head
+from img2prompt.models.options import ModelConfig
 from img2prompt.models.pooling import build_pool
 from img2prompt.models.protocol import (
     DEFAULT_KIND,
@@ -35,8 +33,15 @@ MODEL_FORMAT = "img2prompt-model"
 # 2: config.backbone_weights (a folder may leave the pretrained backbone's weights to its package).
 MODEL_FORMAT_VERSION = 2
 DEFAULT_MODEL = "default"
-# ModelConfig lives in config.py with every other option; it is re-exported here.
-__all__ = ["ImageToPromptModel", "ModelConfig", "PromptModel", "load_model", "save_model"]
+# ModelConfig lives in models/options.py; it is re-exported here.
+__all__ = [
+    "ImageToPromptModel",
+    "ModelConfig",
+    "PromptModel",
+    "load_model",
+    "save_model",
+    "write_model_manifest",
+]
 
 
 class ImageToPromptModel(PromptModel):
@@ -148,38 +153,78 @@ def save_model(
 
     The files are written into a temporary sibling that then replaces the folder
     (`io.atomic_dir`), so a crash leaves the old model or the new one, never half of one."""
-    from safetensors.torch import save_file
-    from safetensors.torch import save_model as save_weights
-
-    from img2prompt import __version__
     from img2prompt.io import atomic_dir
 
     directory = Path(directory)
     with atomic_dir(directory) as tmp:
         rebuild = model.backbone.save_config(tmp / "backbone")
         style_rebuild = model.style.save_config(tmp / "style") if model.style else None
-        manifest = {
-            "format": MODEL_FORMAT,
-            "format_version": MODEL_FORMAT_VERSION,
-            "kind": ImageToPromptModel.kind,
-            "img2prompt_version": __version__,
-            "config": model.cfg.to_dict(),
-            "rebuild": {"backbone": rebuild, "style_backbone": style_rebuild},
-            "preprocess": model.preprocess.to_dict(),
-            "feature_dim": model.feature_dim,
-            "training": training or {},
-        }
-        if model.cfg.backbone_weights == "pretrained":
-            state = {
-                name: tensor.detach().cpu().contiguous()
-                for name, tensor in model.state_dict().items()
-                if not name.startswith("backbone.")
-            }
-            save_file(state, str(tmp / "model.safetensors"))
-        else:
-            save_weights(model, str(tmp / "model.safetensors"))
-        (tmp / "model.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        _save_weights(model, tmp / "model.safetensors")
+        write_model_manifest(
+            tmp,
+            kind=ImageToPromptModel.kind,
+            config=model.cfg.to_dict(),
+            preprocess=model.preprocess.to_dict(),
+            record={
+                "rebuild": {"backbone": rebuild, "style_backbone": style_rebuild},
+                "feature_dim": model.feature_dim,
+                "training": training or {},
+            },
+        )
     return directory
+
+
+def _save_weights(model: ImageToPromptModel, path: Path) -> None:
+    """All weights, or with `backbone_weights: pretrained` those after the backbone (its
+    factory supplies the rest when the folder loads)."""
+    from safetensors.torch import save_file
+    from safetensors.torch import save_model as save_weights
+
+    if model.cfg.backbone_weights != "pretrained":
+        save_weights(model, str(path))
+        return
+    state = {
+        name: tensor.detach().cpu().contiguous()
+        for name, tensor in model.state_dict().items()
+        if not name.startswith("backbone.")
+    }
+    save_file(state, str(path))
+
+
+def write_model_manifest(
+    folder: str | Path,
+    *,
+    kind: str,
+    config: dict[str, Any],
+    preprocess: dict[str, Any],
+    record: dict[str, Any],
+) -> dict[str, Any]:
+    """Write `folder/model.json` (atomically) and return it: the format header every model
+    folder shares, the kind's `config` and `preprocess`, then the kind's own `record` keys
+    (a trained model's `training`, an index's `index`, `build`, `tuning`...)."""
+    from img2prompt import __version__
+    from img2prompt.io import write_json
+
+    manifest = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "kind": kind,
+        "img2prompt_version": __version__,
+        "config": config,
+        "preprocess": preprocess,
+        **record,
+    }
+    write_json(manifest, Path(folder) / "model.json")
+    return manifest
+
+
+MANIFEST_HEADER = ("format", "format_version", "kind", "img2prompt_version", "config", "preprocess")
+"""The model.json keys `write_model_manifest` sets itself; the rest are the kind's record."""
+
+
+def manifest_record(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A read model.json's own record: what to pass back to `write_model_manifest`."""
+    return {key: value for key, value in manifest.items() if key not in MANIFEST_HEADER}
 
 
 def _resolve(spec: str | None, directory: Path) -> str | None:
@@ -194,7 +239,7 @@ def _resolve(spec: str | None, directory: Path) -> str | None:
 
 def default_model_dir() -> Path:
     """The packaged default model (zero-shot through the ImageNet classifier EfficientNet-Lite0;
-    built by `python -m img2prompt.models.default_model`)."""
+    built by `python scripts/build_default_model.py`)."""
     return Path(__file__).resolve().parents[1] / "assets" / "default-model"
 
 
@@ -257,9 +302,7 @@ def load_trained_model(
 
     if not (directory / "model.safetensors").is_file():
         raise InputError(directory, "model folder without model.safetensors")
-    with warnings.catch_warnings():  # a folder saved with head_hidden/gem_p: nobody typed them
-        warnings.simplefilter("ignore", DeprecationWarning)
-        cfg = ModelConfig(**manifest["config"])
+    cfg = ModelConfig(**manifest["config"])
     pretrained = cfg.backbone_weights == "pretrained"
     backbone = build_backbone(_resolve(manifest["rebuild"]["backbone"], directory), pretrained)
     style_spec = _resolve(manifest["rebuild"]["style_backbone"], directory)
@@ -293,9 +336,3 @@ def push_model(
 
     read_model_manifest(directory)
     return upload_folder(directory, repo, private=private, revision=revision)
-
-
-def read_manifest(directory: str | Path) -> dict[str, Any]:
-    """Deprecated name of `read_model_manifest`, kept one release."""
-    warn_renamed("img2prompt.models.model.read_manifest", "read_model_manifest")
-    return read_model_manifest(directory)

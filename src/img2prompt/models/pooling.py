@@ -1,7 +1,7 @@
 """Pooling: a backbone and pixels -> one (B, D) feature vector per image, as a registry.
 
 `default` is the backbone's own pooled output (CLS for CLIP, the average for conv nets); `gem`
-is generalised-mean (GeM) pooling over the backbone's tokens, as the seed-000 solution pooled
+is generalised-mean (GeM) pooling over the backbone's tokens, as the Secu-Layer solution pooled
 CLIP patch tokens. Each is a module registered with `@register_pool("name")`; its keyword
 parameters with defaults are its options (`p` of `gem`), set by `--pool-options`.
 """
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from img2prompt.errors import ConfigError
-from img2prompt.models.registry import Registry
+from img2prompt.registry import Registry
 
 if TYPE_CHECKING:
     from img2prompt.models.backbones import Backbone
@@ -54,8 +54,8 @@ class BackbonePooling(nn.Module):
 
 @register_pool("gem")
 class GeMPooling(nn.Module):
-    """GeM over the backbone's tokens; `p` is the exponent (seed 000 used 2, the small-data
-    recipe 3). It is not learned: a frozen backbone's features are then computed once."""
+    """GeM over the backbone's tokens; `p` is the exponent (the Secu-Layer solution used 2, the
+    small-data recipe 3). It is not learned: a frozen backbone's features are then computed once."""
 
     def __init__(self, *, p: float = 2.0) -> None:
         super().__init__()

@@ -26,7 +26,7 @@ from torch import nn
 
 from img2prompt.data.transforms import PreprocessConfig
 from img2prompt.errors import ConfigError, InputError
-from img2prompt.models.registry import Registry
+from img2prompt.registry import Registry
 
 ENTRY_POINTS = "img2prompt.model_kinds"
 DEFAULT_KIND = "trained"
@@ -65,6 +65,11 @@ class PromptModel(nn.Module):
     @property
     def output_dim(self) -> int:
         """Width of `network`'s outputs."""
+        return int(self.cfg.out_dim)
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of `finish`'s prompt embeddings."""
         return int(self.cfg.out_dim)
 
     def finish(self, outputs: np.ndarray, nearest: int = 0) -> Finished:

@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 from img2prompt.errors import InputError
 from img2prompt.io import vector_column, vectors_from_column, write_json, write_parquet
 from img2prompt.models.model import resolve_model_dir
-from img2prompt.predict.predictor import Failure, Predictions, PredictOptions
+from img2prompt.predict.options import PredictOptions
+from img2prompt.predict.predictor import Failure, Predictions
 
 JOB_FILE = "job.json"
 SAVE_EVERY_IMAGES = 2048

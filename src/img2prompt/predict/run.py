@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from img2prompt.data.images import scan_images
+from img2prompt.data.images import ImageSearch, scan_images
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.models.model import resolve_model_dir
-from img2prompt.predict.predictor import Predictions, PredictOptions, Predictor
+from img2prompt.predict.options import PredictOptions
+from img2prompt.predict.predictor import Predictions, Predictor
 from img2prompt.predict.resume import (
     PredictJob,
     job_identity,
@@ -23,13 +24,14 @@ from img2prompt.predict.resume import (
 )
 from img2prompt.predict.submission import write_submission
 from img2prompt.predict.tables import image_keys, write_predictions
-from img2prompt.ranks import join_ranks, leave_ranks
+from img2prompt.ranks import Ranks, join_ranks, leave_ranks
 
 
 def run_predict(
     model: str | Path,
     inputs: Sequence[Path],
     options: PredictOptions,
+    *,
     out: Path | None = None,
     submission: Path | None = None,
     progress: bool = True,
@@ -41,15 +43,8 @@ def run_predict(
     (`resume.PredictJob`): the same command after an interruption predicts only the rest.
     Under torchrun (RANK, WORLD_SIZE) the images are split between the ranks and the output is
     the one a single process writes."""
-    if out is not None and out.suffix.lower() != ".parquet":
-        raise ConfigError(f"--out must end in .parquet, got {out.name!r}")
-    if out is None and submission is None:
-        raise ConfigError("give --out and/or --submission")
-    search = scan_images(inputs)
-    search.require_images(inputs)
+    search = _find_images(inputs, out, submission)
     paths = [str(path) for path in search.images]
-    if submission is not None:
-        _check_unique_stems([Path(path) for path in paths])
     folder = resolve_model_dir(model)  # once: an hf: model would otherwise be looked up twice
     identity = job_identity(folder, options)
     partial = partial_folder(out or submission)
@@ -66,43 +61,63 @@ def run_predict(
         pending = job.pending(share)
         for batch in predictor.iter_batches(pending, progress):
             job.record(batch)
-        split = ""
-        if ranks.world_size == 1:
-            images, embeddings, failures = job.rows(paths, predictor.output_dim)
+        dim = predictor.output_dim
+        writes = ranks.world_size == 1 or _is_writer(job, ranks, partial)
+        if not writes:  # another rank joins and writes; this one reports its share
+            rows = job.rows(share, dim)
+        elif ranks.world_size == 1:
+            rows = job.rows(paths, dim)
         else:
-            job.mark_done()
-            ranks.barrier()
-            split = f"{len(paths):,} images over {ranks.world_size} ranks"
-            writer = ranks.is_main if ranks.group else ranks_done(partial, ranks.world_size)
-            if not writer:  # another rank joins and writes; this one reports its share
-                images, embeddings, failures = job.rows(share, predictor.output_dim)
-                result = Predictions(images, embeddings, failures, job.precision or "fp32",
-                                     time.perf_counter() - start, len(share) - len(pending),
-                                     search.summary(), split, wrote=False)  # fmt: skip
-                return predictor, result
-            images, embeddings, failures = joined_rows(
-                partial, ranks.world_size, identity, paths, predictor.output_dim
-            )
+            rows = joined_rows(partial, ranks.world_size, identity, paths, dim)
         result = Predictions(
-            images,
-            embeddings,
-            failures,
+            *rows,
             precision=job.precision or "fp32",  # this run's, or the interrupted one's
             seconds=time.perf_counter() - start,
             resumed=len(share) - len(pending),
             skipped=search.summary(),
-            split=split,
+            split=_split(len(paths), ranks),
+            wrote=writes,
         )
-        if out is not None:
-            write_predictions(out, result.images, result.embeddings)
-        if submission is not None:
-            write_submission(submission, image_keys(result.images), result.embeddings)
-        job.finish()  # the outputs hold every row now
-        if ranks.world_size > 1:
-            shutil.rmtree(partial, ignore_errors=True)  # every rank's rows
+        if result.wrote:
+            _write_outputs(result, out, submission)
+            job.finish()  # the outputs hold every row now
+            if ranks.world_size > 1:
+                shutil.rmtree(partial, ignore_errors=True)  # every rank's rows
         return predictor, result
     finally:
         leave_ranks(ranks)
+
+
+def _find_images(inputs: Sequence[Path], out: Path | None, submission: Path | None) -> ImageSearch:
+    """The images under `inputs`, once the outputs asked for are known to be writable."""
+    if out is not None and out.suffix.lower() != ".parquet":
+        raise ConfigError(f"--out must end in .parquet, got {out.name!r}")
+    if out is None and submission is None:
+        raise ConfigError("give --out and/or --submission")
+    search = scan_images(inputs)
+    search.require_images(inputs)
+    if submission is not None:
+        _check_unique_stems(list(search.images))
+    return search
+
+
+def _is_writer(job: PredictJob, ranks: Ranks, partial: Path) -> bool:
+    """Under torchrun: this rank's share is saved; the main rank (or, with ranks started by
+    hand, the last one to finish) joins every rank's rows and writes the outputs."""
+    job.mark_done()
+    ranks.barrier()
+    return ranks.is_main if ranks.group else ranks_done(partial, ranks.world_size)
+
+
+def _split(images: int, ranks: Ranks) -> str:
+    return f"{images:,} images over {ranks.world_size} ranks" if ranks.world_size > 1 else ""
+
+
+def _write_outputs(result: Predictions, out: Path | None, submission: Path | None) -> None:
+    if out is not None:
+        write_predictions(out, result.images, result.embeddings)
+    if submission is not None:
+        write_submission(submission, image_keys(result.images), result.embeddings)
 
 
 def _check_unique_stems(paths: list[Path]) -> None:

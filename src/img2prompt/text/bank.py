@@ -7,9 +7,9 @@ A bank is a folder:
   the phrase when embeddings are added up), `norm` (the length of its mean token vector before
   normalisation, null where the vector came with the entry: with `tokens`, how strongly the phrase
   pulls a prompt's vector) and `source` (the input file);
-- `embeddings.npy`: float16 (N, dim) unit rows in entry order. Half precision halves a 225k bank
-  (170 MiB instead of 345 MiB); it moves a cosine by ~1e-3 at most, and decoding scores its final
-  prompt with the encoder itself, so no printed figure depends on it;
+- `embeddings.npy`: float16 (N, dim) unit rows in entry order. Half precision halves the file and
+  barely moves a cosine (docs/readable-prompts.md), and decoding scores its final prompt with the
+  encoder itself, so no printed figure depends on it;
 - `manifest.json`: format version, the encoder (spec, fingerprint, dim), counts per category, the
   inputs it was built from.
 
@@ -30,8 +30,8 @@ import hashlib
 from importlib import resources
 from pathlib import Path
 
-from img2prompt.data.embed import TargetEncoder, default_cache_dir, native_bf16
-from img2prompt.errors import warn_renamed
+from img2prompt.device import native_bf16
+from img2prompt.targets.encoder import TargetEncoder, default_cache_dir
 from img2prompt.text.bank_build import add_to_bank, build_bank
 from img2prompt.text.bank_index import (
     BANK_FORMAT,
@@ -68,7 +68,6 @@ __all__ = [
     "open_bank",
     "read_bank_manifest",
     "read_entries",
-    "read_manifest",  # deprecated: read_bank_manifest
     "vocabulary_entries",
 ]
 
@@ -113,7 +112,7 @@ def default_bank(
     Interrogator's artists, movements and flavors, without their single words): ~154k entries.
     `vocabulary` adds the encoder's WordPiece words, which the dictionary replaced: they include
     name pieces such as "devi" and "vol". Embedded on first use (in bfloat16 where the hardware
-    has it; ~2 min on a 2-core CPU, ~4 with `public/`) and kept under the cache folder, so no
+    has it; minutes on a CPU, docs/readable-prompts.md) and kept under the cache folder, so no
     binary file is shipped that could drift from the text or from the encoder in use."""
     files = default_bank_files()
     public = default_public_files()
@@ -150,9 +149,3 @@ def open_bank(spec: str | Path, encoder: TargetEncoder, progress: bool = True) -
     if str(spec) == DEFAULT_BANK:
         return default_bank(encoder, progress=progress)
     return load_bank(spec, encoder)
-
-
-def read_manifest(path: Path) -> dict:
-    """Deprecated name of `read_bank_manifest`, kept one release."""
-    warn_renamed("img2prompt.text.bank.read_manifest", "read_bank_manifest")
-    return read_bank_manifest(path)

@@ -14,9 +14,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from img2prompt.data.embed import TargetEncoder, embed_texts_with_norms, native_bf16
+from img2prompt.device import native_bf16
 from img2prompt.errors import ConfigError, ErrorLog, InputError
 from img2prompt.io import atomic_dir, write_json, write_parquet
+from img2prompt.targets.encoder import TargetEncoder, embed_texts_with_norms
 from img2prompt.text.bank_index import (
     BANK_FORMAT,
     EMBEDDINGS_FILE,
@@ -51,6 +52,7 @@ def build_bank(
     inputs: Sequence[str | Path],
     out: str | Path,
     encoder: TargetEncoder,
+    *,
     words: bool = True,
     min_word_count: int = 2,
     batch_size: int = 64,
@@ -64,9 +66,9 @@ def build_bank(
     """Read, de-duplicate and embed `inputs` into a new bank at `out` (replacing a bank there);
     `vocabulary` also adds the encoder's own whole words (see `vocabulary_entries`), `templates`
     the phrases a template folder makes (see `img2prompt.text.templates`). `precision` of the
-    entries' vectors: `fp32`, `bf16` (~2.4x faster where the hardware has it, cosines within
-    ~1e-4) or `auto` (bf16 where native). `phrases_only`: more input files whose entries are
-    added but give no single words (lists whose words include name pieces and misspellings)."""
+    entries' vectors: `fp32`, `bf16` (faster where the hardware has it, cosines nearly equal)
+    or `auto` (bf16 where native). `phrases_only`: more input files whose entries are added but
+    give no single words (lists whose words include name pieces and misspellings)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / MANIFEST_FILE).is_file():
         raise InputError(out, "folder exists and is not a prompt bank; choose another --out")
@@ -81,7 +83,14 @@ def build_bank(
         manifest={},
     )
     settings = _Settings(
-        words, min_word_count, batch_size, cache_dir, progress, vocabulary, templates, precision
+        words=words,
+        min_word_count=min_word_count,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        progress=progress,
+        vocabulary=vocabulary,
+        templates=templates,
+        precision=precision,
     )
     return _extend(empty, inputs, out, encoder, settings, phrases_only)
 
@@ -90,6 +99,7 @@ def add_to_bank(
     bank_path: str | Path,
     inputs: Sequence[str | Path],
     encoder: TargetEncoder,
+    *,
     words: bool | None = None,
     min_word_count: int | None = None,
     batch_size: int = 64,
@@ -101,16 +111,20 @@ def add_to_bank(
     `words`/`min_word_count` default to what the bank was built with."""
     bank = load_bank(bank_path, encoder)
     built = bank.manifest.get("words", {})
-    words = built.get("enabled", False) if words is None else words
-    min_word_count = built.get("min_count", 2) if min_word_count is None else min_word_count
-    precision = bank.manifest.get("embeddings_precision", "fp32")  # keep the bank uniform
     settings = _Settings(
-        words, min_word_count, batch_size, cache_dir, progress, False, None, precision
+        words=built.get("enabled", False) if words is None else words,
+        min_word_count=built.get("min_count", 2) if min_word_count is None else min_word_count,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        progress=progress,
+        vocabulary=False,
+        templates=None,
+        precision=bank.manifest.get("embeddings_precision", "fp32"),  # keep the bank uniform
     )
     return _extend(bank, inputs, Path(bank_path), encoder, settings)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _Settings:
     words: bool
     min_word_count: int
@@ -134,8 +148,48 @@ def _extend(
     settings: _Settings,
     phrases_only: Sequence[str | Path] = (),
 ) -> BankReport:
+    """Add what `inputs` has that `bank` lacks and write the result to `out`."""
     if not inputs:
         raise ConfigError("give at least one input file")
+    read = _read_inputs(inputs, encoder, settings, phrases_only)
+    new, duplicates = _new_entries(bank, read)
+    bf16 = settings.precision == "bf16" or (
+        settings.precision == "auto" and native_bf16(encoder.device)
+    )
+    vectors, norms, embedded = _new_vectors(
+        new, encoder, settings.batch_size, settings.cache_dir, settings.progress, bf16
+    )
+    table = _entries_table(bank, new, _token_counts(encoder, [e.text for e in new]), norms)
+    embeddings = np.concatenate([bank.embeddings, vectors.astype(np.float16)])
+    categories = dict(Counter(bank.categories + [e.category for e in new]))  # first-seen order
+    manifest = {
+        "format": BANK_FORMAT,
+        "entries": len(table),
+        "encoder": {"spec": encoder.spec, "fingerprint": encoder.fingerprint, "dim": encoder.dim},
+        "categories": categories,
+        **_provenance(bank, inputs, settings),
+        "embeddings_dtype": "float16",
+        "embeddings_precision": "bf16" if bf16 else "fp32",  # what computed them
+    }
+    _write_bank(out, table, embeddings, manifest)
+    return BankReport(
+        path=out,
+        entries=len(table),
+        added=len(new),
+        embedded=embedded,
+        duplicates=duplicates,
+        categories=categories,
+    )
+
+
+def _read_inputs(
+    inputs: Sequence[str | Path],
+    encoder: TargetEncoder,
+    settings: _Settings,
+    phrases_only: Sequence[str | Path],
+) -> list[BankEntry]:
+    """Every entry the run offers, in bank order: files, template phrases, words derived from
+    those (not from `phrases_only`), then the encoder's vocabulary."""
     errors = ErrorLog("fail")
     read: list[BankEntry] = []
     for path in inputs:
@@ -148,7 +202,12 @@ def _extend(
         read.extend(read_entries(path, errors))
     if settings.vocabulary:
         read.extend(vocabulary_entries(encoder))
+    return read
 
+
+def _new_entries(bank: PromptBank, read: list[BankEntry]) -> tuple[list[BankEntry], int]:
+    """The entries `bank` lacks (case-insensitively, first one wins) and how many were
+    duplicates; a repeated new entry's frequencies add up."""
     seen = {entry_key(text): row for row, text in enumerate(bank.texts)}
     new: list[BankEntry] = []
     duplicates = 0
@@ -163,18 +222,16 @@ def _extend(
         if row >= len(bank) and entry.frequency is not None:  # repeated within this run's inputs
             known = new[row - len(bank)].frequency
             new[row - len(bank)].frequency = entry.frequency + (known or 0)
+    return new, duplicates
 
-    bf16 = settings.precision == "bf16" or (
-        settings.precision == "auto" and native_bf16(encoder.device)
-    )
-    vectors, norms, embedded = _new_vectors(
-        new, encoder, settings.batch_size, settings.cache_dir, settings.progress, bf16
-    )
-    texts = [entry.text for entry in new]
-    tokens = _token_counts(encoder, texts)
-    table = pa.table(
+
+def _entries_table(
+    bank: PromptBank, new: list[BankEntry], tokens: np.ndarray, norms: np.ndarray
+) -> pa.Table:
+    """entries.parquet: the bank's rows, then the new ones."""
+    return pa.table(
         {
-            "text": pa.array(bank.texts + texts, pa.string()),
+            "text": pa.array(bank.texts + [e.text for e in new], pa.string()),
             "category": pa.array(bank.categories + [e.category for e in new], pa.string()),
             "frequency": pa.array(
                 [None if f < 0 else int(f) for f in bank.frequencies] + [e.frequency for e in new],
@@ -185,32 +242,19 @@ def _extend(
             "source": pa.array(_sources(bank) + [e.source for e in new], pa.string()),
         }
     )
-    embeddings = np.concatenate([bank.embeddings, vectors.astype(np.float16)])
-    categories = dict(Counter(bank.categories + [e.category for e in new]))  # first-seen order
-    manifest = {
-        "format": BANK_FORMAT,
-        "entries": len(table),
-        "encoder": {"spec": encoder.spec, "fingerprint": encoder.fingerprint, "dim": encoder.dim},
-        "categories": categories,
+
+
+def _provenance(
+    bank: PromptBank, inputs: Sequence[str | Path], settings: _Settings
+) -> dict[str, Any]:
+    """The manifest's record of what went in: inputs and templates of every run so far."""
+    templates = [str(Path(settings.templates).resolve())] if settings.templates is not None else []
+    return {
         "inputs": [*bank.manifest.get("inputs", []), *(str(Path(p).resolve()) for p in inputs)],
         "words": {"enabled": settings.words, "min_count": settings.min_word_count},
         "vocabulary": settings.vocabulary or bool(bank.manifest.get("vocabulary", False)),
-        "templates": [
-            *bank.manifest.get("templates", []),
-            *([str(Path(settings.templates).resolve())] if settings.templates is not None else []),
-        ],
-        "embeddings_dtype": "float16",
-        "embeddings_precision": "bf16" if bf16 else "fp32",  # what computed them
+        "templates": [*bank.manifest.get("templates", []), *templates],
     }
-    _write_bank(out, table, embeddings, manifest)
-    return BankReport(
-        path=out,
-        entries=len(table),
-        added=len(new),
-        embedded=embedded,
-        duplicates=duplicates,
-        categories=categories,
-    )
 
 
 def _sources(bank: PromptBank) -> list[str]:
@@ -242,7 +286,7 @@ def _new_vectors(
     if todo:
         texts = [entries[row].text for row in todo]
         vectors[todo], norms[todo] = embed_texts_with_norms(
-            texts, encoder, cache_dir, batch_size, progress=progress, bf16=bf16
+            texts, encoder, cache_dir, batch_size=batch_size, progress=progress, bf16=bf16
         )
     return vectors, norms, len(todo)
 

@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from img2prompt.data.embed import TargetEncoder
 from img2prompt.errors import InputError
 from img2prompt.io import readable_dir
+from img2prompt.targets.encoder import TargetEncoder
 
 BANK_FORMAT = 2  # 2: entries have a `norm`
 ENTRIES_FILE = "entries.parquet"

@@ -20,10 +20,10 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from img2prompt.data.clean import clean_prompt
-from img2prompt.data.embed import TargetEncoder
 from img2prompt.data.sources import PROMPT_COLUMNS, read_records
 from img2prompt.errors import ErrorLog, InputError
 from img2prompt.io import vectors_from_column
+from img2prompt.targets.encoder import TargetEncoder
 from img2prompt.text.templates import expand_templates
 
 WORD_CATEGORY = "word"

@@ -23,14 +23,22 @@ from img2prompt.text.bank_sources import content_stems, says_a_word_twice
 # all of it last costs ~0.002 of round-trip cosine on bench_decode.
 MODIFIER_CATEGORIES = frozenset(
     {
-        "artists", "camera", "colors", "composition", "lighting", "mediums", "movements",
-        "negative", "quality", "styles",
+        "artists",
+        "camera",
+        "colors",
+        "composition",
+        "lighting",
+        "mediums",
+        "movements",
+        "negative",
+        "quality",
+        "styles",
     }
-)  # fmt: skip
+)
 SUBJECT_CATEGORIES = frozenset({"subjects"})
 PULL_POWER = 2.0
 """A text's pull on the vector of a prompt it joins: its tokens times its norm (the length of its
-mean token vector, `img2prompt.data.embed`) to this power. Words that agree (a short phrase, a
+mean token vector, `img2prompt.targets.encoder`) to this power. Words that agree (a short phrase, a
 single word) have long mean vectors and hold their direction in a prompt; a long, mixed phrase
 is diluted. Power 2 ranked the extensions a search step encodes best (benchmarks/bench_decode)."""
 
@@ -43,12 +51,47 @@ CODE_LIKE = re.compile(r"(?=.*[a-z])(?=.*\d)(?!\d+(?:k|p|d|s|mm|px|th|st|nd|rd)$
 unless it is a number with its unit ("8k", "35mm", "1080p", "1980s")."""
 CONNECTORS = frozenset(
     {
-        "on", "in", "at", "with", "by", "under", "over", "near", "of", "and", "from", "behind",
-        "above", "below", "beside", "inside", "into", "through", "across", "against", "along",
-        "among", "around", "before", "after", "during", "for", "to", "while", "next", "holding",
-        "wearing", "sitting", "standing", "riding", "eating", "made", "covered", "surrounded",
+        "on",
+        "in",
+        "at",
+        "with",
+        "by",
+        "under",
+        "over",
+        "near",
+        "of",
+        "and",
+        "from",
+        "behind",
+        "above",
+        "below",
+        "beside",
+        "inside",
+        "into",
+        "through",
+        "across",
+        "against",
+        "along",
+        "among",
+        "around",
+        "before",
+        "after",
+        "during",
+        "for",
+        "to",
+        "while",
+        "next",
+        "holding",
+        "wearing",
+        "sitting",
+        "standing",
+        "riding",
+        "eating",
+        "made",
+        "covered",
+        "surrounded",
     }
-)  # fmt: skip
+)
 """Readable prompts are written without commas only where each later phrase goes on from the
 one before ("a bicycle on a boat", not "a wine glass a dog")."""
 NEAREST_PERMIT = 8

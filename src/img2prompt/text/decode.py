@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from img2prompt.config import DecodeOptions
-from img2prompt.data.embed import TargetEncoder
-from img2prompt.errors import ConfigError, InputError, renamed_attribute
+from img2prompt.errors import ConfigError, InputError
+from img2prompt.targets.encoder import TargetEncoder
 from img2prompt.text.bank_index import PromptBank
 from img2prompt.text.compose import MODIFIER_CATEGORIES, Composer
 from img2prompt.text.compose import fill_norms as _fill_norms  # noqa: F401 - its old name
+from img2prompt.text.options import DecodeOptions
 from img2prompt.text.scorer import Scorer
 from img2prompt.text.strategies import DECODE_MODES
 
@@ -52,9 +52,6 @@ class Decoded:
             "phrases": self.phrases,
             "neighbors": [{"text": t, "cosine": round(c, 6)} for t, c in self.neighbors],
         }
-
-    score = renamed_attribute("match", "Decoded.score")
-    neighbours = renamed_attribute("neighbors", "Decoded.neighbours")
 
 
 def check_targets(targets: np.ndarray, dim: int, source: str = "embeddings") -> np.ndarray:

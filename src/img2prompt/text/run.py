@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from img2prompt.config import DecodeConfig
 from img2prompt.data.clean import clean_prompt
-from img2prompt.data.embed import TargetEncoder, load_encoder
 from img2prompt.data.sources import read_source
 from img2prompt.errors import ConfigError, ErrorLog, InputError
 from img2prompt.results import NEIGHBORS, write_results
+from img2prompt.targets.encoder import TargetEncoder, load_encoder
 from img2prompt.text.bank import open_bank
 from img2prompt.text.decode import Decoded, Decoder, check_targets
+from img2prompt.text.options import DecodeConfig
 
 
 @dataclass

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from img2prompt.data.embed import TargetEncoder, native_bf16, precision_context
+from img2prompt.device import native_bf16, precision_context
 from img2prompt.metrics import cosines
+from img2prompt.targets.encoder import TargetEncoder
 
 EXACT_BATCH = 16
 """Float32 encodes are mostly the final prompts, one a prompt and of any length: small batches

@@ -24,10 +24,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from img2prompt.config import DecodeOptions
-from img2prompt.models.registry import Registry
+from img2prompt.registry import Registry
 from img2prompt.text.bank_index import PromptBank
 from img2prompt.text.compose import PULL_POWER, Composer
+from img2prompt.text.options import DecodeOptions
 from img2prompt.text.scorer import Scorer
 
 DECODE_MODES: Registry[type[Strategy]] = Registry("decode mode")

@@ -20,6 +20,7 @@ def mixgen(
     share: float,
     encode: Callable[[list[str]], np.ndarray],
     generator: torch.Generator,
+    *,
     lam: float = 0.5,
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Replace the first ceil(share * B) samples by mixes with a random partner from the batch.

@@ -26,6 +26,7 @@ def compute_features(
     images: list[Path],
     preprocess: PreprocessConfig,
     device: torch.device,
+    *,
     flip: bool = False,
     batch_size: int = 64,
     workers: int = 0,
@@ -105,10 +106,16 @@ class FeatureStore:
         for flip in (False, True) if flips else (False,):
             if flip not in computed:
                 computed[flip] = compute_features(
-                    extract, self.images, preprocess, self.device, flip=flip,
-                    batch_size=self.batch_size, workers=self.workers, progress=self.progress,
+                    extract,
+                    self.images,
+                    preprocess,
+                    self.device,
+                    flip=flip,
+                    batch_size=self.batch_size,
+                    workers=self.workers,
+                    progress=self.progress,
                     description=f"caching {kind}{' (flipped)' if flip else ''}",
-                )  # fmt: skip
+                )
         return CachedFeatures(computed[False], computed[True] if flips else None)
 
 

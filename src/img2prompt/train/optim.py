@@ -25,10 +25,13 @@ def check_layer_options(
     model) would silently ignore them, so they are refused, naming the backbone."""
     asked = [
         flag
-        for flag, value in (("--layer-decay", layer_decay != 1.0), ("--freeze-layers",
-                            freeze_layers > 0), ("--reinit-layers", reinit_layers > 0))
+        for flag, value in (
+            ("--layer-decay", layer_decay != 1.0),
+            ("--freeze-layers", freeze_layers > 0),
+            ("--reinit-layers", reinit_layers > 0),
+        )
         if value
-    ]  # fmt: skip
+    ]
     if asked and len(model.backbone.layer_groups()) < 2:
         raise ConfigError(
             f"{', '.join(asked)} need a backbone split into layers; {model.cfg.backbone} is one "
@@ -85,8 +88,8 @@ def freeze_bottom(model: ImageToPromptModel, count: int) -> None:
 
 
 def reinit_top(model: ImageToPromptModel, count: int) -> None:
-    """Re-initialise the backbone's top `count` blocks (not its final norm), as seed 000 did to
-    let the top of CLIP re-learn for the new target."""
+    """Re-initialise the backbone's top `count` blocks (not its final norm), as the Secu-Layer
+    solution did to let the top of CLIP re-learn for the new target."""
     blocks = model.backbone.layer_groups()[1:-1]
     hf_model = getattr(model.backbone, "model", None)
     init = getattr(hf_model, "_init_weights", None)

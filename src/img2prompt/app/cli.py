@@ -1,7 +1,8 @@
-"""The `img2prompt` command: a table of commands, each a config class (`config.py`, where every
-option, its default, choices and help are defined once) and a run function. The options are
-generated from the class (`options.py`); heavy imports happen inside the run functions, so
-`img2prompt --help` answers at once."""
+"""The `img2prompt` command: a table of commands, each a config class (an `options.py` beside
+its code, where every option, its default, choices and help are defined once) and a run
+function; printing lives in `report.py`. The options are generated from the class
+(`app/options.py`); heavy imports happen inside the run functions, so `img2prompt --help`
+answers at once."""
 
 from __future__ import annotations
 
@@ -9,9 +10,22 @@ import shutil
 
 import typer
 
-from img2prompt import config as c
-from img2prompt.options import command
+from img2prompt.app.configs import DemoConfig, DescribeConfig, MetadataConfig, ServeConfig
+from img2prompt.app.options import command
+from img2prompt.data.options import PrepareConfig
+from img2prompt.generate.options import GenerateConfig
+from img2prompt.index.options import IndexBuildConfig, IndexTuneConfig
+from img2prompt.models.options import PushConfig
+from img2prompt.predict.options import (
+    EnsembleApplyConfig,
+    EnsembleFitConfig,
+    EvaluateConfig,
+    PredictConfig,
+    SubmissionCheckConfig,
+)
 from img2prompt.progress import stderr
+from img2prompt.text.options import BankAddConfig, BankBuildConfig, DecodeConfig
+from img2prompt.train.options import TrainConfig
 
 # Rich's help is a four-column table (option, its --no- form, type, help); under ~110 columns
 # the help column shrinks to a word or two a line, so narrower terminals get click's plain
@@ -63,32 +77,32 @@ def _root(
 # --- run functions: a config in, a report printed -----------------------------------------------
 
 
-def data_prepare(cfg: c.PrepareConfig, quiet: bool) -> None:
+def data_prepare(cfg: PrepareConfig, quiet: bool) -> None:
     """Clean, filter, embed, de-duplicate and fold prompt corpora into `OUT/prompts.parquet`.
 
     Steps: read → clean (NFKC, markup like `(word:1.3)` and `((word))` reduced to words) →
     word-count and Latin-script filters → exact duplicates → MiniLM targets (cached, resumable) →
     near-duplicate filter (FAISS) → group K-folds. Every step prints what it removed."""
+    from img2prompt.app.report import print_prepare_report
     from img2prompt.data.prepare import prepare
-    from img2prompt.report import print_prepare_report
 
     print_prepare_report(prepare(cfg, progress=not quiet), cfg.out)
 
 
-def train(cfg: c.TrainConfig, quiet: bool) -> None:
+def train(cfg: TrainConfig, quiet: bool) -> None:
     """Train an image -> prompt-embedding model; writes `OUT/model/` (a model folder).
 
     Recipes in `configs/` reproduce the winning solutions (`--recipe configs/first-place.yaml
     --data DIR --out RUN`; options given here override the recipe). LP-FT: `--lp-epochs 2
     --epochs 3`. K-fold with out-of-fold predictions: `--fold all`. Several GPUs: `--devices 4
     --strategy ddp`. Interrupted? Run the same command with `--resume`."""
-    from img2prompt.report import print_train_report
+    from img2prompt.app.report import print_train_report
     from img2prompt.train.loop import train as run_train
 
     print_train_report(run_train(cfg, progress=not quiet))
 
 
-def generate(cfg: c.GenerateConfig, quiet: bool) -> None:
+def generate(cfg: GenerateConfig, quiet: bool) -> None:
     """Draw Stable Diffusion images for a prompts table: resumable, sharded, several GPUs.
 
     Kill it at any time and run the same command again: it goes on where it stopped, and the
@@ -97,43 +111,56 @@ def generate(cfg: c.GenerateConfig, quiet: bool) -> None:
     rank. `OUT/images.parquet` (one row per image: id, prompt_id, prompt, seed, settings, image
     path relative to OUT, and target/group/fold when the prompts table has them) goes to `data
     prepare` or training as it is."""
+    from img2prompt.app.report import print_generate_report
     from img2prompt.generate.run import generate as run_generate
-    from img2prompt.report import print_generate_report
 
     print_generate_report(run_generate(cfg, progress=not quiet))
 
 
-def bank_build(cfg: c.BankBuildConfig, quiet: bool) -> None:
+def bank_build(cfg: BankBuildConfig, quiet: bool) -> None:
     """Embed phrases into a prompt bank: entries.parquet + embeddings.npy + manifest.json."""
-    from img2prompt.data.embed import load_encoder
-    from img2prompt.report import print_bank_report
+    from img2prompt.app.report import print_bank_report
+    from img2prompt.targets.encoder import load_encoder
     from img2prompt.text.bank import build_bank
 
     report = build_bank(
-        cfg.inputs, cfg.out, load_encoder(cfg.encoder, cfg.device), words=cfg.words,
-        min_word_count=cfg.min_word_count, batch_size=cfg.batch_size, cache_dir=cfg.cache_dir,
-        progress=not quiet, vocabulary=cfg.vocabulary, templates=cfg.templates,
-    )  # fmt: skip
+        cfg.inputs,
+        cfg.out,
+        load_encoder(cfg.encoder, cfg.device),
+        words=cfg.words,
+        min_word_count=cfg.min_word_count,
+        batch_size=cfg.batch_size,
+        cache_dir=cfg.cache_dir,
+        progress=not quiet,
+        vocabulary=cfg.vocabulary,
+        templates=cfg.templates,
+    )
     print_bank_report(report)
 
 
-def bank_add(cfg: c.BankAddConfig, quiet: bool) -> None:
+def bank_add(cfg: BankAddConfig, quiet: bool) -> None:
     """Add entries to a bank; what is there keeps its vectors and is not embedded again."""
-    from img2prompt.data.embed import load_encoder
+    from img2prompt.targets.encoder import load_encoder
     from img2prompt.text.bank import add_to_bank, read_bank_manifest
 
     encoder = load_encoder(read_bank_manifest(cfg.bank)["encoder"]["spec"], cfg.device)  # its own
-    report = add_to_bank(cfg.bank, cfg.inputs, encoder, batch_size=cfg.batch_size,
-                         cache_dir=cfg.cache_dir, progress=not quiet)  # fmt: skip
-    from img2prompt.report import print_bank_report
+    report = add_to_bank(
+        cfg.bank,
+        cfg.inputs,
+        encoder,
+        batch_size=cfg.batch_size,
+        cache_dir=cfg.cache_dir,
+        progress=not quiet,
+    )
+    from img2prompt.app.report import print_bank_report
 
     print_bank_report(report)
 
 
-def decode(cfg: c.DecodeConfig, quiet: bool) -> None:
+def decode(cfg: DecodeConfig, quiet: bool) -> None:
     """Turn embeddings into readable prompts: one prompt per line on stdout, each with its match
     (cosine of the prompt's own embedding to the target) on stderr."""
-    from img2prompt.report import print_decode_matches
+    from img2prompt.app.report import print_decode_matches
     from img2prompt.text.run import run_decode
 
     result = run_decode(cfg, progress=not quiet)
@@ -143,18 +170,25 @@ def decode(cfg: c.DecodeConfig, quiet: bool) -> None:
         print_decode_matches(result, cfg.out)
 
 
-def predict(cfg: c.PredictConfig, quiet: bool) -> None:
+def predict(cfg: PredictConfig, quiet: bool) -> None:
     """Predict the prompt embedding of every image: batched, in input order, bf16 where it is
     safe. Unreadable images are listed with their reason and left out; the exit code is 1 when
     there were any (unless --skip-bad). With neither --out nor --submission: predictions.parquet.
 
     Interrupted? Run the same command again: finished rows are saved in OUT.partial/ as the job
     goes, and only the rest is predicted."""
+    from img2prompt.app.report import print_failures, print_predict_summary
     from img2prompt.predict.run import run_predict
-    from img2prompt.report import print_failures, print_predict_summary
 
-    predictor, result = run_predict(cfg.model, cfg.images, cfg.options, cfg.out, cfg.submission,
-                                    not quiet, restart=cfg.restart)  # fmt: skip
+    predictor, result = run_predict(
+        cfg.model,
+        cfg.images,
+        cfg.options,
+        out=cfg.out,
+        submission=cfg.submission,
+        progress=not quiet,
+        restart=cfg.restart,
+    )
     print_predict_summary(predictor, result, [p for p in (cfg.out, cfg.submission) if p])
     if not result.wrote:  # another rank joins the shares and writes the files
         return
@@ -163,12 +197,12 @@ def predict(cfg: c.PredictConfig, quiet: bool) -> None:
         raise typer.Exit(1)
 
 
-def evaluate(cfg: c.EvaluateConfig) -> None:
+def evaluate(cfg: EvaluateConfig) -> None:
     """Mean cosine to the true prompt embeddings (the competition metric), per fold and source,
     and the worst images."""
+    from img2prompt.app.report import print_evaluation
     from img2prompt.evaluate import evaluate as run_evaluate
     from img2prompt.evaluate import write_report
-    from img2prompt.report import print_evaluation
 
     result = run_evaluate(cfg.predictions, cfg.truth, cfg.strict)
     folder = cfg.report or cfg.predictions.with_name(cfg.predictions.stem + "-evaluation")
@@ -177,11 +211,11 @@ def evaluate(cfg: c.EvaluateConfig) -> None:
     stderr.print(f"wrote {report_path} and {histogram}", highlight=False)
 
 
-def submission_check(cfg: c.SubmissionCheckConfig) -> None:
+def submission_check(cfg: SubmissionCheckConfig) -> None:
     """Check a submission before uploading it: header, ids, eId order, count, finite values,
     duplicates, and (with --sample) the image ids and their order. Exit code 1 on any problem."""
+    from img2prompt.app.report import print_submission_check
     from img2prompt.predict.check import check_submission
-    from img2prompt.report import print_submission_check
 
     check = check_submission(cfg.file, cfg.sample, cfg.truth, cfg.dim)
     print_submission_check(check, cfg.file)
@@ -189,7 +223,7 @@ def submission_check(cfg: c.SubmissionCheckConfig) -> None:
         raise typer.Exit(1)
 
 
-def ensemble_fit(cfg: c.EnsembleFitConfig) -> None:
+def ensemble_fit(cfg: EnsembleFitConfig) -> None:
     """Learn non-negative member weights that maximise mean cosine on out-of-fold predictions."""
     from img2prompt.predict.ensemble import fit_ensemble, save_weights
     from img2prompt.predict.tables import read_predictions, read_truth
@@ -197,12 +231,12 @@ def ensemble_fit(cfg: c.EnsembleFitConfig) -> None:
     members = [read_predictions(path) for path in cfg.oof]
     result = fit_ensemble(members, read_truth(cfg.truth))
     save_weights(result, cfg.out)
-    from img2prompt.report import print_ensemble_fit
+    from img2prompt.app.report import print_ensemble_fit
 
     print_ensemble_fit(result, cfg.out)
 
 
-def ensemble_apply(cfg: c.EnsembleApplyConfig) -> None:
+def ensemble_apply(cfg: EnsembleApplyConfig) -> None:
     """Blend prediction files (one per member, same images) with fitted weights."""
     from img2prompt.predict.ensemble import apply_ensemble, load_weights
     from img2prompt.predict.submission import write_submission
@@ -218,7 +252,7 @@ def ensemble_apply(cfg: c.EnsembleApplyConfig) -> None:
     stderr.print(f"blended {len(images):,} images{written}", highlight=False)
 
 
-def describe(cfg: c.DescribeConfig, quiet: bool) -> None:
+def describe(cfg: DescribeConfig, quiet: bool) -> None:
     """Describe images: the prompt behind each. A file that carries its prompt (A1111, ComfyUI,
     InvokeAI, NovelAI, Fooocus, SwarmUI metadata) is answered with it (`source: metadata`), the
     model's own prompt beside it; other images get the model's readable prompt (predict +
@@ -233,69 +267,68 @@ def describe(cfg: c.DescribeConfig, quiet: bool) -> None:
     if cfg.sidecar != "none":
         _describe_captions(cfg, quiet)
         return
-    import json
-
-    from img2prompt.describer import (
-        Describer,
-        describe_metadata_only,
-        descriptions_json,
-        write_descriptions,
-    )
+    from img2prompt.app.report import print_describe_run
+    from img2prompt.describer import describe_metadata_only, descriptions_json, write_descriptions
 
     if cfg.metadata == "only":
         result = describe_metadata_only(cfg.images, progress=not quiet)
     else:
-        describer = Describer(cfg.model, cfg.bank, predict_options=cfg.predict,
-                              decode_options=cfg.decode, progress=not quiet,
-                              metadata=cfg.metadata)  # fmt: skip
+        describer = _load_describer(cfg, metadata=cfg.metadata, progress=not quiet)
         result = describer.describe_files(cfg.images, progress=not quiet)
-    from img2prompt.report import print_describe_summary, print_descriptions, print_failures
-
     body = descriptions_json(result) if cfg.json or cfg.out is not None else None
     if cfg.out is not None:
         write_descriptions(result, cfg.out, body)
-    if cfg.json:
-        typer.echo(json.dumps(body))
-    elif result.descriptions:
-        print_descriptions(result.descriptions)
-    if not quiet:
-        how = "embedded prompts only" if cfg.metadata == "only" else f"{cfg.decode.mode} decoding"
-        print_describe_summary(result, how, cfg.out)
-    print_failures(result.failures)
+    how = "embedded prompts only" if cfg.metadata == "only" else f"{cfg.decode.mode} decoding"
+    print_describe_run(
+        result, json_body=body if cfg.json else None, how=how, out=cfg.out, quiet=quiet
+    )
     if result.failures and not (cfg.skip_bad and result.descriptions):
         raise typer.Exit(1)
 
 
-def _describe_captions(cfg: c.DescribeConfig, quiet: bool) -> None:
-    """`describe --sidecar`: captions beside the images (`captions.write_captions`)."""
-    from img2prompt.captions import write_captions
+def _load_describer(cfg: DescribeConfig | ServeConfig, *, metadata: str, progress: bool):
+    """The `Describer` a command's model, bank, predict and decode options name."""
     from img2prompt.describer import Describer
 
-    def load() -> Describer:
-        return Describer(cfg.model, cfg.bank, predict_options=cfg.predict,
-                         decode_options=cfg.decode, metadata="ignore")  # fmt: skip
+    return Describer(
+        cfg.model,
+        cfg.bank,
+        predict_options=cfg.predict,
+        decode_options=cfg.decode,
+        progress=progress,
+        metadata=metadata,
+    )
 
-    from img2prompt.report import print_failures
 
-    run = write_captions(cfg.images, cfg.sidecar, load, cfg.metadata, cfg.prefix,
-                         cfg.overwrite, progress=not quiet,
-                         keep_markup=cfg.keep_markup)  # fmt: skip
-    stderr.print(run.summary(cfg.sidecar), highlight=False, markup=False)
-    print_failures(run.failures)
+def _describe_captions(cfg: DescribeConfig, quiet: bool) -> None:
+    """`describe --sidecar`: captions beside the images (`captions.write_captions`)."""
+    from img2prompt.app.captions import write_captions
+    from img2prompt.app.report import print_caption_run
+
+    run = write_captions(
+        cfg.images,
+        cfg.sidecar,
+        lambda: _load_describer(cfg, metadata="ignore", progress=False),
+        metadata=cfg.metadata,
+        prefix=cfg.prefix,
+        overwrite=cfg.overwrite,
+        progress=not quiet,
+        keep_markup=cfg.keep_markup,
+    )
+    print_caption_run(run, cfg.sidecar)
     written = run.from_metadata + run.from_model
     if run.failures and not (cfg.skip_bad and (written or run.kept)):
         raise typer.Exit(1)
 
 
-def metadata(cfg: c.MetadataConfig, quiet: bool) -> None:
+def metadata(cfg: MetadataConfig, quiet: bool) -> None:
     """The generation metadata embedded in Stable Diffusion files: prompt, negative prompt,
     generator, and settings (model and hash, sampler, steps, CFG, seed, size). Reads
     AUTOMATIC1111/Forge/SD.Next (PNG text, JPEG/WebP EXIF, stealth pixels), ComfyUI (traces the
     sampler that made the image back to its text), InvokeAI (3 formats), NovelAI, Fooocus,
     SwarmUI, Easy Diffusion and Draw Things. A file without metadata has `prompt: null`; broken
     metadata is reported in `error`, never fatal. `--json`: one object a line, in input order."""
-    import json
-
+    from img2prompt.app.report import print_metadata_run
     from img2prompt.data.images import scan_images
     from img2prompt.metadata import GenerationMetadata, read_metadata
     from img2prompt.progress import progress_bar
@@ -308,30 +341,20 @@ def metadata(cfg: c.MetadataConfig, quiet: bool) -> None:
             results.append(read_metadata(path))
             bar.advance()
     results += [GenerationMetadata(str(path), error="no such file or folder") for path in missing]
-    from img2prompt.report import print_metadata, print_metadata_summary
-
-    if cfg.json:
-        for result in results:
-            typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
-    else:
-        print_metadata(results)
-    if not quiet:
-        print_metadata_summary(results, search)
+    print_metadata_run(results, search, as_json=cfg.json, quiet=quiet)
     if missing:
         raise typer.Exit(1)
 
 
-def serve(cfg: c.ServeConfig) -> None:
+def serve(cfg: ServeConfig) -> None:
     """Serve the web page (`/`) and the HTTP API (`POST /api/describe`, `GET /api/health`,
     OpenAPI at `/docs`). The model and the bank are loaded once, before the server starts."""
     import uvicorn
 
-    from img2prompt.describer import Describer
-    from img2prompt.serve.app import create_app
+    from img2prompt.app.serve.app import create_app
 
     stderr.print(f"loading model {cfg.model!r} and bank {cfg.bank!r} ...", highlight=False)
-    describer = Describer(cfg.model, cfg.bank, predict_options=cfg.predict,
-                          decode_options=cfg.decode)  # fmt: skip
+    describer = _load_describer(cfg, metadata="auto", progress=False)
     app_ = create_app(describer, cfg.limits, metadata=cfg.metadata)
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
         stderr.print(
@@ -342,38 +365,38 @@ def serve(cfg: c.ServeConfig) -> None:
     uvicorn.run(app_, host=cfg.host, port=cfg.port, log_level=cfg.log_level, timeout_keep_alive=5)
 
 
-def demo(cfg: c.DemoConfig) -> None:
+def demo(cfg: DemoConfig) -> None:
     """The main job on embedded defaults, nothing to download: the default model and prompt
     bank describe example photographs (and the competition's sample images beside their true
     prompts, when ../shared/data/kaggle_sample is there); then the data stage on shipped
     prompts."""
-    from img2prompt.demo import run_demo
+    from img2prompt.app.demo import run_demo
 
     run_demo(cfg.out, mode=cfg.mode)
 
 
-def index_build(cfg: c.IndexBuildConfig, quiet: bool) -> None:
+def index_build(cfg: IndexBuildConfig, quiet: bool) -> None:
     """Embed a prepared table's prompts with CLIP's text tower into a FAISS index (CLIP weights
     copied in): `predict INDEX`, `describe --model INDEX` and `serve --model INDEX` then predict
     softmax(cosine / T)-weighted means of the k nearest prompts' targets. Interrupted? Run the
     same command again: finished chunks in OUT.partial/ are kept."""
+    from img2prompt.app.report import index_build_summary
     from img2prompt.index.build import build_index
-    from img2prompt.report import index_build_summary
 
     stderr.print(index_build_summary(build_index(cfg, progress=not quiet)), highlight=False)
 
 
-def index_tune(cfg: c.IndexTuneConfig, quiet: bool) -> None:
+def index_tune(cfg: IndexTuneConfig, quiet: bool) -> None:
     """Choose k and the temperature by mean cosine on a prepared image table, each image's own
     prompt group left out of its neighbors (a test image's prompt is not in the index); writes
     them into INDEX/model.json and the out-of-fold predictions for `ensemble fit`."""
+    from img2prompt.app.report import print_tuning
     from img2prompt.index.tune import tune_index
-    from img2prompt.report import print_tuning
 
     print_tuning(tune_index(cfg, progress=not quiet))
 
 
-def push(cfg: c.PushConfig) -> None:
+def push(cfg: PushConfig) -> None:
     """Upload a model folder to the Hugging Face Hub; then `hf:owner/name` loads it anywhere a
     model is taken (predict, describe, serve, `img2prompt.load_model`)."""
     from img2prompt.models.model import push_model
@@ -385,24 +408,24 @@ def push(cfg: c.PushConfig) -> None:
 # --- the command table ---------------------------------------------------------------------------
 
 COMMANDS = {  # name: (config class, run function); a run function with `quiet` gets -q
-    "data prepare": (c.PrepareConfig, data_prepare),
-    "generate": (c.GenerateConfig, generate),
-    "train": (c.TrainConfig, train),
-    "predict": (c.PredictConfig, predict),
-    "evaluate": (c.EvaluateConfig, evaluate),
-    "submission check": (c.SubmissionCheckConfig, submission_check),
-    "ensemble fit": (c.EnsembleFitConfig, ensemble_fit),
-    "ensemble apply": (c.EnsembleApplyConfig, ensemble_apply),
-    "bank build": (c.BankBuildConfig, bank_build),
-    "bank add": (c.BankAddConfig, bank_add),
-    "decode": (c.DecodeConfig, decode),
-    "describe": (c.DescribeConfig, describe),
-    "metadata": (c.MetadataConfig, metadata),
-    "serve": (c.ServeConfig, serve),
-    "demo": (c.DemoConfig, demo),
-    "index build": (c.IndexBuildConfig, index_build),
-    "index tune": (c.IndexTuneConfig, index_tune),
-    "push": (c.PushConfig, push),
+    "data prepare": (PrepareConfig, data_prepare),
+    "generate": (GenerateConfig, generate),
+    "train": (TrainConfig, train),
+    "predict": (PredictConfig, predict),
+    "evaluate": (EvaluateConfig, evaluate),
+    "submission check": (SubmissionCheckConfig, submission_check),
+    "ensemble fit": (EnsembleFitConfig, ensemble_fit),
+    "ensemble apply": (EnsembleApplyConfig, ensemble_apply),
+    "bank build": (BankBuildConfig, bank_build),
+    "bank add": (BankAddConfig, bank_add),
+    "decode": (DecodeConfig, decode),
+    "describe": (DescribeConfig, describe),
+    "metadata": (MetadataConfig, metadata),
+    "serve": (ServeConfig, serve),
+    "demo": (DemoConfig, demo),
+    "index build": (IndexBuildConfig, index_build),
+    "index tune": (IndexTuneConfig, index_tune),
+    "push": (PushConfig, push),
 }
 CONFIG_FLAGS = {"train": ("--config", "--recipe")}  # README's `train --recipe` spelling
 
@@ -413,16 +436,23 @@ def _register() -> None:
     groups: dict[str, typer.Typer] = {}
     for name, (cls, run) in COMMANDS.items():
         quiet = "quiet" in inspect.signature(run).parameters
-        function = command(cls, run, doc=run.__doc__ or "", quiet=quiet,
-                           config_flags=CONFIG_FLAGS.get(name, ("--config",)))  # fmt: skip
+        function = command(
+            cls,
+            run,
+            doc=run.__doc__ or "",
+            quiet=quiet,
+            config_flags=CONFIG_FLAGS.get(name, ("--config",)),
+        )
         *group, leaf = name.split()
         target = app
         if group:
             if group[0] not in groups:
                 groups[group[0]] = typer.Typer(
-                    help=GROUPS[group[0]], no_args_is_help=True, rich_markup_mode=HELP_MARKUP,
+                    help=GROUPS[group[0]],
+                    no_args_is_help=True,
+                    rich_markup_mode=HELP_MARKUP,
                     context_settings=HELP_WIDTH,
-                )  # fmt: skip
+                )
                 app.add_typer(groups[group[0]], name=group[0])
             target = groups[group[0]]
         target.command(leaf, context_settings=HELP_WIDTH)(function)

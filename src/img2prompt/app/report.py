@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -13,8 +15,10 @@ from rich.text import Text
 from img2prompt.progress import stderr
 
 if TYPE_CHECKING:
+    from img2prompt.app.captions import CaptionRun
+    from img2prompt.data.images import ImageSearch
     from img2prompt.data.prepare import PrepareReport
-    from img2prompt.describer import Description
+    from img2prompt.describer import DescribeRun, Description
     from img2prompt.generate.run import GenerateReport
     from img2prompt.index.build import BuildReport
     from img2prompt.index.tune import (
@@ -297,15 +301,17 @@ def print_predict_summary(predictor, result, written: list[Path]) -> None:
     if result.resumed:
         timing = f"({result.resumed:,} saved by an interrupted run; {now:,} predicted {timing})"
     if not result.wrote:  # another rank joins the shares and writes the files
-        stderr.print(f"this rank: {n:,} images {timing}, {result.precision}; {result.split}",
-                     highlight=False)  # fmt: skip
+        stderr.print(
+            f"this rank: {n:,} images {timing}, {result.precision}; {result.split}", highlight=False
+        )
         return
-    notes = [note for note in (predictor.precision_note, predictor.compile_note) if note]
+    engine = predictor.engine
+    notes = [note for note in (engine.precision_note, engine.compile_note) if note]
     note = f" ({'; '.join(notes)})" if notes else ""
     split = f"; {result.split}" if result.split else ""
     stderr.print(
         f"{n:,} images {timing}, {result.precision}{note}, "
-        f"{len(predictor.views)} view(s) per image{split}{result.skipped}"
+        f"{predictor.tta.count} view(s) per image{split}{result.skipped}"
         + "".join(f"; wrote {path}" for path in written),
         highlight=False,
     )
@@ -355,3 +361,41 @@ def print_metadata_summary(results: list[GenerationMetadata], search) -> None:
         f"{len(results):,} files, {found:,} with an embedded prompt" + search.summary(),
         highlight=False,
     )
+
+
+def print_metadata_run(
+    results: list[GenerationMetadata], search: ImageSearch, *, as_json: bool, quiet: bool
+) -> None:
+    """`metadata`'s output: one JSON object a line (`--json`) or the table, then the summary."""
+    if as_json:
+        for result in results:
+            typer.echo(json.dumps(result.to_json(), ensure_ascii=False))
+    else:
+        print_metadata(results)
+    if not quiet:
+        print_metadata_summary(results, search)
+
+
+def print_describe_run(
+    result: DescribeRun,
+    *,
+    json_body: dict[str, Any] | None,
+    how: str,
+    out: Path | None,
+    quiet: bool,
+) -> None:
+    """`describe`'s output: the JSON body (`--json`) or the table on stdout; the summary (unless
+    quiet) and the failures on stderr."""
+    if json_body is not None:
+        typer.echo(json.dumps(json_body))
+    elif result.descriptions:
+        print_descriptions(result.descriptions)
+    if not quiet:
+        print_describe_summary(result, how, out)
+    print_failures(result.failures)
+
+
+def print_caption_run(run: CaptionRun, kind: str) -> None:
+    """`describe --sidecar`'s summary line and its failures, on stderr."""
+    stderr.print(run.summary(kind), highlight=False, markup=False)
+    print_failures(run.failures)

@@ -66,6 +66,7 @@ def write_captions(
     inputs: Sequence[str | Path],
     kind: str,
     describer: Callable[[], Describer],
+    *,
     metadata: str = "auto",
     prefix: str = "",
     overwrite: bool = False,
@@ -80,9 +81,30 @@ def write_captions(
     started = time.perf_counter()
     search, failures = find_inputs(inputs)
     run = CaptionRun(failures=failures, search=search)
+    todo = _images_to_caption(search.images, kind, overwrite, run)
+    writer = _CaptionWriter(
+        kind=kind,
+        describer=describer,
+        metadata=metadata,
+        prefix=prefix,
+        keep_markup=keep_markup,
+        run=run,
+    )
+    with progress_bar(f"captions (.{kind})", len(todo), progress) as bar:
+        for start in range(0, len(todo), BATCH):
+            writer.write_batch(todo[start : start + BATCH], bar.advance)
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def _images_to_caption(
+    images: Sequence[Path], kind: str, overwrite: bool, run: CaptionRun
+) -> list[Path]:
+    """The images whose caption is to be written; those already captioned are counted as kept,
+    and two images that would share one caption file are failures (the second one)."""
     owner: dict[Path, Path] = {}
     todo: list[Path] = []
-    for image in search.images:
+    for image in images:
         target = caption_path(image, kind)
         if target in owner:  # photo.png and photo.jpg would share photo.txt
             reason = f"its caption {target.name} is already {owner[target].name}'s"
@@ -93,35 +115,55 @@ def write_captions(
             run.kept += 1
         else:
             todo.append(image)
+    return todo
+
+
+@dataclass(kw_only=True)
+class _CaptionWriter:
+    """Writes a batch's captions: embedded prompts first, the model (loaded once, when first
+    needed) for the rest; counts them in `run`."""
+
+    kind: str
+    describer: Callable[[], Describer]
+    metadata: str
+    prefix: str
+    keep_markup: bool
+    run: CaptionRun
     loaded: Describer | None = None
-    with progress_bar(f"captions (.{kind})", len(todo), progress) as bar:
-        for start in range(0, len(todo), BATCH):
-            batch = todo[start : start + BATCH]
-            need_model = []
-            for image in batch:
-                embedded = read_metadata(image).prompt if metadata != "ignore" else None
-                if embedded is not None:
-                    text = embedded if keep_markup else plain_prompt(embedded)
-                    _write(caption_path(image, kind), caption_text(text, prefix))
-                    run.from_metadata += 1
-                    bar.advance()
-                elif metadata == "only":
-                    run.no_prompt += 1
-                    bar.advance()
-                else:
-                    need_model.append(image)
-            if not need_model:
-                continue
-            loaded = loaded or describer()
-            described = loaded.describe_files(need_model, progress=False)
-            for description in described.descriptions:
-                target = caption_path(Path(description.image), kind)
-                _write(target, caption_text(description.prompt or "", prefix))
-                run.from_model += 1
-            run.failures += described.failures
-            bar.advance(len(need_model))
-    run.seconds = time.perf_counter() - started
-    return run
+
+    def write_batch(self, batch: Sequence[Path], advance: Callable[..., None]) -> None:
+        need_model = []
+        for image in batch:
+            if self._from_metadata(image):
+                advance()
+            else:
+                need_model.append(image)
+        if need_model:
+            self._from_model(need_model)
+            advance(len(need_model))
+
+    def _from_metadata(self, image: Path) -> bool:
+        """Caption `image` from its embedded prompt, or leave it uncaptioned under
+        `metadata="only"`; False when the model must say it."""
+        embedded = read_metadata(image).prompt if self.metadata != "ignore" else None
+        if embedded is not None:
+            text = embedded if self.keep_markup else plain_prompt(embedded)
+            _write(caption_path(image, self.kind), caption_text(text, self.prefix))
+            self.run.from_metadata += 1
+            return True
+        if self.metadata == "only":
+            self.run.no_prompt += 1
+            return True
+        return False
+
+    def _from_model(self, images: list[Path]) -> None:
+        self.loaded = self.loaded or self.describer()
+        described = self.loaded.describe_files(images, progress=False)
+        for description in described.descriptions:
+            target = caption_path(Path(description.image), self.kind)
+            _write(target, caption_text(description.prompt or "", self.prefix))
+            self.run.from_model += 1
+        self.run.failures += described.failures
 
 
 def caption_text(prompt: str, prefix: str = "") -> str:

@@ -105,8 +105,10 @@ class Bert(torch.nn.Module):
             )
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
             attended = attended.transpose(1, 2).reshape(batch, length, -1)
-            x = norm(x + linear(attended, f"{p}.attention.output.dense"),
-                     f"{p}.attention.output.LayerNorm")  # fmt: skip
+            x = norm(
+                x + linear(attended, f"{p}.attention.output.dense"),
+                f"{p}.attention.output.LayerNorm",
+            )
             hidden = F.gelu(linear(x, f"{p}.intermediate.dense"))
             x = norm(x + linear(hidden, f"{p}.output.dense"), f"{p}.output.LayerNorm")
         return x

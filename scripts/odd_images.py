@@ -1,6 +1,6 @@
 """A folder of odd image files: every format and mode Pillow writes, plus broken, mislabelled,
 huge and animated ones. The tests and `benchmarks/bench_odd_images.py` run the commands over it;
-`python -m img2prompt.data.odd_images DIR` writes it for anyone who wants to try their own tools.
+`python scripts/odd_images.py DIR` writes it for anyone who wants to try their own tools.
 
 Each file's name says what it is; `write_odd_images` returns which files a reader must decode
 (`True`) and which it must report as bad (`False`) without stopping.
@@ -161,6 +161,6 @@ def write_odd_images(folder: str | Path, huge: tuple[int, int] | None = (6000, 4
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m img2prompt.data.odd_images DIR")
+        sys.exit("usage: python scripts/odd_images.py DIR")
     written = write_odd_images(sys.argv[1])
     print(f"wrote {len(written)} files to {sys.argv[1]} ({sum(written.values())} decodable)")

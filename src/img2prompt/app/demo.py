@@ -18,20 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
+from img2prompt.app.report import console, print_descriptions, print_prepare_report
 from img2prompt.describer import Describer, DescribeRun, write_descriptions
 from img2prompt.errors import ConfigError
 from img2prompt.metrics import cosines as row_cosines
-from img2prompt.report import console, print_descriptions, print_prepare_report
 
 
 def shared_dir_candidates() -> list[Path]:
     """Where the project's `shared` folder may be, in order: $IMG2PROMPT_SHARED, beside the
-    source checkout this module runs from (`REPO/src/img2prompt/demo.py` -> `REPO/../shared`),
+    source checkout this module runs from (`REPO/src/img2prompt/app/demo.py` -> `REPO/../shared`),
     then beside the current folder (for an installed package run from inside a checkout)."""
     candidates = (
         [Path(os.environ["IMG2PROMPT_SHARED"])] if "IMG2PROMPT_SHARED" in os.environ else []
     )
-    repo = Path(__file__).resolve().parents[2]  # demo.py -> img2prompt -> src -> REPO
+    repo = Path(__file__).resolve().parents[3]  # demo.py -> app -> img2prompt -> src -> REPO
     return [*candidates, repo.parent / "shared", Path.cwd().parent / "shared"]
 
 
@@ -157,7 +157,7 @@ def _kaggle_sample(describer: Describer, sample: Path, out: Path) -> None:
 
 
 def _data_stage(out: Path) -> None:
-    from img2prompt.config import PrepareConfig
+    from img2prompt.data.options import PrepareConfig
     from img2prompt.data.prepare import prepare
 
     prompts = resources.files("img2prompt") / "assets" / "demo_prompts.txt"

@@ -1,0 +1,188 @@
+"""The model forward of prediction: batch size, device and memory layout, precision (bf16 or
+fp32, decided on the first batch) and `torch.compile`. It runs rows of pixels and knows nothing
+of files, views or what the outputs mean. Measurements behind the constants: docs/predict.md."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from img2prompt.data.transforms import PreprocessConfig, normalise_pixels
+from img2prompt.device import native_bf16
+from img2prompt.metrics import cosines
+from img2prompt.models.backbones import Backbone
+from img2prompt.predict.options import PredictOptions
+
+BF16_MIN_COSINE = 0.9995
+"""`--precision auto` keeps bf16 only if every checked image keeps this cosine to float32."""
+CALIBRATION_IMAGES = 8
+COMPILE_AUTO_SECONDS = 600.0
+"""`--compile auto` compiles a transformer when the job has this much eager model work left:
+the one-off compile is then a small part of the job. Convolutional models stay eager."""
+CPU_TOKENS_PER_BATCH = 4096
+"""Auto batch size for transformers on CPU: about this many tokens per forward pass, which
+keeps a ViT's activations near the CPU's cache size."""
+MAX_AUTO_BATCH = 64
+
+
+def auto_batch_size(backbone: Backbone, views: int, device: torch.device) -> int:
+    """Images per forward pass when `--batch-size` is not given: 64 rows on a GPU; on a CPU,
+    ~`CPU_TOKENS_PER_BATCH` tokens for a transformer and 32 rows for anything else. Each TTA
+    view is one more row per image."""
+    if device.type == "cuda":
+        rows = MAX_AUTO_BATCH
+    elif backbone.tokens_per_image:
+        rows = min(MAX_AUTO_BATCH, round(CPU_TOKENS_PER_BATCH / backbone.tokens_per_image))
+    else:
+        rows = 32
+    return max(1, rows // views)
+
+
+class Engine:
+    """Runs a model's `network` on batches of `batch_rows` rows: cast to bf16 where that keeps
+    the job's accuracy (`per_image` groups rows as the job will for that check), compiled when
+    asked or worth it. A short last batch is padded when compiled, so the shape never changes."""
+
+    def __init__(
+        self,
+        network: nn.Module,
+        options: PredictOptions,
+        device: torch.device,
+        *,
+        batch_rows: int,
+        rows_per_image: int,
+        per_image: Callable[[torch.Tensor], torch.Tensor],
+    ) -> None:
+        self.options = options
+        self.device = device
+        self.batch_rows = batch_rows
+        self.rows_per_image = rows_per_image
+        self.per_image = per_image
+        # oneDNN prefers channels-last activations for convolutions.
+        convolutional = network.backbone.convolutional
+        self.layout = torch.channels_last if convolutional else torch.contiguous_format
+        self.network: nn.Module = network.to(memory_format=self.layout)
+        self.precision: str | None = None  # decided on the first batch
+        self.precision_note = ""
+        self._forward = self.network
+        self.compiled = False
+        self.compile_note = ""
+        self._seconds_per_row = 0.0  # of the latest forward pass
+        self._first_batch = threading.Lock()
+
+    def pixels(self, crops: np.ndarray, cfg: PreprocessConfig) -> torch.Tensor:
+        """(N, H, W, 3) uint8 crops -> (N, 3, H, W) normalised pixels on the device."""
+        tensor = torch.from_numpy(crops)
+        if self.device.type == "cuda":  # uint8 crosses the bus: 4x fewer bytes than float32
+            tensor = tensor.pin_memory().to(self.device, non_blocking=True)
+        return normalise_pixels(tensor, cfg, self.layout)
+
+    @torch.inference_mode()
+    def run(self, pixels: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """(N, 3, H, W) normalised pixels -> (N, D) network outputs, on the device."""
+        pixels = torch.as_tensor(pixels)
+        if pixels.device != self.device:
+            pin = self.device.type == "cuda"
+            pixels = (pixels.pin_memory() if pin else pixels).to(self.device, non_blocking=pin)
+        pixels = pixels.contiguous(memory_format=self.layout)
+        if self.precision is None:
+            with self._first_batch:  # the web app calls from several threads
+                if self.precision is None:
+                    self._prepare(pixels)
+        if self.precision == "bf16":
+            pixels = pixels.to(torch.bfloat16)
+        rows = len(pixels)
+        if self.compiled:
+            pixels = self._pad_to_batch(pixels)
+        start = time.perf_counter()
+        outputs = self._run(pixels)[:rows]
+        if self.device.type == "cuda":  # the clock must see the work, not its launch
+            torch.cuda.synchronize(self.device)
+        self._seconds_per_row = (time.perf_counter() - start) / rows
+        return outputs
+
+    def _run(self, pixels: torch.Tensor) -> torch.Tensor:
+        try:
+            return self._forward(pixels)
+        except Exception as e:  # inductor needs a working C++ (CPU) or Triton (GPU) toolchain
+            if not self.compiled or self.options.compile is True:
+                raise
+            self._forward, self.compiled = self.network, False
+            self.compile_note = f"compile failed, running eagerly: {type(e).__name__}: {e}"
+            if self.device.type == "cpu":
+                self.network.backbone.set_attention("sdpa")  # eager, the fused kernel is faster
+            return self._forward(pixels)
+
+    def _pad_to_batch(self, pixels: torch.Tensor) -> torch.Tensor:
+        """A compiled model keeps one input shape: a short last batch is padded, not recompiled."""
+        if len(pixels) < self.batch_rows:  # same layout as a full batch, or inductor recompiles
+            padded = pixels.new_zeros((self.batch_rows, *pixels.shape[1:]))
+            padded = padded.contiguous(memory_format=self.layout)
+            padded[: len(pixels)] = pixels
+            pixels = padded
+        return pixels
+
+    def _prepare(self, pixels: torch.Tensor) -> None:
+        """On the first batch: choose the precision, then compile if asked."""
+        self._choose_precision(pixels)
+        self._forward = self.network
+        if self.options.compile is True:
+            self._compile()
+            self.compile_note = "compiled"
+
+    def compile_if_worth_it(self, rows_left: int) -> bool:
+        """`--compile auto`, called after a job's first batch: compile a transformer when the
+        rows left would keep the eager model busy `COMPILE_AUTO_SECONDS` or more."""
+        if self.options.compile is not None or self.compiled or not self._seconds_per_row:
+            return False
+        if not self.network.backbone.tokens_per_image:  # not a transformer: see above
+            return False
+        expected = rows_left * self._seconds_per_row
+        if expected < COMPILE_AUTO_SECONDS:
+            return False
+        self._compile()
+        self.compile_note = f"compiled, as the model had ~{expected / 60:.0f} min of work left"
+        return True
+
+    def _compile(self) -> None:
+        if self.device.type == "cpu":
+            # Compiled, plain matmul + softmax attention beats the CPU flash-attention kernel:
+            # inductor fuses the softmax. On GPUs the flash kernels win, so they stay.
+            self.network.backbone.set_attention("eager")
+        # Frozen weights are constants that inductor pre-packs for oneDNN, fusing bias,
+        # activation and casts into the matmuls. The compile itself happens on the next call.
+        self._forward = torch.compile(self.network, dynamic=False, options={"freezing": True})
+        self.compiled = True
+
+    def _choose_precision(self, pixels: torch.Tensor) -> None:
+        """bf16 *weights*, not autocast: autocast re-casts every weight on every call."""
+        requested = self.options.precision
+        if requested == "fp32" or (requested == "auto" and not native_bf16(str(self.device))):
+            self.precision = "fp32"
+            self.precision_note = "" if requested == "fp32" else "no native bf16 on this device"
+            return
+        bf16_model = copy.deepcopy(self.network).to(torch.bfloat16)
+        if requested == "auto":
+            worst = self._bf16_agreement(bf16_model, pixels)
+            if worst < BF16_MIN_COSINE:
+                self.precision = "fp32"
+                self.precision_note = (
+                    f"bf16 checked and refused: cosine {worst:.5f} to fp32 < {BF16_MIN_COSINE}"
+                )
+                return
+            self.precision_note = f"bf16 checked: cosine {worst:.5f} to fp32"
+        self.network, self.precision = bf16_model, "bf16"
+
+    def _bf16_agreement(self, bf16_model: nn.Module, pixels: torch.Tensor) -> float:
+        """The worst cosine between fp32 and bf16 results of the first `CALIBRATION_IMAGES`
+        images, each grouped as the job will group it (`per_image`)."""
+        sample = pixels[: CALIBRATION_IMAGES * self.rows_per_image]
+        reference = self.per_image(self.network(sample))
+        candidate = self.per_image(bf16_model(sample.to(torch.bfloat16)))
+        return cosines(reference, candidate, normalised=False).min().item()
