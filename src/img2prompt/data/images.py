@@ -294,8 +294,3 @@ def scan_images(paths: Sequence[str | Path]) -> ImageSearch:
         else:
             raise InputError(path, "no such file or folder")
     return search
-
-
-def find_images(paths: Sequence[str | Path]) -> list[Path]:
-    """`scan_images(paths).images`."""
-    return scan_images(paths).images

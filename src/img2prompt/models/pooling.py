@@ -68,7 +68,3 @@ class GeMPooling(nn.Module):
 def build_pool(name: str, options: str | Mapping[str, Any] = "") -> nn.Module:
     """Pooling `name` with its `options` (`p=3` or {"p": 3.0})."""
     return POOLS.build(name, options=options, flag="--pool-options")
-
-
-def pool_names() -> tuple[str, ...]:
-    return POOLS.names()
