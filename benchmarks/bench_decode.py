@@ -333,10 +333,14 @@ def run_bank(name: str, bank, encoder, prompts: list[str], repeats: int, show: i
         print(
             f"  [{name}] {mode:<4} unseen words: {shares}; safety-list words not in the true"
             f" prompt: {r['unsafe']}"
-            + ("" if mode == "max" else f"; goal <= {UNSEEN_GOAL}x (+ public lists) and no"
-               f" safety-list word: {verdict(readable_ok)}"),
+            + (
+                ""
+                if mode == "max"
+                else f"; goal <= {UNSEEN_GOAL}x (+ public lists) and no"
+                f" safety-list word: {verdict(readable_ok)}"
+            ),
             flush=True,
-        )  # fmt: skip
+        )
         read = r["readability"]
         print(
             f"  [{name}] {mode:<4} readability: {read['real']:.1%} real words (English word list"
@@ -397,10 +401,14 @@ def main(argv: list[str] | None = None) -> int:
     # ~2x slower where the CPU has no native bfloat16 and the search runs in float32.
     print(
         "  search precision: "
-        + ("bfloat16 (native on this CPU)" if native_bf16("cpu") else "float32 (this CPU has no "
-           "native bfloat16: expect ~2x the times of a CPU that has it)"),
+        + (
+            "bfloat16 (native on this CPU)"
+            if native_bf16("cpu")
+            else "float32 (this CPU has no "
+            "native bfloat16: expect ~2x the times of a CPU that has it)"
+        ),
         flush=True,
-    )  # fmt: skip
+    )
     encoder = load_encoder(device="cpu")
     bank = default_bank(encoder)  # embedded once (first use), outside the start-up timing
     startup = measure_startup()

@@ -43,11 +43,21 @@ TEMPERATURES = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
 ALPHAS = np.round(np.arange(0, 4.001, 0.05), 2)
 # Candidate class-name templates for --templates (the shipped ones are among them).
 EXTRA_TEMPLATES = (
-    "{a}", "a picture of {a}", "{a}, highly detailed", "{a}, trending on artstation",
-    "a portrait of {a}", "a cartoon of {a}", "{a}, concept art", "{a}, oil painting",
-    "a beautiful {name}", "a photograph of {a}, 4k", "{a} on a table", "{a} in a landscape",
-    "an image of {a}", "{name}, photo",
-)  # fmt: skip
+    "{a}",
+    "a picture of {a}",
+    "{a}, highly detailed",
+    "{a}, trending on artstation",
+    "a portrait of {a}",
+    "a cartoon of {a}",
+    "{a}, concept art",
+    "{a}, oil painting",
+    "a beautiful {name}",
+    "a photograph of {a}, 4k",
+    "{a} on a table",
+    "{a} in a landscape",
+    "an image of {a}",
+    "{name}, photo",
+)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -158,9 +168,11 @@ def real_pairs_logits(model, rows: list[dict], cache: Path | None) -> np.ndarray
     with torch.no_grad():
         for i in range(0, len(rows), 32):
             pixels = torch.stack(
-                [preprocess(load_image(REAL_PAIRS / r["image"]), model.preprocess)
-                 for r in rows[i : i + 32]]
-            )  # fmt: skip
+                [
+                    preprocess(load_image(REAL_PAIRS / r["image"]), model.preprocess)
+                    for r in rows[i : i + 32]
+                ]
+            )
             out.append(model.backbone_features(pixels).numpy())
     logits = np.concatenate(out).astype(np.float32)
     print(f"  classifier logits of {len(rows):,} images: {time.perf_counter() - start:.0f} s")

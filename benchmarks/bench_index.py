@@ -115,27 +115,37 @@ def bench_build(texts_n: int) -> None:
         tmp = Path(tmp)
         clip_dir = save_tiny_clip_dual(tmp / "clip", context=77)
         write_parquet(
-            pa.table({"id": [str(i) for i in range(len(texts))], "prompt": texts,
-                      "target": vector_column(targets)}),
+            pa.table(
+                {
+                    "id": [str(i) for i in range(len(texts))],
+                    "prompt": texts,
+                    "target": vector_column(targets),
+                }
+            ),
             tmp / "data" / "prompts.parquet",
-        )  # fmt: skip
+        )
         encoder = TextEncoder(load_clip(clip_dir), load_tokenizer(clip_dir), "cpu", torch.float32)
         encoder.encode(texts[:256], 256)  # warm torch up: the build below runs warm too
         t = time.perf_counter()
         encoder.encode(texts, 256)
         bare = len(texts) / (time.perf_counter() - t)
-        cfg = IndexBuildConfig(tmp / "data", str(clip_dir), tmp / "idx", batch_size=256,
-                               chunk_size=512)  # fmt: skip
+        cfg = IndexBuildConfig(
+            tmp / "data", str(clip_dir), tmp / "idx", batch_size=256, chunk_size=512
+        )
         t = time.perf_counter()
         report = build_index(cfg, progress=False)
         whole = len(texts) / (time.perf_counter() - t)
         shutil.rmtree(tmp / "idx")
     print(f"a. build, tiny CLIP, {len(texts):,} prompts (batch 256, chunks of 512):")
     print(f"   bare text-tower calls (baseline): {bare:,.0f} texts/s")
-    print(f"   index build, embedding phase:     {report.texts_per_second:,.0f} texts/s "
-          f"({report.texts_per_second / bare:.2f}x the bare calls)")  # fmt: skip
-    print(f"   index build, whole command:       {whole:,.0f} texts/s ({whole / bare:.2f}x; "
-          "includes loading and copying CLIP, FAISS and the folder)")  # fmt: skip
+    print(
+        f"   index build, embedding phase:     {report.texts_per_second:,.0f} texts/s "
+        f"({report.texts_per_second / bare:.2f}x the bare calls)"
+    )
+    print(
+        f"   index build, whole command:       {whole:,.0f} texts/s ({whole / bare:.2f}x; "
+        "includes loading and copying CLIP, FAISS and the folder)"
+    )
 
 
 def bench_search(n: int, dim: int, hnsw_n: int, queries_n: int) -> None:
@@ -144,8 +154,10 @@ def bench_search(n: int, dim: int, hnsw_n: int, queries_n: int) -> None:
     from img2prompt.index.build import ivf_lists, recall_at_k
     from img2prompt.index.store import PromptIndex
 
-    print(f"\nb. search over {n:,} x {dim}-d unit vectors, k={K}, {queries_n} queries "
-          f"(faiss threads {faiss.omp_get_max_threads()}):")  # fmt: skip
+    print(
+        f"\nb. search over {n:,} x {dim}-d unit vectors, k={K}, {queries_n} queries "
+        f"(faiss threads {faiss.omp_get_max_threads()}):"
+    )
     rng = np.random.default_rng(1)
     targets = np.empty((n, 384), np.float32)
     for start in range(0, n, CHUNK):
@@ -162,9 +174,12 @@ def bench_search(n: int, dim: int, hnsw_n: int, queries_n: int) -> None:
         b50, _ = latency(lambda q: index.predict(q, K, TEMPERATURE), queries, 16)
         recall = recall_at_k(index.search(queries, K)[1], truth)
         versus = f", {exact_p50 / p50:.1f}x exact's" if exact_p50 else ""
-        print(f"   {name:<24} build {build_s:6.1f} s, {mb:6.0f} MiB; 1 image p50 {p50:7.2f} ms "
-              f"p95 {p95:7.2f} ms ({baseline / p50:.1f}x the baseline's p50{versus}); batch 16 "
-              f"{b50:6.2f} ms/image; recall@{K} {recall:.4f}", flush=True)  # fmt: skip
+        print(
+            f"   {name:<24} build {build_s:6.1f} s, {mb:6.0f} MiB; 1 image p50 {p50:7.2f} ms "
+            f"p95 {p95:7.2f} ms ({baseline / p50:.1f}x the baseline's p50{versus}); batch 16 "
+            f"{b50:6.2f} ms/image; recall@{K} {recall:.4f}",
+            flush=True,
+        )
         return p50
 
     def flat(rows_n: int):
@@ -181,8 +196,11 @@ def bench_search(n: int, dim: int, hnsw_n: int, queries_n: int) -> None:
 
         p50, p95 = latency(predict, queries, 1)
         b50, _ = latency(predict, queries, 16)
-        print(f"   {'FAISS flat search (base)':<24} 1 image p50 {p50:7.2f} ms p95 {p95:7.2f} ms; "
-              f"batch 16 {b50:6.2f} ms/image", flush=True)  # fmt: skip
+        print(
+            f"   {'FAISS flat search (base)':<24} 1 image p50 {p50:7.2f} ms p95 {p95:7.2f} ms; "
+            f"batch 16 {b50:6.2f} ms/image",
+            flush=True,
+        )
         return p50
 
     queries = synthetic_queries(queries_n, n, dim)

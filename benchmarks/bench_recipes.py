@@ -298,9 +298,15 @@ def fine_tune_oof(name: str, overrides: dict, data: Data, out: Path, folds: list
         run = out / "runs" / slug(name) / f"fold-{fold}"
         if not (run / "oof.parquet").is_file():
             cfg = TrainConfig.of(
-                data=out / "data", backbone="efficientnet-lite0", out=run, fold=str(fold),
-                workers=1, batch_size=32, resume=(run / "config.yaml").is_file(), **overrides,
-            )  # fmt: skip
+                data=out / "data",
+                backbone="efficientnet-lite0",
+                out=run,
+                fold=str(fold),
+                workers=1,
+                batch_size=32,
+                resume=(run / "config.yaml").is_file(),
+                **overrides,
+            )
             train(cfg, progress=False)
         table = pq.read_table(run / "oof.parquet")
         rows = [position[i] for i in table.column("id").to_pylist()]
@@ -342,11 +348,13 @@ def fine_tune_recipes(epochs: int) -> dict[str, dict]:
         "full fine-tune": common,
         "LP-FT (1 head epoch, then all)": {**common, "lp_epochs": 1},
         "freeze bottom 8 groups + re-init top block": {
-            **common, "freeze_layers": 8, "reinit_layers": 1,
+            **common,
+            "freeze_layers": 8,
+            "reinit_layers": 1,
         },
         "full fine-tune + EMA (0.99)": {**common, "ema": 0.99},
         "full fine-tune + layer-wise LR decay (0.85)": {**common, "layer_decay": 0.85},
-    }  # fmt: skip
+    }
 
 
 def nested_ensemble(members: list[np.ndarray], data: Data) -> tuple[np.ndarray, np.ndarray]:
@@ -480,16 +488,22 @@ def main(argv: list[str] | None = None) -> int:
     learned, weights = nested_ensemble(members, data)
     record("ensemble", "plain mean of 4", score(plain_mean, data))
     record("ensemble", "learned weights (fit on the other folds)", score(learned, data))
-    record("ensemble", "weights fitted on all folds", dict(zip(ENSEMBLE_MEMBERS, weights.tolist(),
-                                                               strict=True)))  # fmt: skip
+    record(
+        "ensemble",
+        "weights fitted on all folds",
+        dict(zip(ENSEMBLE_MEMBERS, weights.tolist(), strict=True)),
+    )
 
     record("leave-one-source-out", "results", leave_one_source_out(data, features, default))
 
     if not args.no_fine_tune:
         folds = list(range(min(args.ft_folds, FOLDS)))
         rows = np.flatnonzero(np.isin(data.folds, folds))
-        for name in ("constant prior (mean training target)", "frozen + linear (baseline)",
-                     "MLP + GeM + flip + TTA hflip"):  # fmt: skip
+        for name in (
+            "constant prior (mean training target)",
+            "frozen + linear (baseline)",
+            "MLP + GeM + flip + TTA hflip",
+        ):
             record("fine-tune", f"{name}, same folds", score(oofs[name], data, rows))
         for name, overrides in fine_tune_recipes(args.ft_epochs).items():
             clock = time.perf_counter()
@@ -497,10 +511,17 @@ def main(argv: list[str] | None = None) -> int:
             record("fine-tune", name, score(oof, data, rows), time.perf_counter() - clock)
             print(f"  {results['fine-tune'][name]['mean']:.4f}  {name}", flush=True)
 
-    record("run", "info", {
-        "seconds": round(time.perf_counter() - started, 1), "load": load_average(),
-        "ft_epochs": args.ft_epochs, "ft_folds": args.ft_folds, "head_epochs": HEAD_EPOCHS,
-    })  # fmt: skip
+    record(
+        "run",
+        "info",
+        {
+            "seconds": round(time.perf_counter() - started, 1),
+            "load": load_average(),
+            "ft_epochs": args.ft_epochs,
+            "ft_folds": args.ft_folds,
+            "head_epochs": HEAD_EPOCHS,
+        },
+    )
     print_tables(results)
     return 0
 
@@ -508,10 +529,13 @@ def main(argv: list[str] | None = None) -> int:
 def print_tables(results: dict) -> None:
     def row(name: str, s: dict, base: float | None) -> str:
         delta = "" if base is None else f"{s['mean'] - base:+.4f}"
-        sources = " / ".join(f"{s['per_source'].get(k, float('nan')):.3f}" for k in
-                             ("WaylonWalker", "DrawBench"))  # fmt: skip
-        return (f"| {name} | {s['mean']:.4f} | {delta} | ±{s['fold_std']:.4f} "
-                f"({s['fold_min']:.3f}–{s['fold_max']:.3f}) | {sources} |")  # fmt: skip
+        sources = " / ".join(
+            f"{s['per_source'].get(k, float('nan')):.3f}" for k in ("WaylonWalker", "DrawBench")
+        )
+        return (
+            f"| {name} | {s['mean']:.4f} | {delta} | ±{s['fold_std']:.4f} "
+            f"({s['fold_min']:.3f}–{s['fold_max']:.3f}) | {sources} |"
+        )
 
     head = "| recipe | OOF cosine | vs baseline | fold spread (sd, min–max) | Waylon / DrawBench |"
     print("\n" + head + "\n|---|---|---|---|---|")
@@ -528,8 +552,10 @@ def print_tables(results: dict) -> None:
         for name, s in fine.items():
             print(row(name, s, base))
     for direction, r in results.get("leave-one-source-out", {}).get("results", {}).items():
-        print(f"leave-one-source-out {direction}: " + ", ".join(
-            f"{k} {v:.4f}" for k, v in r.items() if isinstance(v, float)))  # fmt: skip
+        print(
+            f"leave-one-source-out {direction}: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in r.items() if isinstance(v, float))
+        )
 
 
 if __name__ == "__main__":

@@ -49,10 +49,25 @@ def free_port() -> int:
 
 def start_server(args, port: int) -> subprocess.Popen:
     command = [
-        sys.executable, "-m", "img2prompt", "serve", "--host", HOST, "--port", str(port),
-        "--model", args.model, "--bank", args.bank, "--mode", args.mode,
-        "--max-batch", str(args.max_batch), "--log-level", "warning",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "img2prompt",
+        "serve",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--model",
+        args.model,
+        "--bank",
+        args.bank,
+        "--mode",
+        args.mode,
+        "--max-batch",
+        str(args.max_batch),
+        "--log-level",
+        "warning",
+    ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(REPO_ROOT / "src"), env.get("PYTHONPATH")])

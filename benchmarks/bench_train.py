@@ -64,9 +64,13 @@ def save_vit_b32(folder: Path) -> str:
 
     torch.manual_seed(0)
     config = CLIPVisionConfig(
-        hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-        image_size=224, patch_size=32,
-    )  # fmt: skip
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        image_size=224,
+        patch_size=32,
+    )
     CLIPVisionModel(config).save_pretrained(folder)
     CLIPImageProcessor(size={"shortest_edge": 224}).save_pretrained(folder)
     return f"hf-clip:{folder}"

@@ -51,8 +51,10 @@ def main() -> None:
     encoder = load_encoder(device="cpu")
     truth = encoder.encode(prompts)
     bank = open_bank("default", encoder, progress=False)
-    print(f"{len(prompts)} {args.half} prompts; prediction~truth cosine "
-          f"{np.mean(np.sum(predictions * truth, axis=1)):.4f}")  # fmt: skip
+    print(
+        f"{len(prompts)} {args.half} prompts; prediction~truth cosine "
+        f"{np.mean(np.sum(predictions * truth, axis=1)):.4f}"
+    )
     for gain in (float(g) for g in args.min_gain.split(",")):
         decoder = Decoder(bank, encoder, DecodeOptions(mode="best", min_gain=gain))
         started = time.perf_counter()

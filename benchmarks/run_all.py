@@ -36,9 +36,16 @@ QUICK_INDEX = ["--n", "100000", "--hnsw-n", "20000", "--texts", "500", "--querie
 QUICK_EMBED = ["--n-prompts", "300", "--naive-n", "60", "--repeats", "1"]
 # One cluster just over the seed method's k=5000, so its k limit still bites at n=20000.
 QUICK_DEDUP = [
-    "--n", "20000", "--approx-n", "100000", "--no-exact-200k",
-    "--clusters", "1", "--cluster-size", "5500",
-]  # fmt: skip
+    "--n",
+    "20000",
+    "--approx-n",
+    "100000",
+    "--no-exact-200k",
+    "--clusters",
+    "1",
+    "--cluster-size",
+    "5500",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,9 +31,26 @@ WORD = re.compile(r"[a-z]+")
 
 
 FUNCTION_WORDS = frozenset(
-    {"a", "an", "the", "of", "in", "on", "at", "by", "with", "and", "or", "to", "for", "from",
-     "as", "is", "are"}
-)  # fmt: skip
+    {
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "by",
+        "with",
+        "and",
+        "or",
+        "to",
+        "for",
+        "from",
+        "as",
+        "is",
+        "are",
+    }
+)
 
 
 def english(phrase: str, words: set[str]) -> bool:

@@ -45,8 +45,10 @@ def test_predict_takes_paths_and_pil_images_and_equals_the_cli(tmp_path):
     assert vectors.shape == (2, 384) and vectors.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     out = tmp_path / "preds.parquet"
-    result = runner.invoke(app, ["predict", "default", str(first), str(second), "--out", str(out),
-                                 "--device", "cpu", "-q"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        ["predict", "default", str(first), str(second), "--out", str(out), "--device", "cpu", "-q"],
+    )
     assert result.exit_code == 0, result.output
     cli = vectors_from_column(pq.read_table(out).column("embedding"), out)
     np.testing.assert_allclose(vectors, cli, atol=1e-6)
@@ -160,15 +162,19 @@ def test_push_uploads_a_model_folder(tmp_path, monkeypatch):
     _FakeHfApi.calls = []
     folder = tmp_path / "model"
     shutil.copytree(default_model_dir(), folder)
-    result = runner.invoke(app, ["push", str(folder), "someone/m", "--private",
-                                 "--revision", "dev"])  # fmt: skip
+    result = runner.invoke(
+        app, ["push", str(folder), "someone/m", "--private", "--revision", "dev"]
+    )
     assert result.exit_code == 0, result.output
     assert "commit/123" in result.output
     names = [name for name, _ in _FakeHfApi.calls]
     assert names == ["create_repo", "create_branch", "upload_folder"]
     assert _FakeHfApi.calls[0][1] == {
-        "repo_id": "someone/m", "repo_type": "model", "private": True, "exist_ok": True,
-    }  # fmt: skip
+        "repo_id": "someone/m",
+        "repo_type": "model",
+        "private": True,
+        "exist_ok": True,
+    }
     assert _FakeHfApi.calls[1][1]["branch"] == "dev"
     upload = _FakeHfApi.calls[2][1]
     assert upload["folder_path"] == str(folder) and upload["repo_id"] == "someone/m"

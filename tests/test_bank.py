@@ -185,8 +185,9 @@ def test_phrases_only_lists_give_phrases_but_no_words(tmp_path, encoder):
     pieces and misspellings that must not become entries of their own."""
     write_lines(tmp_path / "p.txt", ["a red fox", "red roses"])
     mined = write_lines(tmp_path / "flavors.txt", ["hyperealistic fox", "red roses"])
-    build_bank([tmp_path / "p.txt"], tmp_path / "bank", encoder, min_word_count=1,
-               phrases_only=[mined])  # fmt: skip
+    build_bank(
+        [tmp_path / "p.txt"], tmp_path / "bank", encoder, min_word_count=1, phrases_only=[mined]
+    )
     bank = load_bank(tmp_path / "bank", encoder)
     assert "hyperealistic fox" in bank.texts and bank.texts.count("red roses") == 1
     words = {t for t, c in zip(bank.texts, bank.categories, strict=True) if c == "word"}
@@ -271,11 +272,18 @@ def test_templates_fill_every_combination_with_agreeing_articles(tmp_path):
     phrases = list(expand_templates(folder))
     texts = [p.text for p in phrases]
     assert texts == [
-        "an old owl", "an old unicorn", "an old big cat",
-        "a tiny owl", "a tiny unicorn", "a tiny big cat",
-        "a big owl", "a big unicorn",  # not "a big big cat": no word twice
-        "holding an hourglass", "holding an umbrella", "holding a lantern",
-    ]  # fmt: skip
+        "an old owl",
+        "an old unicorn",
+        "an old big cat",
+        "a tiny owl",
+        "a tiny unicorn",
+        "a tiny big cat",
+        "a big owl",
+        "a big unicorn",  # not "a big big cat": no word twice
+        "holding an hourglass",
+        "holding an umbrella",
+        "holding a lantern",
+    ]
     assert {p.category for p in phrases} == {"subjects", "actions"}
     assert phrases[0].source.endswith("rules.txt:2") and phrases[-1].source.endswith("rules.txt:4")
     assert fix_articles("a apple and an pear, an unicorn") == "an apple and a pear, a unicorn"
@@ -341,8 +349,12 @@ def test_packaged_public_flavors_hold_no_fragments():
     phrases = flavors.read_text(encoding="utf-8").splitlines()
     assert len(phrases) > 70_000
     cut = {"a", "an", "the", "of", "in", "on", "at", "by", "with", "and", "or", "to", "for"}
-    fragments = [p for p in phrases if p.split()[-1].lower() in cut or
-                 (len(p.split()) == 2 and p.split()[0].lower() in ("a", "an"))]  # fmt: skip
+    fragments = [
+        p
+        for p in phrases
+        if p.split()[-1].lower() in cut
+        or (len(p.split()) == 2 and p.split()[0].lower() in ("a", "an"))
+    ]
     assert fragments == []
 
 

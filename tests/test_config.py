@@ -80,10 +80,23 @@ def test_every_readme_option_spelling_is_accepted():
     spelled = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*(?:\.[a-z][a-z0-9-]*)?", readme))
     # torchrun's; bench_decode.py's; bench_default_model.py's; gpu_check.py's
     not_options = {
-        "--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-backend", "--rdzv-endpoint",
-        "--repeats", "--no-big-bank", "--real-pairs", "--half", "--cache", "--quick", "--sweep",
-        "--nodes", "--ntasks-per-node", "--gpus-per-node", "--cpus-per-task",  # SLURM's
-    }  # fmt: skip
+        "--nproc-per-node",
+        "--nnodes",
+        "--node-rank",
+        "--rdzv-backend",
+        "--rdzv-endpoint",
+        "--repeats",
+        "--no-big-bank",
+        "--real-pairs",
+        "--half",
+        "--cache",
+        "--quick",
+        "--sweep",
+        "--nodes",
+        "--ntasks-per-node",
+        "--gpus-per-node",
+        "--cpus-per-task",  # SLURM's
+    }
     assert spelled - known - not_options == set()
 
 
@@ -95,8 +108,10 @@ def test_every_shipped_recipe_validates_and_builds(recipe, tmp_path):
     assert values["model.backbone"].startswith(("hf-clip:openai/", "hf-convnext:", "efficientnet"))
     cfg = build_options(TrainConfig, values | {"data": tmp_path, "out": tmp_path / "run"})
     assert isinstance(cfg.model, ModelConfig)
-    tiny = {"hf-clip": str(save_tiny_clip(tmp_path / "clip")),
-            "hf-convnext": str(save_tiny_convnext(tmp_path / "convnext"))}  # fmt: skip
+    tiny = {
+        "hf-clip": str(save_tiny_clip(tmp_path / "clip")),
+        "hf-convnext": str(save_tiny_convnext(tmp_path / "convnext")),
+    }
 
     def substitute(spec: str | None) -> str | None:  # efficientnet-lite0 is offline as it is
         kind = spec.split(":")[0] if spec else None
@@ -142,8 +157,20 @@ def test_command_line_options_win_over_the_config_file(tmp_path, monkeypatch):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("backbone: tiny-clip\nhead: mlp\nlr: 0.5\nepochs: 3\n")
     for flag in ("--config", "--recipe"):
-        args = ["train", flag, str(recipe), "--data", "d", "--out", "o", "--lr", "0.25",
-                "--model.head", "linear", "--no-cache-features"]  # fmt: skip
+        args = [
+            "train",
+            flag,
+            str(recipe),
+            "--data",
+            "d",
+            "--out",
+            "o",
+            "--lr",
+            "0.25",
+            "--model.head",
+            "linear",
+            "--no-cache-features",
+        ]
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
     for cfg in seen:
@@ -158,10 +185,14 @@ def test_precision_is_one_vocabulary():
     Lightning's own names, mapped in one place."""
     assert GenerateConfig("p", "o", precision="fp16").precision == "fp16"
     for name in ("generate", "predict", "describe"):
-        choices = [p for p in typer.main.get_command(app).commands[name].params
-                   if p.name.endswith("precision")]  # fmt: skip
-        assert choices and all(get_args(p.type_descriptor.annotation) == get_args(Precision)
-                               for p in choices), name  # fmt: skip
+        choices = [
+            p
+            for p in typer.main.get_command(app).commands[name].params
+            if p.name.endswith("precision")
+        ]
+        assert choices and all(
+            get_args(p.type_descriptor.annotation) == get_args(Precision) for p in choices
+        ), name
     result = runner.invoke(app, ["predict", "default", "x.png", "--precision", "fp16"])
     assert result.exit_code == 2 and "fp16 is not offered here" in result.output
     with pytest.raises(ValueError, match="fp16"):
@@ -169,14 +200,19 @@ def test_precision_is_one_vocabulary():
     from img2prompt.train.loop import _precision
 
     assert [_precision(p) for p in ("fp32", "bf16", "fp16", "bf16-true")] == [
-        "32-true", "bf16-mixed", "16-mixed", "bf16-true"]  # fmt: skip
+        "32-true",
+        "bf16-mixed",
+        "16-mixed",
+        "bf16-true",
+    ]
 
 
 def test_train_refuses_strategies_it_cannot_run():
     with pytest.raises(ValueError, match=r"fsdp.*not supported"):
         TrainConfig.of(data="d", out="o", backbone="tiny-clip", strategy="fsdp")
-    result = runner.invoke(app, ["train", "--data", "d", "--out", "o", "--backbone", "x",
-                                 "--strategy", "fsdp"])  # fmt: skip
+    result = runner.invoke(
+        app, ["train", "--data", "d", "--out", "o", "--backbone", "x", "--strategy", "fsdp"]
+    )
     assert result.exit_code == 2
 
 
@@ -190,7 +226,11 @@ def test_serve_limits_have_one_definition(monkeypatch):
 
     limits = ServeLimits()
     assert (limits.max_upload_mb, limits.max_pixels, limits.max_batch, limits.max_pending) == (
-        20.0, 64_000_000, 8, 64)  # fmt: skip
+        20.0,
+        64_000_000,
+        8,
+        64,
+    )
 
     class Stub:  # an UploadDescriber
         model_name, bank_name, mode, bank_entries = "stub", "none", "fast", 0

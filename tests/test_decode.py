@@ -69,8 +69,13 @@ def test_a_bank_whose_vectors_came_with_it_decodes_without_norms(tmp_path, encod
     import pyarrow as pa
 
     texts = PHRASES + STYLES
-    table = pa.table({"id": [str(i) for i in range(len(texts))], "prompt": texts,
-                      "target": list(encoder.encode(texts))})  # fmt: skip
+    table = pa.table(
+        {
+            "id": [str(i) for i in range(len(texts))],
+            "prompt": texts,
+            "target": list(encoder.encode(texts)),
+        }
+    )
     pq.write_table(table, tmp_path / "prompts.parquet")
     build_bank([tmp_path / "prompts.parquet"], tmp_path / "bank", encoder, words=False)
     bank = load_bank(tmp_path / "bank", encoder)
@@ -131,8 +136,10 @@ def test_entries_that_say_a_word_twice_are_never_used(tmp_path, encoder, mode):
     """Mined lists hold entries such as "glasses glasses": even when one is the nearest entry to
     the target, the prompt is built from others."""
     repeating = ["glasses glasses", "dragon in dragon lair", "in 1767, 1767"]
-    files = [write_lines(tmp_path / "subjects.txt", [*repeating, *PHRASES]),
-             write_lines(tmp_path / "styles.txt", STYLES)]  # fmt: skip
+    files = [
+        write_lines(tmp_path / "subjects.txt", [*repeating, *PHRASES]),
+        write_lines(tmp_path / "styles.txt", STYLES),
+    ]
     bank = load_bank(
         build_bank(files, tmp_path / "b", encoder, words=False, progress=False).path, encoder
     )

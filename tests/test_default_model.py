@@ -199,5 +199,7 @@ def test_default_model_beats_the_priors_leave_one_source_out_on_real_pairs(
         assert ours > loso + 0.08 and ours > own + 0.03, (name, ours, loso, own)
         figures[name] = ours
     # These 64 images' figures; drift here means the shipped model or its inputs changed.
-    assert figures == {"waylon": pytest.approx(0.449, abs=0.003),
-                       "drawbench": pytest.approx(0.387, abs=0.003)}  # fmt: skip
+    assert figures == {
+        "waylon": pytest.approx(0.449, abs=0.003),
+        "drawbench": pytest.approx(0.387, abs=0.003),
+    }

@@ -22,8 +22,12 @@ def test_the_site_builds_strict_with_every_option(tmp_path):
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     done = subprocess.run(
         [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     options = (tmp_path / "site" / "options" / "index.html").read_text(encoding="utf-8")
     from img2prompt.app.cli import COMMANDS
@@ -55,45 +59,75 @@ def test_the_wheel_installs_and_works_outside_the_repository(tmp_path):
     seen), runs `describe` and loads the default model from another folder."""
     subprocess.run(
         [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path)],
-        cwd=ROOT, check=True, capture_output=True, timeout=600,
-    )  # fmt: skip
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     wheel = next(tmp_path.glob("img2prompt-*.whl"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
     site = subprocess.run(
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
-    ).stdout.strip()  # fmt: skip
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     # The dependencies: this environment's site-packages, on the path but after the wheel.
     (Path(site) / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)],
-                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     from PIL import Image
 
     Image.new("RGB", (64, 48), (200, 120, 40)).save(elsewhere / "x.png")
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    code = ("import img2prompt, pathlib; m = img2prompt.load_model('default');"
-            "print(pathlib.Path(img2prompt.__file__).parent); print(m)")  # fmt: skip
-    loaded = subprocess.run([str(python), "-c", code], cwd=elsewhere, capture_output=True,
-                            text=True, env=env, timeout=300)  # fmt: skip
+    code = (
+        "import img2prompt, pathlib; m = img2prompt.load_model('default');"
+        "print(pathlib.Path(img2prompt.__file__).parent); print(m)"
+    )
+    loaded = subprocess.run(
+        [str(python), "-c", code],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert loaded.returncode == 0, loaded.stderr[-2000:]
     assert str(venv) in loaded.stdout.splitlines()[0]  # the wheel, not the checkout
     cli = str(venv / "bin" / "img2prompt")
     (elsewhere / "phrases.txt").write_text("a red fox\na castle\nan orange square\nphoto\n")
     built = subprocess.run(
         [cli, "bank", "build", "phrases.txt", "--out", "bank", "-q"],
-        cwd=elsewhere, capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stderr[-2000:]
     described = subprocess.run(
         [cli, "describe", "x.png", "--bank", "bank", "--mode", "fast", "--json", "-q"],
-        cwd=elsewhere, capture_output=True, text=True, env=env, timeout=600,
-    )  # fmt: skip
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert described.returncode == 0, described.stderr[-2000:]
     assert '"prompt": "' in described.stdout
-    version = subprocess.run([str(venv / "bin" / "img2prompt"), "--version"], capture_output=True,
-                             text=True, env=env, timeout=120)  # fmt: skip
+    version = subprocess.run(
+        [str(venv / "bin" / "img2prompt"), "--version"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert version.stdout.startswith("img2prompt ")

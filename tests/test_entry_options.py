@@ -63,31 +63,49 @@ def test_gem_pool_options_equal_gem_on_the_same_tokens():
 @pytest.mark.parametrize(
     ("values", "message"),
     [
-        (dict(head="mlp", head_options="width=3"),
-         "--head-options: head 'mlp' has no option 'width'; its options: hidden=16384"),
-        (dict(head="linear", head_options="hidden=3"),
-         "--head-options: head 'linear' has no option 'hidden'; its options: none"),
-        (dict(head="mlp", head_options="hidden=wide"),
-         "--head-options: head 'mlp': option 'hidden' takes a whole number, got 'wide'"),
+        (
+            dict(head="mlp", head_options="width=3"),
+            "--head-options: head 'mlp' has no option 'width'; its options: hidden=16384",
+        ),
+        (
+            dict(head="linear", head_options="hidden=3"),
+            "--head-options: head 'linear' has no option 'hidden'; its options: none",
+        ),
+        (
+            dict(head="mlp", head_options="hidden=wide"),
+            "--head-options: head 'mlp': option 'hidden' takes a whole number, got 'wide'",
+        ),
         (dict(head="mlp", head_options="hidden"), "--head-options: write key=value pairs"),
-        (dict(head="mlp", head_options="hidden=0"),
-         "--head-options: head 'mlp': option 'hidden' must be > 0 (default 16384), got 0"),
+        (
+            dict(head="mlp", head_options="hidden=0"),
+            "--head-options: head 'mlp': option 'hidden' must be > 0 (default 16384), got 0",
+        ),
         (dict(pool="gem", pool_options="p=-1"), "option 'p' must be > 0"),
         (dict(head="mlp", head_options="hidden=2,hidden=3"), "'hidden' is given twice"),
-        (dict(pool="gem", pool_options="q=1"),
-         "--pool-options: pooling 'gem' has no option 'q'; its options: p=2.0"),
-        (dict(pool="gem", pool_options="p=nan"),
-         "--pool-options: pooling 'gem': option 'p' takes a finite number, got 'nan'"),
-        (dict(loss="mnrl", loss_options="mnrl.scale=big"),
-         "--loss-options: loss 'mnrl': option 'scale' takes a finite number, got 'big'"),
-        (dict(loss="mnrl", loss_options="mnrl.symmetric=maybe"),
-         "--loss-options: loss 'mnrl': option 'symmetric' takes true/false/1/0, got 'maybe'"),
-        (dict(loss="mnrl", loss_options="mnrl.temperature=2"),
-         "--loss-options: loss 'mnrl' has no option 'temperature'; its options: scale=19.59"),
+        (
+            dict(pool="gem", pool_options="q=1"),
+            "--pool-options: pooling 'gem' has no option 'q'; its options: p=2.0",
+        ),
+        (
+            dict(pool="gem", pool_options="p=nan"),
+            "--pool-options: pooling 'gem': option 'p' takes a finite number, got 'nan'",
+        ),
+        (
+            dict(loss="mnrl", loss_options="mnrl.scale=big"),
+            "--loss-options: loss 'mnrl': option 'scale' takes a finite number, got 'big'",
+        ),
+        (
+            dict(loss="mnrl", loss_options="mnrl.symmetric=maybe"),
+            "--loss-options: loss 'mnrl': option 'symmetric' takes true/false/1/0, got 'maybe'",
+        ),
+        (
+            dict(loss="mnrl", loss_options="mnrl.temperature=2"),
+            "--loss-options: loss 'mnrl' has no option 'temperature'; its options: scale=19.59",
+        ),
         (dict(loss_options="l2.scale=1"), "--loss-options: unknown loss 'l2'; use cosine / mnrl"),
         (dict(loss_options="scale=1"), "--loss-options: write LOSS.OPTION=VALUE"),
     ],
-)  # fmt: skip
+)
 def test_bad_options_fail_when_the_config_is_made_naming_flag_entry_and_option(
     tmp_path, values, message
 ):

@@ -35,9 +35,23 @@ LONG = "a lighthouse on a cliff at sunset " + "with crashing waves " * 25
 PROMPTS = {"p0": NEAR_DUPLICATE[0], "p1": NEAR_DUPLICATE[1], "p2": LONG.strip()}
 # 3 prompts x 2 images = 6 images in 3 shards of 2, batches of 2; 64 px saved at 48 px.
 PARAMS = [
-    "--images-per-prompt", "2", "--seed", "7", "--steps", "6", "--size", "64",
-    "--save-size", "48", "--shard-size", "2", "--batch-size", "2", "--scheduler", "dpm++",
-]  # fmt: skip
+    "--images-per-prompt",
+    "2",
+    "--seed",
+    "7",
+    "--steps",
+    "6",
+    "--size",
+    "64",
+    "--save-size",
+    "48",
+    "--shard-size",
+    "2",
+    "--batch-size",
+    "2",
+    "--scheduler",
+    "dpm++",
+]
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -41,8 +41,11 @@ def data_dir(tmp_path_factory, shared_data, encoder) -> Path:
     pairs = pacsv.read_csv(shared_data / "real_pairs" / "pairs.csv")
     # Square images only: on non-square ones transformers' processor floors the resized side
     # where img2prompt rounds it, a pixel's shift that the brute-force reference would see.
-    square = [i for i, image in enumerate(pairs.column("image").to_pylist()[:400])
-              if _is_square(shared_data / "real_pairs" / image)]  # fmt: skip
+    square = [
+        i
+        for i, image in enumerate(pairs.column("image").to_pylist()[:400])
+        if _is_square(shared_data / "real_pairs" / image)
+    ]
     pairs = pairs.take(square[:IMAGES])
     prompts = pairs.column("prompt").to_pylist()
     distinct = list(dict.fromkeys(prompts))
@@ -176,8 +179,9 @@ def test_predict_cli_on_real_images(index_dir, reference, shared_data, tmp_path)
         assert result.exit_code == 0, result.output
         got = np.stack(pq.read_table(out).column("embedding").to_numpy(zero_copy_only=False))
         np.testing.assert_allclose(got, reference.predict(features, k, temperature), atol=1e-4)
-    result = runner.invoke(app, ["predict", "default", str(paths[0]), "--k", "3", "--out",
-                                 str(tmp_path / "x.parquet")])  # fmt: skip
+    result = runner.invoke(
+        app, ["predict", "default", str(paths[0]), "--k", "3", "--out", str(tmp_path / "x.parquet")]
+    )
     assert result.exit_code == 2 and "retrieval index models only" in result.output
 
 
@@ -242,8 +246,12 @@ def test_tune_picks_best_of_grid_and_oof_excludes_own_group(
     similar = targets @ reference.targets.T >= 0.8
     own = same_group | same_prompt | similar
     assert (similar & ~same_group & ~same_prompt).any()  # the cosine rule leaves out more
-    brute = np.array([[(reference.predict(features, k, t, own) * targets).sum(1).mean()
-                       for t in t_grid] for k in k_grid])  # fmt: skip
+    brute = np.array(
+        [
+            [(reference.predict(features, k, t, own) * targets).sum(1).mean() for t in t_grid]
+            for k in k_grid
+        ]
+    )
     np.testing.assert_allclose(result.scores, brute, atol=1e-4)
     best = np.unravel_index(np.argmax(brute), brute.shape)
     assert (result.k, result.temperature) == (k_grid[best[0]], t_grid[best[1]])
@@ -343,9 +351,20 @@ def test_describe_index_model_nearest_prompts_and_interrogation(
     )
     # The command line shows them too (JSON here).
     result = CliRunner().invoke(
-        app, ["describe", *map(str, paths), "--model", str(index_dir), "--bank",
-              str(small_bank), "--mode", "fast", "--json", "-q"],
-    )  # fmt: skip
+        app,
+        [
+            "describe",
+            *map(str, paths),
+            "--model",
+            str(index_dir),
+            "--bank",
+            str(small_bank),
+            "--mode",
+            "fast",
+            "--json",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     first = json.loads(result.stdout)["results"][0]
     assert (
@@ -443,9 +462,27 @@ def test_index_build_over_two_torchrun_ranks_equals_one_process(
 
     out = tmp_path / "ranked"
     torchrun = Path(sys.executable).with_name("torchrun")
-    command = [str(torchrun), "--nproc-per-node", "2", "-m", "img2prompt", "index", "build",
-               str(data_dir), "--clip", str(clip_dir), "--out", str(out), "--k", "8",
-               "--batch-size", "8", "--chunk-size", "5", "-q"]  # fmt: skip
+    command = [
+        str(torchrun),
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "img2prompt",
+        "index",
+        "build",
+        str(data_dir),
+        "--clip",
+        str(clip_dir),
+        "--out",
+        str(out),
+        "--k",
+        "8",
+        "--batch-size",
+        "8",
+        "--chunk-size",
+        "5",
+        "-q",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

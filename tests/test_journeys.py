@@ -39,12 +39,32 @@ VARIANTS = (
 )
 IMAGES_PER_PROMPT = 3
 PHRASES = [
-    "a kitten", "a baby duck", "a poster", "a yearbook photo", "a fennec fox", "a strawberry",
-    "a banana", "an apple", "a bicycle", "a boat", "a scarecrow", "a bird", "a backpack",
-    "a dog drinking tea", "a door opening", "a garage workshop", "a lung ct scan",
-    "made of thread", "medical image", "highly detailed", "sharp focus", "studio lighting",
-    "macro photography", "black and white", "pink light",
-]  # fmt: skip
+    "a kitten",
+    "a baby duck",
+    "a poster",
+    "a yearbook photo",
+    "a fennec fox",
+    "a strawberry",
+    "a banana",
+    "an apple",
+    "a bicycle",
+    "a boat",
+    "a scarecrow",
+    "a bird",
+    "a backpack",
+    "a dog drinking tea",
+    "a door opening",
+    "a garage workshop",
+    "a lung ct scan",
+    "made of thread",
+    "medical image",
+    "highly detailed",
+    "sharp focus",
+    "studio lighting",
+    "macro photography",
+    "black and white",
+    "pink light",
+]
 
 
 def cli(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
@@ -132,13 +152,26 @@ def runs(work: Path, prepared: Path) -> dict[str, subprocess.CompletedProcess]:
     common = ["--data", "d", "--backbone", "efficientnet-lite0", "--freeze-backbone"]
     common += ["--epochs", "3", "--lr", "3e-3", "--workers", "0", "--batch-size", "16"]
     return {
-        "none": cli("train", *common, "--head", "linear", "--fold", "none", "--out", "r-none",
-                    cwd=work),
-        "linear": cli("train", *common, "--head", "linear", "--fold", "all", "--out", "r-lin",
-                      cwd=work),
-        "mlp": cli("train", *common, "--head", "mlp", "--head-hidden", "64", "--fold", "all",
-                   "--out", "r-mlp", cwd=work),
-    }  # fmt: skip
+        "none": cli(
+            "train", *common, "--head", "linear", "--fold", "none", "--out", "r-none", cwd=work
+        ),
+        "linear": cli(
+            "train", *common, "--head", "linear", "--fold", "all", "--out", "r-lin", cwd=work
+        ),
+        "mlp": cli(
+            "train",
+            *common,
+            "--head",
+            "mlp",
+            "--head-hidden",
+            "64",
+            "--fold",
+            "all",
+            "--out",
+            "r-mlp",
+            cwd=work,
+        ),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -146,10 +179,32 @@ def predicted(work: Path, runs) -> dict[str, Path]:
     """Each K-fold model's predictions with mirror TTA, plus the linear model's plain ones."""
     paths = images(work)
     for name, run in (("lin", "r-lin"), ("mlp", "r-mlp")):
-        cli("predict", f"{run}/model", *paths, "--tta", "hflip", "--out", f"{name}.parquet",
-            "--submission", f"{name}.csv", "--workers", "0", "-q", cwd=work)  # fmt: skip
-    cli("predict", "r-lin/model", *paths, "--out", "lin-plain.parquet", "--workers", "0", "-q",
-        cwd=work)  # fmt: skip
+        cli(
+            "predict",
+            f"{run}/model",
+            *paths,
+            "--tta",
+            "hflip",
+            "--out",
+            f"{name}.parquet",
+            "--submission",
+            f"{name}.csv",
+            "--workers",
+            "0",
+            "-q",
+            cwd=work,
+        )
+    cli(
+        "predict",
+        "r-lin/model",
+        *paths,
+        "--out",
+        "lin-plain.parquet",
+        "--workers",
+        "0",
+        "-q",
+        cwd=work,
+    )
     return {name: work / f"{name}.parquet" for name in ("lin", "mlp", "lin-plain")}
 
 
@@ -240,8 +295,17 @@ def test_evaluate_names_dropped_rows_and_scores_the_rest(work: Path, prepared: P
 
 
 def test_ensemble_fit_and_apply_on_real_oof(work: Path, prepared: Path, predicted):
-    fit = cli("ensemble", "fit", "r-lin/oof.parquet", "r-mlp/oof.parquet", "--truth", "d",
-              "--out", "w.json", cwd=work)  # fmt: skip
+    fit = cli(
+        "ensemble",
+        "fit",
+        "r-lin/oof.parquet",
+        "r-mlp/oof.parquet",
+        "--truth",
+        "d",
+        "--out",
+        "w.json",
+        cwd=work,
+    )
     weights = np.array(json.loads((work / "w.json").read_text())["weights"])
     oof_ids = pq.read_table(work / "r-lin/oof.parquet").column("id").to_pylist()
     mlp = pq.read_table(work / "r-mlp/oof.parquet")
@@ -257,8 +321,18 @@ def test_ensemble_fit_and_apply_on_real_oof(work: Path, prepared: Path, predicte
     printed = printed_float(r"([\d.]+)  blend of 2", fit.stdout)
     assert printed == pytest.approx((blend * targets).sum(1).mean(), abs=6e-5)
     assert printed >= best_member - 1e-4  # the weights may pick one member, never do worse
-    cli("ensemble", "apply", "w.json", "lin.parquet", "mlp.parquet", "--out", "blend.parquet",
-        "--submission", "blend.csv", cwd=work)  # fmt: skip
+    cli(
+        "ensemble",
+        "apply",
+        "w.json",
+        "lin.parquet",
+        "mlp.parquet",
+        "--out",
+        "blend.parquet",
+        "--submission",
+        "blend.csv",
+        cwd=work,
+    )
     expected = unit(weights[0] * vectors(predicted["lin"]) + weights[1] * vectors(predicted["mlp"]))
     np.testing.assert_allclose(vectors(work / "blend.parquet"), expected, atol=1e-5)
     cli("submission", "check", "blend.csv", cwd=work)
@@ -273,8 +347,19 @@ def bank(work: Path) -> Path:
 
 def test_describe_with_the_trained_model(work: Path, predicted, bank, encoder):
     image = images(work)[0]
-    done = cli("describe", image, "--model", "r-lin/model", "--bank", "bank", "--mode", "fast",
-               "--json", "-q", cwd=work)  # fmt: skip
+    done = cli(
+        "describe",
+        image,
+        "--model",
+        "r-lin/model",
+        "--bank",
+        "bank",
+        "--mode",
+        "fast",
+        "--json",
+        "-q",
+        cwd=work,
+    )
     result = json.loads(done.stdout)["results"][0]
     embedding = np.array(result["embedding"], dtype=np.float32)
     np.testing.assert_allclose(embedding, vectors(predicted["lin-plain"])[0], atol=2e-4)
@@ -293,10 +378,26 @@ def test_serve_the_trained_model(work: Path, predicted, bank):
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "IMG2PROMPT_CACHE": str(work / "cache")}
     server = subprocess.Popen(
-        [sys.executable, "-m", "img2prompt", "serve", "--port", str(port), "--model",
-         "r-lin/model", "--bank", "bank", "--mode", "fast"],
-        cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "img2prompt",
+            "serve",
+            "--port",
+            str(port),
+            "--model",
+            "r-lin/model",
+            "--bank",
+            "bank",
+            "--mode",
+            "fast",
+        ],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120

@@ -49,9 +49,14 @@ def test_cosine_and_weighted_losses():
 
 @pytest.mark.parametrize(
     ("text", "message"),
-    [("l2", "unknown loss 'l2'"), ("cosine=x", "not a number"), ("cosine=0", "positive"),
-     ("mnrl=-1", ">= 0"), ("", "at least one")],
-)  # fmt: skip
+    [
+        ("l2", "unknown loss 'l2'"),
+        ("cosine=x", "not a number"),
+        ("cosine=0", "positive"),
+        ("mnrl=-1", ">= 0"),
+        ("", "at least one"),
+    ],
+)
 def test_bad_loss_specs_are_explained(text, message):
     with pytest.raises(ValueError, match=message):
         LossSpec.parse(text)

@@ -152,8 +152,10 @@ def test_describe_metadata_auto_ignore_only(own, describer, monkeypatch):
     rows = {Path(r["image"]).name: r for r in json.loads(auto.stdout)["results"]}
     fox = rows["a1111.png"]
     assert (fox["prompt"], fox["source"], fox["negative_prompt"]) == (
-        "a red fox in the snow", "metadata", "blurry",
-    )  # fmt: skip
+        "a red fox in the snow",
+        "metadata",
+        "blurry",
+    )
     assert fox["generator"] == "AUTOMATIC1111" and fox["settings"]["seed"] == 1
     assert fox["model_prompt"] and fox["model_prompt"] != fox["prompt"]  # the guess beside it
     assert len(fox["embedding"]) == 384 and fox["match"] > 0
@@ -280,10 +282,13 @@ def test_prepare_a_folder_of_own_generations_then_train(tmp_path):
     folder = tmp_path / "outputs"
     (folder / "day2").mkdir(parents=True)
     prompts = [
-        "a red fox in the snow, oil painting", "portrait of an astronaut, studio lighting",
-        "a castle on a hill at dusk", "a bowl of ramen, food photography",
-        "a sailing ship in a storm, dramatic", "a cozy cabin in the woods, autumn",
-    ]  # fmt: skip
+        "a red fox in the snow, oil painting",
+        "portrait of an astronaut, studio lighting",
+        "a castle on a hill at dusk",
+        "a bowl of ramen, food photography",
+        "a sailing ship in a storm, dramatic",
+        "a cozy cabin in the woods, autumn",
+    ]
     for i, prompt in enumerate(prompts):
         where = folder / ("day2" if i % 2 else "") / f"{i:05d}.png"
         png_with_text(where, {"parameters": a1111_text(prompt, seed=i)}, picture(seed=i))

@@ -423,9 +423,13 @@ def test_auto_batch_size_keeps_about_4k_tokens_per_pass_on_cpu():
 
     def clip(patch: int) -> HFCLIPBackbone:
         config = CLIPVisionConfig(
-            hidden_size=8, intermediate_size=8, num_hidden_layers=1, num_attention_heads=2,
-            patch_size=patch, image_size=224,
-        )  # fmt: skip
+            hidden_size=8,
+            intermediate_size=8,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            patch_size=patch,
+            image_size=224,
+        )
         preprocess = PreprocessConfig(224, 224, CLIP_MEAN, CLIP_STD)
         return HFCLIPBackbone(CLIPVisionModel(config), preprocess)
 

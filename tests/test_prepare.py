@@ -285,8 +285,9 @@ def test_the_prepared_table_reader_names_what_is_wrong(tmp_path):
     target stops with the file and row named."""
     path = tmp_path / "t.parquet"
     vectors = [[1.0, 0.0], [0.0, 2.0], [1.0, 0.0]]
-    pq.write_table(pa.table({"imgId": ["a", "b", "c"], "text": ["x", "y", "x"],
-                             "target": vectors}), path)  # fmt: skip
+    pq.write_table(
+        pa.table({"imgId": ["a", "b", "c"], "text": ["x", "y", "x"], "target": vectors}), path
+    )
     table = read_prepared(path, need=("target",), want=("group", "fold"))
     assert table.ids == ["a", "b", "c"] and table.groups is None
     np.testing.assert_allclose(table.targets, [[1, 0], [0, 1], [1, 0]])  # unit rows

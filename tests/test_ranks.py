@@ -41,9 +41,24 @@ def test_torchrun_two_gloo_ranks_equal_one_process(images, single, tmp_path):
     out = tmp_path / "two.parquet"
     torchrun = Path(sys.executable).with_name("torchrun")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    command = [str(torchrun), "--nproc-per-node", "2", "-m", "img2prompt", "predict", "default",
-               str(images), "--out", str(out), "--precision", "fp32", "--batch-size", "2",
-               "--skip-bad", "-q"]  # fmt: skip
+    command = [
+        str(torchrun),
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "img2prompt",
+        "predict",
+        "default",
+        str(images),
+        "--out",
+        str(out),
+        "--precision",
+        "fp32",
+        "--batch-size",
+        "2",
+        "--skip-bad",
+        "-q",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     joined = read_predictions(out)

@@ -92,8 +92,10 @@ def test_an_embedded_prompt_answers_with_the_models_guess_beside_it(client, enco
     answer = post_image(client, path.read_bytes(), "a.png").json()
     check_answer(answer, encoder)
     assert (answer["prompt"], answer["source"], answer["generator"]) == (
-        hostile, "metadata", "AUTOMATIC1111",
-    )  # fmt: skip
+        hostile,
+        "metadata",
+        "AUTOMATIC1111",
+    )
     assert answer["negative_prompt"] == "blurry" and answer["settings"]["steps"] == 20
     assert answer["model_prompt"] != hostile
     ignored = client.post(

@@ -32,8 +32,10 @@ def test_predict_submission_has_the_sample_ids_in_order(kaggle_sample, tmp_path)
     assert vectors.shape == (7, 384)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-6)
     lines = out.read_text().splitlines()
-    expected_keys = [line.split(",")[0] for line in (kaggle_sample / "sample_submission.csv")
-                     .read_text().splitlines()]  # fmt: skip
+    expected_keys = [
+        line.split(",")[0]
+        for line in (kaggle_sample / "sample_submission.csv").read_text().splitlines()
+    ]
     assert [line.split(",")[0] for line in lines] == expected_keys
     check = check_submission(out, sample=kaggle_sample / "sample_submission.csv")
     assert check.ok, check.problems

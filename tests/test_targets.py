@@ -206,7 +206,7 @@ def test_a_bert_the_plain_torch_path_does_not_cover_goes_through_transformers(tm
         fallback.encode(texts, 2)[0],
         _SentenceTransformer(str(folder), "cpu").encode(texts, 2)[0],
         atol=1e-5,
-    )  # fmt: skip
+    )
 
 
 def test_other_poolings_keep_sentence_transformers(tmp_path):

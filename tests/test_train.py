@@ -53,9 +53,15 @@ def test_learns_a_synthetic_task_from_scratch(shapes, tmp_path):
     """Coloured shapes, prompts that describe them, real MiniLM targets: held-out images of the
     validation fold reach mean cosine >= 0.9, clearly above predicting the mean target."""
     cfg = _config(
-        shapes, tmp_path / "run", backbone="tiny-convnext", head="mlp", head_options="hidden=512",
-        epochs=12, lr=3e-3, fold="1",
-    )  # fmt: skip
+        shapes,
+        tmp_path / "run",
+        backbone="tiny-convnext",
+        head="mlp",
+        head_options="hidden=512",
+        epochs=12,
+        lr=3e-3,
+        fold="1",
+    )
     report = train(cfg, progress=False)
     table = pq.read_table(shapes / "prompts.parquet")
     targets = np.stack(table["target"].to_numpy(zero_copy_only=False))
@@ -151,10 +157,30 @@ def test_kfold_writes_every_row_out_of_fold_once(small_shapes, tmp_path):
 def test_ddp_with_two_cpu_processes_writes_one_model(small_shapes, tmp_path):
     out = tmp_path / "ddp"
     command = [
-        sys.executable, "-m", "img2prompt", "train", "--data", str(small_shapes),
-        "--backbone", "tiny-clip", "--out", str(out), "--epochs", "2", "--batch-size", "4",
-        "--workers", "0", "--devices", "2", "--accelerator", "cpu", "--strategy", "ddp", "-q",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "img2prompt",
+        "train",
+        "--data",
+        str(small_shapes),
+        "--backbone",
+        "tiny-clip",
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "4",
+        "--workers",
+        "0",
+        "--devices",
+        "2",
+        "--accelerator",
+        "cpu",
+        "--strategy",
+        "ddp",
+        "-q",
+    ]
     env = os.environ | {"PYTHONPATH": str(REPO / "src")}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -170,15 +196,43 @@ def test_ddp_with_two_cpu_processes_writes_one_model(small_shapes, tmp_path):
 def test_efficientnet_lite0_end_to_end_on_the_kaggle_sample(kaggle_sample, tmp_path):
     """prepare -> train (LP then FT, on the real ImageNet weights) -> a loadable model folder."""
     data, run = tmp_path / "data", tmp_path / "run"
-    result = runner.invoke(app, [
-        "data", "prepare", str(kaggle_sample / "prompts.csv"), "--images",
-        str(kaggle_sample / "images"), "--out", str(data), "--folds", "2", "-q",
-    ])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "data",
+            "prepare",
+            str(kaggle_sample / "prompts.csv"),
+            "--images",
+            str(kaggle_sample / "images"),
+            "--out",
+            str(data),
+            "--folds",
+            "2",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, [
-        "train", "--data", str(data), "--backbone", "efficientnet-lite0", "--out", str(run),
-        "--lp-epochs", "1", "--epochs", "1", "--batch-size", "4", "--workers", "0", "-q",
-    ])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--data",
+            str(data),
+            "--backbone",
+            "efficientnet-lite0",
+            "--out",
+            str(run),
+            "--lp-epochs",
+            "1",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--workers",
+            "0",
+            "-q",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "best val cosine" in result.output
     model = load_model(run / "model")
@@ -198,8 +252,20 @@ def test_recipe_errors_name_the_file(tmp_path):
 
 
 def test_cli_refuses_to_overwrite_or_to_resume_with_other_settings(small_shapes, tmp_path):
-    base = ["train", "--data", str(small_shapes), "--backbone", "tiny-clip", "--out",
-            str(tmp_path / "run"), "--epochs", "1", "--workers", "0", "-q"]  # fmt: skip
+    base = [
+        "train",
+        "--data",
+        str(small_shapes),
+        "--backbone",
+        "tiny-clip",
+        "--out",
+        str(tmp_path / "run"),
+        "--epochs",
+        "1",
+        "--workers",
+        "0",
+        "-q",
+    ]
     assert runner.invoke(app, base).exit_code == 0
     again = runner.invoke(app, base)
     assert again.exit_code == 2 and "already holds a run" in again.output
@@ -253,8 +319,9 @@ def test_kfold_stopped_after_each_epoch_equals_an_uninterrupted_run(small_shapes
     calls = 0
     while True:
         calls += 1
-        cfg = _config(small_shapes, tmp_path / "stopped", fold="all", stop_after_epochs=1,
-                      resume=calls > 1)  # fmt: skip
+        cfg = _config(
+            small_shapes, tmp_path / "stopped", fold="all", stop_after_epochs=1, resume=calls > 1
+        )
         if not train(cfg, progress=False).stopped_early:
             break
     assert calls == 2  # one epoch per fold: fold 0, then fold 1

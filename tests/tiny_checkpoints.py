@@ -13,12 +13,23 @@ def save_tiny_clip(directory: Path, image_size: int = 32, crop: int = 32) -> Pat
 
     torch.manual_seed(0)
     config = CLIPConfig(
-        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "vocab_size": 100},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                       "num_attention_heads": 2, "image_size": image_size, "patch_size": 8},
+        text_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "vocab_size": 100,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": image_size,
+            "patch_size": 8,
+        },
         projection_dim=16,
-    )  # fmt: skip
+    )
     CLIPModel(config).save_pretrained(directory)
     CLIPImageProcessor(
         size={"shortest_edge": crop + 8}, crop_size={"height": crop, "width": crop}
@@ -86,14 +97,27 @@ def save_tiny_clip_dual(
     vocab_size = save_tiny_clip_tokenizer(directory, context)
     torch.manual_seed(seed)
     config = CLIPConfig(
-        text_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "vocab_size": vocab_size,
-                     "bos_token_id": vocab_size - 2, "eos_token_id": vocab_size - 1,
-                     "pad_token_id": vocab_size - 1, "max_position_embeddings": context},
-        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-                       "num_attention_heads": 2, "image_size": image_size, "patch_size": 8},
+        text_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "vocab_size": vocab_size,
+            "bos_token_id": vocab_size - 2,
+            "eos_token_id": vocab_size - 1,
+            "pad_token_id": vocab_size - 1,
+            "max_position_embeddings": context,
+        },
+        vision_config={
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": image_size,
+            "patch_size": 8,
+        },
         projection_dim=24,
-    )  # fmt: skip
+    )
     CLIPModel(config).save_pretrained(directory)
     CLIPImageProcessor(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
