@@ -40,7 +40,10 @@ from typing import Any
 
 from PIL import Image
 
-from img2prompt.metadata.comfyui import read_graph, workflow_to_graph
+from img2prompt.metadata.a1111 import parse_parameters
+from img2prompt.metadata.comfy_workflow import workflow_to_graph
+from img2prompt.metadata.comfyui import GraphReading, read_graph
+from img2prompt.metadata.passes import Pass
 from img2prompt.metadata.stealth import StealthError, read_stealth
 
 MAX_TEXT_CHARS = 50_000
@@ -82,6 +85,17 @@ class GenerationMetadata:
     the front end wrote."""
     error: str | None = None
     """Why metadata that is there could not be read (or was cut), else None."""
+    passes: list[Pass] = field(default_factory=list)
+    """Every sampling pass, in execution order: the base pass (whose texts are `prompt` and
+    `negative_prompt`), then refiner, hires, detailer, inpaint and upscale passes. Empty when
+    the file names no prompt or settings."""
+    composed: bool = False
+    """True where `prompt` joins several texts (Combine, Concat, area prompts), in order."""
+    candidates: list[str] = field(default_factory=list)
+    """Where `prompt` is None because the text is made at run time (wildcards, LLM or prompt
+    reader nodes): the literal texts met on the way, for a person to judge. Never a prompt."""
+    note: str | None = None
+    """Why `prompt` is None though the file carries a graph, or how it was chosen."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +105,10 @@ class GenerationMetadata:
             "generator": self.generator,
             "settings": self.settings,
             "error": self.error,
+            "passes": [p.to_json() for p in self.passes],
+            "composed": self.composed,
+            "candidates": self.candidates,
+            "note": self.note,
         }
 
 
@@ -244,7 +262,7 @@ def _from_sd_parsers(parser_class: type, parameters: dict[str, Any], result: Gen
 def _a1111(chunks: dict[str, str], result: GenerationMetadata) -> bool:
     """A1111-style text (also Fooocus's and SwarmUI's JSON in the same field). Any other text
     there (a camera's UserComment, a stray JSON object) is not taken for a prompt."""
-    from sd_parsers.parsers import AUTOMATIC1111Parser, FooocusParser
+    from sd_parsers.parsers import FooocusParser
 
     text = chunks["parameters"]
     decoded = _json(text) if text.lstrip().startswith("{") else None
@@ -253,25 +271,14 @@ def _a1111(chunks: dict[str, str], result: GenerationMetadata) -> bool:
         return True
     if isinstance(decoded, dict):
         return _from_sd_parsers(FooocusParser, chunks, result) is None
-    if _from_sd_parsers(AUTOMATIC1111Parser, {"parameters": text}, result) is None:
-        return True
-    # No parsable settings line (a cut text, or "Negative prompt:" said twice): the prompt is
-    # what comes before the negative prompt, the settings line left out; without either
-    # marker the text is no A1111 prompt.
-    prompt, negative_marker, rest = text.partition("Negative prompt:")
-    settings = _SETTINGS_LINE.search(prompt)
-    if not negative_marker and settings is None:
+    parsed = parse_parameters(text)  # without a negative prompt or settings line: no prompt
+    if parsed is None:
         return False
-    if settings is not None:
-        prompt = prompt[: settings.start()]
-    negative = _SETTINGS_LINE.split(rest)[0].strip() if rest else ""
-    result.generator = "AUTOMATIC1111"
-    result.prompt = prompt.strip() or None
-    result.negative_prompt = negative or None
+    result.generator = parsed.generator
+    result.prompt, result.negative_prompt = parsed.prompt, parsed.negative
+    result.settings = _settings(parsed.settings)
+    result.passes = parsed.passes
     return True
-
-
-_SETTINGS_LINE = re.compile(r"(?m)^\s*Steps:\s*\d+")
 
 
 def _swarmui(decoded: dict[str, Any], result: GenerationMetadata) -> None:
@@ -288,11 +295,13 @@ def _swarmui(decoded: dict[str, Any], result: GenerationMetadata) -> None:
 
 
 def _comfyui(chunks: dict[str, str], result: GenerationMetadata) -> bool:
-    """ComfyUI's graphs; a `prompt` chunk of plain text is another front end's (Easy Diffusion)."""
+    """ComfyUI's graphs; a `prompt` chunk of plain text is another front end's (Easy Diffusion).
+    The executed graph (`prompt`) answers; the editor's (`workflow`) where it is missing or
+    yields no pass."""
     if "workflow" not in chunks and not chunks["prompt"].lstrip().startswith("{"):
         return False
     result.generator = "ComfyUI"
-    problems = []
+    problems, chosen = [], None
     for key in ("prompt", "workflow"):
         if key not in chunks:
             continue
@@ -300,15 +309,22 @@ def _comfyui(chunks: dict[str, str], result: GenerationMetadata) -> bool:
         if not isinstance(decoded, dict):
             problems.append(f"the {key} chunk is not a JSON object")
             continue
-        graph = decoded if key == "prompt" else workflow_to_graph(decoded)
-        prompt, negative, settings = read_graph(graph)
-        if prompt is not None:
-            result.prompt, result.negative_prompt = prompt, negative
-            result.settings = _settings(settings)
-            return True
-        problems.append(f"no prompt text reaches a sampler in the {key} graph")
+        reading = read_graph(decoded if key == "prompt" else workflow_to_graph(decoded))
+        if chosen is None or (_useful(reading) and not _useful(chosen)):
+            chosen = reading
+        if _useful(chosen):
+            break
+    if chosen is not None:
+        result.prompt, result.negative_prompt = chosen.prompt, chosen.negative
+        result.settings = _settings(chosen.settings)
+        result.passes, result.composed = chosen.passes, chosen.composed
+        result.candidates, result.note = chosen.candidates, chosen.note
     result.error = "; ".join(problems) or None
     return True
+
+
+def _useful(reading: GraphReading) -> bool:
+    return bool(reading.passes) or reading.prompt is not None
 
 
 DRAW_THINGS = "Draw Things XMP"  # our key for its XMP packet among the text chunks
