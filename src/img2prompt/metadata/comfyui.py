@@ -405,23 +405,23 @@ def execution_order(graph: Graph) -> list[str]:
         key=lambda n: ("Save" not in _class(graph, n), _sort_key(n)),
     )
     order: list[str] = []
-    done: set[str] = set()
+    entered: set[str] = set()  # a node is expanded once: a cycle cannot loop
     for output in [*outputs, *sorted(graph, key=_sort_key)]:  # then nodes only in cycles
-        if output in done or len(order) >= MAX_ORDERED:
+        if output in entered or len(order) >= MAX_ORDERED:
             continue
         stack = [(output, False)]
-        while stack and len(order) < MAX_ORDERED:
+        while stack:
             node, expanded = stack.pop()
-            if node in done:
-                continue
             if expanded:
-                done.add(node)
                 order.append(node)
                 continue
+            if node in entered:
+                continue
+            entered.add(node)
             stack.append((node, True))
             sources = [str(v[0]) for v in _inputs(graph, node).values() if _is_link(v)]
-            stack.extend((s, False) for s in reversed(sources) if s in graph and s not in done)
-    return order
+            stack.extend((s, False) for s in reversed(sources) if s in graph and s not in entered)
+    return order[:MAX_ORDERED]
 
 
 def _scalar(graph: Graph, value: Any) -> Any:

@@ -45,6 +45,7 @@ from img2prompt.metadata.comfy_workflow import workflow_to_graph
 from img2prompt.metadata.comfyui import GraphReading, read_graph
 from img2prompt.metadata.passes import Pass
 from img2prompt.metadata.stealth import StealthError, read_stealth
+from img2prompt.metadata.video import video_chunks
 
 MAX_TEXT_CHARS = 50_000
 """A prompt, negative prompt or setting longer than this is cut (and the cut reported)."""
@@ -55,6 +56,10 @@ PIXEL_READ_MAX_PIXELS = 4096 * 4096
 this size (SD outputs, upscaled ones included), and by at most `PIXEL_READS` threads at once, so
 a server answering many uploads does not hold many decoded images for their metadata."""
 PIXEL_READS = threading.BoundedSemaphore(2)
+MAX_PASSES = 64
+"""Passes listed at most."""
+MAX_CANDIDATES = 20
+"""Candidate texts listed at most."""
 NOT_AN_IMAGE = "not an image Pillow can open"
 """How `error` begins for a file that is no image at all."""
 USER_COMMENT = 0x9286
@@ -123,19 +128,36 @@ def read_metadata(source: str | Path | bytes, name: str | None = None) -> Genera
         result.error = "no such file"
         return result
     except Exception as e:  # any file a person keeps: reported, never raised
-        result.error = f"{NOT_AN_IMAGE} ({type(e).__name__})"
+        if not _read_video(source, result):
+            result.error = f"{NOT_AN_IMAGE} ({type(e).__name__})"
         return result
     try:
         with opened as image:
             _read(image, result)
     except Exception as e:  # a broken file or a parser's bug: one bad file, reported
         result.error = f"unreadable metadata: {type(e).__name__}: {str(e)[:200]}"
+    _finish(result)
     _cap(result)
     return result
 
 
+def _read_video(source: str | Path | bytes, result: GenerationMetadata) -> bool:
+    """A video file (MP4, WebM) with a ComfyUI graph in its container metadata."""
+    try:
+        chunks = video_chunks(source, max_chars=MAX_JSON_CHARS)
+        if not chunks:
+            return False
+        _comfyui(chunks, result)
+    except Exception as e:  # a parser's bug on a hostile file: reported, never raised
+        result.error = f"unreadable metadata: {type(e).__name__}: {str(e)[:200]}"
+    _finish(result)
+    _cap(result)
+    return True
+
+
 def _read(image: Image.Image, result: GenerationMetadata) -> None:
     chunks = _text_chunks(image)
+    chunks.update({k: v for k, v in _graph_tags(image).items() if k not in chunks})
     comment = _user_comment(image)
     if comment and "parameters" not in chunks:
         chunks["parameters"] = comment
@@ -171,6 +193,42 @@ def _text_chunks(image: Image.Image) -> dict[str, str]:
             text = image.text  # type: ignore[attr-defined]
             chunks.update({k: v for k, v in text.items() if isinstance(v, str)})
     return chunks
+
+
+GRAPH_TAGS = range(0x0110, 0x00FF, -1)
+"""EXIF tags where ComfyUI's WebP savers put `key:json`: Model (0x0110) holds `prompt:{...}`,
+Make (0x010F) `workflow:{...}`, and further extra keys count down from there."""
+GRAPH_TAG = re.compile(r"^([A-Za-z_][\w ]{0,40}):\s*(?=[{\[])")
+
+
+def _graph_tags(image: Image.Image) -> dict[str, str]:
+    """ComfyUI's graphs in EXIF tags (WebP, animated too), and in a comment (GIF, JPEG) that
+    holds `{"prompt": ..., "workflow": ...}` as VideoHelperSuite writes it."""
+    found: dict[str, str] = {}
+    comment = image.info.get("comment")
+    if isinstance(comment, bytes) and comment.lstrip().startswith(b"{"):
+        decoded = _json(comment.decode("utf-8", "replace"))
+        if isinstance(decoded, dict):
+            for key in ("prompt", "workflow"):
+                value = decoded.get(key)
+                if isinstance(value, dict):
+                    found[key] = json.dumps(value)
+                elif isinstance(value, str):
+                    found[key] = value
+    if "exif" not in image.info:
+        return found  # for PNG, Pillow would decode the whole image looking for EXIF
+    try:
+        exif = image.getexif()
+    except Exception:  # broken EXIF is no metadata
+        return found
+    for tag in GRAPH_TAGS:
+        value = exif.get(tag)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        match = GRAPH_TAG.match(value) if isinstance(value, str) else None
+        if match and match.group(1) not in found:
+            found[match.group(1)] = value[match.end() :]
+    return found
 
 
 def _user_comment(image: Image.Image) -> str | None:
@@ -480,25 +538,45 @@ def _number(value: Any, kind: type) -> Any:
         return value
 
 
+def _finish(result: GenerationMetadata) -> None:
+    """Every pass's settings named as the top level's; a front end that states one pass gets it
+    listed as the base pass, so `passes` has the same shape whatever wrote the file."""
+    for step in result.passes:
+        step.settings = _settings(step.settings)
+    if not result.passes and result.prompt is not None:
+        result.passes = [Pass("base", result.prompt, result.negative_prompt, dict(result.settings))]
+    del result.passes[MAX_PASSES:]
+    del result.candidates[MAX_CANDIDATES:]
+
+
+def _clean(value: Any, name: str, cut: list[str], *, strip: bool = True) -> Any:
+    """A text without control characters (and outer spaces), cut at `MAX_TEXT_CHARS` (the cut
+    noted in `cut`)."""
+    if not isinstance(value, str):
+        return value
+    value = _printable(value).strip() if strip else _printable(value)
+    if len(value) > MAX_TEXT_CHARS:
+        cut.append(name)
+        return value[:MAX_TEXT_CHARS]
+    return value
+
+
 def _cap(result: GenerationMetadata) -> None:
     """Metadata is untrusted input: control characters go (a terminal would obey them), every
     text over `MAX_TEXT_CHARS` is cut (and the cut said), and an empty prompt is no prompt."""
-    cut = []
-    for name in ("prompt", "negative_prompt", "generator"):
-        value = getattr(result, name)
-        if isinstance(value, str):
-            value = _printable(value).strip()
-            if len(value) > MAX_TEXT_CHARS:
-                value = value[:MAX_TEXT_CHARS]
-                cut.append(name)
-            setattr(result, name, value or None)
+    cut: list[str] = []
+    for name in ("prompt", "negative_prompt", "generator", "note"):
+        value = _clean(getattr(result, name), name, cut)
+        setattr(result, name, value or None)
     for key, value in list(result.settings.items()):
-        if isinstance(value, str):
-            value = _printable(value)
-            if len(value) > MAX_TEXT_CHARS:
-                value = value[:MAX_TEXT_CHARS]
-                cut.append(key)
-            result.settings[key] = value
+        result.settings[key] = _clean(value, key, cut, strip=False)
+    cleaned = (_clean(c, "candidates", cut) for c in result.candidates)
+    result.candidates = [c for c in cleaned if isinstance(c, str) and c]
+    for step in result.passes:
+        step.positive = _clean(step.positive, "passes", cut) or None
+        step.negative = _clean(step.negative, "passes", cut) or None
+        for key, value in list(step.settings.items()):
+            step.settings[key] = _clean(value, "passes", cut, strip=False)
     if cut:
-        note = f"cut at {MAX_TEXT_CHARS:,} characters: {', '.join(cut)}"
+        note = f"cut at {MAX_TEXT_CHARS:,} characters: {', '.join(dict.fromkeys(cut))}"
         result.error = f"{result.error}; {note}" if result.error else note
