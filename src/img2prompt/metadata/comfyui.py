@@ -300,7 +300,7 @@ def _runtime(graph: Graph, node: str, slot: int, texts: Texts) -> None:
     texts.runtime.append(_label(graph, node))
     shown = inputs.get("_widgets")
     index = SHOWN_TEXT.get(kind, {}).get(slot)
-    if index is not None and isinstance(shown, list) and index < len(shown):
+    if index is not None and isinstance(shown, tuple | list) and index < len(shown):
         texts.add_candidate(shown[index])
         return
     for key, value in inputs.items():
@@ -389,9 +389,12 @@ def sampler_shape(graph: Graph, node: str) -> Shape | None:
     kind, inputs = _class(graph, node), _inputs(graph, node)
     if kind in SAMPLERS:
         return SAMPLERS[kind]
-    conditioned = _is_link(inputs.get("positive")) or _is_link(inputs.get("guider"))
-    if conditioned and any(k in inputs for k in ("steps", "cfg", *SEED_KEYS, "sigmas")):
-        return Shape(via="guider" if "guider" in inputs else "direct")
+    if _is_link(inputs.get("guider")) and any(k in inputs for k in ("noise", "sigmas")):
+        return Shape(via="guider")
+    latent = any(_is_link(inputs.get(k)) for k in ("latent_image", "latent", "samples"))
+    settings = any(k in inputs for k in ("steps", "cfg", *SEED_KEYS, "sigmas"))
+    if _is_link(inputs.get("positive")) and latent and settings:
+        return Shape()  # not a saver node with a `positive` text and a seed
     return None
 
 

@@ -67,6 +67,7 @@ EXIF_IFD = 0x8769
 SETTING_KEYS = {  # what each front end calls a setting -> the name in `settings`
     "sampler_name": "sampler", "sampler": "sampler", "scheduler": "scheduler",
     "schedule_type": "scheduler", "steps": "steps", "cfg": "cfg_scale", "cfg_scale": "cfg_scale",
+    "cfg_conds": "cfg_scale",
     "scale": "cfg_scale", "guidance_scale": "cfg_scale", "seed": "seed", "noise_seed": "seed",
     "denoise": "denoise", "denoising_strength": "denoise", "strength": "denoise",
     "size": "size", "model": "model", "model_hash": "model_hash", "clip_skip": "clip_skip",
