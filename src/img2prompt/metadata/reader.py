@@ -5,7 +5,7 @@
 | AUTOMATIC1111, Forge, reForge, SD.Next | PNG `parameters` text | own (`a1111.py`) |
 | the same, JPEG/WebP | EXIF UserComment | own extraction (below), then `a1111.py` |
 | the same, "stealth" | the pixels' lowest bits | own (`stealth.py`), then `a1111.py` |
-| ComfyUI | PNG `prompt`, `workflow`; WebP EXIF tags; GIF/JPEG comment; MP4/WebM tags | own (`comfyui.py`, `comfy_workflow.py`, `video.py`) |
+| ComfyUI | PNG `prompt`, `workflow`; WebP EXIF; GIF comment; video tags | own (`comfy*.py`) |
 | InvokeAI (3 formats) | PNG `Dream`, `sd-metadata`, `invokeai_metadata` | sd-parsers |
 | NovelAI | PNG `Description` + `Comment` (or stealth JSON) | sd-parsers |
 | Fooocus | PNG `parameters` JSON (`fooocus_scheme`) | sd-parsers |
