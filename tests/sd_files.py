@@ -106,3 +106,33 @@ def comfy_graph(positive: str, negative: str = "bad hands") -> dict:
 
 def comfy_png(path: Path, graph: dict) -> Path:
     return png_with_text(path, {"prompt": json.dumps(graph)})
+
+
+def comfy_webp(path: Path, graph: dict, workflow: dict | None = None, frames: int = 2) -> Path:
+    """An animated WebP as ComfyUI's SaveAnimatedWEBP writes it: EXIF Model (0x0110) holds
+    `prompt:<json>`, Make (0x010F) `workflow:<json>`."""
+    exif = Image.Exif()
+    exif[0x0110] = "prompt:" + json.dumps(graph)
+    if workflow is not None:
+        exif[0x010F] = "workflow:" + json.dumps(workflow)
+    images = [picture(seed=i) for i in range(frames)]
+    images[0].save(path, "WEBP", save_all=True, append_images=images[1:], exif=exif, duration=40)
+    return path
+
+
+def comfy_workflow(nodes: list[dict], links: list[list], **extra) -> dict:
+    """An editor graph (`workflow`): nodes with widget values, links as ComfyUI lists them
+    ([id, origin, origin slot, target, target slot, type])."""
+    return {"last_node_id": len(nodes), "nodes": nodes, "links": links, **extra}
+
+
+def wf_node(node_id, kind, widgets=None, inputs=(), outputs=(), mode=0) -> dict:
+    """One editor node: `inputs` as (name, type, link id), `outputs` as (name, type)."""
+    return {
+        "id": node_id,
+        "type": kind,
+        "mode": mode,
+        "widgets_values": widgets,
+        "inputs": [{"name": n, "type": t, "link": link} for n, t, link in inputs],
+        "outputs": [{"name": n, "type": t, "links": []} for n, t in outputs],
+    }

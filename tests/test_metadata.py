@@ -74,11 +74,20 @@ def test_comfyui_traces_the_sampler_that_made_the_image(sd_metadata):
     assert img2img.negative_prompt == "watermark, text"
     assert img2img.settings["model"] == "v1-5-pruned-emaonly.ckpt"
     assert (img2img.settings["steps"], img2img.settings["cfg_scale"]) == (20, 8.0)
-    # Two passes, two SaveImage nodes: the second pass's sampler made the final image.
+    # Two passes: the prompt is the base pass's (the one that made the composition, from an
+    # empty latent); the hires pass's own prompt is listed under `passes`.
     two_pass = read_metadata(folder / "unclip_2pass_cropped.png")
-    assert two_pass.prompt == "beautiful scenery landscape outdoors mountains"
-    assert two_pass.settings["model"] == "cardosAnimated_v20.safetensors"
-    assert two_pass.settings["size"] == "1920x1088"  # the upscaled latent's size
+    assert two_pass.prompt == (
+        "(waifu, anime, exceptional, best aesthetic, new, newest, best quality, masterpiece, "
+        "extremely detailed:1.2)"
+    )
+    assert two_pass.settings["model"] == "wd-1-5-beta2-aesthetic-unclip-h-fp32.safetensors"
+    assert two_pass.settings["size"] == "1280x704"  # the base pass's latent
+    assert [p.role for p in two_pass.passes] == ["base", "hires"]
+    hires = two_pass.passes[1]
+    assert hires.positive == "beautiful scenery landscape outdoors mountains"
+    assert hires.settings["model"] == "cardosAnimated_v20.safetensors"
+    assert hires.settings["size"] == "1920x1088" and hires.settings["denoise"] < 1
 
 
 def test_invokeai_three_formats_novelai_and_fooocus(sd_metadata):
@@ -252,7 +261,10 @@ def test_metadata_command_json_lines_in_input_order(sd_metadata, tmp_path):
         a1111.name,
     ]
     for line in lines:
-        assert set(line) == {"image", "prompt", "negative_prompt", "generator", "settings", "error"}
+        assert set(line) == {
+            "image", "prompt", "negative_prompt", "generator", "settings", "error", "passes",
+            "composed", "candidates", "note",
+        }  # fmt: skip
     assert lines[0]["prompt"] is None and lines[-1]["prompt"] == "photo of a duck"
     missing = CliRunner().invoke(app, ["metadata", str(tmp_path / "nope.png"), "--json"])
     assert missing.exit_code == 1
@@ -265,15 +277,14 @@ def test_comfyui_hostile_graphs_cost_linear_time():
     graph = comfy_graph("unused")
     graph["10"] = {"class_type": "Knot", "inputs": {f"in{i}": ["10", 0] for i in range(40)}}
     graph["6"]["inputs"]["text"] = ["10", 0]  # every input of "10" links back to itself
-    prompt, _, _ = read_graph(graph)  # returned at once (it once took exponential time)
-    assert prompt is None
+    assert read_graph(graph).prompt is None  # returned at once (it once took exponential time)
     chain = comfy_graph("the end of a long chain")
     for i in range(1500):  # 1,500 conditioning nodes in a row: no recursion limit
-        chain[f"c{i}"] = {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["6", 0]}}
+        chain[f"c{i}"] = {"class_type": "FluxGuidance", "inputs": {"conditioning": ["6", 0]}}
         if i:
             chain[f"c{i}"]["inputs"]["conditioning"] = [f"c{i - 1}", 0]
     chain["3"]["inputs"]["positive"] = ["c1499", 0]
-    assert read_graph(chain)[0] == "the end of a long chain"
+    assert read_graph(chain).prompt == "the end of a long chain"
 
 
 def test_comfyui_follows_the_output_slot_and_prefers_the_saved_branch():
@@ -285,8 +296,8 @@ def test_comfyui_follows_the_output_slot_and_prefers_the_saved_branch():
         "inputs": {"positive": ["6", 0], "negative": ["7", 0], "control_net": ["21", 0]},
     }
     graph["3"]["inputs"].update(positive=["20", 0], negative=["20", 1])
-    prompt, negative, _ = read_graph(graph)
-    assert (prompt, negative) == ("a castle on a hill", "blurry, lowres")
+    found = read_graph(graph)
+    assert (found.prompt, found.negative) == ("a castle on a hill", "blurry, lowres")
 
     both = comfy_graph("the saved one")
     both["30"] = {"class_type": "CLIPTextEncode", "inputs": {"text": "a preview"}}
@@ -295,11 +306,11 @@ def test_comfyui_follows_the_output_slot_and_prefers_the_saved_branch():
     both["33"] = {"class_type": "PreviewImage", "inputs": {"images": ["32", 0]}}
     both["34"] = {"class_type": "ImageScale", "inputs": {"image": ["8", 0]}}
     both["9"]["inputs"]["images"] = ["34", 0]  # the saved branch is the longer one
-    assert read_graph(both)[0] == "the saved one"
+    assert read_graph(both).prompt == "the saved one"
 
 
 def test_workflow_widgets_of_ksampler_advanced(tmp_path):
-    from img2prompt.metadata.comfyui import workflow_to_graph
+    from img2prompt.metadata.comfy_workflow import workflow_to_graph
 
     workflow = {
         "nodes": [

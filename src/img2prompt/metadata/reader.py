@@ -2,10 +2,10 @@
 
 | front end | where | read by |
 |---|---|---|
-| AUTOMATIC1111, Forge, SD.Next | PNG `parameters` text | sd-parsers (A1111 parser) |
-| the same, JPEG/WebP | EXIF UserComment | own extraction (below), then sd-parsers |
-| the same, "stealth" | the pixels' lowest bits | own (`stealth.py`), then sd-parsers |
-| ComfyUI | PNG `prompt` (executed graph), `workflow` | own (`comfyui.py`) |
+| AUTOMATIC1111, Forge, reForge, SD.Next | PNG `parameters` text | own (`a1111.py`) |
+| the same, JPEG/WebP | EXIF UserComment | own extraction (below), then `a1111.py` |
+| the same, "stealth" | the pixels' lowest bits | own (`stealth.py`), then `a1111.py` |
+| ComfyUI | PNG `prompt`, `workflow`; WebP EXIF; GIF comment; video tags | own (`comfy*.py`) |
 | InvokeAI (3 formats) | PNG `Dream`, `sd-metadata`, `invokeai_metadata` | sd-parsers |
 | NovelAI | PNG `Description` + `Comment` (or stealth JSON) | sd-parsers |
 | Fooocus | PNG `parameters` JSON (`fooocus_scheme`) | sd-parsers |
@@ -40,8 +40,12 @@ from typing import Any
 
 from PIL import Image
 
-from img2prompt.metadata.comfyui import read_graph, workflow_to_graph
+from img2prompt.metadata.a1111 import parse_parameters
+from img2prompt.metadata.comfy_workflow import workflow_to_graph
+from img2prompt.metadata.comfyui import GraphReading, read_graph
+from img2prompt.metadata.passes import Pass
 from img2prompt.metadata.stealth import StealthError, read_stealth
+from img2prompt.metadata.video import video_chunks
 
 MAX_TEXT_CHARS = 50_000
 """A prompt, negative prompt or setting longer than this is cut (and the cut reported)."""
@@ -52,6 +56,10 @@ PIXEL_READ_MAX_PIXELS = 4096 * 4096
 this size (SD outputs, upscaled ones included), and by at most `PIXEL_READS` threads at once, so
 a server answering many uploads does not hold many decoded images for their metadata."""
 PIXEL_READS = threading.BoundedSemaphore(2)
+MAX_PASSES = 64
+"""Passes listed at most."""
+MAX_CANDIDATES = 20
+"""Candidate texts listed at most."""
 NOT_AN_IMAGE = "not an image Pillow can open"
 """How `error` begins for a file that is no image at all."""
 USER_COMMENT = 0x9286
@@ -59,6 +67,7 @@ EXIF_IFD = 0x8769
 SETTING_KEYS = {  # what each front end calls a setting -> the name in `settings`
     "sampler_name": "sampler", "sampler": "sampler", "scheduler": "scheduler",
     "schedule_type": "scheduler", "steps": "steps", "cfg": "cfg_scale", "cfg_scale": "cfg_scale",
+    "cfg_conds": "cfg_scale",
     "scale": "cfg_scale", "guidance_scale": "cfg_scale", "seed": "seed", "noise_seed": "seed",
     "denoise": "denoise", "denoising_strength": "denoise", "strength": "denoise",
     "size": "size", "model": "model", "model_hash": "model_hash", "clip_skip": "clip_skip",
@@ -82,6 +91,17 @@ class GenerationMetadata:
     the front end wrote."""
     error: str | None = None
     """Why metadata that is there could not be read (or was cut), else None."""
+    passes: list[Pass] = field(default_factory=list)
+    """Every sampling pass, in execution order: the base pass (whose texts are `prompt` and
+    `negative_prompt`), then refiner, hires, detailer, inpaint and upscale passes. Empty when
+    the file names no prompt or settings."""
+    composed: bool = False
+    """True where `prompt` joins several texts (Combine, Concat, area prompts), in order."""
+    candidates: list[str] = field(default_factory=list)
+    """Where `prompt` is None because the text is made at run time (wildcards, LLM or prompt
+    reader nodes): the literal texts met on the way, for a person to judge. Never a prompt."""
+    note: str | None = None
+    """Why `prompt` is None though the file carries a graph, or how it was chosen."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +111,10 @@ class GenerationMetadata:
             "generator": self.generator,
             "settings": self.settings,
             "error": self.error,
+            "passes": [p.to_json() for p in self.passes],
+            "composed": self.composed,
+            "candidates": self.candidates,
+            "note": self.note,
         }
 
 
@@ -105,19 +129,36 @@ def read_metadata(source: str | Path | bytes, name: str | None = None) -> Genera
         result.error = "no such file"
         return result
     except Exception as e:  # any file a person keeps: reported, never raised
-        result.error = f"{NOT_AN_IMAGE} ({type(e).__name__})"
+        if not _read_video(source, result):
+            result.error = f"{NOT_AN_IMAGE} ({type(e).__name__})"
         return result
     try:
         with opened as image:
             _read(image, result)
     except Exception as e:  # a broken file or a parser's bug: one bad file, reported
         result.error = f"unreadable metadata: {type(e).__name__}: {str(e)[:200]}"
+    _finish(result)
     _cap(result)
     return result
 
 
+def _read_video(source: str | Path | bytes, result: GenerationMetadata) -> bool:
+    """A video file (MP4, WebM) with a ComfyUI graph in its container metadata."""
+    try:
+        chunks = video_chunks(source, max_chars=MAX_JSON_CHARS)
+        if not chunks:
+            return False
+        _comfyui(chunks, result)
+    except Exception as e:  # a parser's bug on a hostile file: reported, never raised
+        result.error = f"unreadable metadata: {type(e).__name__}: {str(e)[:200]}"
+    _finish(result)
+    _cap(result)
+    return True
+
+
 def _read(image: Image.Image, result: GenerationMetadata) -> None:
     chunks = _text_chunks(image)
+    chunks.update({k: v for k, v in _graph_tags(image).items() if k not in chunks})
     comment = _user_comment(image)
     if comment and "parameters" not in chunks:
         chunks["parameters"] = comment
@@ -153,6 +194,42 @@ def _text_chunks(image: Image.Image) -> dict[str, str]:
             text = image.text  # type: ignore[attr-defined]
             chunks.update({k: v for k, v in text.items() if isinstance(v, str)})
     return chunks
+
+
+GRAPH_TAGS = range(0x0110, 0x00FF, -1)
+"""EXIF tags where ComfyUI's WebP savers put `key:json`: Model (0x0110) holds `prompt:{...}`,
+Make (0x010F) `workflow:{...}`, and further extra keys count down from there."""
+GRAPH_TAG = re.compile(r"^([A-Za-z_][\w ]{0,40}):\s*(?=[{\[])")
+
+
+def _graph_tags(image: Image.Image) -> dict[str, str]:
+    """ComfyUI's graphs in EXIF tags (WebP, animated too), and in a comment (GIF, JPEG) that
+    holds `{"prompt": ..., "workflow": ...}` as VideoHelperSuite writes it."""
+    found: dict[str, str] = {}
+    comment = image.info.get("comment")
+    if isinstance(comment, bytes) and comment.lstrip().startswith(b"{"):
+        decoded = _json(comment.decode("utf-8", "replace"))
+        if isinstance(decoded, dict):
+            for key in ("prompt", "workflow"):
+                value = decoded.get(key)
+                if isinstance(value, dict):
+                    found[key] = json.dumps(value)
+                elif isinstance(value, str):
+                    found[key] = value
+    if "exif" not in image.info:
+        return found  # for PNG, Pillow would decode the whole image looking for EXIF
+    try:
+        exif = image.getexif()
+    except Exception:  # broken EXIF is no metadata
+        return found
+    for tag in GRAPH_TAGS:
+        value = exif.get(tag)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        match = GRAPH_TAG.match(value) if isinstance(value, str) else None
+        if match and match.group(1) not in found:
+            found[match.group(1)] = value[match.end() :]
+    return found
 
 
 def _user_comment(image: Image.Image) -> str | None:
@@ -244,7 +321,7 @@ def _from_sd_parsers(parser_class: type, parameters: dict[str, Any], result: Gen
 def _a1111(chunks: dict[str, str], result: GenerationMetadata) -> bool:
     """A1111-style text (also Fooocus's and SwarmUI's JSON in the same field). Any other text
     there (a camera's UserComment, a stray JSON object) is not taken for a prompt."""
-    from sd_parsers.parsers import AUTOMATIC1111Parser, FooocusParser
+    from sd_parsers.parsers import FooocusParser
 
     text = chunks["parameters"]
     decoded = _json(text) if text.lstrip().startswith("{") else None
@@ -253,25 +330,14 @@ def _a1111(chunks: dict[str, str], result: GenerationMetadata) -> bool:
         return True
     if isinstance(decoded, dict):
         return _from_sd_parsers(FooocusParser, chunks, result) is None
-    if _from_sd_parsers(AUTOMATIC1111Parser, {"parameters": text}, result) is None:
-        return True
-    # No parsable settings line (a cut text, or "Negative prompt:" said twice): the prompt is
-    # what comes before the negative prompt, the settings line left out; without either
-    # marker the text is no A1111 prompt.
-    prompt, negative_marker, rest = text.partition("Negative prompt:")
-    settings = _SETTINGS_LINE.search(prompt)
-    if not negative_marker and settings is None:
+    parsed = parse_parameters(text)  # without a negative prompt or settings line: no prompt
+    if parsed is None:
         return False
-    if settings is not None:
-        prompt = prompt[: settings.start()]
-    negative = _SETTINGS_LINE.split(rest)[0].strip() if rest else ""
-    result.generator = "AUTOMATIC1111"
-    result.prompt = prompt.strip() or None
-    result.negative_prompt = negative or None
+    result.generator = parsed.generator
+    result.prompt, result.negative_prompt = parsed.prompt, parsed.negative
+    result.settings = _settings(parsed.settings)
+    result.passes = parsed.passes
     return True
-
-
-_SETTINGS_LINE = re.compile(r"(?m)^\s*Steps:\s*\d+")
 
 
 def _swarmui(decoded: dict[str, Any], result: GenerationMetadata) -> None:
@@ -288,11 +354,13 @@ def _swarmui(decoded: dict[str, Any], result: GenerationMetadata) -> None:
 
 
 def _comfyui(chunks: dict[str, str], result: GenerationMetadata) -> bool:
-    """ComfyUI's graphs; a `prompt` chunk of plain text is another front end's (Easy Diffusion)."""
+    """ComfyUI's graphs; a `prompt` chunk of plain text is another front end's (Easy Diffusion).
+    The executed graph (`prompt`) answers; the editor's (`workflow`) where it is missing or
+    yields no pass."""
     if "workflow" not in chunks and not chunks["prompt"].lstrip().startswith("{"):
         return False
     result.generator = "ComfyUI"
-    problems = []
+    problems, chosen = [], None
     for key in ("prompt", "workflow"):
         if key not in chunks:
             continue
@@ -300,15 +368,22 @@ def _comfyui(chunks: dict[str, str], result: GenerationMetadata) -> bool:
         if not isinstance(decoded, dict):
             problems.append(f"the {key} chunk is not a JSON object")
             continue
-        graph = decoded if key == "prompt" else workflow_to_graph(decoded)
-        prompt, negative, settings = read_graph(graph)
-        if prompt is not None:
-            result.prompt, result.negative_prompt = prompt, negative
-            result.settings = _settings(settings)
-            return True
-        problems.append(f"no prompt text reaches a sampler in the {key} graph")
+        reading = read_graph(decoded if key == "prompt" else workflow_to_graph(decoded))
+        if chosen is None or (_useful(reading) and not _useful(chosen)):
+            chosen = reading
+        if _useful(chosen):
+            break
+    if chosen is not None:
+        result.prompt, result.negative_prompt = chosen.prompt, chosen.negative
+        result.settings = _settings(chosen.settings)
+        result.passes, result.composed = chosen.passes, chosen.composed
+        result.candidates, result.note = chosen.candidates, chosen.note
     result.error = "; ".join(problems) or None
     return True
+
+
+def _useful(reading: GraphReading) -> bool:
+    return bool(reading.passes) or reading.prompt is not None
 
 
 DRAW_THINGS = "Draw Things XMP"  # our key for its XMP packet among the text chunks
@@ -464,25 +539,45 @@ def _number(value: Any, kind: type) -> Any:
         return value
 
 
+def _finish(result: GenerationMetadata) -> None:
+    """Every pass's settings named as the top level's; a front end that states one pass gets it
+    listed as the base pass, so `passes` has the same shape whatever wrote the file."""
+    for step in result.passes:
+        step.settings = _settings(step.settings)
+    if not result.passes and result.prompt is not None:
+        result.passes = [Pass("base", result.prompt, result.negative_prompt, dict(result.settings))]
+    del result.passes[MAX_PASSES:]
+    del result.candidates[MAX_CANDIDATES:]
+
+
+def _clean(value: Any, name: str, cut: list[str], *, strip: bool = True) -> Any:
+    """A text without control characters (and outer spaces), cut at `MAX_TEXT_CHARS` (the cut
+    noted in `cut`)."""
+    if not isinstance(value, str):
+        return value
+    value = _printable(value).strip() if strip else _printable(value)
+    if len(value) > MAX_TEXT_CHARS:
+        cut.append(name)
+        return value[:MAX_TEXT_CHARS]
+    return value
+
+
 def _cap(result: GenerationMetadata) -> None:
     """Metadata is untrusted input: control characters go (a terminal would obey them), every
     text over `MAX_TEXT_CHARS` is cut (and the cut said), and an empty prompt is no prompt."""
-    cut = []
-    for name in ("prompt", "negative_prompt", "generator"):
-        value = getattr(result, name)
-        if isinstance(value, str):
-            value = _printable(value).strip()
-            if len(value) > MAX_TEXT_CHARS:
-                value = value[:MAX_TEXT_CHARS]
-                cut.append(name)
-            setattr(result, name, value or None)
+    cut: list[str] = []
+    for name in ("prompt", "negative_prompt", "generator", "note"):
+        value = _clean(getattr(result, name), name, cut)
+        setattr(result, name, value or None)
     for key, value in list(result.settings.items()):
-        if isinstance(value, str):
-            value = _printable(value)
-            if len(value) > MAX_TEXT_CHARS:
-                value = value[:MAX_TEXT_CHARS]
-                cut.append(key)
-            result.settings[key] = value
+        result.settings[key] = _clean(value, key, cut, strip=False)
+    cleaned = (_clean(c, "candidates", cut) for c in result.candidates)
+    result.candidates = [c for c in cleaned if isinstance(c, str) and c]
+    for step in result.passes:
+        step.positive = _clean(step.positive, "passes", cut) or None
+        step.negative = _clean(step.negative, "passes", cut) or None
+        for key, value in list(step.settings.items()):
+            step.settings[key] = _clean(value, "passes", cut, strip=False)
     if cut:
-        note = f"cut at {MAX_TEXT_CHARS:,} characters: {', '.join(cut)}"
+        note = f"cut at {MAX_TEXT_CHARS:,} characters: {', '.join(dict.fromkeys(cut))}"
         result.error = f"{result.error}; {note}" if result.error else note

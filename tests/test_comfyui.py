@@ -1,0 +1,440 @@
+"""ComfyUI graphs as people build them, one test a node shape: multi-pass graphs (the base pass
+answers, every pass listed), guiders, pipes, group nodes and subgraphs, zero-out, combined
+conditioning, string chains, run-time text (never a prompt), and the places ComfyUI writes
+its graphs (PNG chunks, WebP EXIF, GIF comments, video headers)."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from img2prompt.metadata import read_metadata
+from img2prompt.metadata.comfy_workflow import workflow_to_graph
+from img2prompt.metadata.comfyui import read_graph
+from sd_files import comfy_graph, comfy_png, comfy_webp, comfy_workflow, picture, wf_node
+
+
+def encoder(text, clip=("4", 1)) -> dict:
+    return {"class_type": "CLIPTextEncode", "inputs": {"text": text, "clip": list(clip)}}
+
+
+def ksampler(positive, negative, latent, *, denoise=1.0, model=("4", 0), seed=7) -> dict:
+    return {
+        "class_type": "KSampler",
+        "inputs": {
+            "seed": seed, "steps": 20, "cfg": 7.0, "sampler_name": "euler",
+            "scheduler": "normal", "denoise": denoise, "model": list(model),
+            "positive": list(positive), "negative": list(negative), "latent_image": list(latent),
+        },
+    }  # fmt: skip
+
+
+def with_hires(graph: dict, prompt: str) -> dict:
+    """A second KSampler on the upscaled latent of the first, with its own prompt."""
+    graph["20"] = {"class_type": "LatentUpscaleBy", "inputs": {"samples": ["3", 0], "scale_by": 2}}
+    graph["21"] = encoder(prompt)
+    graph["22"] = ksampler(("21", 0), ("7", 0), ("20", 0), denoise=0.45, seed=8)
+    graph["8"]["inputs"]["samples"] = ["22", 0]
+    return graph
+
+
+def test_base_and_hires_pass():
+    found = read_graph(with_hires(comfy_graph("a lighthouse at dusk"), "sharp details, 8k"))
+    assert (found.prompt, found.negative) == ("a lighthouse at dusk", "bad hands")
+    assert [(p.role, p.positive, p.node) for p in found.passes] == [
+        ("base", "a lighthouse at dusk", "3"),
+        ("hires", "sharp details, 8k", "22"),
+    ]
+    assert found.settings["seed"] == 42 and found.passes[1].settings["seed"] == 8
+    assert found.passes[1].settings["denoise"] == 0.45
+
+
+def test_base_and_sdxl_refiner():
+    graph = comfy_graph("a red fox in snow")
+    graph["3"] = {
+        "class_type": "KSamplerAdvanced",
+        "inputs": {"add_noise": "enable", "noise_seed": 1, "steps": 25, "cfg": 7,
+                   "sampler_name": "euler", "scheduler": "normal", "start_at_step": 0,
+                   "end_at_step": 20, "return_with_leftover_noise": "enable",
+                   "model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0],
+                   "latent_image": ["5", 0]},
+    }  # fmt: skip
+    graph["30"] = {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "refiner.st"}}
+    graph["31"] = {
+        "class_type": "CLIPTextEncodeSDXLRefiner",
+        "inputs": {"ascore": 6, "width": 1024, "height": 1024, "text": "rewritten by refiner",
+                   "clip": ["30", 1]},
+    }  # fmt: skip
+    graph["32"] = dict(graph["3"], inputs=dict(graph["3"]["inputs"], add_noise="disable",
+                       start_at_step=20, end_at_step=10000, model=["30", 0],
+                       positive=["31", 0], latent_image=["3", 0]))  # fmt: skip
+    graph["8"]["inputs"]["samples"] = ["32", 0]
+    found = read_graph(graph)
+    assert found.prompt == "a red fox in snow"
+    assert [p.role for p in found.passes] == ["base", "refiner"]
+    assert found.passes[1].positive == "rewritten by refiner"
+    assert found.passes[1].settings["model"] == "refiner.st"
+
+
+def test_face_detailer_is_a_later_pass_not_the_prompt():
+    graph = comfy_graph("a girl on a beach at sunset, wide shot")
+    graph["40"] = encoder("adorable face, joyful, closeup portrait")
+    graph["41"] = {
+        "class_type": "FaceDetailer",
+        "inputs": {"image": ["8", 0], "model": ["4", 0], "clip": ["4", 1], "vae": ["4", 2],
+                   "positive": ["40", 0], "negative": ["7", 0], "seed": 3, "steps": 20,
+                   "cfg": 8, "sampler_name": "euler", "scheduler": "normal", "denoise": 0.5,
+                   "guide_size": 384, "bbox_detector": ["42", 0]},
+    }  # fmt: skip
+    graph["9"]["inputs"]["images"] = ["41", 0]
+    found = read_graph(graph)
+    assert found.prompt == "a girl on a beach at sunset, wide shot"
+    assert [(p.role, p.positive) for p in found.passes] == [
+        ("base", "a girl on a beach at sunset, wide shot"),
+        ("detailer", "adorable face, joyful, closeup portrait"),
+    ]
+
+
+def custom_advanced(graph: dict, guider: dict) -> dict:
+    """SamplerCustomAdvanced with noise, sampler and sigmas nodes, and `guider` as node 21."""
+    graph["3"] = {
+        "class_type": "SamplerCustomAdvanced",
+        "inputs": {"noise": ["20", 0], "guider": ["21", 0], "sampler": ["22", 0],
+                   "sigmas": ["23", 0], "latent_image": ["5", 0]},
+    }  # fmt: skip
+    graph["20"] = {"class_type": "RandomNoise", "inputs": {"noise_seed": 99}}
+    graph["21"] = guider
+    graph["22"] = {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}}
+    graph["23"] = {
+        "class_type": "BasicScheduler",
+        "inputs": {"scheduler": "simple", "steps": 28, "denoise": 1.0, "model": ["4", 0]},
+    }
+    return graph
+
+
+def test_guiders_of_sampler_custom_advanced():
+    cfg = {
+        "class_type": "CFGGuider",
+        "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "cfg": 4.5},
+    }
+    found = read_graph(custom_advanced(comfy_graph("a paper boat"), cfg))
+    assert (found.prompt, found.negative) == ("a paper boat", "bad hands")
+    assert (found.settings["noise_seed"], found.settings["steps"]) == (99, 28)
+    assert (found.settings["cfg"], found.settings["sampler_name"]) == (4.5, "euler")
+
+    graph = comfy_graph("a flux portrait")
+    graph["24"] = {
+        "class_type": "FluxGuidance",
+        "inputs": {"conditioning": ["6", 0], "guidance": 3.5},
+    }
+    basic = {"class_type": "BasicGuider", "inputs": {"model": ["4", 0], "conditioning": ["24", 0]}}
+    found = read_graph(custom_advanced(graph, basic))
+    assert (found.prompt, found.negative) == ("a flux portrait", None)
+
+    graph = comfy_graph("turn it into winter")
+    graph["25"] = encoder("")
+    dual = {
+        "class_type": "DualCFGGuider",
+        "inputs": {
+            "model": ["4", 0],
+            "cond1": ["6", 0],
+            "cond2": ["25", 0],
+            "negative": ["7", 0],
+            "cfg_conds": 5.0,
+            "cfg_cond2_negative": 2.0,
+        },
+    }
+    found = read_metadata(comfy_png(_tmp() / "dual.png", custom_advanced(graph, dual)))
+    assert (found.prompt, found.negative_prompt) == ("turn it into winter", "bad hands")
+    assert found.settings["cfg_scale"] == 5.0 and found.settings["seed"] == 99
+
+
+def _tmp():
+    import tempfile
+    from pathlib import Path
+
+    return Path(tempfile.mkdtemp())
+
+
+def test_pipes_and_component_nodes():
+    graph = comfy_graph("a knight in a misty forest")
+    graph["50"] = {
+        "class_type": "ToBasicPipe",
+        "inputs": {"model": ["4", 0], "clip": ["4", 1], "vae": ["4", 2],
+                   "positive": ["6", 0], "negative": ["7", 0]},
+    }  # fmt: skip
+    graph["51"] = {"class_type": "FromBasicPipe_v2", "inputs": {"basic_pipe": ["50", 0]}}
+    graph["3"]["inputs"].update(positive=["51", 4], negative=["51", 5], model=["51", 1])
+    found = read_graph(graph)
+    assert (found.prompt, found.negative) == ("a knight in a misty forest", "bad hands")
+    assert found.settings["model"] == "sd15.safetensors"
+
+    # A component node ("## name") packs the texts into a basic_pipe for a pipe detailer.
+    graph["60"] = {
+        "class_type": "## prompt-pipe",
+        "inputs": {"model": ["4", 0], "clip": ["4", 1], "vae": ["4", 2],
+                   "positive": ["61", 0], "negative": ["7", 0]},
+    }  # fmt: skip
+    graph["61"] = encoder("detailed armour, face")
+    graph["62"] = {
+        "class_type": "DetailerForEachPipe",
+        "inputs": {"image": ["8", 0], "segs": ["63", 0], "basic_pipe": ["60", 0], "seed": 1,
+                   "steps": 20, "cfg": 7, "denoise": 0.4},
+    }  # fmt: skip
+    graph["9"]["inputs"]["images"] = ["62", 0]
+    found = read_graph(graph)
+    assert found.prompt == "a knight in a misty forest"
+    assert [(p.role, p.positive) for p in found.passes][-1] == ("detailer", "detailed armour, face")
+
+    # The base sampler reads its pipe itself (ImpactKSamplerBasicPipe).
+    graph["3"] = {
+        "class_type": "ImpactKSamplerBasicPipe",
+        "inputs": {"basic_pipe": ["60", 0], "seed": 5, "steps": 20, "cfg": 7,
+                   "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+                   "latent_image": ["5", 0]},
+    }  # fmt: skip
+    assert read_graph(graph).prompt == "detailed armour, face"
+
+
+def test_zero_out_negative_is_empty_not_the_positive():
+    graph = comfy_graph("a cozy cabin, sd3 style")
+    graph["70"] = {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["6", 0]}}
+    graph["3"]["inputs"]["negative"] = ["70", 0]
+    found = read_graph(graph)
+    assert (found.prompt, found.negative) == ("a cozy cabin, sd3 style", None)
+
+
+def test_combined_and_area_conditioning_is_composed_in_order():
+    graph = comfy_graph("a mountain lake")
+    graph["80"] = encoder("northern lights")
+    graph["81"] = {"class_type": "ConditioningSetArea",
+                   "inputs": {"conditioning": ["80", 0], "width": 512, "height": 256, "x": 0,
+                              "y": 0, "strength": 1.0}}  # fmt: skip
+    graph["82"] = {
+        "class_type": "ConditioningConcat",
+        "inputs": {"conditioning_to": ["6", 0], "conditioning_from": ["81", 0]},
+    }
+    graph["3"]["inputs"]["positive"] = ["82", 0]
+    found = read_graph(graph)
+    assert found.prompt == "a mountain lake, northern lights" and found.composed
+    assert read_graph(comfy_graph("one text")).composed is False
+
+
+def test_string_chains_of_literals_are_built_as_the_node_builds_them():
+    graph = comfy_graph("unused")
+    graph["90"] = {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "a white cat"}}
+    graph["91"] = {
+        "class_type": "StringConcatenate",
+        "inputs": {"string_a": ["90", 0], "string_b": "on a red sofa", "delimiter": " "},
+    }
+    graph["92"] = {
+        "class_type": "SDXLPromptStyler",
+        "inputs": {"text_positive": ["91", 0], "text_negative": "", "style": "base"},
+    }
+    graph["6"]["inputs"]["text"] = ["92", 0]
+    assert read_graph(graph).prompt == "a white cat on a red sofa"
+    graph["92"]["inputs"]["style"] = "sai-cinematic"  # its template is not known here
+    found = read_graph(graph)
+    assert found.prompt is None and "SDXLPromptStyler" in found.note
+    assert found.candidates == ["a white cat on a red sofa"]
+
+
+def test_wildcards_and_llm_text_are_never_a_prompt():
+    graph = comfy_graph("unused")
+    graph["93"] = {"class_type": "ImpactWildcardProcessor",
+                   "inputs": {"wildcard_text": "a __animal__ in a {red|blue} hat",
+                              "populated_text": "", "mode": "populate", "seed": 4}}  # fmt: skip
+    graph["6"]["inputs"]["text"] = ["93", 0]
+    found = read_metadata(comfy_png(_tmp() / "w.png", graph))
+    assert found.prompt is None and found.generator == "ComfyUI"
+    assert "ImpactWildcardProcessor (node 93)" in found.note
+    assert found.candidates == ["a __animal__ in a {red|blue} hat"]
+    assert found.passes[0].role == "base" and found.passes[0].positive is None
+    assert found.negative_prompt == "bad hands"  # the negative is literal
+
+
+def test_a_prompt_reader_node_file_name_is_never_a_prompt(tmp_path):
+    graph = comfy_graph("unused", "unused")
+    graph["1"] = {"class_type": "SDPromptReader",
+                  "inputs": {"image": "00067-2302238556.png", "parameter_index": 0}}  # fmt: skip
+    graph["6"]["inputs"]["text"] = ["1", 2]
+    graph["7"]["inputs"]["text"] = ["1", 3]
+    found = read_metadata(comfy_png(tmp_path / "r.png", graph))
+    assert (found.prompt, found.negative_prompt, found.candidates) == (None, None, [])
+    assert "SDPromptReader (node 1)" in found.note
+
+    # The editor graph: the reader's widgets show the text it read last, a candidate only.
+    workflow = comfy_workflow(
+        [
+            wf_node(1, "SDPromptReader", ["00067-2302238556.png", "image", 0, "a shown prompt",
+                                          "a shown negative", "Steps: 20"],
+                    outputs=[("IMAGE", "IMAGE"), ("MASK", "MASK"), ("POSITIVE", "STRING"),
+                             ("NEGATIVE", "STRING")]),
+            wf_node(6, "CLIPTextEncode", [""], inputs=[("text", "STRING", 1)]),
+            wf_node(7, "CLIPTextEncode", [""], inputs=[("text", "STRING", 2)]),
+            wf_node(5, "EmptyLatentImage", [512, 512, 1]),
+            wf_node(3, "KSampler", [1, "randomize", 20, 7, "euler", "normal", 1.0],
+                    inputs=[("positive", "CONDITIONING", 3), ("negative", "CONDITIONING", 4),
+                            ("latent_image", "LATENT", 5)]),
+        ],
+        [[1, 1, 2, 6, 0, "STRING"], [2, 1, 3, 7, 0, "STRING"], [3, 6, 0, 3, 0, "CONDITIONING"],
+         [4, 7, 0, 3, 1, "CONDITIONING"], [5, 5, 0, 3, 2, "LATENT"]],
+    )  # fmt: skip
+    path = tmp_path / "w.png"
+    from sd_files import png_with_text
+
+    found = read_metadata(png_with_text(path, {"workflow": json.dumps(workflow)}))
+    assert (found.prompt, found.negative_prompt) == (None, None)
+    assert found.candidates == ["a shown prompt"]
+
+
+def test_group_node_ids_and_editor_group_nodes_and_subgraphs():
+    graph = comfy_graph("inside a group")
+    graph["12:3"] = graph.pop("3")  # group nodes come expanded in the executed graph
+    graph["8"]["inputs"]["samples"] = ["12:3", 0]
+    found = read_graph(graph)
+    assert found.prompt == "inside a group" and found.passes[0].node == "12:3"
+
+    # The editor's group node: a KSampler and an empty latent inside "workflow>sampler".
+    group = {
+        "nodes": [
+            {
+                "type": "EmptyLatentImage",
+                "index": 0,
+                "widgets_values": [512, 512, 1],
+                "outputs": [{"name": "LATENT", "type": "LATENT"}],
+            },
+            {
+                "type": "KSampler",
+                "index": 1,
+                "widgets_values": [0, "fixed", 20, 7, "euler", "normal", 1],
+                "inputs": [
+                    {"name": "model", "type": "MODEL", "link": None},
+                    {"name": "positive", "type": "CONDITIONING", "link": None},
+                    {"name": "negative", "type": "CONDITIONING", "link": None},
+                    {"name": "latent_image", "type": "LATENT", "link": None},
+                ],
+                "outputs": [{"name": "LATENT", "type": "LATENT"}],
+            },
+        ],
+        "links": [[0, 0, 1, 3, 5, "LATENT"]],
+        "external": [],
+    }
+    workflow = comfy_workflow(
+        [
+            wf_node(4, "CheckpointLoaderSimple", ["model.safetensors"],
+                    outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")]),
+            wf_node(6, "CLIPTextEncode", ["a group's prompt"], inputs=[("clip", "CLIP", 2)]),
+            wf_node(7, "CLIPTextEncode", ["ugly"], inputs=[("clip", "CLIP", 3)]),
+            wf_node(10, "workflow>sampler", [512, 512, 1, 11, "fixed", 30, 6, "euler", "karras", 1],
+                    inputs=[("model", "MODEL", 1), ("positive", "CONDITIONING", 4),
+                            ("negative", "CONDITIONING", 5)],
+                    outputs=[("LATENT", "LATENT")]),
+            wf_node(8, "VAEDecode", inputs=[("samples", "LATENT", 6)]),
+        ],
+        [[1, 4, 0, 10, 0, "MODEL"], [2, 4, 1, 6, 0, "CLIP"], [3, 4, 1, 7, 0, "CLIP"],
+         [4, 6, 0, 10, 1, "CONDITIONING"], [5, 7, 0, 10, 2, "CONDITIONING"],
+         [6, 10, 0, 8, 0, "LATENT"]],
+        extra={"groupNodes": {"sampler": group}},
+    )  # fmt: skip
+    found = read_graph(workflow_to_graph(workflow))
+    assert (found.prompt, found.negative) == ("a group's prompt", "ugly")
+    assert found.settings["seed"] == 11 and found.settings["steps"] == 30
+    assert found.settings["model"] == "model.safetensors" and found.settings["size"] == "512x512"
+
+    # A subgraph: the text encoder lives inside it, fed by the outer checkpoint's clip.
+    subgraph = {
+        "id": "5f1c-uuid",
+        "nodes": [
+            wf_node(
+                1,
+                "CLIPTextEncode",
+                ["from inside a subgraph"],
+                inputs=[("clip", "CLIP", 11)],
+                outputs=[("CONDITIONING", "CONDITIONING")],
+            )
+        ],
+        "links": [
+            {"id": 11, "origin_id": -10, "origin_slot": 0, "target_id": 1, "target_slot": 0},
+            {"id": 12, "origin_id": 1, "origin_slot": 0, "target_id": -20, "target_slot": 0},
+        ],
+    }
+    nodes = workflow["nodes"]
+    nodes[1] = wf_node(6, "5f1c-uuid", inputs=[("clip", "CLIP", 2)],
+                       outputs=[("CONDITIONING", "CONDITIONING")])  # fmt: skip
+    workflow["definitions"] = {"subgraphs": [subgraph]}
+    assert read_graph(workflow_to_graph(workflow)).prompt == "from inside a subgraph"
+
+
+def test_editor_graph_reroutes_bypass_mute_and_primitives():
+    workflow = comfy_workflow(
+        [
+            wf_node(2, "PrimitiveNode", ["a primitive's text"], outputs=[("STRING", "STRING")]),
+            wf_node(6, "CLIPTextEncode", ["stale widget"], inputs=[("text", "STRING", 1)]),
+            wf_node(20, "Reroute", inputs=[("", "*", 2)], outputs=[("", "*")]),
+            wf_node(21, "ConditioningZeroOut", inputs=[("conditioning", "CONDITIONING", 3)],
+                    outputs=[("CONDITIONING", "CONDITIONING")], mode=4),  # bypassed
+            wf_node(22, "CLIPTextEncode", ["muted text"], mode=2),
+            wf_node(5, "EmptyLatentImage", [640, 384, 1]),
+            wf_node(3, "KSampler", [5, "randomize", 20, 7, "euler", "normal", 1.0],
+                    inputs=[("positive", "CONDITIONING", 4), ("negative", "CONDITIONING", 6),
+                            ("latent_image", "LATENT", 5)]),
+        ],
+        [[1, 2, 0, 6, 0, "STRING"], [2, 6, 0, 20, 0, "CONDITIONING"],
+         [3, 20, 0, 21, 0, "CONDITIONING"], [4, 21, 0, 3, 0, "CONDITIONING"],
+         [5, 5, 0, 3, 2, "LATENT"], [6, 22, 0, 3, 1, "CONDITIONING"]],
+    )  # fmt: skip
+    found = read_graph(workflow_to_graph(workflow))
+    assert (found.prompt, found.negative) == ("a primitive's text", None)
+    assert found.settings["size"] == "640x384" and found.settings["seed"] == 5
+
+
+def test_hostile_graphs_end():
+    cyclic = comfy_graph("cycle")
+    cyclic["3"]["inputs"]["latent_image"] = ["3", 0]  # the sampler feeds itself
+    cyclic["6"]["inputs"]["text"] = ["6", 0]
+    found = read_graph(cyclic)
+    assert found.prompt is None and found.passes
+    loop = {"id": "x", "nodes": [{"id": 1, "type": "x"}], "links": []}
+    workflow = comfy_workflow([{"id": 1, "type": "x"}], [], definitions={"subgraphs": [loop]})
+    assert isinstance(workflow_to_graph(workflow), dict)  # a subgraph that holds itself ends
+    many = {str(i): {"class_type": "KSampler", "inputs": {"positive": [str(i - 1), 0],
+            "latent_image": [str(i - 1), 0], "seed": i}} for i in range(1, 3000)}  # fmt: skip
+    assert len(read_graph(many).passes) <= 64
+
+
+def test_animated_webp_exif_gif_comment_and_video_headers(tmp_path):
+    graph = comfy_graph("a fox running through snow, tracking shot")
+    found = read_metadata(comfy_webp(tmp_path / "v.webp", graph, {"nodes": [], "links": []}))
+    assert (found.generator, found.prompt) == (
+        "ComfyUI",
+        "a fox running through snow, tracking shot",
+    )
+
+    gif = tmp_path / "v.gif"
+    frames = [picture(seed=i).convert("P") for i in range(2)]
+    comment = json.dumps({"prompt": graph, "workflow": {"nodes": [], "links": []}})
+    frames[0].save(gif, save_all=True, append_images=frames[1:], comment=comment.encode())
+    assert read_metadata(gif).prompt == "a fox running through snow, tracking shot"
+
+    # MP4 (VideoHelperSuite's comment tag) and WebM, the header at either end of the file.
+    mp4 = b"\0\0\0\x18ftypisom" + b"\0" * 64 + b"\xa9cmt" + comment.encode() + b"\0" * 32
+    (tmp_path / "v.mp4").write_bytes(mp4)
+    assert read_metadata(tmp_path / "v.mp4").prompt == "a fox running through snow, tracking shot"
+    webm = b"\x1a\x45\xdf\xa3" + b"\x01" * 5_000_000 + b'{"prompt": ' + json.dumps(graph).encode()
+    (tmp_path / "v.webm").write_bytes(webm + b"}")
+    assert read_metadata(webm + b"}").prompt == "a fox running through snow, tracking shot"
+    noise = b"\0\0\0\x18ftypisom" + b'{"3": {' * 50_000
+    found = read_metadata(noise, "noise.mp4")
+    assert found.prompt is None and "not an image" in found.error
+
+    apng = tmp_path / "a.png"
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", json.dumps(graph))
+    frames = [picture(seed=i) for i in range(2)]
+    frames[0].save(apng, save_all=True, append_images=frames[1:], pnginfo=info)
+    assert read_metadata(apng).prompt == "a fox running through snow, tracking shot"
+    assert Image.open(apng).n_frames == 2
