@@ -20,6 +20,7 @@ import bench_default_model
 import bench_embed
 import bench_generate
 import bench_index
+import bench_metadata
 import bench_odd_images
 import bench_predict
 import bench_recipes
@@ -73,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     status |= bench_index.main(QUICK_INDEX if args.quick else [])
     print(flush=True)
     status |= bench_odd_images.main(["--quick"] if args.quick else [])
+    print(flush=True)
+    status |= bench_metadata.main(["--repeats", "3"] if args.quick else [])
     if not args.quick:  # about an hour on a 2-core CPU (frozen features, then 5 fine-tunes)
         print(flush=True)
         status |= bench_recipes.main([])

@@ -113,9 +113,128 @@ def _dds_unknown_fourcc() -> bytes:
     return bytes(header) + b"\0" * 64
 
 
-def write_odd_images(folder: str | Path, huge: tuple[int, int] | None = (6000, 4000)) -> dict:
+# Hostile files: headers that declare far more pixels than the file holds (under the pixel
+# limit, so only a check of the data, or Pillow's allocation, stops them). A fuzzer finds such
+# files; each one once made Pillow allocate hundreds of MB and then fail.
+HOSTILE_SIDE = 9000
+"""9000 x 9000 = 81 Mpx: under Pillow's decompression-bomb warning (89 Mpx)."""
+TALL = (1, 83_886_338)
+"""A one-pixel-wide column: Pillow keeps a pointer per row, 8 bytes each."""
+
+
+def _pillow_bytes(fmt: str, mode: str = "RGB", **options: object) -> bytes:
+    data = _save(_gradient(mode, (8, 8)), fmt, dict(options))
+    assert data is not None, fmt
+    return data
+
+
+def _patched(data: bytes, *fields: tuple[str, int, int]) -> bytes:
+    """`data` with (struct format, offset, value) fields written over it."""
+    out = bytearray(data)
+    for fmt, offset, value in fields:
+        struct.pack_into(fmt, out, offset, value)
+    return bytes(out)
+
+
+def _hostile_blp(width: int, height: int) -> bytes:
+    """BLP2, uncompressed palette: 20-byte header, then 16 offsets and 16 lengths."""
+    header = b"BLP2" + struct.pack("<i4b2I", 1, 1, 0, 0, 0, width, height)
+    offsets = struct.pack("<16I", 148 + 1024, *([0] * 15))
+    lengths = struct.pack("<16I", width * height, *([0] * 15))
+    return header + offsets + lengths + b"\0" * 1024 + b"\x01" * 64
+
+
+def _hostile_fli(width: int, height: int) -> bytes:
+    """FLC header (magic 0xAF12, 8-bit) and the start of a frame chunk."""
+    header = bytearray(128)
+    struct.pack_into("<IHHHHHHI", header, 0, 128 + 16, 0xAF12, 1, width, height, 8, 3, 5)
+    frame = struct.pack("<IHH8x", 16 + 64, 0xF1FA, 1)
+    return bytes(header) + frame + b"\0" * 12
+
+
+def _hostile_psd(width: int, height: int) -> bytes:
+    """PSD, RGB, raw: header, three empty sections, compression 0, 64 bytes of pixels."""
+    header = b"8BPS" + struct.pack(">H6xHIIHH", 1, 3, height, width, 8, 3)
+    return header + struct.pack(">IIIH", 0, 0, 0, 0) + b"\x80" * 64
+
+
+def _hostile_icns() -> bytes:
+    """ICNS whose one block (ic10: 1024x1024@2x PNG) declares 100 MB and holds 16 bytes."""
+    block = b"ic10" + struct.pack(">I", 100_000_000) + b"\x89PNG\r\n\x1a\n" + b"\0" * 8
+    return b"icns" + struct.pack(">I", 100_000_008) + block
+
+
+def _hostile_jpeg2000(side: int) -> bytes:
+    """A JP2 written by Pillow whose `ihdr` box and SIZ marker declare `side` x `side`."""
+    data = bytearray(_pillow_bytes("JPEG2000"))
+    ihdr = data.index(b"ihdr") + 4
+    struct.pack_into(">II", data, ihdr, side, side)
+    siz = data.index(b"\xff\x51") + 6
+    struct.pack_into(">II", data, siz, side, side)
+    return bytes(data[: len(data) - 32])
+
+
+def _hostile_tiff(side: int) -> bytes:
+    """A TIFF written by Pillow whose width, length and rows per strip say `side`."""
+    data = _pillow_bytes("TIFF")
+    (ifd,) = struct.unpack_from("<I", data, 4)
+    (count,) = struct.unpack_from("<H", data, ifd)
+    fields = []
+    for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
+        tag, kind = struct.unpack_from("<HH", data, entry)
+        if tag in (256, 257, 278):  # ImageWidth, ImageLength, RowsPerStrip
+            fields.append(("<H" if kind == 3 else "<I", entry + 8, side))
+    return _patched(data, *fields)
+
+
+def hostile_images() -> dict[str, bytes]:
+    """{file name: bytes} of files whose headers declare far more pixels than they hold; every
+    one must be reported as bad, and none may keep memory after it."""
+    side = HOSTILE_SIDE
+    tga = _pillow_bytes("TGA")
+    return {
+        "hostile-blp-1x83886338.blp": _hostile_blp(*TALL),
+        "hostile-blp-9000x9000.blp": _hostile_blp(side, side),
+        "hostile-dds-9000x9000.dds": _patched(
+            _pillow_bytes("DDS", "RGBA"), ("<I", 12, side), ("<I", 16, side)
+        ),
+        "hostile-dds-128x659463.dds": _patched(
+            _pillow_bytes("DDS", "RGBA"), ("<I", 12, 659_463), ("<I", 16, 128)
+        ),
+        "hostile-fli-9000x9000.fli": _hostile_fli(side, side),
+        "hostile-fli-65535x1300.fli": _hostile_fli(65535, 1300),
+        "hostile-tga-9000x9000.tga": _patched(tga, ("<H", 12, side), ("<H", 14, side)),
+        "hostile-tga-rle-9000x9000.tga": _patched(
+            _pillow_bytes("TGA", compression="tga_rle"), ("<H", 12, side), ("<H", 14, side)
+        ),
+        "hostile-tga-1x65535.tga": _patched(tga, ("<H", 12, 1), ("<H", 14, 65535)),
+        "hostile-pcx-9000x9000.pcx": _patched(
+            _pillow_bytes("PCX"), ("<H", 8, side - 1), ("<H", 10, side - 1)
+        ),
+        "hostile-sgi-9000x9000.sgi": _patched(
+            _pillow_bytes("SGI"), (">H", 6, side), (">H", 8, side)
+        ),
+        "hostile-sgi-rle-9000x9000.sgi": _patched(
+            _pillow_bytes("SGI", bpc=1, rle=True), (">H", 6, side), (">H", 8, side)
+        ),
+        "hostile-psd-9000x9000.psd": _hostile_psd(side, side),
+        "hostile-psd-1x83886338.psd": _hostile_psd(*TALL),
+        "hostile-icns-ic10.icns": _hostile_icns(),
+        "hostile-tiff-9000x9000.tif": _hostile_tiff(side),
+        "hostile-jpeg2000-9000x9000.jp2": _hostile_jpeg2000(side),
+        "hostile-bmp-9000x9000.bmp": _patched(
+            _pillow_bytes("BMP"), ("<i", 18, side), ("<i", 22, side)
+        ),
+        "hostile-png-9000x9000.png": _png_header_only(side, side),
+        "hostile-ppm-9000x9000.ppm": b"P6 9000 9000 255\n" + b"\x80" * 64,
+    }
+
+
+def write_odd_images(
+    folder: str | Path, huge: tuple[int, int] | None = (6000, 4000), hostile: bool = True
+) -> dict:
     """Write the odd files into `folder`; return {file name: must it decode?}. `huge`: also a
-    legal image of that size (None: none)."""
+    legal image of that size (None: none). `hostile`: also `hostile_images()`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     expected: dict[str, bool] = {}
@@ -156,6 +275,8 @@ def write_odd_images(folder: str | Path, huge: tuple[int, int] | None = (6000, 4
     put("bomb-100000x100000.png", _png_header_only(100_000, 100_000), False)
     put("dds-unknown-format.dds", _dds_unknown_fourcc(), False)
     put("random-bytes.bmp", b"BM" + np.random.default_rng(1).bytes(200), False)
+    for name, data in hostile_images().items() if hostile else ():
+        put(name, data, False)
     return expected
 
 

@@ -444,10 +444,9 @@ def test_draw_things_xmp(tmp_path, fmt):
 
 
 def test_draw_things_xmp_of_unclosed_tags_reads_in_one_pass(tmp_path):
-    """An upload whose XMP repeats an opening tag 40,000 times: each tag is looked for once (a
-    lazy `<tag>(.*?)</tag>` pattern took ~10 s on a quarter of this), and it has no prompt."""
-    import time
-
+    """An upload whose XMP repeats an opening tag 40,000 times has no prompt and no error (its
+    read time against a plain file's is measured by benchmarks/bench_metadata.py: a lazy
+    `<tag>(.*?)</tag>` pattern took ~10 s on a quarter of this)."""
     from PIL import PngImagePlugin
 
     for tag in ("<exif:UserComment>", "<rdf:li>", "<dc:description>"):
@@ -456,6 +455,5 @@ def test_draw_things_xmp_of_unclosed_tags_reads_in_one_pass(tmp_path):
         info = PngImagePlugin.PngInfo()
         info.add_itxt("XML:com.adobe.xmp", xmp)
         Image.new("RGB", (8, 8)).save(path, pnginfo=info)
-        started = time.perf_counter()
         found = read_metadata(path)
-        assert found.prompt is None and time.perf_counter() - started < 2.0
+        assert found.prompt is None and found.error is None

@@ -19,9 +19,16 @@ import pyarrow as pa
 from PIL import Image
 from typing_extensions import TypedDict  # pydantic reads it for the HTTP schema (Python < 3.12)
 
-from img2prompt.data.images import UPLOAD_MAX_PIXELS, ImageSearch, load_image_bytes, scan_images
+from img2prompt.data.images import (
+    UPLOAD_MAX_PIXELS,
+    ImageSearch,
+    detached,
+    load_image_bytes,
+    scan_images,
+)
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.metadata import GenerationMetadata, read_metadata
+from img2prompt.metadata.passes import PassJSON
 from img2prompt.metadata.reader import NOT_AN_IMAGE
 from img2prompt.metadata.use import MetadataUse
 from img2prompt.models.protocol import PromptModel
@@ -110,6 +117,30 @@ DESCRIPTION_FIELDS: tuple[OutputField, ...] = (
         pa.string(),
         "Why metadata the file carries could not be read, if so.",
         default=None,
+    ),
+    OutputField(
+        "passes",
+        list[PassJSON],
+        pa.string(),  # JSON text: each pass's settings vary by front end
+        "Every sampling pass the file names, in order: the base pass (whose texts are `prompt` "
+        "and `negative_prompt`), then refiner, hires, detailer, inpaint and upscale passes.",
+        default=[],
+    ),
+    OutputField(
+        "metadata_note",
+        str | None,
+        pa.string(),
+        "Why the file's graph gives no prompt (its text is made at run time: wildcards, LLM or "
+        "reader nodes), or how the prompt was chosen.",
+        default=None,
+    ),
+    OutputField(
+        "metadata_candidates",
+        list[str],
+        pa.list_(pa.string()),
+        "Where the file's prompt is made at run time: the literal texts met in its graph, for a "
+        "person to judge. Never the prompt.",
+        default=[],
     ),
     OutputField(
         "match",
@@ -230,6 +261,9 @@ class Description:
             "generator": meta.generator,
             "settings": meta.settings,
             "metadata_error": meta.error,
+            "passes": [one.to_json() for one in meta.passes],
+            "metadata_note": meta.note,
+            "metadata_candidates": meta.candidates,
             "match": _rounded(self.match),
             "embedding": None if self.embedding is None else [float(x) for x in self.embedding],
             "phrases": self.phrases,
@@ -443,7 +477,7 @@ class Describer:
                 names.append(name)
                 errors.append(None)
             except InputError as e:
-                errors.append(e)
+                errors.append(detached(e))  # kept until the batch is described
         described = iter(self._describe_outputs(names, self.predictor.embed_views(views)))
         return [next(described) if error is None else error for error in errors]
 

@@ -5,7 +5,8 @@ A result is a JSON-ready dict (`Decoded.to_json`, `Description.to_json`). By `--
   that failed have no result, so no line: they are in `.json`'s failures);
 - `.json`: `{"results": [...], "failures": [...]}`, the same objects `--json` prints;
 - `.parquet`: one column per field the results have, typed by the caller's schema; a field that
-  is a mapping (describe's `settings`) is stored as JSON text, since its keys vary by file.
+  is a mapping or a list in a text column (describe's `settings`, `passes`) is stored as JSON
+  text, since its keys vary by file.
 """
 
 from __future__ import annotations
@@ -57,12 +58,9 @@ def write_results(
     else:
         present = {key for r in results for key in r}
         kept = pa.schema([f for f in schema if f.name in present or not results])
+        text_columns = {f.name for f in kept if pa.types.is_string(f.type)}
         rows = [
-            {
-                k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else v
-                for k, v in r.items()
-                if k in kept.names
-            }
+            {k: _as_text(v) if k in text_columns else v for k, v in r.items() if k in kept.names}
             for r in results
         ]
         write_parquet(pa.Table.from_pylist(rows, schema=kept), out)
@@ -72,3 +70,9 @@ def check_result_output(out: Path | None) -> None:
     """Refuse an `--out` that `write_results` cannot write, before any work."""
     if out is not None and Path(out).suffix.lower() not in RESULT_SUFFIXES:
         raise ConfigError(f"--out must end in {', '.join(RESULT_SUFFIXES)}, got {Path(out).name!r}")
+
+
+def _as_text(value: Any) -> Any:
+    """A mapping or list stored in a text column (settings, passes: their keys vary by file) is
+    JSON text."""
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value

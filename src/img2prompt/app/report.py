@@ -143,15 +143,34 @@ def print_metadata(results: list[GenerationMetadata]) -> None:
     table.add_column("prompt", overflow="fold", ratio=3)
     table.add_column("negative prompt", overflow="fold", ratio=2, style="dim")
     table.add_column("settings", overflow="fold", ratio=2, style="cyan")
-    shown = ("model", "sampler", "scheduler", "steps", "cfg_scale", "seed", "size")
     for r in results:
-        settings = ", ".join(f"{k}: {r.settings[k]}" for k in shown if k in r.settings)
-        prompt = Text(r.prompt) if r.prompt is not None else Text("(none)", style="dim")
-        if r.error:
-            prompt.append(f"\n{r.error}", style="yellow")
         name, negative = Text(Path(r.image).name), Text(r.negative_prompt or "")
-        table.add_row(name, Text(r.generator or "-"), prompt, negative, Text(settings))
+        table.add_row(name, Text(r.generator or "-"), _prompt_cell(r), negative, _settings_text(r))
     console.print(table)
+
+
+SHOWN_SETTINGS = ("model", "sampler", "scheduler", "steps", "cfg_scale", "denoise", "seed", "size")
+
+
+def _settings_text(result: GenerationMetadata) -> Text:
+    settings = result.settings
+    return Text(", ".join(f"{k}: {settings[k]}" for k in SHOWN_SETTINGS if k in settings))
+
+
+def _prompt_cell(result: GenerationMetadata) -> Text:
+    """The base pass's prompt, then what a person needs beside it: why there is none, the
+    literal texts of a prompt made at run time (never shown as the prompt), the later passes."""
+    cell = Text(result.prompt) if result.prompt is not None else Text("(none)", style="dim")
+    if result.prompt is None and result.note:
+        cell.append(f"\n{result.note}", style="dim")
+    if result.candidates:
+        cell.append("\ncandidates (not the prompt): " + " | ".join(result.candidates), "yellow")
+    for later in result.passes[1:]:
+        cell.append(f"\n{later.role} pass: ", style="bold")
+        cell.append(later.positive if later.positive is not None else "(no text)")
+    if result.error:
+        cell.append(f"\n{result.error}", style="yellow")
+    return cell
 
 
 def print_decode_matches(result, out: Path | None) -> None:

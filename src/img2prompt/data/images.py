@@ -121,7 +121,8 @@ def load_image(
     try:
         return _decode(path, path, max_pixels, fit=fit, budget=budget)
     except FileNotFoundError:
-        raise InputError(path, "no such image file") from None
+        pass  # raised below, outside this block, so that it has no context
+    raise InputError(path, "no such image file")
 
 
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
@@ -173,38 +174,118 @@ def _decode(
     fit: int | None = None,
     budget: PixelBudget | None = None,
 ) -> Image.Image:
+    """`_open_rgb`, with every way a decoder fails turned into an `InputError` that holds only
+    its reason. The error is raised outside the `except` block, so it has no `__context__`:
+    Pillow's exception, whose traceback holds the decoder's frames and through them a buffer
+    as large as the file's header declared, is freed here, not kept by a failure record."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(source, formats=formats) as image:
-                width, height = image.size
-                if width * height > max_pixels:
-                    raise InputError(
-                        name, f"image is {width}x{height}, over the {max_pixels:,}-pixel limit"
-                    )
-                holding = budget.hold(width * height) if budget else contextlib.nullcontext()
-                with holding:
-                    reduce = fit is not None and width * height > REDUCE_ABOVE_PIXELS
-                    if reduce and image.format == "JPEG":
-                        image.draft("RGB", _at_least(image.size, 2 * fit))  # type: ignore[arg-type]
-                    image.load()
-                    if reduce:
-                        image = _reduce(image, 2 * fit)  # type: ignore[operator]
-                    image = ImageOps.exif_transpose(image)
-                    return to_rgb(image)
+        return _open_rgb(source, name, max_pixels, formats, fit, budget)
     except (InputError, FileNotFoundError):
         raise
-    except Image.UnidentifiedImageError:
-        raise NotAnImage(name, _not_an_image(formats)) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise InputError(name, f"refused as a decompression bomb ({e})") from None
-    except (OSError, SyntaxError, ValueError) as e:  # Pillow's ways of saying "not decodable"
-        raise InputError(name, f"cannot decode image: {e}") from None
-    except MemoryError:
-        raise InputError(name, "cannot decode image: not enough memory for it") from None
-    except Exception as e:  # a decoder's own bug (DDS: NotImplementedError; struct.error,
-        # IndexError...) is one bad file, never the end of a job
-        raise InputError(name, f"cannot decode image: {type(e).__name__}: {e}") from None
+    except Exception as e:  # every decoder failure is one bad file, never the end of a job
+        reason, not_an_image = _failure_reason(e, formats)
+    raise (NotAnImage if not_an_image else InputError)(name, reason)
+
+
+def _failure_reason(error: BaseException, formats: Sequence[str] | None) -> tuple[str, bool]:
+    """(why a file could not be decoded, was it in no allowed format at all)."""
+    if isinstance(error, Image.UnidentifiedImageError):
+        return _not_an_image(formats), True
+    if isinstance(error, Image.DecompressionBombError | Image.DecompressionBombWarning):
+        return f"refused as a decompression bomb ({error})", False
+    if isinstance(error, OSError | SyntaxError | ValueError):  # Pillow's "not decodable"
+        return f"cannot decode image: {error}", False
+    if isinstance(error, MemoryError):
+        return "cannot decode image: not enough memory for it", False
+    # A decoder's own bug (DDS: NotImplementedError; struct.error, IndexError...) is one bad
+    # file, never the end of a job.
+    return f"cannot decode image: {type(error).__name__}: {error}", False
+
+
+def _open_rgb(
+    source: Path | BinaryIO,
+    name: str | Path,
+    max_pixels: int,
+    formats: Sequence[str] | None,
+    fit: int | None,
+    budget: PixelBudget | None,
+) -> Image.Image:
+    """Open, check the header's claims before any pixels are allocated, decode, make RGB."""
+    available = _source_bytes(source)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(source, formats=formats) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise InputError(
+                    name, f"image is {width}x{height}, over the {max_pixels:,}-pixel limit"
+                )
+            _check_data_suffices(image, available, name)
+            holding = budget.hold(width * height) if budget else contextlib.nullcontext()
+            with holding:
+                reduce = fit is not None and width * height > REDUCE_ABOVE_PIXELS
+                if reduce and image.format == "JPEG":
+                    image.draft("RGB", _at_least(image.size, 2 * fit))  # type: ignore[arg-type]
+                image.load()
+                if reduce:
+                    image = _reduce(image, 2 * fit)  # type: ignore[operator]
+                image = ImageOps.exif_transpose(image)
+                return to_rgb(image)
+
+
+_DENSEST_RUN_LENGTH = 1024
+"""Above any run-length or uncompressed decoder's densest legal data (PackBits of 1-bit
+pixels: 512 per byte)."""
+MAX_PIXELS_PER_BYTE = {
+    **dict.fromkeys(
+        ("raw", "dds_rgb", "bcn", "packbits", "tga_rle", "sgi_rle", "pcx", "ppm", "ppm_plain"),
+        _DENSEST_RUN_LENGTH,
+    ),
+    "zip": 16 * 1024,  # PNG: deflate inflates 1,032x at most, 1-bit pixels 8 a byte
+}
+"""Pillow decoders whose output per byte of file is bounded, and the bound: a header declaring
+far more pixels than the file could hold is refused before Pillow allocates them (a fuzzed TGA
+or PNG header claims 81 Mpx in 60 bytes). Others (JPEG, WebP, JPEG 2000, FLI) can fill a
+picture from a few bytes; for them the pixel limit and the decode budget are the bound."""
+
+
+def _check_data_suffices(image: Image.Image, available: int | None, name: str | Path) -> None:
+    """An `InputError` when a tile of a bounded decoder (`MAX_PIXELS_PER_BYTE`) declares more
+    pixels than the bytes after its offset could hold."""
+    if available is None:
+        return
+    for tile in getattr(image, "tile", None) or []:
+        decoder, extents, offset = tile[0], tile[1], tile[2]
+        density = MAX_PIXELS_PER_BYTE.get(decoder)
+        if density is None or extents is None:
+            continue
+        pixels = max(0, extents[2] - extents[0]) * max(0, extents[3] - extents[1])
+        if pixels > max(0, available - (offset or 0)) * density:
+            width, height = image.size
+            raise InputError(
+                name,
+                f"cannot decode image: its header declares {width}x{height} pixels but the "
+                f"file holds only {available:,} bytes (truncated or corrupt)",
+            )
+
+
+def _source_bytes(source: Path | BinaryIO) -> int | None:
+    """The size of a file or of an in-memory stream; None when it cannot be told."""
+    try:
+        if isinstance(source, Path):
+            return source.stat().st_size
+        if isinstance(source, io.BytesIO):
+            return source.getbuffer().nbytes
+    except OSError:
+        return None
+    return None
+
+
+def detached(error: InputError) -> InputError:
+    """`error` without its traceback and context, for a failure record kept past the decode:
+    those hold the frames (and the buffers) of whatever raised it."""
+    error.__context__ = error.__cause__ = None
+    return error.with_traceback(None)
 
 
 def _at_least(size: tuple[int, int], short_side: int) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from img2prompt.data.images import PixelBudget, load_image
+from img2prompt.data.images import PixelBudget, detached, load_image
 from img2prompt.errors import InputError
 
 DECODE_BUDGET_PIXELS = 64_000_000
@@ -47,11 +47,12 @@ class ImageReader:
         self.budget = PixelBudget(DECODE_BUDGET_PIXELS)
 
     def load(self, path: str | Path) -> np.ndarray | InputError:
-        """One image file, decoded and prepared, or the error saying why it cannot be used."""
+        """One image file, decoded and prepared, or the error saying why it cannot be used
+        (`detached`: the read-ahead queue may hold a hundred of them)."""
         try:
             return self.prepare(load_image(path, self.max_pixels, self.fit, self.budget))
         except InputError as e:
-            return e
+            return detached(e)
 
     def read(self, paths: Sequence[str | Path]) -> Iterator[tuple[str, np.ndarray | InputError]]:
         """(path, prepared image or error) in input order, decoded ahead by worker threads."""

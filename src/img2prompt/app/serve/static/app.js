@@ -14,6 +14,8 @@ const els = {
   negativeField: $("negative-field"), negative: $("negative"), settingsField: $("settings-field"),
   settings: $("settings"), modelPrompt: $("model-prompt"), metadataError: $("metadata-error"),
   copyNegative: $("copy-negative"), copySettings: $("copy-settings"), copyModel: $("copy-model"),
+  passes: $("passes"), passesTitle: $("passes-title"), passesList: $("passes-list"),
+  runtime: $("runtime"), metadataNote: $("metadata-note"), candidates: $("metadata-candidates"),
 };
 // Everything from the file's metadata is untrusted text: it is only ever set as textContent.
 
@@ -129,8 +131,50 @@ function renderEmbedded(a) {
     return [dt, dd];
   }));
   els.modelPrompt.textContent = a.model_prompt || "";
+  renderPasses(fromFile ? (a.passes || []).slice(1) : []);
+  renderRuntime(a);
   els.metadataError.hidden = !a.metadata_error;
   els.metadataError.textContent = a.metadata_error ? `Metadata: ${a.metadata_error}` : "";
+}
+
+function textElement(tag, text, className) {
+  const element = document.createElement(tag);
+  element.textContent = text; // untrusted: never markup
+  if (className) element.className = className;
+  return element;
+}
+
+// The passes after the base one (hires, refiner, detailer...): the prompt shown is the base's.
+function renderPasses(later) {
+  els.passes.hidden = later.length === 0;
+  els.passesTitle.textContent = `Other passes (${later.length})`;
+  els.passesList.replaceChildren(...later.map((pass) => {
+    const item = document.createElement("li");
+    const head = document.createElement("div");
+    head.className = "field-head";
+    head.append(textElement("strong", pass.role));
+    const positive = textElement("p", pass.positive ?? "(no text)", "field-text");
+    if (pass.positive) {
+      const copy = textElement("button", "Copy", "ghost small-button");
+      copy.type = "button";
+      copy.addEventListener("click", () => copyText(pass.positive, positive, `${pass.role} prompt`));
+      head.append(copy);
+    }
+    item.append(head, positive);
+    if (pass.negative) item.append(textElement("p", `Negative: ${pass.negative}`, "muted small"));
+    const settings = settingsText(pass.settings);
+    if (settings) item.append(textElement("p", settings, "muted small"));
+    return item;
+  }));
+}
+
+// A graph whose prompt is made at run time (wildcards, LLM or reader nodes): why there is no
+// embedded prompt, and the literal texts met on the way. They never fill the prompt.
+function renderRuntime(a) {
+  const candidates = a.metadata_candidates || [];
+  els.runtime.hidden = !a.metadata_note && candidates.length === 0;
+  els.metadataNote.textContent = a.metadata_note || "";
+  els.candidates.replaceChildren(...candidates.map((text) => textElement("li", text)));
 }
 
 function render(a) {
