@@ -5,6 +5,7 @@ is never filled in (only its note and literal candidates are shown)."""
 from __future__ import annotations
 
 import json
+import os
 
 import pyarrow.parquet as pq
 import pytest
@@ -99,3 +100,37 @@ def test_the_metadata_table_shows_later_passes_under_the_base_prompt(two_pass):
     assert result.exit_code == 0
     text = " ".join(result.stdout.split())
     assert "hires pass:" in text and text.index("waifu") < text.index("hires pass:")
+
+
+def test_the_page_shows_the_base_prompt_and_folds_the_other_passes(describer, two_pass, tmp_path):
+    from test_serve import CHROMIUM, live_server
+
+    if not CHROMIUM.exists():
+        pytest.skip("needs Chromium at /usr/bin/chromium (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    reader = _reader_graph_png(tmp_path)
+    with live_server(create_app(describer)) as url, sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(url)
+            page.set_input_files("#file", str(two_pass))
+            expect(page.locator("#source")).to_contain_text("ComfyUI", timeout=30_000)
+            assert page.locator("#prompt").inner_text().startswith(BASE)
+            expect(page.locator("#passes-title")).to_have_text("Other passes (1)")
+            expect(page.locator("#passes-list li")).to_have_count(1)
+            page.click("#passes-title")  # folded until a person opens it
+            expect(page.locator("#passes-list li").first).to_contain_text(HIRES)
+            expect(page.locator("#runtime")).to_be_hidden()
+            if target := os.environ.get("IMG2PROMPT_SCREENSHOT"):
+                page.screenshot(path=target, full_page=True)
+            page.set_input_files("#file", str(reader))  # its prompt is made at run time
+            expect(page.locator("#runtime")).to_be_visible(timeout=30_000)
+            expect(page.locator("#metadata-note")).to_contain_text("SDPromptReader")
+            expect(page.locator("#embedded")).to_be_hidden()  # the model's guess is the answer
+            expect(page.locator("#passes")).to_be_hidden()
+        finally:
+            browser.close()

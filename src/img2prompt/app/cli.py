@@ -323,11 +323,15 @@ def _describe_captions(cfg: DescribeConfig, quiet: bool) -> None:
 
 def metadata(cfg: MetadataConfig, quiet: bool) -> None:
     """The generation metadata embedded in Stable Diffusion files: prompt, negative prompt,
-    generator, and settings (model and hash, sampler, steps, CFG, seed, size). Reads
-    AUTOMATIC1111/Forge/SD.Next (PNG text, JPEG/WebP EXIF, stealth pixels), ComfyUI (traces the
-    sampler that made the image back to its text), InvokeAI (3 formats), NovelAI, Fooocus,
-    SwarmUI, Easy Diffusion and Draw Things. A file without metadata has `prompt: null`; broken
-    metadata is reported in `error`, never fatal. `--json`: one object a line, in input order."""
+    generator, settings (model and hash, sampler, steps, CFG, seed, size) and every sampling
+    pass. The prompt is the base pass's: the first sampler that starts from noise; hires,
+    refiner and detailer passes are listed under `passes`. Reads AUTOMATIC1111, Forge, reForge
+    and SD.Next (PNG text, JPEG/WebP EXIF, stealth pixels), ComfyUI (PNG chunks, WebP EXIF,
+    GIF comments, MP4/WebM headers named directly), InvokeAI (3 formats), NovelAI, Fooocus,
+    SwarmUI, Easy Diffusion and Draw Things. A prompt made at run time (wildcards, LLM or reader
+    nodes) is `null`, with a `note` and its literal `candidates`. A file without metadata has
+    `prompt: null`; broken metadata is reported in `error`, never fatal. `--json`: one object
+    a line, in input order."""
     from img2prompt.app.report import print_metadata_run
     from img2prompt.data.images import scan_images
     from img2prompt.metadata import GenerationMetadata, read_metadata
