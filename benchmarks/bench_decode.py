@@ -49,7 +49,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SHARED_DIR, cpu_seconds, load_average, verdict
+from common import SHARED_DIR, cpu_seconds, hardware_line, load_average, verdict
 
 BANKS = SHARED_DIR / "data" / "prompt_banks"
 KAGGLE_PROMPTS = SHARED_DIR / "data" / "kaggle_sample" / "prompts.csv"
@@ -378,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     print("== bench_decode: readable prompts (round trip through MiniLM) ==", flush=True)
+    print(f"  {hardware_line()}", flush=True)
     if not BANKS.is_dir() or not KAGGLE_PROMPTS.is_file():
         print(f"  SKIPPED: shared data not found under {SHARED_DIR / 'data'}")
         return 0

@@ -1,9 +1,10 @@
 """`predict default` over odd and huge image files: peak memory and images/s.
 
-The set: every format and mode Pillow writes, broken, mislabelled and animated files
-(`scripts/odd_images.py`), plus legal but huge strips (80 Mpx: RGB PNG, JPEG, RGBA PNG,
-16-bit PNG; the kind that once took 5.5 GB when four decoding threads held them at once) and one
-over Pillow's limit.
+The set: every format and mode Pillow writes, broken, mislabelled and animated files, and 20
+hostile headers declaring up to 84 Mpx in a few hundred bytes (BLP, DDS, FLI, TGA, PCX, SGI, PSD,
+ICNS, TIFF, JPEG 2000...: `scripts/odd_images.py`), plus legal but huge strips (80 Mpx: RGB
+PNG, JPEG, RGBA PNG, 16-bit PNG; the kind that once took 5.5 GB when four decoding threads held
+them at once) and one over Pillow's limit.
 Each run is a fresh process (its own peak memory), with 4 decoding threads:
 
 - `bounded` (what ships): a huge file is decoded reduced toward the model's input size, and the
@@ -28,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import fmt_mb, run_isolated, verdict
+from common import fmt_mb, hardware_line, run_isolated, verdict
 
 GOAL_MB = 2048.0
 
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     huge = 2 if args.quick else args.huge
     print(f"== predict default over odd files + {huge} strips of {args.megapixels} Mpx ==")
+    print(f"  {hardware_line()}")
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_set(Path(tmp), huge, args.megapixels)
         runs = {}

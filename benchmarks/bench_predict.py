@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SHARED_DIR, load_average
+from common import SHARED_DIR, hardware_line, load_average
 
 ISSUE_BF16_GFLOPS = 410.0
 """The bf16 matmul rate issue 4 quotes for this machine (2 threads here measure 650-760)."""
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
     args = parser.parse_args(argv)
+    print(hardware_line())
 
     import torch
 

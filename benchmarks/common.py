@@ -85,6 +85,33 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def hardware_line() -> str:
+    """What every figure runs on: CPU model, cores, the instruction sets that decide speed
+    (/proc/cpuinfo: avx2, avx512f, avx512_bf16, amx_bf16), whether bf16 counts as native, and
+    the emulation in force (`ONEDNN_MAX_CPU_ISA=AVX2` with `IMG2PROMPT_NATIVE_BF16=0` makes a
+    bf16 CPU behave as an AVX2 one)."""
+    from img2prompt.device import cpu_flags, native_bf16
+
+    model = "unknown CPU"
+    with (
+        contextlib.suppress(OSError),
+        open("/proc/cpuinfo", encoding="ascii", errors="replace") as f,
+    ):
+        model = next(
+            (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model
+        )
+    emulated = [
+        f"{k}={os.environ[k]}"
+        for k in ("ONEDNN_MAX_CPU_ISA", "IMG2PROMPT_NATIVE_BF16")
+        if k in os.environ
+    ]
+    return (
+        f"hardware: {model}, {os.cpu_count()} cores; flags {' '.join(cpu_flags()) or 'none'};"
+        f" native bf16: {'yes' if native_bf16('cpu') else 'no'}"
+        + (f"; emulating: {' '.join(emulated)}" if emulated else "")
+    )
+
+
 def load_average() -> str:
     try:
         return "/".join(f"{x:.2f}" for x in os.getloadavg())

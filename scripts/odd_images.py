@@ -189,20 +189,21 @@ def _hostile_tiff(side: int) -> bytes:
 
 def hostile_images() -> dict[str, bytes]:
     """{file name: bytes} of files whose headers declare far more pixels than they hold; every
-    one must be reported as bad, and none may keep memory after it."""
+    one must be reported as bad, and none may keep memory after it. BLP and FLI, no folder
+    formats, are named as ones (Pillow reads the content, whatever the name says)."""
     side = HOSTILE_SIDE
     tga = _pillow_bytes("TGA")
     return {
-        "hostile-blp-1x83886338.blp": _hostile_blp(*TALL),
-        "hostile-blp-9000x9000.blp": _hostile_blp(side, side),
+        "hostile-blp-1x83886338-named.png": _hostile_blp(*TALL),
+        "hostile-blp-9000x9000-named.png": _hostile_blp(side, side),
         "hostile-dds-9000x9000.dds": _patched(
             _pillow_bytes("DDS", "RGBA"), ("<I", 12, side), ("<I", 16, side)
         ),
         "hostile-dds-128x659463.dds": _patched(
             _pillow_bytes("DDS", "RGBA"), ("<I", 12, 659_463), ("<I", 16, 128)
         ),
-        "hostile-fli-9000x9000.fli": _hostile_fli(side, side),
-        "hostile-fli-65535x1300.fli": _hostile_fli(65535, 1300),
+        "hostile-fli-9000x9000-named.png": _hostile_fli(side, side),
+        "hostile-fli-65535x1300-named.gif": _hostile_fli(65535, 1300),
         "hostile-tga-9000x9000.tga": _patched(tga, ("<H", 12, side), ("<H", 14, side)),
         "hostile-tga-rle-9000x9000.tga": _patched(
             _pillow_bytes("TGA", compression="tga_rle"), ("<H", 12, side), ("<H", 14, side)

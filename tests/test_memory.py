@@ -4,6 +4,7 @@ header declaring far more pixels than its file holds is refused before anything 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import sys
@@ -30,10 +31,8 @@ def rss_mb() -> float:
     """Resident memory now, after collecting garbage and handing freed heap back to the OS
     (glibc keeps freed blocks otherwise, which would hide nothing and blur the figure)."""
     gc.collect()
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except OSError:
-        pass
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 2**20
 
@@ -48,10 +47,9 @@ def hostile(tmp_path_factory) -> list[Path]:
 
 def test_the_hostile_set_covers_the_formats_fuzzers_break(hostile):
     assert len(hostile) >= 20
-    suffixes = {p.suffix for p in hostile}
-    for suffix in (".blp", ".dds", ".fli", ".tga", ".pcx", ".sgi", ".psd", ".icns", ".tif"):
-        assert suffix in suffixes, suffix
-    assert ".jp2" in suffixes
+    kinds = {p.name.split("-")[1] for p in hostile}
+    for kind in ("blp", "dds", "fli", "tga", "pcx", "sgi", "psd", "icns", "tiff", "jpeg2000"):
+        assert kind in kinds, kind
 
 
 def test_failed_decodes_kept_as_errors_hold_no_memory(hostile):

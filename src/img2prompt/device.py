@@ -45,22 +45,39 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return device
 
 
+NATIVE_BF16_ENV = "IMG2PROMPT_NATIVE_BF16"
+CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+"""The instruction sets that decide CPU speed here, as /proc/cpuinfo names them."""
+
+
+def cpu_flags() -> list[str]:
+    """Which of `CPU_FLAGS` this CPU has (Linux; [] elsewhere), for figures to name their
+    hardware."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            flags = set(next((line for line in f if line.startswith("flags")), "").split())
+    except OSError:
+        return []
+    return [flag for flag in CPU_FLAGS if flag in flags]
+
+
 @functools.lru_cache(maxsize=8)
 def native_bf16(device: str) -> bool:
     """Whether `device` computes in bfloat16 natively (there it is 2-4x faster than float32;
-    elsewhere it is emulated and slower)."""
+    elsewhere it is emulated and slower). `IMG2PROMPT_NATIVE_BF16=0` (or 1) overrides the
+    answer: with `ONEDNN_MAX_CPU_ISA=AVX2` it makes a bf16 CPU behave as most users' AVX2 CPUs,
+    for measuring what they get."""
     import torch
 
+    forced = os.environ.get(NATIVE_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
     kind = torch.device(device).type
     if kind == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if kind != "cpu":
         return False
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:  # not Linux: no cheap way to tell
-        return False
+    flags = cpu_flags()  # not Linux: no cheap way to tell, and no flags
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
