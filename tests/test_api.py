@@ -190,3 +190,31 @@ def test_push_refuses_a_folder_that_is_not_a_model(tmp_path, monkeypatch):
     result = runner.invoke(app, ["push", str(tmp_path), "someone/m"])
     assert result.exit_code == 2 and "not a model folder (no model.json)" in result.output
     assert _FakeHfApi.calls == []
+
+
+def test_decode_through_the_api_equals_the_cli(small_bank, encoder, tmp_path):
+    targets = encoder.encode(["a red fox, covered in snow, oil painting", "a castle on a hill"])
+    np.save(tmp_path / "targets.npy", targets)
+    out = tmp_path / "prompts.txt"
+    args = ["decode", "--embeddings", str(tmp_path / "targets.npy"), "--bank", str(small_bank)]
+    result = runner.invoke(app, [*args, "--mode", "fast", "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    api = img2prompt.decode(targets, bank=small_bank, mode="fast")
+    assert out.read_text().splitlines() == api
+    assert all(api)
+
+
+def test_describe_through_the_api_equals_the_cli(small_bank, tmp_path):
+    images = example_images()[:2]
+    out = tmp_path / "described.json"
+    args = ["describe", *map(str, images), "--bank", str(small_bank), "--mode", "fast"]
+    result = runner.invoke(app, [*args, "--device", "cpu", "--out", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    api = img2prompt.describe(images, bank=small_bank, mode="fast")
+    written = json.loads(out.read_text())
+    rows = written["results"]
+    assert [r["prompt"] for r in rows] == [d.prompt for d in api]
+    assert [r["image"] for r in rows] == [d.image for d in api]
+    np.testing.assert_allclose(
+        [r["match"] for r in rows], [d.to_json()["match"] for d in api], atol=1e-9
+    )

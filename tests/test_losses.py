@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from img2prompt.models.model import ImageToPromptModel, ModelConfig
 from img2prompt.train.augment import mixgen
@@ -63,27 +63,59 @@ def test_bad_loss_specs_are_explained(text, message):
     assert LossSpec.parse("cosine=1, mnrl=0.25").weights == {"cosine": 1.0, "mnrl": 0.25}
 
 
-def test_ema_follows_the_update_formula():
-    """As the loop uses it: the first optimiser step's weights start the average, then each step
-    gives ema = decay * ema + (1 - decay) * weights (BatchNorm buffers too)."""
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.9), use_buffers=True)
-    expected, expected_mean = None, None
-    for _ in range(4):
-        with torch.no_grad():
-            model[0].weight.add_(torch.randn_like(model[0].weight))
-            model[1].running_mean.add_(1.0)
-        ema.update_parameters(model)
-        weights = model[0].weight.detach()
-        mean = model[1].running_mean.clone()
-        if expected is None:
-            expected, expected_mean = weights.clone(), mean
-        else:
-            expected = 0.9 * expected + 0.1 * weights
-            expected_mean = 0.9 * expected_mean + 0.1 * mean
-        torch.testing.assert_close(ema.module[0].weight, expected)
-        torch.testing.assert_close(ema.module[1].running_mean, expected_mean)
+def test_the_training_loops_ema_is_the_running_average_of_its_steps(tmp_path, encoder, monkeypatch):
+    """The loop's EMA (`--ema 0.8`, built by `build_model` and updated in `train_one_epoch`),
+    against a brute-force running average of the weights after every optimiser step: the first
+    step's weights start it, then ema = decay * ema + (1 - decay) * weights, buffers too."""
+    import img2prompt.train.loop as loop
+    from img2prompt.train.options import TrainConfig
+    from synthetic import make_shapes_dataset
+
+    data = make_shapes_dataset(tmp_path / "data", encoder, images_per_prompt=2)
+    built = []
+
+    def build_model(run):
+        built.append(real_build_model(run))
+        return built[-1]
+
+    real_build_model = loop.build_model
+    monkeypatch.setattr(loop, "build_model", build_model)
+    steps: list[dict[str, torch.Tensor]] = []
+
+    def after_step(optimizer, args, kwargs):
+        model = built[-1][0]
+        steps.append({k: v.detach().clone().float() for k, v in model.state_dict().items()})
+
+    handle = register_optimizer_step_post_hook(after_step)
+    try:
+        cfg = TrainConfig.of(
+            data=data,
+            out=tmp_path / "run",
+            backbone="tiny-clip",
+            head="mlp",
+            head_options="hidden=16",
+            epochs=2,
+            lp_epochs=0,
+            batch_size=4,
+            workers=0,
+            ema=0.8,
+            lr=1e-2,
+        )
+        loop.train(cfg, progress=False)
+    finally:
+        handle.remove()
+    assert len(steps) >= 4
+    expected = dict(steps[0])
+    for weights in steps[1:]:
+        for name, value in weights.items():
+            if value.is_floating_point() and "num_batches_tracked" not in name:
+                expected[name] = 0.8 * expected[name] + 0.2 * value
+    averaged = built[-1][1].module.state_dict()
+    moved = [k for k in expected if not torch.equal(steps[0][k], steps[-1][k])]
+    assert moved, "training moved no weight"
+    for name in moved:
+        if "num_batches_tracked" not in name:
+            torch.testing.assert_close(averaged[name].float(), expected[name], msg=name)
 
 
 def test_mixgen_mixes_pixels_and_embeds_the_joined_prompts(encoder):

@@ -104,6 +104,10 @@ def test_the_checker_catches_each_broken_submission(good, case):
     assert any(message in problem for problem in check.problems), check.problems
     result = runner.invoke(app, ["submission", "check", str(broken), "--sample", str(sample)])
     assert result.exit_code == 1
+    # The command names the bad file and says what is wrong with it.
+    said = " ".join(result.output.split())
+    assert broken.name in said, result.output
+    assert " ".join(message.split()) in said, result.output
 
 
 def test_a_non_utf8_file_is_a_problem_not_a_crash(good):

@@ -112,6 +112,9 @@ def print_descriptions(
     retrieval = any(d.nearest_prompts for d in descriptions)
     if retrieval:  # an index model: the real prompts it blends and CLIP's own prompt
         table.add_column("nearest prompts (CLIP) / CLIP interrogation", overflow="fold", ratio=3)
+    captioned = any(d.caption_candidates for d in descriptions)
+    if captioned:  # a captioner: its candidates, and the judge's verdict where there is one
+        table.add_column("candidates / judge", overflow="fold", ratio=3)
     for i, d in enumerate(descriptions):
         row = [Text(Path(d.image).name)]
         if embedded:
@@ -130,8 +133,26 @@ def print_descriptions(
             if d.interrogation:
                 lines.append(f"interrogation ({d.interrogation_match:.3f}): {d.interrogation}")
             row.append(Text("\n".join(lines)))
+        if captioned:
+            row.append(_candidates_text(d))
         table.add_row(*row)
     console.print(table)
+
+
+def _candidates_text(d: Description) -> Text:
+    """A captioner's candidates (the judge's cosine, else the captioner's score, before each),
+    then the judge's figures: its cosine, the candidates' spread, caption or bank and by how
+    much."""
+    lines = [
+        f"{'judge ' if c is not None else 'score '}{c if c is not None else s:.3f} {t}"
+        for t, s, c in d.caption_candidates
+    ]
+    if d.judge_choice is not None:
+        lines.append(
+            f"judge cosine {d.judge_cosine:.3f}, spread {d.judge_spread:.3f}; "
+            f"{d.judge_choice} won by {d.judge_margin:.3f} (bank: {d.bank_prompt})"
+        )
+    return Text("\n".join(lines))
 
 
 def print_metadata(results: list[GenerationMetadata]) -> None:
@@ -344,11 +365,27 @@ def print_describe_summary(result, how: str, out: Path | None) -> None:
     stats = f"{result.from_metadata:,} prompts from the files' metadata"
     if any(d.match is not None for d in result.descriptions):  # a model ran
         stats += f", mean match {result.mean_match:.4f}"
+    stats += _judge_summary(result.descriptions)
     stderr.print(
         f"{n:,} images described in {result.seconds:.1f} s ({how}); {stats}"
         + result.search.summary()
         + (f"; wrote {out}" if out else ""),
         highlight=False,
+    )
+
+
+def _judge_summary(descriptions: list[Description]) -> str:
+    """A captioner's judge over a run: mean cosine of the chosen candidates, mean spread, and
+    how often a candidate beat the bank's prompt ('' without a judge)."""
+    judged = [d for d in descriptions if d.judge_choice is not None]
+    if not judged:
+        return ""
+    cosine = sum(d.judge_cosine or 0.0 for d in judged) / len(judged)
+    spread = sum(d.judge_spread or 0.0 for d in judged) / len(judged)
+    won = sum(d.judge_choice == "caption" for d in judged)
+    return (
+        f", judge cosine {cosine:.4f} (candidates' spread {spread:.4f}), "
+        f"caption beat the bank on {won:,} of {len(judged):,}"
     )
 
 
@@ -359,7 +396,7 @@ def print_submission_check(check, file: Path) -> None:
     if check.ok:
         stderr.print(f"{file}: ok, {check.images:,} images x {check.dim} values", highlight=False)
     for problem in check.problems:
-        stderr.print(f"[bold red]problem:[/] {escape(str(problem))}", highlight=False)
+        stderr.print(f"[bold red]problem:[/] {escape(f'{file}: {problem}')}", highlight=False)
 
 
 def print_ensemble_fit(result, out: Path) -> None:
