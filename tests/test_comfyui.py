@@ -438,3 +438,247 @@ def test_animated_webp_exif_gif_comment_and_video_headers(tmp_path):
     frames[0].save(apng, save_all=True, append_images=frames[1:], pnginfo=info)
     assert read_metadata(apng).prompt == "a fox running through snow, tracking shot"
     assert Image.open(apng).n_frames == 2
+
+
+def test_styler_negative_output_and_lora_tag_loader_text():
+    # A styler's slot 1 is its negative (the template's negative joined to `text_negative`),
+    # never the positive; LoraTagLoader's STRING output is the text without its lora tags.
+    graph = comfy_graph("unused")
+    graph["30"] = {
+        "class_type": "SDXLPromptStyler",
+        "inputs": {
+            "text_positive": "<lora:ink:0.7> an ink sketch of a heron",
+            "text_negative": "smudges",
+            "style": "base",
+            "log_prompt": "No",
+        },
+    }
+    graph["31"] = {
+        "class_type": "LoraTagLoader",
+        "inputs": {"text": ["30", 0], "model": ["4", 0], "clip": ["4", 1]},
+    }
+    graph["6"]["inputs"]["text"] = ["31", 2]
+    graph["7"]["inputs"]["text"] = ["30", 1]
+    found = read_graph(graph)
+    assert (found.prompt, found.negative) == ("an ink sketch of a heron", "smudges")
+
+    graph["30"]["inputs"]["style"] = "sai-origami"  # a template not known here: no prompt
+    found = read_graph(graph)
+    assert (found.prompt, found.negative) == (None, None)
+    assert "with style 'sai-origami'" in found.note
+
+
+def efficiency_graph(loader: dict, sampler: dict) -> dict:
+    return {
+        "1": loader,
+        "2": sampler,
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 5], "filename_prefix": "x"}},
+    }
+
+
+def test_loaders_that_encode_their_own_text():
+    # Efficiency nodes: the prompt is typed into the loader, which outputs the conditioning.
+    texts = {"positive": "a glass greenhouse at night", "negative": "lowres"}
+    loader = {"class_type": "Efficient Loader", "inputs": {"ckpt_name": "a.safetensors", **texts}}
+    sampler = ksampler(("1", 1), ("1", 2), ("1", 3), model=("1", 0))
+    sampler["class_type"] = "KSampler (Efficient)"
+    found = read_graph(efficiency_graph(loader, sampler))
+    assert (found.prompt, found.negative) == ("a glass greenhouse at night", "lowres")
+    assert found.settings["model"] == "a.safetensors"
+
+    # The SDXL loader hands its texts on only inside its tuple.
+    loader = {
+        "class_type": "Eff. Loader SDXL",
+        "inputs": {"base_ckpt_name": "xl.safetensors", **texts},
+    }
+    sampler = {
+        "class_type": "KSampler SDXL (Eff.)",
+        "inputs": {
+            "noise_seed": 3,
+            "steps": 20,
+            "cfg": 7,
+            "start_at_step": 0,
+            "sdxl_tuple": ["1", 0],
+            "latent_image": ["1", 1],
+        },
+    }
+    found = read_graph(efficiency_graph(loader, sampler))
+    assert (found.prompt, found.negative) == ("a glass greenhouse at night", "lowres")
+    assert found.settings["model"] == "xl.safetensors"
+
+    # Easy-Use: the loader packs its texts into a pipe; the sampler reads the pipe.
+    loader = {"class_type": "easy fullLoader", "inputs": {"ckpt_name": "e.safetensors", **texts}}
+    sampler = {"class_type": "easy kSampler", "inputs": {"pipe": ["1", 0], "image_output": "Save"}}
+    found = read_graph(efficiency_graph(loader, sampler))
+    assert (found.prompt, found.negative) == ("a glass greenhouse at night", "lowres")
+
+    # A loader's text made at run time is no prompt.
+    loader["inputs"]["positive"] = ["9", 0]
+    graph = efficiency_graph(loader, sampler)
+    graph["9"] = {"class_type": "DPRandomGenerator", "inputs": {"text": "a {red|blue} door"}}
+    found = read_graph(graph)
+    assert found.prompt is None and "DPRandomGenerator (node 9)" in found.note
+    assert found.negative == "lowres"
+
+
+def test_unpacked_sdxl_tuple_gives_each_slot_its_own_text():
+    graph = comfy_graph("unused")
+    graph["20"] = {
+        "class_type": "Pack SDXL Tuple",
+        "inputs": {
+            "base_model": ["4", 0],
+            "base_clip": ["4", 1],
+            "base_positive": ["6", 0],
+            "base_negative": ["7", 0],
+        },
+    }
+    graph["21"] = {"class_type": "Unpack SDXL Tuple", "inputs": {"sdxl_tuple": ["20", 0]}}
+    graph["6"]["inputs"]["text"] = "a quiet harbour"
+    graph["3"]["inputs"].update(positive=["21", 2], negative=["21", 3])
+    found = read_graph(graph)
+    assert (found.prompt, found.negative) == ("a quiet harbour", "bad hands")
+
+
+def test_wan_video_wrapper_text_embeds_carry_both_texts():
+    graph = {
+        "1": {"class_type": "WanVideoModelLoader", "inputs": {"model": "wan.safetensors"}},
+        "2": {
+            "class_type": "WanVideoTextEncode",
+            "inputs": {
+                "positive_prompt": "waves rolling onto a beach",
+                "negative_prompt": "static",
+                "t5": ["5", 0],
+            },
+        },
+        "3": {
+            "class_type": "WanVideoSampler",
+            "inputs": {
+                "model": ["1", 0],
+                "text_embeds": ["2", 0],
+                "image_embeds": ["6", 0],
+                "steps": 30,
+                "cfg": 6,
+                "seed": 5,
+                "denoise_strength": 1.0,
+            },
+        },
+        "5": {
+            "class_type": "LoadWanVideoT5TextEncoder",
+            "inputs": {"model_name": "umt5.safetensors"},
+        },
+        "6": {"class_type": "WanVideoEmptyEmbeds", "inputs": {"width": 832, "height": 480}},
+        "7": {"class_type": "WanVideoDecode", "inputs": {"samples": ["3", 0]}},
+    }
+    found = read_graph(graph)
+    assert (found.prompt, found.negative) == ("waves rolling onto a beach", "static")
+    assert [p.role for p in found.passes] == ["base"]
+
+
+def test_subgraph_widget_promoted_to_the_subgraph_node_wins_over_the_inner_value():
+    # The new front end keeps a promoted prompt on the subgraph node (`proxyWidgets`); the inner
+    # text encoder's own widget value is stale.
+    inner = [
+        wf_node(
+            1,
+            "CLIPTextEncode",
+            ["an old prompt"],
+            outputs=[("CONDITIONING", "CONDITIONING")],
+            inputs=[("clip", "CLIP", 11), ("text", "STRING", 13)],
+        ),
+        wf_node(
+            2,
+            "CLIPTextEncode",
+            ["murky"],
+            inputs=[("clip", "CLIP", 12)],
+            outputs=[("CONDITIONING", "CONDITIONING")],
+        ),
+        wf_node(3, "EmptyLatentImage", [512, 512, 1], outputs=[("LATENT", "LATENT")]),
+        wf_node(
+            4,
+            "KSampler",
+            [9, "randomize", 20, 7, "euler", "normal", 1],
+            inputs=[
+                ("model", "MODEL", 14),
+                ("positive", "CONDITIONING", 15),
+                ("negative", "CONDITIONING", 16),
+                ("latent_image", "LATENT", 17),
+            ],
+            outputs=[("LATENT", "LATENT")],
+        ),
+    ]
+    inner[0]["inputs"][1]["widget"] = {"name": "text"}
+
+    def link(link_id, origin, origin_slot, target, target_slot):
+        return {
+            "id": link_id,
+            "origin_id": origin,
+            "origin_slot": origin_slot,
+            "target_id": target,
+            "target_slot": target_slot,
+        }
+
+    subgraph = {
+        "id": "sub-uuid",
+        "inputs": [{"name": n} for n in ("model", "clip", "text")],
+        "nodes": inner,
+        "links": [
+            link(11, -10, 1, 1, 0),
+            link(12, -10, 1, 2, 0),
+            link(13, -10, 2, 1, 1),
+            link(14, -10, 0, 4, 0),
+            link(15, 1, 0, 4, 1),
+            link(16, 2, 0, 4, 2),
+            link(17, 3, 0, 4, 3),
+            link(18, 4, 0, -20, 0),
+        ],
+    }
+    outer = wf_node(
+        10,
+        "sub-uuid",
+        ["the prompt typed on the subgraph node"],
+        inputs=[("model", "MODEL", 1), ("clip", "CLIP", 2)],
+        outputs=[("LATENT", "LATENT")],
+    )
+    outer["properties"] = {"proxyWidgets": [["-1", "text"]]}
+    workflow = comfy_workflow(
+        [
+            wf_node(
+                5,
+                "CheckpointLoaderSimple",
+                ["m.safetensors"],
+                outputs=[("MODEL", "MODEL"), ("CLIP", "CLIP"), ("VAE", "VAE")],
+            ),
+            outer,
+            wf_node(8, "VAEDecode", inputs=[("samples", "LATENT", 3)]),
+        ],
+        [[1, 5, 0, 10, 0, "MODEL"], [2, 5, 1, 10, 1, "CLIP"], [3, 10, 0, 8, 0, "LATENT"]],
+        definitions={"subgraphs": [subgraph]},
+    )
+    found = read_graph(workflow_to_graph(workflow))
+    assert (found.prompt, found.negative) == ("the prompt typed on the subgraph node", "murky")
+
+    # Older files list the promoted widget as a widget input of the subgraph node.
+    del outer["properties"]
+    outer["inputs"].append(
+        {"name": "text", "type": "STRING", "link": None, "widget": {"name": "text"}}
+    )
+    found = read_graph(workflow_to_graph(workflow))
+    assert found.prompt == "the prompt typed on the subgraph node"
+
+
+def test_efficient_ksampler_hands_its_texts_on_at_slots_1_and_2():
+    # A second KSampler (Efficient) fed by the first one's outputs (model, positive, negative,
+    # latent...): slot 1 is the positive, slot 2 the negative, never swapped.
+    texts = {"positive": "a paper boat on a puddle", "negative": "grainy"}
+    loader = {"class_type": "Efficient Loader", "inputs": {"ckpt_name": "a.safetensors", **texts}}
+    first = ksampler(("1", 1), ("1", 2), ("1", 3), model=("1", 0))
+    second = ksampler(("2", 1), ("2", 2), ("2", 3), model=("2", 0), denoise=0.4)
+    first["class_type"] = second["class_type"] = "KSampler (Efficient)"
+    graph = efficiency_graph(loader, first)
+    graph["4"] = second
+    graph["3"]["inputs"]["images"] = ["4", 5]
+    found = read_graph(graph)
+    assert [(p.role, p.positive, p.negative) for p in found.passes] == [
+        ("base", "a paper boat on a puddle", "grainy"),
+        ("refiner", "a paper boat on a puddle", "grainy"),
+    ]

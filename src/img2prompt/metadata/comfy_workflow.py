@@ -78,6 +78,8 @@ class Flat:
     wires: dict[str, dict[str, tuple[str, int]]] = field(default_factory=dict)
     outputs: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
     """A group or subgraph node's output slot -> the inner node and slot that produce it."""
+    literals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Inner inputs given a value by their subgraph node's own widget (a promoted widget)."""
 
 
 def _links(raw: Any) -> dict[str, tuple[str, int, str, int]]:
@@ -152,15 +154,55 @@ def _expand_subgraph(
         groups={},
     )
     outer_names = _input_names(flat.nodes.get(outer, {}))
-    for wires in list(flat.wires.values()):
+    names = [str(i.get("name", "")) for i in definition.get("inputs") or [] if isinstance(i, dict)]
+    outer_wires = flat.wires.get(outer, {})
+    for target, wires in list(flat.wires.items()):
         for name, (source, slot) in list(wires.items()):
-            if source == f"@{outer}":
-                outer_wires = flat.wires.get(outer, {})
-                known = slot < len(outer_names) and outer_names[slot] in outer_wires
-                if known:
-                    wires[name] = outer_wires[outer_names[slot]]
-                else:
-                    del wires[name]
+            if source != f"@{outer}":
+                continue
+            del wires[name]
+            key = names[slot] if slot < len(names) else ""
+            if key not in outer_wires and slot < len(outer_names):
+                key = outer_names[slot]
+            if key in outer_wires:
+                wires[name] = outer_wires[key]
+            elif (value := _promoted(flat.nodes.get(outer, {}), key)) is not None:
+                flat.literals.setdefault(target, {})[name] = value
+
+
+def _promoted(node: dict[str, Any], name: str) -> Any:
+    """The value a subgraph node's own widget gives subgraph input `name`: by its
+    `proxyWidgets` entry `["-1", name]`, or by its widget inputs in order (older files). The
+    inner node's widget value is stale where the subgraph node holds one."""
+    values = node.get("widgets_values")
+    if not isinstance(values, list) or not name:
+        return None
+    proxies = (node.get("properties") or {}).get("proxyWidgets")
+    if isinstance(proxies, list) and proxies:
+        order = [
+            p[1] if isinstance(p, list) and len(p) == 2 and str(p[0]) == "-1" else None
+            for p in proxies
+        ]
+    else:
+        slots = node.get("inputs") if isinstance(node.get("inputs"), list) else []
+        order = [s.get("name") for s in slots if isinstance(s, dict) and s.get("widget")]
+    named = dict(zip(order, _without_seed_control(order, values), strict=False))
+    value = named.get(name)
+    return value if isinstance(value, str | int | float | bool) else None
+
+
+def _without_seed_control(names: list, values: list) -> list:
+    """Widget values with the "control after generate" value after a seed taken out."""
+    kept, i = [], 0
+    for name in names:
+        if i >= len(values):
+            break
+        kept.append(values[i])
+        i += 1
+        control = values[i] if i < len(values) else None
+        if "seed" in str(name) and isinstance(control, str) and control in SEED_CONTROL:
+            i += 1
+    return kept
 
 
 def _group_name(kind: str) -> str:
@@ -316,6 +358,7 @@ def workflow_to_graph(workflow: dict[str, Any]) -> Graph:
         widgets = node.get("widgets_values")
         values = list(widgets) if isinstance(widgets, list) else []
         inputs = _widget_inputs(kind, values)
+        inputs.update(flat.literals.get(node_id, {}))
         inputs["_widgets"] = tuple(values)
         for name, (source, slot) in flat.wires.get(node_id, {}).items():
             resolved = _resolve(flat, source, slot, setters)

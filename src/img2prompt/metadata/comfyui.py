@@ -69,17 +69,71 @@ GUIDERS: dict[str, tuple[str, str | None]] = {
 }
 """Guiders of SamplerCustomAdvanced -> (positive input, negative input)."""
 PIPE_FIELDS = ("model", "clip", "vae", "positive", "negative")
-PIPE_UNPACK: dict[str, tuple[str, int]] = {
-    "FromBasicPipe": ("basic_pipe", 0),
-    "FromBasicPipe_v2": ("basic_pipe", 1),
-    "FromDetailerPipe": ("detailer_pipe", 0),
-    "FromDetailerPipe_v2": ("detailer_pipe", 1),
-    "FromDetailerPipeSDXL": ("detailer_pipe", 1),
+SDXL_TUPLE = ("model", "clip", "positive", "negative")
+PIPE_UNPACK: dict[str, tuple[str, tuple[str, ...]]] = {
+    "FromBasicPipe": ("basic_pipe", PIPE_FIELDS),
+    "FromBasicPipe_v2": ("basic_pipe", ("pipe", *PIPE_FIELDS)),
+    "FromDetailerPipe": ("detailer_pipe", PIPE_FIELDS),
+    "FromDetailerPipe_v2": ("detailer_pipe", ("pipe", *PIPE_FIELDS)),
+    "FromDetailerPipeSDXL": ("detailer_pipe", ("pipe", *PIPE_FIELDS)),
+    "Unpack SDXL Tuple": ("sdxl_tuple", SDXL_TUPLE),
+    "easy pipeOut": ("pipe", ("pipe", "model", "positive", "negative")),
 }
-"""Impact Pack pipe unpackers -> (pipe input, slot of `model`): model, clip, vae, positive,
-negative come out in that order from there."""
-PIPE_INPUTS = ("basic_pipe", "detailer_pipe", "pipe", "refiner_basic_pipe_opt")
+"""Pipe unpackers (Impact Pack, Efficiency, Easy-Use) -> (pipe input, the field each output slot
+carries; `pipe` for the pipe handed on)."""
+PIPE_INPUTS = ("basic_pipe", "detailer_pipe", "pipe", "refiner_basic_pipe_opt", "sdxl_tuple")
 """Inputs that carry a pipe: followed to find a field that a pipe node does not set itself."""
+PIPE_ALIASES = {
+    "positive": ("positive", "base_positive"),
+    "negative": ("negative", "base_negative"),
+}
+"""The inputs that set a pipe field (Pack SDXL Tuple names them `base_...`)."""
+TEXT_LOADERS: dict[str, dict[int, str]] = {
+    "Efficient Loader": {1: "positive", 2: "negative"},
+    "Eff. Loader SDXL": {},
+    "easy fullLoader": {4: "positive", 5: "negative"},
+    "easy a1111Loader": {},
+    "easy comfyLoader": {},
+    "easy fluxLoader": {},
+    "easy kolorsLoader": {},
+    "easy hunyuanDiTLoader": {},
+    "easy pixArtLoader": {},
+    "ttN pipeLoader": {},
+    "ttN pipeLoader_v2": {},
+    "ttN pipeLoaderSDXL": {},
+    "ttN pipeLoaderSDXL_v2": {},
+    "WanVideoTextEncode": {},
+    "WanVideoTextEncodeCached": {},
+    "WanVideoTextEncodeSingle": {},
+}
+"""Loaders that encode their own `positive` and `negative` text inputs -> the output slots of
+that conditioning (a pipe's field reaches them through the pipe: `PIPE_TEXT_SLOTS`)."""
+LOADER_INPUTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "WanVideoTextEncode": {
+        "positive": ("positive_prompt", "prompt"),
+        "negative": ("negative_prompt",),
+    },
+    "WanVideoTextEncodeCached": {
+        "positive": ("positive_prompt",),
+        "negative": ("negative_prompt",),
+    },
+    "WanVideoTextEncodeSingle": {"positive": ("prompt",), "negative": ()},
+}
+"""Text loaders whose text inputs have other names than `positive` and `negative` (WanVideoWrapper
+encoders: their one output carries both texts to WanVideoSampler's `text_embeds`)."""
+PIPE_TEXT_SLOTS = {"positive": -1, "negative": -2, "model": -3}
+"""Slots that stand for a loader's own field when it is reached through the pipe it packs."""
+PASS_THROUGH: dict[str, dict[int, str]] = {
+    "KSampler (Efficient)": {1: "positive", 2: "negative"},
+    "KSampler Adv. (Efficient)": {1: "positive", 2: "negative"},
+}
+"""Nodes with `positive` and `negative` inputs whose outputs hand them on at other slots than
+ControlNetApplyAdvanced's 0 and 1 (the Efficiency KSamplers: model, positive, negative...)."""
+TEXT_FILTERS: dict[str, tuple[int, str, re.Pattern[str]]] = {
+    "LoraTagLoader": (2, "text", re.compile(r"<[0-9a-zA-Z:_\-.\s/()\\]+>")),
+}
+"""Nodes that hand on a text input with a pattern taken out -> (output slot, input, pattern):
+LoraTagLoader loads the `<lora:...>` tags and outputs the rest."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +153,23 @@ SAMPLERS: dict[str, Shape] = {
     "SamplerCustomAdvanced": Shape(via="guider"),
     "KSampler (Efficient)": Shape(),
     "KSampler Adv. (Efficient)": Shape(),
-    "KSampler SDXL (Eff.)": Shape(),
+    "KSampler SDXL (Eff.)": Shape(via="pipe", pipe="sdxl_tuple"),
+    "easy fullkSampler": Shape(via="pipe", pipe="pipe"),
+    "easy kSampler": Shape(via="pipe", pipe="pipe"),
+    "easy kSamplerTiled": Shape(via="pipe", pipe="pipe"),
+    "easy kSamplerCustom": Shape(via="pipe", pipe="pipe"),
+    "easy kSamplerInpainting": Shape(via="pipe", pipe="pipe"),
+    "easy kSamplerDownscaleUnet": Shape(via="pipe", pipe="pipe"),
+    "easy kSamplerLayerDiffusion": Shape(via="pipe", pipe="pipe"),
+    "easy kSamplerSDTurbo": Shape(via="pipe", pipe="pipe"),
+    "easy fullCascadeKSampler": Shape(via="pipe", pipe="pipe"),
+    "easy cascadeKSampler": Shape(via="pipe", pipe="pipe"),
+    "ttN pipeKSampler": Shape(via="pipe", pipe="pipe"),
+    "ttN pipeKSampler_v2": Shape(via="pipe", pipe="pipe"),
+    "ttN pipeKSamplerAdvanced": Shape(via="pipe", pipe="pipe"),
+    "ttN pipeKSamplerAdvanced_v2": Shape(via="pipe", pipe="pipe"),
+    "ttN pipeKSamplerSDXL": Shape(via="pipe", pipe="sdxl_pipe"),
+    "ttN pipeKSamplerSDXL_v2": Shape(via="pipe", pipe="sdxl_pipe"),
     "ImpactKSamplerBasicPipe": Shape(via="pipe", pipe="basic_pipe"),
     "ImpactKSamplerAdvancedBasicPipe": Shape(via="pipe", pipe="basic_pipe"),
     "FaceDetailer": Shape(role="detailer"),
@@ -110,6 +180,7 @@ SAMPLERS: dict[str, Shape] = {
     "DetailerForEachDebugPipe": Shape(via="pipe", pipe="basic_pipe", role="detailer"),
     "DetailerForEachPipeForAnimateDiff": Shape(via="pipe", pipe="basic_pipe", role="detailer"),
     "MaskDetailerPipe": Shape(via="pipe", pipe="basic_pipe", role="detailer"),
+    "WanVideoSampler": Shape(via="pipe", pipe="text_embeds"),
     "UltimateSDUpscale": Shape(role="upscale"),
     "UltimateSDUpscaleNoUpscale": Shape(role="upscale"),
     "UltimateSDUpscaleCustomSample": Shape(role="upscale"),
@@ -143,9 +214,13 @@ JOINERS: dict[str, tuple[tuple[str, ...], str | None, str]] = {
 }
 """String concatenation nodes -> (text inputs in order, delimiter input, default delimiter),
 built as the node builds it. A missing optional text is left out."""
-STYLERS: dict[str, tuple[str, str]] = {"SDXLPromptStyler": ("text_positive", "style")}
-"""Stylers -> (text input, style input). Only styles whose template is known are built."""
-KNOWN_STYLES = {"base": "{prompt}", "none": "{prompt}", "None": "{prompt}"}
+STYLERS: dict[str, tuple[str, str, str]] = {
+    "SDXLPromptStyler": ("text_positive", "style", "text_negative"),
+}
+"""Stylers -> (text input, style input, negative text input); output slot 0 is the styled
+text, slot 1 the styled negative. Only styles whose template is known are built."""
+KNOWN_STYLES = {"base": ("{prompt}", ""), "none": ("{prompt}", ""), "None": ("{prompt}", "")}
+"""Style -> (template, the template's negative), as the styler's JSON files hold them."""
 SHOWN_TEXT: dict[str, dict[int, int]] = {"SDPromptReader": {2: 3, 3: 4}}
 """Run-time nodes whose editor widgets show the text they produced last -> output slot: widget
 index. Such a text is a candidate, never the prompt (the file it came from is not stored)."""
@@ -259,7 +334,11 @@ def string_value(graph: Graph, value: Any, texts: Texts, depth: int = 0) -> str 
     if kind in JOINERS:
         return _joined(graph, node, texts, depth)
     if kind in STYLERS:
-        return _styled(graph, node, texts, depth)
+        return _styled(graph, value, texts, depth)
+    if kind in TEXT_FILTERS and value[1] == TEXT_FILTERS[kind][0]:
+        _, key, pattern = TEXT_FILTERS[kind]
+        text = string_value(graph, inputs.get(key), texts, depth + 1)
+        return None if text is None else pattern.sub("", text)
     _runtime(graph, node, value[1], texts)
     return None
 
@@ -281,13 +360,20 @@ def _joined(graph: Graph, node: str, texts: Texts, depth: int) -> str | None:
     return (default if delimiter is None else delimiter).join(parts)
 
 
-def _styled(graph: Graph, node: str, texts: Texts, depth: int) -> str | None:
-    text_key, style_key = STYLERS[_class(graph, node)]
+def _styled(graph: Graph, link: list, texts: Texts, depth: int) -> str | None:
+    """A styler's output: slot 0 the template around the text, slot 1 the template's negative
+    joined to the negative text, as the node joins them."""
+    node = str(link[0])
+    text_key, style_key, negative_key = STYLERS[_class(graph, node)]
     inputs = _inputs(graph, node)
-    text = string_value(graph, inputs.get(text_key), texts, depth + 1)
+    text = string_value(
+        graph, inputs.get(negative_key if link[1] == 1 else text_key), texts, depth + 1
+    )
     template = KNOWN_STYLES.get(str(inputs.get(style_key)))
     if text is not None and template is not None:
-        return template.replace("{prompt}", text)
+        if link[1] != 1:
+            return template[0].replace("{prompt}", text)
+        return ", ".join(t for t in (template[1], text) if t) if text or template[1] else ""
     if text is not None:
         texts.add_candidate(text)
         texts.runtime.append(f"{_label(graph, node)} with style {inputs.get(style_key)!r}")
@@ -336,6 +422,8 @@ def conditioning(graph: Graph, start: Any) -> Texts:
         kind, inputs = _class(graph, node), _inputs(graph, node)
         if node not in graph or kind in ZERO_OUT:
             continue
+        if kind in TEXT_LOADERS and _loader_text(graph, node, slot, texts):
+            continue
         keys = _encoder_keys(graph, node)
         if keys is not None:
             for key in keys:
@@ -345,24 +433,42 @@ def conditioning(graph: Graph, start: Any) -> Texts:
                         texts.add(text)
             continue
         if kind in PIPE_UNPACK:
-            pipe, first = PIPE_UNPACK[kind]
-            index = slot - first
-            name = PIPE_FIELDS[index] if 0 <= index < len(PIPE_FIELDS) else None
+            pipe, fields = PIPE_UNPACK[kind]
+            name = fields[slot] if 0 <= slot < len(fields) else None
             if name in ("positive", "negative"):
                 stack.append(pipe_field(graph, inputs.get(pipe), name))
             continue
         if "positive" in inputs and "negative" in inputs:
-            stack.append(inputs["negative" if slot == 1 else "positive"])
+            slots = PASS_THROUGH.get(kind, {1: "negative"})
+            stack.append(inputs[slots.get(slot, "positive")])
             continue
         followed = [v for k, v in inputs.items() if k not in NOT_CONDITIONING]
         stack.extend(reversed(followed))  # depth first, in input order
     return texts
 
 
+def _loader_text(graph: Graph, node: str, slot: int, texts: Texts) -> bool:
+    """The text a loader encodes itself (Efficient Loader, Easy-Use, ttN, WanVideoWrapper): its
+    `positive` or `negative` input, by the output slot (or pipe field) asked for. False where
+    that slot carries no text of the loader's own."""
+    kind, inputs = _class(graph, node), _inputs(graph, node)
+    slots = {**TEXT_LOADERS[kind], **{v: k for k, v in PIPE_TEXT_SLOTS.items()}}
+    name = slots.get(slot)
+    if name not in ("positive", "negative"):
+        return False
+    keys = LOADER_INPUTS.get(kind, {}).get(name, (name,))
+    key = next((k for k in keys if k in inputs), None)
+    text = string_value(graph, inputs[key], texts) if key is not None else None
+    if text is not None:
+        texts.add(text)
+    return True
+
+
 def pipe_field(graph: Graph, start: Any, name: str) -> Any:
     """The link a pipe carries as `name` (model, positive, negative...): the nearest pipe node
-    that sets it (ToBasicPipe, EditBasicPipe, ToDetailerPipe, a component or group node that
-    packs one), found walking back through the pipe inputs."""
+    that sets it (ToBasicPipe, EditBasicPipe, ToDetailerPipe, Pack SDXL Tuple, a component or
+    group node that packs one), found walking back through the pipe inputs; a loader that
+    encodes its own text answers with a `PIPE_TEXT_SLOTS` slot."""
     queue, seen = deque([start]), set()
     while queue and len(seen) < MAX_VISITS:
         link = queue.popleft()
@@ -371,11 +477,16 @@ def pipe_field(graph: Graph, start: Any, name: str) -> Any:
         node = str(link[0])
         seen.add(node)
         kind, inputs = _class(graph, node), _inputs(graph, node)
-        if kind in PIPE_UNPACK and link[1] == PIPE_UNPACK[kind][1] - 1:  # a _v2's pipe slot
-            queue.append(inputs.get(PIPE_UNPACK[kind][0]))
-            continue
-        if _is_link(inputs.get(name)):
-            return inputs[name]
+        if kind in PIPE_UNPACK:  # a pipe handed on (a _v2's pipe slot)
+            fields = PIPE_UNPACK[kind][1]
+            if 0 <= link[1] < len(fields) and fields[link[1]] == "pipe":
+                queue.append(inputs.get(PIPE_UNPACK[kind][0]))
+                continue
+        if kind in TEXT_LOADERS and name in PIPE_TEXT_SLOTS:  # its `positive` is a text
+            return [node, PIPE_TEXT_SLOTS[name]]
+        key = next((k for k in PIPE_ALIASES.get(name, (name,)) if _is_link(inputs.get(k))), None)
+        if key is not None:
+            return inputs[key]
         queue.extend(inputs[k] for k in PIPE_INPUTS if k in inputs)
         queue.extend(v for k, v in inputs.items() if "pipe" in k.lower() and k not in PIPE_INPUTS)
     return None
@@ -538,9 +649,12 @@ def _links_of(graph: Graph, node: str, shape: Shape) -> tuple[Any, Any, Any]:
             keys = (positive_key, "negative")
         negative = source.get(keys[1]) if keys[1] else None
         return source.get(keys[0]), negative, source.get("model", inputs.get("model"))
-    if shape.via == "pipe":
+    if shape.via == "pipe":  # a linked input of the sampler's own goes before the pipe's
         pipe = inputs.get(shape.pipe or "basic_pipe")
-        return tuple(pipe_field(graph, pipe, name) for name in ("positive", "negative", "model"))
+        return tuple(
+            inputs[name] if _is_link(inputs.get(name)) else pipe_field(graph, pipe, name)
+            for name in ("positive", "negative", "model")
+        )
     return inputs.get("positive"), inputs.get("negative"), inputs.get("model")
 
 
