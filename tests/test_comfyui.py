@@ -254,6 +254,37 @@ def test_wildcards_and_llm_text_are_never_a_prompt():
     assert found.negative_prompt == "bad hands"  # the negative is literal
 
 
+def test_a_wildcard_text_the_graph_stores_expanded_is_the_prompt(tmp_path):
+    """Impact Pack writes the expanded text into `populated_text` before the graph runs and
+    the node outputs exactly it: stored, so read (empty, it stays null: the test above)."""
+    graph = comfy_graph("unused")
+    graph["93"] = {
+        "class_type": "ImpactWildcardProcessor",
+        "inputs": {
+            "wildcard_text": "a __animal__ in a {red|blue} hat",
+            "populated_text": "a fox in a red hat",
+            "mode": "populate",
+            "seed": 4,
+        },
+    }
+    graph["6"]["inputs"]["text"] = ["93", 0]
+    found = read_metadata(comfy_png(tmp_path / "w.png", graph))
+    assert (found.prompt, found.note, found.candidates) == ("a fox in a red hat", None, [])
+    encode = comfy_graph("unused")
+    encode["6"] = {
+        "class_type": "ImpactWildcardEncode",
+        "inputs": {
+            "wildcard_text": "__style__ castle",
+            "populated_text": "gothic castle",
+            "mode": "populate",
+            "model": ["4", 0],
+            "clip": ["4", 1],
+            "seed": 1,
+        },
+    }
+    assert read_metadata(comfy_png(tmp_path / "e.png", encode)).prompt == "gothic castle"
+
+
 def test_a_prompt_reader_node_file_name_is_never_a_prompt(tmp_path):
     graph = comfy_graph("unused", "unused")
     graph["1"] = {"class_type": "SDPromptReader",

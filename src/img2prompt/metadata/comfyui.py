@@ -57,6 +57,7 @@ ENCODERS: dict[str, tuple[str, ...]] = {
     "BNK_CLIPTextEncodeAdvanced": ("text",),
     "smZ CLIPTextEncode": ("text",),
     "WanVideoTextEncode": ("positive_prompt",),
+    "ImpactWildcardEncode": ("populated_text",),  # the expanded text, stored (see POPULATED)
 }
 """Text encoders -> their text inputs, in the order their texts are joined."""
 ZERO_OUT = {"ConditioningZeroOut"}
@@ -205,6 +206,10 @@ STRING_NODES: dict[str, tuple[str, ...]] = {
     "PromptText": ("text",),
 }
 """Nodes that hand on a literal text -> the input holding it."""
+POPULATED: dict[str, str] = {"ImpactWildcardProcessor": "populated_text"}
+"""Wildcard nodes that store the text they expanded in the saved graph (Impact Pack fills
+`populated_text` before the graph runs, and the node outputs exactly it) -> that input. Empty,
+the text was never stored: then it is made at run time."""
 JOINERS: dict[str, tuple[tuple[str, ...], str | None, str]] = {
     "StringConcatenate": (("string_a", "string_b"), "delimiter", ""),
     "Text Concatenate": (("text_a", "text_b", "text_c", "text_d"), "delimiter", ", "),
@@ -335,6 +340,8 @@ def string_value(graph: Graph, value: Any, texts: Texts, depth: int = 0) -> str 
         return _joined(graph, node, texts, depth)
     if kind in STYLERS:
         return _styled(graph, value, texts, depth)
+    if kind in POPULATED and str(inputs.get(POPULATED[kind]) or "").strip():
+        return string_value(graph, inputs[POPULATED[kind]], texts, depth + 1)
     if kind in TEXT_FILTERS and value[1] == TEXT_FILTERS[kind][0]:
         _, key, pattern = TEXT_FILTERS[kind]
         text = string_value(graph, inputs.get(key), texts, depth + 1)
