@@ -713,3 +713,159 @@ def test_efficient_ksampler_hands_its_texts_on_at_slots_1_and_2():
         ("base", "a paper boat on a puddle", "grainy"),
         ("refiner", "a paper boat on a puddle", "grainy"),
     ]
+
+
+def test_instantid_hands_on_positive_at_1_and_negative_at_2():
+    # ApplyInstantID outputs (MODEL, positive, negative); a ControlNet after it reads slots 1
+    # and 2 (a real InstantID API graph): the prompt is never the negative.
+    graph = comfy_graph("1 girl, 1 panda, bamboo in background", "extra arm, lowres")
+    graph["60"] = {
+        "class_type": "ApplyInstantID",
+        "inputs": {
+            "weight": 0.6,
+            "model": ["4", 0],
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+            "image": ["5", 0],
+        },
+    }
+    graph["91"] = {
+        "class_type": "ControlNetApplyAdvanced",
+        "inputs": {"strength": 0.7, "positive": ["60", 1], "negative": ["60", 2]},
+    }
+    graph["3"]["inputs"].update(model=["60", 0], positive=["91", 0], negative=["91", 1])
+    found = read_graph(graph)
+    assert (found.prompt, found.negative) == (
+        "1 girl, 1 panda, bamboo in background",
+        "extra arm, lowres",
+    )
+
+
+def test_cr_apply_multi_controlnet_base_positive_and_negative():
+    graph = comfy_graph("cinematic shot downtown at sunset", "cartoon, blurry")
+    graph["22"] = {
+        "class_type": "CR Apply Multi-ControlNet",
+        "inputs": {
+            "switch": "On",
+            "base_positive": ["6", 0],
+            "base_negative": ["7", 0],
+            "controlnet_stack": ["20", 0],
+        },
+    }
+    graph["20"] = {"class_type": "CR Multi-ControlNet Stack", "inputs": {"switch_1": "On"}}
+    graph["3"]["inputs"].update(positive=["22", 0], negative=["22", 1])
+    found = read_graph(graph)
+    assert (found.prompt, found.negative) == (
+        "cinematic shot downtown at sunset",
+        "cartoon, blurry",
+    )
+
+
+def test_regional_sampler_reads_its_base_sampler_pipe():
+    # Impact's RegionalSampler: the base prompt is its base_sampler's (a KSamplerAdvancedProvider
+    # over a basic pipe); the regional prompts are not the prompt, and the sampler is found.
+    graph = comfy_graph("1girl and 1man sitting in the cafe", "lowres")
+    del graph["3"]
+    graph["10"] = {
+        "class_type": "ToBasicPipe",
+        "inputs": {
+            "model": ["4", 0],
+            "clip": ["4", 1],
+            "vae": ["4", 2],
+            "positive": ["6", 0],
+            "negative": ["7", 0],
+        },
+    }
+    graph["11"] = encoder("1girl wear red hat")
+    graph["12"] = {
+        "class_type": "EditBasicPipe",
+        "inputs": {"basic_pipe": ["10", 0], "positive": ["11", 0]},
+    }
+    graph["13"] = {
+        "class_type": "KSamplerAdvancedProvider",
+        "inputs": {"cfg": 8, "basic_pipe": ["10", 0]},
+    }
+    graph["14"] = {
+        "class_type": "KSamplerAdvancedProvider",
+        "inputs": {"cfg": 8, "basic_pipe": ["12", 0]},
+    }
+    graph["15"] = {
+        "class_type": "RegionalPrompt",
+        "inputs": {"mask": ["16", 1], "advanced_sampler": ["14", 0]},
+    }
+    graph["2"] = {
+        "class_type": "RegionalSampler",
+        "inputs": {
+            "seed": 1,
+            "steps": 20,
+            "base_only_steps": 2,
+            "denoise": 1.0,
+            "samples": ["5", 0],
+            "base_sampler": ["13", 0],
+            "regional_prompts": ["15", 0],
+        },
+    }
+    graph["8"]["inputs"]["samples"] = ["2", 0]
+    found = read_graph(graph)
+    assert (found.prompt, found.negative) == ("1girl and 1man sitting in the cafe", "lowres")
+    assert [(p.role, p.node) for p in found.passes] == [("base", "2")]
+
+
+def test_a_stray_sampler_with_nothing_linked_is_no_pass():
+    # A KSampler left on the canvas with no input linked (saved in the API graph, never run)
+    # sorts before the real one when no Save node orders the outputs: it is not the base pass.
+    graph = comfy_graph("a lighthouse at dusk")
+    graph["9"]["class_type"] = "PreviewImage"
+    graph["1"] = {"class_type": "KSampler", "inputs": {"seed": 5, "steps": 20, "denoise": 1}}
+    found = read_graph(graph)
+    assert found.prompt == "a lighthouse at dusk"
+    assert [p.node for p in found.passes] == ["3"]
+
+
+def test_pysssss_string_function_built_from_literals():
+    # String Function: append joins the texts (", " and tidied with tidy_tags); a /regex/
+    # replace is left to run time.
+    graph = comfy_graph("")
+    graph["31"] = {"class_type": "TextInput_", "inputs": {"text": "Joker, green hair ,red lips"}}
+    graph["28"] = {
+        "class_type": "StringFunction|pysssss",
+        "inputs": {
+            "action": "append",
+            "tidy_tags": "yes",
+            "text_a": ["31", 0],
+            "text_b": "((masterpiece))",
+            "text_c": "",
+        },
+    }
+    graph["6"]["inputs"]["text"] = ["28", 0]
+    assert read_graph(graph).prompt == "Joker, green hair,red lips, ((masterpiece))"
+    graph["28"]["inputs"].update(action="replace", tidy_tags="no", text_b="Joker", text_c="Batman")
+    assert read_graph(graph).prompt == "Batman, green hair ,red lips"
+    graph["28"]["inputs"]["text_b"] = "/J.*r/"
+    found = read_graph(graph)
+    assert found.prompt is None and "StringFunction|pysssss" in (found.note or "")
+
+
+def test_rgthree_context_carries_positive_at_4_and_negative_at_5():
+    graph = comfy_graph("a castle at night", "blurry")
+    graph["20"] = {
+        "class_type": "Context (rgthree)",
+        "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0]},
+    }
+    graph["21"] = {
+        "class_type": "Context (rgthree)",
+        "inputs": {"base_ctx": ["20", 0], "latent": ["5", 0]},
+    }
+    graph["22"] = {"class_type": "Context Switch (rgthree)", "inputs": {"ctx_01": ["21", 0]}}
+    graph["3"]["inputs"].update(positive=["22", 4], negative=["22", 5], model=["22", 1])
+    found = read_graph(graph)
+    assert (found.prompt, found.negative) == ("a castle at night", "blurry")
+
+
+def test_rgthree_power_prompt_simple():
+    graph = comfy_graph("")
+    graph["6"] = {
+        "class_type": "Power Prompt - Simple (rgthree)",
+        "inputs": {"prompt": "asuna, masterpiece", "opt_clip": ["4", 1]},
+    }
+    assert read_graph(graph).prompt == "asuna, masterpiece"

@@ -58,6 +58,7 @@ ENCODERS: dict[str, tuple[str, ...]] = {
     "smZ CLIPTextEncode": ("text",),
     "WanVideoTextEncode": ("positive_prompt",),
     "ImpactWildcardEncode": ("populated_text",),  # the expanded text, stored (see POPULATED)
+    "Power Prompt - Simple (rgthree)": ("prompt",),
 }
 """Text encoders -> their text inputs, in the order their texts are joined."""
 ZERO_OUT = {"ConditioningZeroOut"}
@@ -82,8 +83,29 @@ PIPE_UNPACK: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 """Pipe unpackers (Impact Pack, Efficiency, Easy-Use) -> (pipe input, the field each output slot
 carries; `pipe` for the pipe handed on)."""
-PIPE_INPUTS = ("basic_pipe", "detailer_pipe", "pipe", "refiner_basic_pipe_opt", "sdxl_tuple")
-"""Inputs that carry a pipe: followed to find a field that a pipe node does not set itself."""
+PIPE_INPUTS = (
+    "basic_pipe",
+    "detailer_pipe",
+    "pipe",
+    "refiner_basic_pipe_opt",
+    "sdxl_tuple",
+    "base_ctx",
+    "ctx_01",
+    "ctx_02",
+    "ctx_03",
+    "ctx_04",
+    "ctx_05",
+)
+"""Inputs that carry a pipe: followed to find a field that a pipe node does not set itself
+(rgthree's contexts: a Context's own input, else its `base_ctx`; a switch's first context)."""
+CONTEXTS: dict[str, dict[int, str]] = {
+    "Context (rgthree)": {4: "positive", 5: "negative"},
+    "Context Big (rgthree)": {4: "positive", 5: "negative"},
+    "Context Switch (rgthree)": {4: "positive", 5: "negative"},
+    "Context Switch Big (rgthree)": {4: "positive", 5: "negative"},
+}
+"""rgthree's context nodes -> the output slots of the positive and negative they carry (slot 0 is
+the context, then model, clip, vae, positive, negative, latent...)."""
 PIPE_ALIASES = {
     "positive": ("positive", "base_positive"),
     "negative": ("negative", "base_negative"),
@@ -127,9 +149,13 @@ PIPE_TEXT_SLOTS = {"positive": -1, "negative": -2, "model": -3}
 PASS_THROUGH: dict[str, dict[int, str]] = {
     "KSampler (Efficient)": {1: "positive", 2: "negative"},
     "KSampler Adv. (Efficient)": {1: "positive", 2: "negative"},
+    "ApplyInstantID": {1: "positive", 2: "negative"},
+    "ApplyInstantIDAdvanced": {1: "positive", 2: "negative"},
+    "CR Apply Multi-ControlNet": {0: "base_positive", 1: "base_negative"},
 }
-"""Nodes with `positive` and `negative` inputs whose outputs hand them on at other slots than
-ControlNetApplyAdvanced's 0 and 1 (the Efficiency KSamplers: model, positive, negative...)."""
+"""Nodes that hand on a positive and a negative at other slots or under other input names than
+ControlNetApplyAdvanced's (`positive` -> 0, `negative` -> 1): output slot -> the input it
+carries (the Efficiency KSamplers and InstantID: model, positive, negative...)."""
 TEXT_FILTERS: dict[str, tuple[int, str, re.Pattern[str]]] = {
     "LoraTagLoader": (2, "text", re.compile(r"<[0-9a-zA-Z:_\-.\s/()\\]+>")),
 }
@@ -185,9 +211,15 @@ SAMPLERS: dict[str, Shape] = {
     "UltimateSDUpscale": Shape(role="upscale"),
     "UltimateSDUpscaleNoUpscale": Shape(role="upscale"),
     "UltimateSDUpscaleCustomSample": Shape(role="upscale"),
+    "RegionalSampler": Shape(via="pipe", pipe="base_sampler"),
+    "RegionalSamplerAdvanced": Shape(via="pipe", pipe="base_sampler"),
+    "TwoSamplersForMask": Shape(via="pipe", pipe="base_sampler"),
+    "TwoAdvancedSamplersForMask": Shape(via="pipe", pipe="base_sampler"),
 }
-"""Sampler node types -> how their conditioning is found. Other nodes with a linked `positive`
-(or `guider`) and a seed, steps or cfg are taken for samplers too (`Shape()`)."""
+"""Sampler node types -> how their conditioning is found (Impact's regional and masked samplers
+through their `base_sampler`, a KSampler(Advanced)Provider over a basic pipe). Other nodes with a
+linked `positive` (or `guider`) and a seed, steps or cfg are taken for samplers too (`Shape()`).
+A sampler with no linked input at all never ran (a stray node in a saved graph): it is none."""
 
 STRING_NODES: dict[str, tuple[str, ...]] = {
     "PrimitiveNode": ("value",),
@@ -204,6 +236,8 @@ STRING_NODES: dict[str, tuple[str, ...]] = {
     "ShowText|pysssss": ("text",),
     "easy showAnything": ("anything",),
     "PromptText": ("text",),
+    "TextInput_": ("text",),
+    "Power Prompt - Simple (rgthree)": ("prompt",),
 }
 """Nodes that hand on a literal text -> the input holding it."""
 POPULATED: dict[str, str] = {"ImpactWildcardProcessor": "populated_text"}
@@ -219,6 +253,12 @@ JOINERS: dict[str, tuple[tuple[str, ...], str | None, str]] = {
 }
 """String concatenation nodes -> (text inputs in order, delimiter input, default delimiter),
 built as the node builds it. A missing optional text is left out."""
+STRING_FUNCTIONS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "StringFunction|pysssss": ("action", "tidy_tags", ("text_a", "text_b", "text_c")),
+}
+"""pysssss' String Function -> (action input, tidy input, text inputs): `append` joins the
+non-empty texts (with ", " when tidy), `replace` replaces text_b by text_c in text_a (a `/regex/`
+is left to run time), tidy then mends doubled spaces and commas, as the node does."""
 STYLERS: dict[str, tuple[str, str, str]] = {
     "SDXLPromptStyler": ("text_positive", "style", "text_negative"),
 }
@@ -340,6 +380,8 @@ def string_value(graph: Graph, value: Any, texts: Texts, depth: int = 0) -> str 
         return _joined(graph, node, texts, depth)
     if kind in STYLERS:
         return _styled(graph, value, texts, depth)
+    if kind in STRING_FUNCTIONS:
+        return _string_function(graph, node, texts, depth)
     if kind in POPULATED and str(inputs.get(POPULATED[kind]) or "").strip():
         return string_value(graph, inputs[POPULATED[kind]], texts, depth + 1)
     if kind in TEXT_FILTERS and value[1] == TEXT_FILTERS[kind][0]:
@@ -365,6 +407,30 @@ def _joined(graph: Graph, node: str, texts: Texts, depth: int) -> str | None:
         _runtime(graph, node, 0, texts)
         return None
     return (default if delimiter is None else delimiter).join(parts)
+
+
+def _string_function(graph: Graph, node: str, texts: Texts, depth: int) -> str | None:
+    """What a String Function node outputs, where its action and every text are literal."""
+    action_key, tidy_key, keys = STRING_FUNCTIONS[_class(graph, node)]
+    inputs = _inputs(graph, node)
+    action, tidy = inputs.get(action_key), inputs.get(tidy_key) == "yes"
+    parts = []
+    for key in keys:
+        part = string_value(graph, inputs.get(key, ""), texts, depth + 1)
+        if part is None:
+            return None
+        parts.append("" if part == "undefined" else part)
+    a, b, c = parts
+    if action == "append":
+        out = (", " if tidy else "").join(p for p in parts if p)
+    elif action == "replace" and not (b.startswith("/") and b.endswith("/")):
+        out = a.replace(b, c)
+    else:
+        _runtime(graph, node, 0, texts)
+        return None
+    if tidy:
+        out = out.replace("  ", " ").replace(" ,", ",").replace(",,", ",").replace(",,", ",")
+    return out
 
 
 def _styled(graph: Graph, link: list, texts: Texts, depth: int) -> str | None:
@@ -439,15 +505,19 @@ def conditioning(graph: Graph, start: Any) -> Texts:
                     if text is not None:
                         texts.add(text)
             continue
+        if kind in CONTEXTS:
+            if slot in CONTEXTS[kind]:
+                stack.append(pipe_field(graph, [node, 0], CONTEXTS[kind][slot]))
+            continue
         if kind in PIPE_UNPACK:
             pipe, fields = PIPE_UNPACK[kind]
             name = fields[slot] if 0 <= slot < len(fields) else None
             if name in ("positive", "negative"):
                 stack.append(pipe_field(graph, inputs.get(pipe), name))
             continue
-        if "positive" in inputs and "negative" in inputs:
+        if kind in PASS_THROUGH or ("positive" in inputs and "negative" in inputs):
             slots = PASS_THROUGH.get(kind, {1: "negative"})
-            stack.append(inputs[slots.get(slot, "positive")])
+            stack.append(inputs.get(slots.get(slot, "positive")))
             continue
         followed = [v for k, v in inputs.items() if k not in NOT_CONDITIONING]
         stack.extend(reversed(followed))  # depth first, in input order
@@ -506,7 +576,7 @@ def sampler_shape(graph: Graph, node: str) -> Shape | None:
     """How `node` samples, None when it is no sampler."""
     kind, inputs = _class(graph, node), _inputs(graph, node)
     if kind in SAMPLERS:
-        return SAMPLERS[kind]
+        return SAMPLERS[kind] if any(_is_link(v) for v in inputs.values()) else None
     if _is_link(inputs.get("guider")) and any(k in inputs for k in ("noise", "sigmas")):
         return Shape(via="guider")
     latent = any(_is_link(inputs.get(k)) for k in ("latent_image", "latent", "samples"))
