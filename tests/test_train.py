@@ -154,7 +154,18 @@ def test_kfold_writes_every_row_out_of_fold_once(small_shapes, tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_with_two_cpu_processes_writes_one_model(small_shapes, tmp_path):
+def test_ddp_with_two_cpu_processes_equals_one_process_of_the_global_batch(small_shapes, tmp_path):
+    """Two gloo ranks of batch 4 train what one process of batch 8 trains, up to float rounding.
+
+    Each rank takes every other position of the epoch's shared permutation (`_rank_order`), so
+    step k of rank r holds positions 8k + 2j + r (j < 4): together, exactly the one-process
+    batch k (positions 8k .. 8k + 7). DDP averages the two ranks' gradients of their batch-mean
+    loss, which is the gradient of the one-process batch-mean loss (the cosine loss is a mean of
+    per-row terms, the linear head has no BatchNorm, tiny-clip no dropout). Flips are keyed by
+    table row, the schedule counts the same 3 steps per epoch. What differs is float32 reduction
+    order: (mean of 4 + mean of 4) / 2 against the mean of 8, and the forward pass on batches of
+    4 against 8, so weights agree to rounding error, not bit for bit (see the tolerances).
+    The training loss logged is rank 0's half of the batch only, so it is not compared."""
     out = tmp_path / "ddp"
     command = [
         sys.executable,
@@ -181,7 +192,7 @@ def test_ddp_with_two_cpu_processes_writes_one_model(small_shapes, tmp_path):
         "ddp",
         "-q",
     ]
-    env = os.environ | {"PYTHONPATH": str(REPO / "src")}
+    env = os.environ | {"PYTHONPATH": str(REPO / "src"), "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("best val cosine") == 1  # one summary, from rank 0
@@ -189,7 +200,50 @@ def test_ddp_with_two_cpu_processes_writes_one_model(small_shapes, tmp_path):
     assert len(list(out.rglob("last.pt"))) == 1
     rows = (out / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 2
-    load_model(out / "model")
+
+    one = tmp_path / "one"
+    train(_config(small_shapes, one, epochs=2, batch_size=8), progress=False)
+    ddp, single = load_model(out / "model").state_dict(), load_model(one / "model").state_dict()
+    assert ddp.keys() == single.keys()
+    for name, value in single.items():
+        # An attention key bias adds q.b to every score of a query: softmax ignores it, so its
+        # true gradient is 0 and what it gets is rounding noise, which AdamW scales up to steps
+        # of about lr (1e-3). Its value is arbitrary and changes no output (checked below).
+        if name.endswith("k_proj.bias"):
+            continue
+        # Other weights: rounding differences of ~1e-7 per gradient, through 6 AdamW steps; seen
+        # within 2e-7. 1e-5 is 100 times below one step of lr, so one different batch in a step
+        # (another sharding, gradients left unsynced) shows.
+        torch.testing.assert_close(
+            ddp[name], value, rtol=0, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}"
+        )
+    # The validation cosine of each epoch (every rank validates the same rows) and the OOF
+    # predictions: float32 rounding of 384-wide unit vectors, seen within 1e-7.
+    columns = [line.split(",") for line in rows[1:]]
+    single_rows = [line.split(",") for line in (one / "metrics.csv").read_text().splitlines()[1:]]
+    for a, b in zip(columns, single_rows, strict=True):
+        assert a[:3] == b[:3] and float(a[5]) == pytest.approx(float(b[5]), abs=1e-9)  # lr
+        assert float(a[4]) == pytest.approx(float(b[4]), abs=1e-6), (a, b)  # val_cosine
+    embeddings = [
+        np.stack(pq.read_table(run / "oof.parquet")["embedding"].to_numpy(zero_copy_only=False))
+        for run in (out, one)
+    ]
+    np.testing.assert_allclose(embeddings[0], embeddings[1], rtol=0, atol=1e-5)
+
+
+def test_accumulating_two_batches_of_4_trains_what_one_batch_of_8_trains(small_shapes, tmp_path):
+    """`--accumulate 2 --batch-size 4` takes the same 8 positions of the epoch's permutation per
+    optimizer step as `--batch-size 8`, and the mean of two micro-batch means of the cosine loss
+    is the batch mean (linear head, no BatchNorm): the weights agree to float rounding, as in
+    the DDP test above (the same tolerance, the same key-bias exception)."""
+    accumulated, whole = tmp_path / "accumulated", tmp_path / "whole"
+    train(_config(small_shapes, accumulated, epochs=2, batch_size=4, accumulate=2), progress=False)
+    train(_config(small_shapes, whole, epochs=2, batch_size=8), progress=False)
+    a, b = (load_model(run / "model").state_dict() for run in (accumulated, whole))
+    for name, value in b.items():
+        if not name.endswith("k_proj.bias"):
+            torch.testing.assert_close(a[name], value, rtol=0, atol=1e-5, msg=name)
+    assert any(not torch.equal(a[n], v) for n, v in b.items())  # not one run read twice
 
 
 @pytest.mark.slow

@@ -43,6 +43,17 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(path: str | Path) -> int:
+    """Delete the temporaries `atomic_path` left beside `path` when a process was killed while
+    writing it (nothing else can remove them); returns how many. Call it where one writer owns
+    `path`, before writing it again."""
+    path = Path(path)
+    stale = list(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return len(stale)
+
+
 def _read_umask() -> int:
     """The process's umask. Reading it means setting it, so it is read once, at import, before
     any thread of ours creates a file."""

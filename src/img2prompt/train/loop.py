@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 from img2prompt.data.dataset import ImageDataset, flip_decision
 from img2prompt.data.table import PreparedTable, read_prepared
 from img2prompt.errors import ConfigError
-from img2prompt.io import atomic_path
+from img2prompt.io import atomic_path, remove_stale_temporaries
 from img2prompt.metrics import mean_cosine
 from img2prompt.models.model import ImageToPromptModel, save_model
 from img2prompt.progress import EpochSummary, print_epoch, progress_bar
@@ -205,6 +205,8 @@ class FoldState:
 
     @classmethod
     def load(cls, run: FoldRun, model, ema) -> FoldState:
+        if run.fabric.is_global_zero:  # a run killed mid-save left half a checkpoint beside it
+            remove_stale_temporaries(run.checkpoint)
         if not run.checkpoint.exists():
             return cls()
         modules = {"model": model} | ({"ema": ema} if ema is not None else {})
@@ -378,11 +380,12 @@ def train_one_epoch(run: FoldRun, data: FoldData, training: PhaseTraining, epoch
             inputs = source.inputs(positions, pixels, flips, fabric.device)
             if mix is not None and inputs["pixels"] is not None:
                 inputs["pixels"], targets = mix(inputs["pixels"], rows, targets)
-            predictions = training.model_f(**inputs)
-            loss = data.loss_fn(predictions, targets) / cfg.accumulate
-            # Gradients sync across ranks only on the step that updates the weights.
+            # Gradients sync across ranks only on the step that updates the weights; DDP decides
+            # that in the forward pass, so the forward runs inside the context too.
             last_micro = (step + 1) % cfg.accumulate == 0 or step + 1 == source.batches
             with fabric.no_backward_sync(training.model_f, enabled=not last_micro):
+                predictions = training.model_f(**inputs)
+                loss = data.loss_fn(predictions, targets) / cfg.accumulate
                 fabric.backward(loss)
             if last_micro:
                 if cfg.clip_grad:

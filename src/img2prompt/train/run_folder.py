@@ -133,6 +133,11 @@ class RunState:
         write_json({"finished_folds": self.done}, self.path)
 
 
+def _epoch_key(row: dict) -> tuple[str, ...]:
+    """(fold, phase, epoch) as metrics.csv spells them (a CSV reads back text; None is '')."""
+    return tuple("" if row[k] is None else str(row[k]) for k in ("fold", "phase", "epoch"))
+
+
 class MetricsLog:
     """metrics.csv, rewritten atomically after every epoch, and the curves PNG."""
 
@@ -146,9 +151,12 @@ class MetricsLog:
                 self.rows = list(csv.DictReader(f))
 
     def add(self, **row: Any) -> None:
+        """Add an epoch's row; an epoch done again (a run killed after writing its row but
+        before its checkpoint, then resumed) replaces its earlier row."""
         if not self.enabled:
             return
-        self.rows.append({k: row.get(k) for k in self.FIELDS})
+        new = {k: row.get(k) for k in self.FIELDS}
+        self.rows = [old for old in self.rows if _epoch_key(old) != _epoch_key(new)] + [new]
         with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, self.FIELDS)
             writer.writeheader()
