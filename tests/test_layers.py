@@ -169,6 +169,7 @@ def test_every_model_kind_loads_through_its_own_registration(tmp_path):
     assert kinds == {
         "trained": "img2prompt.models.model:load_trained_model",
         "retrieval": "img2prompt.index.model:load_retrieval_model",
+        "captioner": "img2prompt.models.captioner:load_captioner",
     }
     model = load_model("default")
     assert isinstance(model, PromptModel) and model.kind == "trained"

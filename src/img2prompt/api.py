@@ -117,13 +117,17 @@ def describe(
     bank: str | Path = "default",
     mode: str | None = None,
     metadata: str = "auto",
+    judge: str | Path | Model | None = None,
 ) -> list[Description]:
     """Images (paths and/or PIL images) -> a `Description` each, in order: `.prompt`,
     `.source` (`metadata`: a file's own embedded prompt, with `.metadata` holding its negative
     prompt and settings; `model`: the model's readable prompt), `.model_prompt` (the model's,
     always), `.match` (the cosine of the model's prompt's own vector to the predicted one: how
     well the words say the prediction, not how right it is), `.embedding`, `.phrases`,
-    `.neighbors`. `metadata="ignore"` reads pixels only."""
+    `.neighbors`. `metadata="ignore"` reads pixels only. `judge` (with a captioner `model`): a
+    model whose embedding reranks the captioner's candidates (`.caption_candidates`,
+    `.judge_cosine`, `.judge_spread`) and picks the best candidate or the bank's prompt
+    (`.judge_choice`, `.judge_margin`)."""
     from img2prompt.describer import check_metadata_use
     from img2prompt.metadata import read_metadata
 
@@ -132,7 +136,10 @@ def describe(
         raise ConfigError("describe(metadata='only') runs no model: use img2prompt.read_metadata")
     items = _as_list(images)
     describer = _describer(
-        model if isinstance(model, Model) else str(model), str(bank), _mode(mode)
+        model if isinstance(model, Model) else str(model),
+        str(bank),
+        _mode(mode),
+        judge if isinstance(judge, Model | None) else str(judge),
     )
     pictures = [_image(item) for item in items]
     names = [item if isinstance(item, str | Path) else f"image {i}" for i, item in enumerate(items)]
@@ -206,9 +213,13 @@ def _decoder(bank: str, mode: str, encoder_spec: str) -> Decoder:
 
 
 @functools.lru_cache(maxsize=2)  # each holds a model and a bank: keep memory bounded
-def _describer(model: str | Model, bank: str, mode: str) -> Describer:
-    """One Describer per (model, bank, mode), kept: loading is most of the cost of a call."""
+def _describer(
+    model: str | Model, bank: str, mode: str, judge: str | Model | None = None
+) -> Describer:
+    """One Describer per (model, bank, mode, judge), kept: loading is most of the cost of a
+    call."""
     from img2prompt.describer import Describer
 
     source = model.module if isinstance(model, Model) else str(model)
-    return Describer(source, bank, mode=mode, progress=False)
+    referee = judge.module if isinstance(judge, Model) else judge
+    return Describer(source, bank, mode=mode, progress=False, judge=referee)

@@ -38,7 +38,16 @@ from img2prompt.results import NEIGHBORS, Neighbor, write_results
 from img2prompt.text.decode import Decoded, DecodeOptions, Decoder
 
 if TYPE_CHECKING:
+    from img2prompt.predict.captioned import Captioned
     from img2prompt.targets.encoder import TargetEncoder
+
+
+class CaptionCandidate(TypedDict):
+    """Captioners: one candidate prompt, the captioner's score and the judge's cosine."""
+
+    prompt: str
+    score: float
+    judge_cosine: float | None
 
 
 class NearestPrompt(TypedDict):
@@ -66,6 +75,8 @@ class OutputField:
     """The value when a description lacks that part (no metadata read, no index model)."""
     index_only: bool = False
     """Only index models fill it: left out of the JSON when it is at its default."""
+    captioner_only: bool = False
+    """Only captioner models fill it: left out of the JSON when it is at its default."""
 
 
 DESCRIPTION_FIELDS: tuple[OutputField, ...] = (
@@ -191,6 +202,62 @@ DESCRIPTION_FIELDS: tuple[OutputField, ...] = (
         default=None,
         index_only=True,
     ),
+    OutputField(
+        "caption_candidates",
+        list[CaptionCandidate],
+        pa.list_(
+            pa.struct(
+                [("prompt", pa.string()), ("score", pa.float32()), ("judge_cosine", pa.float32())]
+            )
+        ),
+        "Captioners: the candidate prompts, the chosen one first (with a judge, by its cosine), "
+        "each with the captioner's score (mean log-probability per token) and the judge's "
+        "cosine (MiniLM vector of the candidate to the judge's embedding of the image).",
+        default=[],
+        captioner_only=True,
+    ),
+    OutputField(
+        "judge_cosine",
+        float | None,
+        pa.float32(),
+        "Captioners with a judge: the best candidate's cosine to the judge's embedding.",
+        default=None,
+        captioner_only=True,
+    ),
+    OutputField(
+        "judge_spread",
+        float | None,
+        pa.float32(),
+        "Captioners with a judge: highest minus lowest candidate cosine (how much reranking "
+        "mattered).",
+        default=None,
+        captioner_only=True,
+    ),
+    OutputField(
+        "bank_prompt",
+        str | None,
+        pa.string(),
+        "Captioners with a judge: the bank-decoded prompt of the judge's embedding.",
+        default=None,
+        captioner_only=True,
+    ),
+    OutputField(
+        "judge_choice",
+        Literal["caption", "bank"] | None,
+        pa.string(),
+        "Captioners with a judge: which prompt says the judge's embedding better and became "
+        "`model_prompt`: the best candidate or the bank's.",
+        default=None,
+        captioner_only=True,
+    ),
+    OutputField(
+        "judge_margin",
+        float | None,
+        pa.float32(),
+        "Captioners with a judge: the winner's cosine to the judge's embedding minus the other's.",
+        default=None,
+        captioner_only=True,
+    ),
 )
 """A description's fields, in output order: the one definition of its shape."""
 
@@ -235,6 +302,18 @@ class Description:
     model ran."""
     metadata: GenerationMetadata | None = None
     """What the file says about how it was made (None when metadata was not read)."""
+    caption_candidates: list[tuple[str, float, float | None]] = field(default_factory=list)
+    """Captioners: (prompt, captioner's score, judge's cosine or None), the chosen first."""
+    judge_cosine: float | None = None
+    """Captioners with a judge: the best candidate's cosine to the judge's embedding."""
+    judge_spread: float | None = None
+    """Captioners with a judge: highest minus lowest candidate cosine to it."""
+    bank_prompt: str | None = None
+    """Captioners with a judge: the bank's prompt for the judge's embedding."""
+    judge_choice: str | None = None
+    """Captioners with a judge: `caption` or `bank`, the one that says its embedding better."""
+    judge_margin: float | None = None
+    """Captioners with a judge: the winner's cosine minus the other's."""
 
     def __post_init__(self) -> None:
         if self.model_prompt is None and self.source == "model":
@@ -246,7 +325,7 @@ class Description:
         return {
             f.name: values[f.name]
             for f in DESCRIPTION_FIELDS
-            if not (f.index_only and values[f.name] == f.default)
+            if not ((f.index_only or f.captioner_only) and values[f.name] == f.default)
         }
 
     def _values(self) -> dict[str, Any]:
@@ -273,6 +352,15 @@ class Description:
             ],
             "interrogation": self.interrogation or None,
             "interrogation_match": _rounded(interrogation_match) if self.interrogation else None,
+            "caption_candidates": [
+                {"prompt": t, "score": round(s, 6), "judge_cosine": _rounded(c)}
+                for t, s, c in self.caption_candidates
+            ],
+            "judge_cosine": _rounded(self.judge_cosine),
+            "judge_spread": _rounded(self.judge_spread),
+            "bank_prompt": self.bank_prompt,
+            "judge_choice": self.judge_choice,
+            "judge_margin": _rounded(self.judge_margin),
         }
 
 
@@ -380,6 +468,7 @@ class Describer:
         interrogate: bool = True,
         nearest_prompts: int = 5,
         metadata: str = "auto",
+        judge: Any = None,
     ) -> None:
         from img2prompt.device import resolve_device
         from img2prompt.models.model import load_model
@@ -399,7 +488,7 @@ class Describer:
         # The predictor returns the network's outputs and `_describe_outputs` finishes them, so
         # a retrieval model's one search serves the blend and the nearest prompts, and its CLIP
         # features serve the interrogation with no second pass through CLIP.
-        self.predictor = Predictor(model, options, finish=False)
+        self.predictor = self._predictor(model, options, judge)
         self.nearest_prompts = nearest_prompts
         self.encoder = _target_encoder(model, self.predictor.options.device)
         self.bank = open_bank(bank, self.encoder, progress=progress)
@@ -409,6 +498,24 @@ class Describer:
         if interrogate:
             device = str(self.predictor.device)
             self.interrogator = model.interrogator(self.bank.texts, self.bank.categories, device)
+
+    @staticmethod
+    def _predictor(model: PromptModel, options: PredictOptions, judge: Any) -> Predictor:
+        """The model's predictor; a captioner's keeps its candidates and runs the `judge` (a
+        model folder, `default`, or a loaded model) that reranks them."""
+        from img2prompt.models.captioner import KIND as CAPTIONER
+        from img2prompt.predict.captioned import CaptionPredictor
+
+        if model.kind != CAPTIONER:
+            if judge is not None:
+                raise ConfigError("--judge reranks a captioner's candidates: --model a captioner")
+            return Predictor(model, options, finish=False)
+        if isinstance(judge, str | Path):
+            from img2prompt.device import resolve_device
+            from img2prompt.models.model import load_model
+
+            judge = load_model(judge, resolve_device(options.device))
+        return CaptionPredictor(model, options, judge)  # type: ignore[arg-type]
 
     @property
     def mode(self) -> str:
@@ -487,6 +594,8 @@ class Describer:
         them in words, an interrogator (where the model has one) picks CLIP-space phrases."""
         if len(names) == 0:
             return []
+        if hasattr(self.predictor, "take"):  # a captioner's `CaptionPredictor`
+            return self._describe_captions(names, outputs)
         finished = self.model.finish(outputs, self.nearest_prompts)
         decoded: list[Decoded] = self.decoder.decode(finished.embeddings)
         descriptions = [
@@ -503,6 +612,50 @@ class Describer:
                 d.interrogation = f.prompt
                 d.interrogation_match = float(vector @ d.embedding)
         return descriptions
+
+    def _describe_captions(self, names: Sequence[str], outputs: np.ndarray) -> list[Description]:
+        """A captioner's images -> descriptions (`caption_description`); with a judge, the
+        bank decodes the judge's embeddings, so its prompt can compete with the candidates."""
+        kept = self.predictor.take()  # type: ignore[attr-defined]
+        targets = [c.judge for c in kept if c.judge is not None]
+        bank = iter(self.decoder.decode(np.stack(targets)) if targets else [])
+        return [
+            caption_description(name, c, row, next(bank) if c.judge is not None else None)
+            for name, c, row in zip(names, kept, outputs, strict=True)
+        ]
+
+
+def caption_description(
+    name: str, captioned: Captioned, embedding: np.ndarray, bank: Decoded | None
+) -> Description:
+    """One captioned image's description. No judge: the captioner's best candidate, and its
+    MiniLM vector as the embedding. A judge: the candidates reranked by cosine to the judge's
+    embedding (which becomes `embedding`), and the answer the best candidate or the bank's
+    prompt, whichever says the judge's embedding better (`judge_choice`, `judge_margin`)."""
+    from img2prompt.predict.captioned import judge_candidates
+
+    texts, scores = captioned.captions.texts, captioned.captions.scores
+    if bank is None or captioned.judge is None:
+        rows = [(t, s, None) for t, s in zip(texts, scores, strict=True)]
+        match = float(captioned.vectors[0] @ embedding)
+        return Description(name, texts[0], match, embedding, caption_candidates=rows)
+    judged = judge_candidates(captioned.vectors, captioned.judge)
+    rows = [(texts[i], scores[i], float(judged.cosines[i])) for i in judged.order]
+    caption_wins = judged.cosine >= bank.match
+    return Description(
+        name,
+        texts[judged.best] if caption_wins else bank.prompt,
+        max(judged.cosine, bank.match),
+        captioned.judge,
+        [] if caption_wins else bank.phrases,
+        bank.neighbors,
+        caption_candidates=rows,
+        judge_cosine=judged.cosine,
+        judge_spread=judged.spread,
+        bank_prompt=bank.prompt,
+        judge_choice="caption" if caption_wins else "bank",
+        judge_margin=abs(judged.cosine - bank.match),
+    )
 
 
 def write_descriptions(run: DescribeRun, out: Path, body: dict[str, Any] | None = None) -> None:

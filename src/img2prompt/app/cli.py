@@ -15,7 +15,7 @@ from img2prompt.app.options import command
 from img2prompt.data.options import PrepareConfig
 from img2prompt.generate.options import GenerateConfig
 from img2prompt.index.options import IndexBuildConfig, IndexTuneConfig
-from img2prompt.models.options import PushConfig
+from img2prompt.models.options import CaptionerMakeConfig, PushConfig
 from img2prompt.predict.options import (
     EnsembleApplyConfig,
     EnsembleFitConfig,
@@ -54,6 +54,8 @@ GROUPS = {
     "predictions.",
     "index": "Training-free CLIP path: a prompt index searched by CLIP image-text similarity; "
     "the index folder is a model every command takes.",
+    "captioner": "Vision-language captioners (Florence-2, BLIP, Qwen-VL...) as models: they "
+    "write candidate prompts, a judge model reranks them in MiniLM space.",
 }
 
 
@@ -297,6 +299,7 @@ def _load_describer(cfg: DescribeConfig | ServeConfig, *, metadata: str, progres
         decode_options=cfg.decode,
         progress=progress,
         metadata=metadata,
+        judge=cfg.judge or None,
     )
 
 
@@ -400,6 +403,24 @@ def index_tune(cfg: IndexTuneConfig, quiet: bool) -> None:
     print_tuning(tune_index(cfg, progress=not quiet))
 
 
+def captioner_make(cfg: CaptionerMakeConfig) -> None:
+    """Make a captioner folder from a transformers image-text-to-text checkpoint (hf:owner/repo
+    or a folder; copied in, so the folder works offline): `predict`, `describe --model`,
+    `serve --model`, `ensemble` and `img2prompt.load_model` then take it like any model.
+    The task prompt is the family's own (Florence-2 `<MORE_DETAILED_CAPTION>`, BLIP none, chat
+    VLMs an instruction) unless `--task-prompt` gives one; model.json records it."""
+    from img2prompt.models.captioner import make_captioner
+
+    out, settings = make_captioner(cfg)
+    prompt = settings.task_prompt or "(none: plain captioning)"
+    stderr.print(
+        f"wrote {out}: {settings.model_type} captioner, task prompt {prompt!r}, "
+        f"{settings.candidates} candidates, {settings.image_size}px",
+        highlight=False,
+        markup=False,
+    )
+
+
 def push(cfg: PushConfig) -> None:
     """Upload a model folder to the Hugging Face Hub; then `hf:owner/name` loads it anywhere a
     model is taken (predict, describe, serve, `img2prompt.load_model`)."""
@@ -430,6 +451,7 @@ COMMANDS = {  # name: (config class, run function); a run function with `quiet` 
     "index build": (IndexBuildConfig, index_build),
     "index tune": (IndexTuneConfig, index_tune),
     "push": (PushConfig, push),
+    "captioner make": (CaptionerMakeConfig, captioner_make),
 }
 CONFIG_FLAGS = {"train": ("--config", "--recipe")}  # README's `train --recipe` spelling
 

@@ -51,6 +51,10 @@ class DescribeConfig:
     """A model folder (`RUN/model`, an index folder, `hf:owner/name`) or `default`."""
     bank: str = "default"
     """Prompt bank: `default` (shipped with the package) or a folder."""
+    judge: str = ""
+    """With a captioner --model: a model (folder, index, `default`, `hf:owner/name`) whose
+    predicted embedding reranks the candidates by MiniLM cosine and decides between the best
+    one and the bank's prompt for it."""
     out: Path | None = None
     """`.json` or `.parquet` (prompt, source, settings, match, embedding, neighbors...), or
     `.txt` (one line per described image, in input order; unreadable images are left out and
@@ -111,6 +115,8 @@ class ServeConfig:
     """A model folder (`RUN/model`, an index folder, `hf:owner/name`) or `default`."""
     bank: str = "default"
     """Prompt bank: `default` (shipped with the package) or a folder."""
+    judge: str = ""
+    """With a captioner --model: a model that reranks its candidates (see `describe --judge`)."""
     log_level: str = "info"
     """uvicorn log level."""
     limits: ServeLimits = field(default_factory=ServeLimits)

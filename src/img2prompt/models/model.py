@@ -264,6 +264,12 @@ def read_model_manifest(directory: str | Path) -> dict[str, Any]:
     directory = readable_dir(directory)  # a save cut off between its renames left the old aside
     manifest_path = directory / "model.json"
     if not manifest_path.is_file():
+        if (directory / "config.json").is_file():  # a transformers checkpoint, e.g. a captioner
+            raise InputError(
+                directory,
+                "a transformers checkpoint, not a model folder (no model.json); for a captioner "
+                "`img2prompt captioner make FOLDER --out DIR` makes one",
+            )
         raise InputError(directory, "not a model folder (no model.json)")
     manifest = read_json(manifest_path)
     if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT:

@@ -81,3 +81,50 @@ class PushConfig:
     """Create the repository as private."""
     revision: str | None = None
     """Branch to push to (created if missing)."""
+
+
+@dataclass
+class GenerationOptions:
+    """How a captioner writes its candidate prompts (saved in its model.json)."""
+
+    task_prompt: str = ""
+    """What the captioner is asked; empty: its family's own (`models/captioner.py` FAMILIES:
+    Florence-2 `<MORE_DETAILED_CAPTION>`, BLIP none, chat VLMs an instruction). PromptGen
+    Florence-2 models take `<GENERATE_TAGS>` or `<MIXED_CAPTION>`."""
+    candidates: int = 4
+    """Candidate prompts per image (beams, or samples with --sampling); a judge reranks them."""
+    max_new_tokens: int = 77
+    """Longest candidate, in the captioner's tokens."""
+    sampling: bool = False
+    """Sample the candidates (seeded) instead of beam search."""
+    temperature: float = 0.7
+    """Sampling temperature (with --sampling)."""
+    top_p: float = 0.9
+    """Nucleus sampling's probability mass (with --sampling)."""
+    seed: int = 0
+    """Seed of the sampling: the same images and seed give the same candidates."""
+
+    def __post_init__(self) -> None:
+        if self.candidates < 1 or self.max_new_tokens < 1:
+            raise ConfigError("--candidates and --max-new-tokens must be >= 1")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1:
+            raise ConfigError("need --temperature > 0 and 0 < --top-p <= 1")
+
+
+@dataclass
+class CaptionerMakeConfig:
+    source: str = field(metadata=POSITIONAL)
+    """A transformers image-text-to-text checkpoint: `hf:owner/repo[@revision]` or a folder
+    (or a captioner folder, to remake it with other settings)."""
+    out: Path = field(default=Path("captioner"))
+    """The captioner folder to write (model.json + the checkpoint in OUT/captioner)."""
+    image_size: int = 0
+    """Side of the square image the captioner sees; 0: its family's or its processor's."""
+    generation: GenerationOptions = field(default_factory=GenerationOptions)
+    """Generation (spelled flat: `--task-prompt`, `--candidates`, `--max-new-tokens`...)."""
+
+    def __post_init__(self) -> None:
+        if not self.source:
+            raise ConfigError("give the checkpoint: hf:owner/repo or a folder")
+        if self.image_size < 0:
+            raise ConfigError("--image-size must be >= 0")

@@ -16,6 +16,8 @@ const els = {
   copyNegative: $("copy-negative"), copySettings: $("copy-settings"), copyModel: $("copy-model"),
   passes: $("passes"), passesTitle: $("passes-title"), passesList: $("passes-list"),
   runtime: $("runtime"), metadataNote: $("metadata-note"), candidates: $("metadata-candidates"),
+  captioned: $("captioned"), judgeVerdict: $("judge-verdict"),
+  captionCandidates: $("caption-candidates"),
 };
 // Everything from the file's metadata is untrusted text: it is only ever set as textContent.
 
@@ -177,9 +179,28 @@ function renderRuntime(a) {
   els.candidates.replaceChildren(...candidates.map((text) => textElement("li", text)));
 }
 
+// A captioner's candidates, each with the judge's cosine (or, with no judge, the captioner's
+// own score), and the judge's verdict: its cosine, the spread, caption or bank and by how much.
+function renderCaptioned(a) {
+  const candidates = a.caption_candidates || [];
+  els.captioned.hidden = candidates.length === 0;
+  els.judgeVerdict.textContent = a.judge_choice
+    ? `Judge cosine ${a.judge_cosine.toFixed(3)} · spread ${a.judge_spread.toFixed(3)} · ` +
+      `${a.judge_choice === "caption" ? "a candidate" : "the bank's prompt"} won by ` +
+      `${a.judge_margin.toFixed(3)} (bank: ${a.bank_prompt})`
+    : "Captioner's own scores (mean log-probability per token); no judge.";
+  els.captionCandidates.replaceChildren(...candidates.map((c) => {
+    const li = document.createElement("li");
+    const figure = c.judge_cosine ?? c.score;
+    li.append(textElement("span", c.prompt, "text"), textElement("span", figure.toFixed(3), "cos"));
+    return li;
+  }));
+}
+
 function render(a) {
   els.prompt.textContent = a.prompt;
   renderEmbedded(a);
+  renderCaptioned(a);
   els.scoreValue.textContent = a.match.toFixed(3);
   els.scoreBar.style.width = `${Math.max(0, Math.min(1, a.match)) * 100}%`;
   els.phrases.replaceChildren(...a.phrases.map((p) => {
