@@ -26,6 +26,12 @@ there); `repeats` is the share of prompts that say a content word twice, `in ano
 share that say one twice in two forms ("lights, lighting", "a cow, cowed"; by the suffix rule of
 `_word_root` here, written apart from the library's own).
 Start-up: loading the encoder and the (already embedded) default bank, and the first decode.
+
+Each mode's line names the search precision that ran (`--search-precision`, default auto: bf16
+where native, else int8 where it passes its check). `--int8-vs-fp32` also decodes with the
+search at fp32 and at int8 in the same process and prints their time ratio, round-trip
+difference and the worst cosine between int8 and fp32 encodes of the bank's check texts: run it
+under the emulation docs/readable-prompts.md names to see a CPU without native bf16.
 """
 
 from __future__ import annotations
@@ -248,14 +254,23 @@ def ensure_big_bank(path: Path, encoder) -> Path:
 
 
 def measure(
-    bank, encoder, targets, prompts, mode: str, repeats: int, known: set[str], corpora: dict
+    bank,
+    encoder,
+    targets,
+    prompts,
+    mode: str,
+    repeats: int,
+    known: set[str],
+    corpora: dict,
+    *,
+    precision: str = "auto",
 ) -> dict:
     from img2prompt.text.bank import entry_key
     from img2prompt.text.decode import DecodeOptions, Decoder
 
     seconds, cpu, decoded, encodes = [], [], None, 0
     for _ in range(max(1, repeats)):
-        decoder = Decoder(bank, encoder, DecodeOptions(mode=mode))
+        decoder = Decoder(bank, encoder, DecodeOptions(mode=mode, search_precision=precision))
         start, start_cpu = time.perf_counter(), cpu_seconds()
         decoded = decoder.decode(targets)
         seconds.append((time.perf_counter() - start) / len(targets))
@@ -271,6 +286,8 @@ def measure(
         "unseen": {name: unseen_share(outputs, words) for name, words in corpora.items()},
         "unsafe": unsafe_words(outputs, prompts),
         "mode": mode,
+        "precision": decoder.scorer.search_precision,
+        "note": decoder.scorer.search_note,
         "mean": float(scores.mean()),
         "min": float(scores.min()),
         "seconds": statistics.median(seconds),
@@ -285,7 +302,33 @@ def measure(
     }
 
 
-def run_bank(name: str, bank, encoder, prompts: list[str], repeats: int, show: int) -> int:
+def int8_against_fp32(bank, encoder, targets, prompts, repeats: int) -> None:
+    """fast and best with the search at fp32 and at int8, in this process: time ratio, round
+    trip, and the worst cosine of int8 to fp32 encodes of the bank's check texts."""
+    from img2prompt.metrics import cosines
+    from img2prompt.text.scorer import check_texts
+
+    texts = check_texts(bank.texts)
+    exact = encoder.encode(texts)
+    worst = float(cosines(exact, encoder.encode_with_norms(texts, int8=True)[0]).min())
+    for mode in ("fast", "best"):
+        r = {
+            p: measure(bank, encoder, targets, prompts, mode, repeats, set(), {}, precision=p)
+            for p in ("fp32", "int8")
+        }
+        fp32, int8 = r["fp32"], r["int8"]
+        print(
+            f"  RATIO {mode} int8 / fp32 search: {int8['seconds'] / fp32['seconds']:.2f}x time"
+            f" ({int8['seconds']:.3f} vs {fp32['seconds']:.3f} s/prompt); round trip"
+            f" {int8['mean']:.4f} vs {fp32['mean']:.4f} ({int8['mean'] - fp32['mean']:+.4f});"
+            f" worst int8 cosine to fp32 on {len(texts)} check texts {worst:.5f}",
+            flush=True,
+        )
+
+
+def run_bank(
+    name: str, bank, encoder, prompts: list[str], repeats: int, show: int, precision: str = "auto"
+) -> int:
     from img2prompt.text.bank import entry_key
 
     keys = {entry_key(t) for t in bank.texts}
@@ -308,7 +351,9 @@ def run_bank(name: str, bank, encoder, prompts: list[str], repeats: int, show: i
     )
     status = 0
     for mode in ("fast", "best", "max"):
-        r = measure(bank, encoder, targets, prompts, mode, repeats, known, corpora)
+        r = measure(
+            bank, encoder, targets, prompts, mode, repeats, known, corpora, precision=precision
+        )
         goal_cos, goal_s = GOALS[mode]
         ok = r["mean"] >= goal_cos and r["seconds"] <= goal_s
         readable_ok = True
@@ -319,6 +364,11 @@ def run_bank(name: str, bank, encoder, prompts: list[str], repeats: int, show: i
             )
         status |= not (ok and readable_ok)
         times = ", ".join(f"{s:.3f}" for s in r["all_seconds"])
+        print(
+            f"  [{name}] {mode:<4} search precision {r['precision']}"
+            + (f" ({r['note']})" if r["note"] else ""),
+            flush=True,
+        )
         print(
             f"  [{name}] {mode:<4}: mean cosine {r['mean']:.4f} (min {r['min']:.4f}),"
             f" {r['seconds']:.3f} s/prompt (runs: {times}; CPU {r['cpu']:.3f} s/prompt),"
@@ -375,6 +425,10 @@ def main(argv: list[str] | None = None) -> int:
         default="all",
         help="with --real-pairs: the half tuned on, the half held out, or both",
     )
+    p.add_argument("--search-precision", default="auto", choices=("auto", "fp32", "bf16", "int8"))
+    p.add_argument(
+        "--int8-vs-fp32", action="store_true", help="also time int8 against fp32 search encodes"
+    )
     args = p.parse_args(argv)
 
     print("== bench_decode: readable prompts (round trip through MiniLM) ==", flush=True)
@@ -398,16 +452,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     from img2prompt.device import native_bf16
 
-    # The search's precision decides its speed more than anything else here: the same code is
-    # ~2x slower where the CPU has no native bfloat16 and the search runs in float32.
+    # The search's precision decides its speed more than anything else here: each mode's line
+    # names the one that ran (auto: bf16 where native, else int8 where it passes its check).
     print(
-        "  search precision: "
-        + (
-            "bfloat16 (native on this CPU)"
-            if native_bf16("cpu")
-            else "float32 (this CPU has no "
-            "native bfloat16: expect ~2x the times of a CPU that has it)"
-        ),
+        f"  --search-precision {args.search_precision}; native bfloat16 here:"
+        f" {'yes' if native_bf16('cpu') else 'no'}",
         flush=True,
     )
     encoder = load_encoder(device="cpu")
@@ -419,10 +468,16 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     status = int(startup > STARTUP_GOAL)
-    status |= run_bank("default", bank, encoder, prompts, args.repeats, args.show)
+    status |= run_bank(
+        "default", bank, encoder, prompts, args.repeats, args.show, args.search_precision
+    )
+    if args.int8_vs_fp32:
+        int8_against_fp32(bank, encoder, encoder.encode(prompts), prompts, args.repeats)
     if not args.no_big_bank:
         big = load_bank(ensure_big_bank(args.big_bank, encoder), encoder)
-        status |= run_bank("shared 225k", big, encoder, prompts, args.repeats, args.show)
+        status |= run_bank(
+            "shared 225k", big, encoder, prompts, args.repeats, args.show, args.search_precision
+        )
     return status
 
 

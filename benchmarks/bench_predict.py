@@ -19,6 +19,11 @@ new names to make a folder):
 
 Goals (issue 4): predictor >= 2.5x naive, and >= 70% of the ceiling; the exit status judges the
 strictest (square) ceiling.
+
+int8 (issue 35, `--int8`, on by default): the eager predictor at `--precision fp32` and at
+`--precision int8` on the same images, in one process: the ratio of their img/s and the worst
+cosine between their outputs, and what `--precision auto` chose here (its note). To see what a
+CPU without native bf16 gets, run under the emulation docs/predict.md names.
 """
 
 from __future__ import annotations
@@ -165,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         "--batch-size", type=int, default=0, help="default: the predictor's own choice"
     )
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument(
+        "--int8", action=argparse.BooleanOptionalAction, default=True, help="int8 against fp32"
+    )
     args = parser.parse_args(argv)
     print(hardware_line())
 
@@ -231,8 +239,37 @@ def main(argv: list[str] | None = None) -> int:
                     f"{model_only:.2f} img/s = {model_only / ceilings['square']:.0%} of square",
                     flush=True,
                 )
+            if args.int8:
+                int8_against_fp32(model, paths, batch)
         print(f"load average after: {load_average()}")
     return status
+
+
+def int8_against_fp32(model, paths: list[Path], batch: int) -> None:
+    """Eager fp32 and int8 predictors on `paths` (first batch run apart), and auto's choice."""
+    from img2prompt.metrics import cosines
+    from img2prompt.predict.options import PredictOptions
+    from img2prompt.predict.predictor import Predictor
+
+    rates, outputs = {}, {}
+    for precision in ("fp32", "int8", "fp32", "int8"):  # interleaved: this VM's speed drifts
+        predictor = Predictor(
+            model, PredictOptions(batch_size=batch, compile=False, precision=precision)
+        )
+        predictor.predict_files(paths[:batch], progress=False)
+        result = predictor.predict_files(paths, progress=False)
+        rates.setdefault(precision, []).append(len(result.images) / result.seconds)
+        outputs[precision] = result.embeddings
+    auto = Predictor(model, PredictOptions(batch_size=batch, compile=False))
+    auto.predict_files(paths[:batch], progress=False)
+    fp32, int8 = max(rates["fp32"]), max(rates["int8"])
+    worst = float(cosines(outputs["fp32"], outputs["int8"]).min())
+    print(
+        f"  int8 vs fp32 (eager, best of 2 each): {int8:.2f} vs {fp32:.2f} img/s = "
+        f"{int8 / fp32:.2f}x; worst cosine {worst:.5f} over {len(paths)} images | auto ran "
+        f"{auto.engine.precision} ({auto.engine.precision_note or 'no note'})",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -89,7 +89,9 @@ def hardware_line() -> str:
     """What every figure runs on: CPU model, cores, the instruction sets that decide speed
     (/proc/cpuinfo: avx2, avx512f, avx512_bf16, amx_bf16), whether bf16 counts as native, and
     the emulation in force (`ONEDNN_MAX_CPU_ISA=AVX2` with `IMG2PROMPT_NATIVE_BF16=0` makes a
-    bf16 CPU behave as an AVX2 one)."""
+    bf16 CPU behave as an AVX2 one for fp32 and bf16; `ATEN_CPU_CAPABILITY=avx2` and
+    `FBGEMM_ENABLE_INSTRUCTIONS=AVX2` limit torch's own kernels and its int8 ones, fbgemm, which
+    ignore oneDNN's variable), and the int8 engine with the kernels ATen dispatches to."""
     from img2prompt.device import cpu_flags, native_bf16
 
     model = "unknown CPU"
@@ -100,15 +102,31 @@ def hardware_line() -> str:
         model = next(
             (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model
         )
-    emulated = [
-        f"{k}={os.environ[k]}"
-        for k in ("ONEDNN_MAX_CPU_ISA", "IMG2PROMPT_NATIVE_BF16")
-        if k in os.environ
-    ]
+    emulated = [f"{k}={os.environ[k]}" for k in EMULATION_VARIABLES if k in os.environ]
     return (
         f"hardware: {model}, {os.cpu_count()} cores; flags {' '.join(cpu_flags()) or 'none'};"
-        f" native bf16: {'yes' if native_bf16('cpu') else 'no'}"
+        f" native bf16: {'yes' if native_bf16('cpu') else 'no'}; {kernels_line()}"
         + (f"; emulating: {' '.join(emulated)}" if emulated else "")
+    )
+
+
+EMULATION_VARIABLES = (
+    "ONEDNN_MAX_CPU_ISA",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ATEN_CPU_CAPABILITY",
+    "FBGEMM_ENABLE_INSTRUCTIONS",
+    "IMG2PROMPT_NATIVE_BF16",
+)
+"""What limits this CPU to a lesser one's instructions (docs/predict.md names the set used)."""
+
+
+def kernels_line() -> str:
+    """torch's dispatch level (AVX2, AVX512...) and its int8 engine."""
+    import torch
+
+    return (
+        f"torch kernels {torch.backends.cpu.get_cpu_capability()},"
+        f" int8 engine {torch.backends.quantized.engine}"
     )
 
 

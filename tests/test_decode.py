@@ -102,13 +102,13 @@ def test_min_gain_keeps_only_phrases_that_earn_their_place(bank, encoder):
 
 
 def test_entries_without_a_norm_get_that_of_their_length():
-    from img2prompt.text.decode import _fill_norms
+    from img2prompt.text.compose import fill_norms
 
     norms = np.array([8.0, 7.0, np.nan, 5.0, np.nan, np.nan], np.float32)
     tokens = np.array([1, 1, 1, 4, 4, 9])
-    np.testing.assert_allclose(_fill_norms(norms, tokens), [8, 7, 7.5, 5, 5, 7])  # 9: overall
+    np.testing.assert_allclose(fill_norms(norms, tokens), [8, 7, 7.5, 5, 5, 7])  # 9: overall
     assert np.isnan(norms[2])  # the bank's own array is left alone
-    np.testing.assert_array_equal(_fill_norms(np.full(3, np.nan), np.arange(3)), [1, 1, 1])
+    np.testing.assert_array_equal(fill_norms(np.full(3, np.nan), np.arange(3)), [1, 1, 1])
 
 
 def test_best_beats_fast_on_round_trips(bank, encoder):

@@ -18,10 +18,47 @@ if TYPE_CHECKING:
 Device = str
 """`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`... (free text: any torch device)."""
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 """The one precision vocabulary. `auto` is each command's own safe choice (generate: fp16 on
 CUDA, fp32 on CPU; predict and decoding: bf16 where the hardware computes it natively and it
-holds accuracy). Prediction and decoding refuse `fp16` (bf16 keeps float32's range)."""
+holds accuracy, else on a CPU int8 where it holds accuracy). Prediction and decoding refuse
+`fp16` (bf16 keeps float32's range); `int8` (linear layers with int8 weights, activations
+quantized per call: the fast path of CPUs without native bf16) is theirs alone (`no_int8`)."""
+
+INT8_COMMANDS = "predict, decode, describe and index tune"
+
+
+def no_int8(**values: str) -> None:
+    """Refuse `int8` in a command that does not offer it, naming the option."""
+    for name, value in values.items():
+        if value == "int8":
+            raise ConfigError(
+                f"--{name.replace('_', '-')} int8 is offered by {INT8_COMMANDS} only "
+                "(on a CPU): use fp32, bf16, fp16 or auto"
+            )
+
+
+def check_int8_device(device: torch.device, option: str = "--precision") -> None:
+    """int8 runs on CPUs only (torch's dynamic int8 kernels are CPU kernels)."""
+    if device.type != "cpu":
+        raise ConfigError(
+            f"{option} int8 runs on a CPU only, not on {device}: use bf16, fp32 or auto there"
+        )
+
+
+def int8_linears(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `module` whose nn.Linear layers compute with int8 weights and activations
+    quantized per call (torch's dynamic quantization); other layers (convolutions) stay
+    float32."""
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # torch marks torch.ao.quantization as deprecated
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(
+            module, {torch.nn.Linear}, dtype=torch.qint8, inplace=False
+        )
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from img2prompt.device import Device, Precision
+from img2prompt.device import Device, Precision, no_int8
 from img2prompt.errors import ConfigError
 from img2prompt.fields import POSITIONAL, at_least, check_choices, no_fp16
 
@@ -71,6 +71,7 @@ class IndexBuildConfig:
     def __post_init__(self) -> None:
         self.prompts, self.out = Path(self.prompts), Path(self.out)
         check_choices(self)
+        no_int8(precision=self.precision)
         at_least(1, batch_size=self.batch_size, chunk_size=self.chunk_size)
         if not self.clip:
             raise ConfigError("--clip needs a hub id or a CLIPModel folder")

@@ -1,5 +1,5 @@
-"""The model forward of prediction: batch size, device and memory layout, precision (bf16 or
-fp32, decided on the first batch) and `torch.compile`. It runs rows of pixels and knows nothing
+"""The model forward of prediction: batch size, device and memory layout, precision (bf16, int8
+or fp32, decided on the first batch) and `torch.compile`. It runs rows of pixels and knows nothing
 of files, views or what the outputs mean. Measurements behind the constants: docs/predict.md."""
 
 from __future__ import annotations
@@ -14,13 +14,16 @@ import torch
 from torch import nn
 
 from img2prompt.data.transforms import PreprocessConfig, normalise_pixels
-from img2prompt.device import native_bf16
+from img2prompt.device import check_int8_device, int8_linears, native_bf16
 from img2prompt.metrics import cosines
 from img2prompt.models.backbones import Backbone
 from img2prompt.predict.options import PredictOptions
 
 BF16_MIN_COSINE = 0.9995
 """`--precision auto` keeps bf16 only if every checked image keeps this cosine to float32."""
+INT8_MIN_COSINE = 0.999
+"""Where bf16 is not native (a CPU), `--precision auto` runs int8 linears only if every checked
+image keeps this cosine to float32."""
 CALIBRATION_IMAGES = 8
 COMPILE_AUTO_SECONDS = 600.0
 """`--compile auto` compiles a transformer when the job has this much eager model work left:
@@ -45,9 +48,10 @@ def auto_batch_size(backbone: Backbone, views: int, device: torch.device) -> int
 
 
 class Engine:
-    """Runs a model's `network` on batches of `batch_rows` rows: cast to bf16 where that keeps
-    the job's accuracy (`per_image` groups rows as the job will for that check), compiled when
-    asked or worth it. A short last batch is padded when compiled, so the shape never changes."""
+    """Runs a model's `network` on batches of `batch_rows` rows: cast to bf16 (or, on a CPU
+    without native bf16, its linear layers quantized to int8) where that keeps the job's
+    accuracy (`per_image` groups rows as the job will for that check), compiled when asked or
+    worth it. A short last batch is padded when compiled, so the shape never changes."""
 
     def __init__(
         self,
@@ -59,6 +63,8 @@ class Engine:
         rows_per_image: int,
         per_image: Callable[[torch.Tensor], torch.Tensor],
     ) -> None:
+        if options.precision == "int8":
+            check_int8_device(device)
         self.options = options
         self.device = device
         self.batch_rows = batch_rows
@@ -132,7 +138,9 @@ class Engine:
         """On the first batch: choose the precision, then compile if asked."""
         self._choose_precision(pixels)
         self._forward = self.network
-        if self.options.compile is True:
+        if self.options.compile is True and self.precision == "int8":
+            self.compile_note = "not compiled: int8 runs eagerly"
+        elif self.options.compile is True:
             self._compile()
             self.compile_note = "compiled"
 
@@ -140,6 +148,8 @@ class Engine:
         """`--compile auto`, called after a job's first batch: compile a transformer when the
         rows left would keep the eager model busy `COMPILE_AUTO_SECONDS` or more."""
         if self.options.compile is not None or self.compiled or not self._seconds_per_row:
+            return False
+        if self.precision == "int8":  # its quantized kernels run eagerly
             return False
         if not self.network.backbone.tokens_per_image:  # not a transformer: see above
             return False
@@ -161,28 +171,50 @@ class Engine:
         self.compiled = True
 
     def _choose_precision(self, pixels: torch.Tensor) -> None:
-        """bf16 *weights*, not autocast: autocast re-casts every weight on every call."""
+        """fp32, bf16 *weights* (not autocast: it re-casts every weight on every call) or int8
+        linears; `auto` checks its choice against fp32 on the job's first images."""
         requested = self.options.precision
-        if requested == "fp32" or (requested == "auto" and not native_bf16(str(self.device))):
-            self.precision = "fp32"
-            self.precision_note = "" if requested == "fp32" else "no native bf16 on this device"
+        if requested == "fp32":
+            self.precision, self.precision_note = "fp32", ""
             return
-        bf16_model = copy.deepcopy(self.network).to(torch.bfloat16)
-        if requested == "auto":
-            worst = self._bf16_agreement(bf16_model, pixels)
-            if worst < BF16_MIN_COSINE:
-                self.precision = "fp32"
-                self.precision_note = (
-                    f"bf16 checked and refused: cosine {worst:.5f} to fp32 < {BF16_MIN_COSINE}"
-                )
-                return
-            self.precision_note = f"bf16 checked: cosine {worst:.5f} to fp32"
-        self.network, self.precision = bf16_model, "bf16"
+        if requested in ("bf16", "int8"):
+            self._use(requested)
+            return
+        if native_bf16(str(self.device)):
+            self._try("bf16", BF16_MIN_COSINE, pixels)
+        elif self.device.type == "cpu":
+            self._try("int8", INT8_MIN_COSINE, pixels, why="no native bf16 on this device; ")
+        else:
+            self.precision, self.precision_note = "fp32", "no native bf16 on this device"
 
-    def _bf16_agreement(self, bf16_model: nn.Module, pixels: torch.Tensor) -> float:
-        """The worst cosine between fp32 and bf16 results of the first `CALIBRATION_IMAGES`
-        images, each grouped as the job will group it (`per_image`)."""
+    def _try(self, precision: str, threshold: float, pixels: torch.Tensor, why: str = "") -> None:
+        """Run at `precision` if the first images keep `threshold` cosine to fp32, else fp32."""
+        candidate = self._converted(precision)
+        worst = self._agreement(candidate, precision, pixels)
+        if worst < threshold:
+            self.precision = "fp32"
+            self.precision_note = (
+                f"{why}{precision} checked and refused: cosine {worst:.5f} to fp32 < {threshold}"
+            )
+            return
+        self.network, self.precision = candidate, precision
+        self.precision_note = f"{why}{precision} checked: cosine {worst:.5f} to fp32"
+
+    def _use(self, precision: str) -> None:
+        self.network, self.precision = self._converted(precision), precision
+        self.precision_note = ""
+
+    def _converted(self, precision: str) -> nn.Module:
+        """A copy of the network at `precision` (bf16 weights or int8 linear layers)."""
+        if precision == "int8":
+            return int8_linears(self.network)
+        return copy.deepcopy(self.network).to(torch.bfloat16)
+
+    def _agreement(self, candidate: nn.Module, precision: str, pixels: torch.Tensor) -> float:
+        """The worst cosine between fp32 and `candidate` results of the first
+        `CALIBRATION_IMAGES` images, each grouped as the job will group it (`per_image`)."""
         sample = pixels[: CALIBRATION_IMAGES * self.rows_per_image]
         reference = self.per_image(self.network(sample))
-        candidate = self.per_image(bf16_model(sample.to(torch.bfloat16)))
-        return cosines(reference, candidate, normalised=False).min().item()
+        inputs = sample.to(torch.bfloat16) if precision == "bf16" else sample
+        candidate_rows = self.per_image(candidate(inputs))
+        return cosines(reference, candidate_rows, normalised=False).min().item()

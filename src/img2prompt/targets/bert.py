@@ -6,12 +6,18 @@ this file. The forward pass is the textbook one (embeddings, then per layer self
 GELU feed-forward, each followed by a residual LayerNorm); `tests/test_targets.py` checks its
 sentence vectors against sentence-transformers'. Only the configuration MiniLM uses is accepted
 (`supports`); anything else goes through transformers.
+
+`forward(..., int8=True)` runs the linear layers with int8 weights (per output channel) and
+activations quantized per call (`torch.ops.quantized.linear_dynamic`, what
+`quantize_dynamic` makes of an nn.Linear): the fast path of CPUs without native bfloat16, for
+ranking candidates only. The float32 path is untouched by it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -58,9 +64,13 @@ class Bert(torch.nn.Module):
             }
         )
         self._cast: dict[tuple[torch.dtype, torch.device], dict[str, Tensor]] = {}
+        self._packed: dict[str, object] | None = None  # int8 weights, packed on first use
 
-    def forward(self, ids: Tensor, mask: Tensor) -> Tensor:
+    def forward(self, ids: Tensor, mask: Tensor, int8: bool = False) -> Tensor:
+        """Token vectors; `int8` runs the linear layers in int8 (CPU only)."""
         device = ids.device.type
+        if int8:
+            return self._forward(ids, mask, self.weights, self._int8_linear)
         if torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16:
             # Autocast casts every weight again on every call (it caches the casts of trainable
             # leaves only): running wholly in bfloat16 with the weights cast once is 11-16%
@@ -76,11 +86,44 @@ class Bert(torch.nn.Module):
             self._cast[key] = {n: w.to(device=device, dtype=dtype) for n, w in self.weights.items()}
         return self._cast[key]
 
-    def _forward(self, ids: Tensor, mask: Tensor, weights: Mapping[str, Tensor]) -> Tensor:
+    def _int8_linear(self, x: Tensor, name: str) -> Tensor:
+        """The linear layer `name` with int8 weights and dynamically quantized activations."""
+        if self._packed is None:
+            self._packed = self._pack_int8()
+        # reduce_range: 7-bit activations, as quantize_dynamic's modules run them, so that
+        # AVX2's 16-bit multiply-add cannot saturate.
+        return torch.ops.quantized.linear_dynamic(x, self._packed[name], True)
+
+    def _pack_int8(self) -> dict[str, object]:
+        """Every encoder linear layer's weight as int8, one scale per output channel."""
+        packed = {}
+        with warnings.catch_warnings():  # torch marks its quantized tensors as deprecated
+            warnings.simplefilter("ignore")
+            for key, weight in self.weights.items():
+                name = key.replace("/", ".").removesuffix(".weight")
+                if not name.startswith("encoder.") or weight.ndim != 2:
+                    continue
+                weight = weight.detach().float().cpu()
+                scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-8).double()
+                zeros = torch.zeros(len(scales), dtype=torch.long)
+                quantized = torch.quantize_per_channel(weight, scales, zeros, 0, torch.qint8)
+                bias = self.weights[f"{key.removesuffix('weight')}bias"].detach().float().cpu()
+                packed[name] = torch.ops.quantized.linear_prepack(quantized, bias)
+        return packed
+
+    def _forward(
+        self,
+        ids: Tensor,
+        mask: Tensor,
+        weights: Mapping[str, Tensor],
+        int8_linear: Callable[[Tensor, str], Tensor] | None = None,
+    ) -> Tensor:
         def w(name: str) -> Tensor:
             return weights[name.replace(".", "/")]
 
         def linear(x: Tensor, name: str) -> Tensor:
+            if int8_linear is not None:
+                return int8_linear(x, name)
             return F.linear(x, w(f"{name}.weight"), w(f"{name}.bias"))
 
         def norm(x: Tensor, name: str) -> Tensor:

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from img2prompt.device import precision_context, resolve_device
+from img2prompt.device import check_int8_device, precision_context, resolve_device
+from img2prompt.errors import ConfigError
 from img2prompt.io import atomic_path
 
 if TYPE_CHECKING:
@@ -111,13 +112,34 @@ class TargetEncoder:
         """Vectors for `texts`, in their order (batched by length inside)."""
         return self.encode_with_norms(texts, batch_size)[0]
 
+    @property
+    def supports_int8(self) -> bool:
+        """Whether `encode_with_norms(..., int8=True)` is offered: a MiniLM-style BERT computed
+        here (`bert.Bert`), on a CPU."""
+        return getattr(self._model, "bert", False) and self.device == "cpu"
+
+    def check_int8(self) -> None:
+        """Refuse int8 where it is not offered (`supports_int8`), saying why."""
+        if not self.supports_int8:
+            import torch
+
+            check_int8_device(torch.device(self.device), "--search-precision")
+            raise ConfigError(
+                f"--search-precision int8 needs a BERT encoder that img2prompt computes itself"
+                f" (MiniLM's kind), not {self.spec}"
+            )
+
     def encode_with_norms(
-        self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE
+        self, texts: Sequence[str], batch_size: int = DEFAULT_BATCH_SIZE, *, int8: bool = False
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Vectors for `texts` and their norms (the module docstring says what a norm is)."""
+        """Vectors for `texts` and their norms (the module docstring says what a norm is).
+        `int8` computes the linear layers in int8 (`supports_int8`): for ranking, not for
+        targets."""
+        if int8:
+            self.check_int8()
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32), np.zeros(0, dtype=np.float32)
-        vectors, norms = self._model.encode(list(texts), batch_size)
+        vectors, norms = self._model.encode(list(texts), batch_size, int8=int8)
         return np.ascontiguousarray(vectors, np.float32), np.asarray(norms, np.float32)
 
 
@@ -152,7 +174,10 @@ class _SentenceTransformer:
         self.max_seq_length = int(self.model.max_seq_length)
         self.dim = int(self.model.get_embedding_dimension())
 
-    def encode(self, texts: list[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def encode(
+        self, texts: list[str], batch_size: int, int8: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        del int8  # never asked: TargetEncoder.supports_int8 is False here
         vectors = self.model.encode(
             texts,
             batch_size=batch_size,
@@ -178,7 +203,8 @@ class _MeanPooled:
         self.device = device
         self.max_seq_length = max_seq_length
         folder = Path(location)
-        if bert.supports(folder):
+        self.bert = bert.supports(folder)
+        if self.bert:
             from tokenizers import Tokenizer
 
             tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -218,8 +244,11 @@ class _MeanPooled:
         """Texts as they are (transformers tokenizes each batch), and their character counts."""
         return texts, [len(text) for text in texts]
 
-    def _bert_tokens(self, encodings: list) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token vectors and attention mask of a batch of encodings, through `bert.Bert`."""
+    def _bert_tokens(
+        self, encodings: list, int8: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token vectors and attention mask of a batch of encodings, through `bert.Bert` (its
+        linear layers in int8 when `int8`)."""
         import torch
 
         ids = np.full((len(encodings), max(len(e.ids) for e in encodings)), self._pad_id, np.int64)
@@ -228,7 +257,7 @@ class _MeanPooled:
             ids[row, : len(encoding.ids)] = encoding.ids
             mask[row, : len(encoding.ids)] = 1
         mask_t = torch.from_numpy(mask).to(self.device)
-        return self.model(torch.from_numpy(ids).to(self.device), mask_t), mask_t
+        return self.model(torch.from_numpy(ids).to(self.device), mask_t, int8=int8), mask_t
 
     def _auto_model_tokens(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Token vectors and attention mask of a batch, through transformers."""
@@ -241,9 +270,14 @@ class _MeanPooled:
         ).to(self.device)
         return self.model(**batch).last_hidden_state, batch["attention_mask"]
 
-    def encode(self, texts: list[str], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    def encode(
+        self, texts: list[str], batch_size: int, int8: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
         import torch
 
+        token_vectors = (
+            functools.partial(self._bert_tokens, int8=True) if int8 else self._token_vectors
+        )
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         norms = np.empty(len(texts), dtype=np.float32)
         # Longest first, so that a batch holds texts of about one length: ordered by characters,
@@ -253,7 +287,7 @@ class _MeanPooled:
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
                 rows = order[start : start + batch_size]
-                tokens, mask = self._token_vectors([items[row] for row in rows])
+                tokens, mask = token_vectors([items[row] for row in rows])
                 tokens = tokens.float()
                 weights = mask.unsqueeze(-1).to(tokens.dtype)
                 mean = (tokens * weights).sum(1) / weights.sum(1).clamp(min=1e-9)

@@ -23,9 +23,8 @@ from img2prompt.errors import ConfigError, InputError
 from img2prompt.targets.encoder import TargetEncoder
 from img2prompt.text.bank_index import PromptBank
 from img2prompt.text.compose import MODIFIER_CATEGORIES, Composer
-from img2prompt.text.compose import fill_norms as _fill_norms  # noqa: F401 - its old name
 from img2prompt.text.options import DecodeOptions
-from img2prompt.text.scorer import Scorer
+from img2prompt.text.scorer import Scorer, check_texts
 from img2prompt.text.strategies import DECODE_MODES
 
 __all__ = ["MODIFIER_CATEGORIES", "DecodeOptions", "Decoded", "Decoder", "check_targets"]
@@ -92,7 +91,9 @@ class Decoder:
         self.composer = Composer(
             bank, options.max_words, readable=strategy.readable, filler=strategy.filler
         )
-        self.scorer = Scorer(encoder, options.batch_size, options.search_precision)
+        self.scorer = Scorer(
+            encoder, options.batch_size, options.search_precision, check=check_texts(bank.texts)
+        )
         self.strategy = strategy(self.composer, self.scorer, bank, options)
 
     @property

@@ -1,6 +1,7 @@
 """The target encoder as a decoding search uses it: vectors of candidate prompts, at the search
-precision (bfloat16 where the CPU has native units) or exactly (float32, for every printed score),
-each text encoded once per `decode` call."""
+precision (bfloat16 where the CPU has native units, else int8 linear layers where they hold
+accuracy) or exactly (float32, for every printed score), each text encoded once per `decode`
+call."""
 
 from __future__ import annotations
 
@@ -15,22 +16,59 @@ from img2prompt.targets.encoder import TargetEncoder
 EXACT_BATCH = 16
 """Float32 encodes are mostly the final prompts, one a prompt and of any length: small batches
 pad them less."""
+INT8_MIN_COSINE = 0.999
+"""`auto` ranks with int8 only if every checked text keeps this cosine to float32."""
+CHECK_TEXTS = 48
+"""Texts of the bank checked before `auto` chooses int8: this many entries, and as many
+prompt-like joinings of them (a search mostly encodes joinings)."""
+
+
+def check_texts(entries: Sequence[str]) -> list[str]:
+    """The bank's first `CHECK_TEXTS` entries, and joinings of four of them each."""
+    first = [str(text) for text in entries[:CHECK_TEXTS]]
+    return first + [", ".join(first[i : i + 4]) for i in range(len(first))]
 
 
 class Scorer:
     """Encodes texts for a search and remembers them until `forget` (searches meet the same
-    prompt again: a prefix, a swap that undoes a swap, the joining written out at the end)."""
+    prompt again: a prefix, a swap that undoes a swap, the joining written out at the end).
+    `search_precision` says what ranks candidates (fp32, bf16 or int8) and `search_note` why."""
 
-    def __init__(self, encoder: TargetEncoder, batch_size: int, search_precision: str) -> None:
+    def __init__(
+        self,
+        encoder: TargetEncoder,
+        batch_size: int,
+        search_precision: str,
+        *,
+        check: Sequence[str] = (),
+    ) -> None:
         self.encoder = encoder
         self.batch_size = batch_size
-        self.search_bf16 = search_precision == "bf16" or (
-            search_precision == "auto" and native_bf16(encoder.device)
-        )
+        self.search_note = ""
+        self.search_precision = self._choose(search_precision, check)
         self.encodes = 0
         """Texts encoded so far (the cost that matters)."""
         self._exact: dict[str, tuple[np.ndarray, float]] = {}  # text -> (unit vector, norm)
         self._search: dict[str, tuple[np.ndarray, float]] = {}
+
+    def _choose(self, requested: str, check: Sequence[str]) -> str:
+        """`auto`: bf16 where native; else int8 where the encoder offers it and the `check`
+        texts keep `INT8_MIN_COSINE` to float32; else fp32."""
+        if requested == "int8":
+            self.encoder.check_int8()
+        if requested != "auto":
+            return requested
+        if native_bf16(self.encoder.device):
+            return "bf16"
+        if not self.encoder.supports_int8 or not check:
+            self.search_note = "no native bf16, no int8 encoder or texts to check it on"
+            return "fp32"
+        exact, _ = self.encoder.encode_with_norms(check, self.batch_size)
+        fast, _ = self.encoder.encode_with_norms(check, self.batch_size, int8=True)
+        worst = float(cosines(exact, fast).min())
+        verdict = "checked" if worst >= INT8_MIN_COSINE else "checked and refused"
+        self.search_note = f"no native bf16; int8 {verdict}: cosine {worst:.5f} to fp32"
+        return "int8" if worst >= INT8_MIN_COSINE else "fp32"
 
     def forget(self) -> None:
         self._exact.clear()
@@ -39,13 +77,15 @@ class Scorer:
     def encode(self, texts: Sequence[str], exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Unit vectors of `texts` and their norms: in float32 when `exact`, else at the search
         precision."""
-        bf16 = not exact and self.search_bf16
-        known = self._search if bf16 else self._exact
+        precision = "fp32" if exact else self.search_precision
+        known = self._exact if precision == "fp32" else self._search
         new = list(dict.fromkeys(t for t in texts if t not in known))
         self.encodes += len(new)
-        with precision_context(bf16, self.encoder.device):
+        with precision_context(precision == "bf16", self.encoder.device):
             batch = min(EXACT_BATCH, self.batch_size) if exact else self.batch_size
-            vectors, norms = self.encoder.encode_with_norms(new, batch_size=batch)
+            vectors, norms = self.encoder.encode_with_norms(
+                new, batch_size=batch, int8=precision == "int8"
+            )
         known.update(zip(new, zip(vectors, norms.tolist(), strict=True), strict=True))
         if not texts:
             return np.zeros((0, self.encoder.dim), np.float32), np.zeros(0, np.float32)
