@@ -275,3 +275,19 @@ def test_ensemble_fit_blends_a_captioners_predictions(captioners, images, encode
     cli("ensemble", "fit", *map(str, outs), "--truth", str(truth), "--out", str(weights))
     fit = json.loads(weights.read_text())
     assert len(fit["weights"]) == 2 and fit["blend_score"] >= max(fit["member_scores"]) - 1e-6
+
+
+def test_a_captioner_keeps_its_own_precision(captioners, images):
+    """Generation runs in the dtype the captioner was loaded in: no bf16 or int8 copy is made
+    or checked (it would generate every first batch twice), and asking for one is refused."""
+    from img2prompt.predict.options import PredictOptions
+    from img2prompt.predict.predictor import Predictor
+
+    model = load_model(captioners["blip"])
+    predictor = Predictor(model, PredictOptions(workers=0))
+    predictor.predict_files(files(images), progress=False)
+    assert predictor.engine.precision == "fp32"  # on a CPU
+    assert predictor.engine.precision_note == "the model sets its own precision"
+    for precision in ("bf16", "int8"):
+        with pytest.raises(ConfigError, match=f"--precision {precision}: this model sets its own"):
+            Predictor(model, PredictOptions(precision=precision, workers=0))

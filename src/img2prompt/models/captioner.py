@@ -156,6 +156,7 @@ class CaptionerModel(PromptModel):
     into uint8 images for the checkpoint's own processor, so every family is fed as it expects."""
 
     kind = KIND
+    sets_own_precision = True  # generation runs in the dtype it was loaded in
 
     def __init__(self, cfg: CaptionerConfig, backbone: CaptionerBackbone) -> None:
         super().__init__()

@@ -49,6 +49,9 @@ class PromptModel(nn.Module):
     `finish` and the rest where they differ from a trained model's."""
 
     kind: ClassVar[str] = DEFAULT_KIND
+    sets_own_precision: ClassVar[bool] = False
+    """True where `network` chooses its own dtype (a captioner generates text in the dtype it
+    was loaded in): the predictor then runs it as it is, with no bf16 or int8 copy."""
     cfg: Any
     backbone: nn.Module
     manifest: dict[str, Any]

@@ -15,6 +15,7 @@ from torch import nn
 
 from img2prompt.data.transforms import PreprocessConfig, normalise_pixels
 from img2prompt.device import check_int8_device, int8_linears, native_bf16
+from img2prompt.errors import ConfigError
 from img2prompt.metrics import cosines
 from img2prompt.models.backbones import Backbone
 from img2prompt.predict.options import PredictOptions
@@ -32,6 +33,7 @@ CPU_TOKENS_PER_BATCH = 4096
 """Auto batch size for transformers on CPU: about this many tokens per forward pass, which
 keeps a ViT's activations near the CPU's cache size."""
 MAX_AUTO_BATCH = 64
+DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def auto_batch_size(backbone: Backbone, views: int, device: torch.device) -> int:
@@ -62,9 +64,16 @@ class Engine:
         batch_rows: int,
         rows_per_image: int,
         per_image: Callable[[torch.Tensor], torch.Tensor],
+        own_precision: bool = False,
     ) -> None:
         if options.precision == "int8":
             check_int8_device(device)
+        if own_precision and options.precision not in ("auto", "fp32"):
+            raise ConfigError(
+                f"--precision {options.precision}: this model sets its own precision "
+                "(a captioner generates in the dtype it was loaded in); use auto"
+            )
+        self.own_precision = own_precision
         self.options = options
         self.device = device
         self.batch_rows = batch_rows
@@ -174,6 +183,12 @@ class Engine:
         """fp32, bf16 *weights* (not autocast: it re-casts every weight on every call) or int8
         linears; `auto` checks its choice against fp32 on the job's first images."""
         requested = self.options.precision
+        if self.own_precision:
+            first = next(self.network.backbone.parameters(), None)
+            dtype = torch.float32 if first is None else first.dtype
+            self.precision = DTYPE_NAMES.get(dtype, str(dtype).removeprefix("torch."))
+            self.precision_note = "the model sets its own precision"
+            return
         if requested == "fp32":
             self.precision, self.precision_note = "fp32", ""
             return

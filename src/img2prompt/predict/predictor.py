@@ -110,6 +110,7 @@ class Predictor:
             batch_rows=self.batch_size * self.tta.count,
             rows_per_image=self.tta.count,
             per_image=self.tta.merge,
+            own_precision=model.sets_own_precision,
         )
         self.reader = ImageReader(
             self.tta.render,
