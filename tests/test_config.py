@@ -80,22 +80,14 @@ def test_every_readme_option_spelling_is_accepted():
     spelled = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*(?:\.[a-z][a-z0-9-]*)?", readme))
     # torchrun's; bench_decode.py's; bench_default_model.py's; gpu_check.py's
     not_options = {
-        "--nproc-per-node",
-        "--nnodes",
-        "--node-rank",
-        "--rdzv-backend",
-        "--rdzv-endpoint",
-        "--repeats",
-        "--no-big-bank",
-        "--real-pairs",
-        "--half",
-        "--cache",
-        "--quick",
-        "--sweep",
-        "--nodes",
-        "--ntasks-per-node",
-        "--gpus-per-node",
-        "--cpus-per-task",  # SLURM's
+        # torchrun's and SLURM's
+        *("--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-backend", "--rdzv-endpoint"),
+        *("--nodes", "--ntasks-per-node", "--gpus-per-node", "--cpus-per-task"),
+        # the benchmarks' (bench_decode, bench_embed, bench_predict, run_all)
+        *("--repeats", "--no-big-bank", "--real-pairs", "--half", "--cache", "--quick"),
+        *("--sweep", "--int8-vs-fp32", "--models"),
+        # pip's, in the GPU machine's one command
+        *("--no-index", "--no-deps", "--no-cache-dir", "--upgrade", "--target"),
     }
     assert spelled - known - not_options == set()
 

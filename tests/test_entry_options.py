@@ -1,6 +1,5 @@
 """Registry entries carry their own options (`--head-options`, `--pool-options`,
-`--loss-options`): they change what is built, bad ones fail when the config is made, and the
-former flags (`--head-hidden`, `--gem-p`, `--mnrl-scale`) and model folders still work."""
+`--loss-options`): they change what is built, and bad ones fail when the config is made."""
 
 from __future__ import annotations
 
