@@ -128,11 +128,11 @@ def bank_build(cfg: BankBuildConfig, quiet: bool) -> None:
     report = build_bank(
         cfg.inputs,
         cfg.out,
-        load_encoder(cfg.encoder, cfg.device),
+        load_encoder(cfg.encoder, cfg.embed.device),
         words=cfg.words,
         min_word_count=cfg.min_word_count,
-        batch_size=cfg.batch_size,
-        cache_dir=cfg.cache_dir,
+        batch_size=cfg.embed.batch_size,
+        cache_dir=cfg.embed.cache_dir,
         progress=not quiet,
         vocabulary=cfg.vocabulary,
         templates=cfg.templates,
@@ -145,13 +145,13 @@ def bank_add(cfg: BankAddConfig, quiet: bool) -> None:
     from img2prompt.targets.encoder import load_encoder
     from img2prompt.text.bank import add_to_bank, read_bank_manifest
 
-    encoder = load_encoder(read_bank_manifest(cfg.bank)["encoder"]["spec"], cfg.device)  # its own
+    encoder = load_encoder(read_bank_manifest(cfg.bank)["encoder"]["spec"], cfg.embed.device)
     report = add_to_bank(
         cfg.bank,
         cfg.inputs,
         encoder,
-        batch_size=cfg.batch_size,
-        cache_dir=cfg.cache_dir,
+        batch_size=cfg.embed.batch_size,
+        cache_dir=cfg.embed.cache_dir,
         progress=not quiet,
     )
     from img2prompt.app.report import print_bank_report

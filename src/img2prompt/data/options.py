@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from img2prompt.device import Device
 from img2prompt.errors import ConfigError
 from img2prompt.fields import POSITIONAL, at_least, check_choices, unit_interval
-from img2prompt.targets.encoder import DEFAULT_BATCH_SIZE, DEFAULT_ENCODER
+from img2prompt.targets.encoder import DEFAULT_ENCODER
+from img2prompt.targets.options import EmbedOptions
 
 DedupMode = Literal["exact", "approx"]
 OnError = Literal["fail", "skip"]
@@ -44,12 +44,8 @@ class PrepareConfig:
     """Prompts joined by a chain of cosines >= this share a group, and so a fold."""
     encoder: str = DEFAULT_ENCODER
     """Target encoder: a sentence-transformers name or path; the default is the offline scorer."""
-    batch_size: int = DEFAULT_BATCH_SIZE
-    """Texts per encoder batch (the default suits a CPU; raise it on a GPU)."""
-    device: Device = "auto"
-    """`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`..."""
-    cache_dir: Path | None = None
-    """Embedding cache (default: $IMG2PROMPT_CACHE/embeddings or ~/.cache/img2prompt/embeddings)."""
+    embed: EmbedOptions = field(default_factory=EmbedOptions)
+    """How the targets are computed (spelled flat: `--batch-size`, `--device`, `--cache-dir`)."""
     on_error: OnError = "fail"
     """`fail` at the first bad row, or `skip` it and count it in the summary and manifest."""
 
@@ -65,4 +61,4 @@ class PrepareConfig:
             raise ConfigError(f"--min-latin must be in [0, 1], got {self.min_latin}")
         check_choices(self)
         unit_interval(dedup_threshold=self.dedup_threshold, group_threshold=self.group_threshold)
-        at_least(1, folds=self.folds, batch_size=self.batch_size, nprobe=self.nprobe)
+        at_least(1, folds=self.folds, nprobe=self.nprobe)

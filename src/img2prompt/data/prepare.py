@@ -63,7 +63,7 @@ def prepare(cfg: PrepareConfig, progress: bool = True) -> PrepareReport:
         raise InputError(", ".join(map(str, cfg.inputs)), f"no prompts left after filters{why}")
     lap("clean")
 
-    encoder = load_encoder(cfg.encoder, cfg.device)
+    encoder = load_encoder(cfg.encoder, cfg.embed.device)
     targets = _embed(prompts, encoder, cfg, progress)
     lap("embed")
 
@@ -120,7 +120,7 @@ def _embed(
     texts = list(dict.fromkeys(prompts))
     text_row = {text: i for i, text in enumerate(texts)}
     vectors = embed_texts(
-        texts, encoder, cfg.cache_dir, batch_size=cfg.batch_size, progress=progress
+        texts, encoder, cfg.embed.cache_dir, batch_size=cfg.embed.batch_size, progress=progress
     )
     return vectors[[text_row[p] for p in prompts]]
 

@@ -11,6 +11,7 @@ from img2prompt.errors import ConfigError
 from img2prompt.fields import POSITIONAL, at_least, check_choices, no_fp16
 from img2prompt.results import check_result_output
 from img2prompt.targets.encoder import DEFAULT_ENCODER
+from img2prompt.targets.options import BANK_EMBED_BATCH, EmbedOptions
 
 
 @dataclass
@@ -126,18 +127,13 @@ class BankBuildConfig:
     src/img2prompt/assets/bank/templates)."""
     encoder: str = DEFAULT_ENCODER
     """Target encoder: a sentence-transformers name or path; the default is the offline scorer."""
-    batch_size: int = 64
-    """Texts per encoder batch (64 suits short phrases on a CPU)."""
-    device: Device = "auto"
-    """`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`..."""
-    cache_dir: Path | None = None
-    """Embedding cache (default: $IMG2PROMPT_CACHE/embeddings or ~/.cache/img2prompt/embeddings)."""
+    embed: EmbedOptions = field(default_factory=lambda: EmbedOptions(BANK_EMBED_BATCH))
+    """How entries are embedded (spelled flat: `--batch-size`, `--device`, `--cache-dir`)."""
 
     def __post_init__(self) -> None:
         if not self.inputs:
             raise ConfigError("give at least one input file")
-        if self.min_word_count < 1 or self.batch_size < 1:
-            raise ConfigError("--min-word-count and --batch-size must be >= 1")
+        at_least(1, min_word_count=self.min_word_count)
 
 
 @dataclass
@@ -146,14 +142,9 @@ class BankAddConfig:
     """Bank folder to extend (its own encoder embeds the new entries)."""
     inputs: list[Path] = field(metadata=POSITIONAL)
     """More phrase or prompt files (as for `bank build`)."""
-    batch_size: int = 64
-    """Texts per encoder batch."""
-    device: Device = "auto"
-    """`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`..."""
-    cache_dir: Path | None = None
-    """Embedding cache (default: $IMG2PROMPT_CACHE/embeddings or ~/.cache/img2prompt/embeddings)."""
+    embed: EmbedOptions = field(default_factory=lambda: EmbedOptions(BANK_EMBED_BATCH))
+    """How entries are embedded (spelled flat: `--batch-size`, `--device`, `--cache-dir`)."""
 
     def __post_init__(self) -> None:
         if not self.inputs:
             raise ConfigError("give at least one input file")
-        at_least(1, batch_size=self.batch_size)
