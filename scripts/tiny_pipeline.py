@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 
-def _byte_symbols() -> list[str]:
+def byte_symbols() -> list[str]:
     """CLIP's byte-level BPE alphabet: one printable character for each of the 256 bytes."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
     printable += range(ord("®"), ord("ÿ") + 1)
@@ -31,7 +31,7 @@ def _byte_symbols() -> list[str]:
 def write_tokenizer_files(folder: Path, words: Iterable[str]) -> None:
     """vocab.json and merges.txt for a CLIP BPE tokenizer: every byte (so any text tokenizes),
     plus one merge chain per word in `words` (so those words are one token each)."""
-    symbols = _byte_symbols()
+    symbols = byte_symbols()
     vocab: dict[str, int] = {}
     for token in [*symbols, *(s + "</w>" for s in symbols)]:
         vocab.setdefault(token, len(vocab))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tiny_pipeline import byte_symbols
+
 
 def save_tiny_clip(directory: Path, image_size: int = 32, crop: int = 32) -> Path:
     """A full CLIPModel (vision + text, as the openai hub ids are) with a CLIP image processor."""
@@ -47,19 +49,6 @@ def save_tiny_convnext(directory: Path) -> Path:
     return directory
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's byte -> printable character table (a byte-level BPE's base alphabet)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
-    chars = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, map(chr, chars), strict=True))
-
-
 def save_tiny_clip_tokenizer(directory: Path, context: int = 77) -> int:
     """A real `CLIPTokenizer` over a byte-level vocabulary (every byte alone and word-final) and a
     few merges, saved like openai's; returns the vocabulary size. Nothing is downloaded."""
@@ -68,7 +57,7 @@ def save_tiny_clip_tokenizer(directory: Path, context: int = 77) -> int:
     from transformers import CLIPTokenizer
 
     directory.mkdir(parents=True, exist_ok=True)
-    alphabet = list(_bytes_to_unicode().values())
+    alphabet = byte_symbols()
     vocab = {token: i for i, token in enumerate([*alphabet, *(c + "</w>" for c in alphabet)])}
     merges = ["t h", "th e</w>", "o n</w>", "a n", "an d</w>"]
     for merge in merges:

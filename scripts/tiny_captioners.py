@@ -9,18 +9,20 @@ vocabulary for BLIP (a BERT tokenizer, as Salesforce/blip-image-captioning-base 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
-from tiny_checkpoints import _bytes_to_unicode
+from tiny_pipeline import byte_symbols
 
 WORDS = ("a", "cat", "dog", "photo", "of", "the", "red", "blue", "painting", "castle", "art")
 """Whole words in the tiny vocabularies, so random models write some readable words."""
 
 
-def _bpe_vocabulary(directory: Path) -> tuple[Path, Path]:
+def _bpe_vocabulary(directory: Path, size: int = 0) -> tuple[Path, Path]:
     """vocab.json + merges.txt: every byte, the words of `WORDS` (with GPT-2's leading-space
-    marker `Ġ`) built by merges, and BART's special tokens."""
-    alphabet = list(_bytes_to_unicode().values())
+    marker `Ġ`) built by merges, and BART's special tokens; then filler words up to `size`
+    (a real vocabulary's width, so the output layer costs what a real one does)."""
+    alphabet = byte_symbols()
     tokens = ["<s>", "<pad>", "</s>", "<unk>", *alphabet]
     merges: list[str] = []
     for word in WORDS:
@@ -29,7 +31,9 @@ def _bpe_vocabulary(directory: Path) -> tuple[Path, Path]:
             merges.append(f"{piece} {char}")
             piece += char
             tokens.append(piece)
-    vocab = {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+    tokens = list(dict.fromkeys(tokens))
+    tokens += [f"Ġw{i}" for i in range(max(0, size - len(tokens) - 1))]  # room for <image>
+    vocab = {token: i for i, token in enumerate(tokens)}
     merges = list(dict.fromkeys(merges))
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "vocab.json").write_text(json.dumps(vocab))
@@ -37,9 +41,63 @@ def _bpe_vocabulary(directory: Path) -> tuple[Path, Path]:
     return directory / "vocab.json", directory / "merges.txt"
 
 
-def save_tiny_florence2(directory: Path, image_size: int = 32, seed: int = 0) -> Path:
+FLORENCE2_TINY = {
+    "text": {
+        "d_model": 32,
+        "encoder_layers": 1,
+        "decoder_layers": 1,
+        "encoder_attention_heads": 2,
+        "decoder_attention_heads": 2,
+        "encoder_ffn_dim": 64,
+        "decoder_ffn_dim": 64,
+    },
+    "vision": {
+        "depths": [1, 1, 1],
+        "patch_size": [7, 3, 3],
+        "patch_stride": [4, 2, 2],
+        "patch_padding": [3, 1, 1],
+        "patch_prenorm": [False, True, True],
+        "embed_dim": [16, 32, 32],
+        "num_heads": [2, 2, 2],
+        "num_groups": [2, 2, 2],
+        "window_size": 2,
+        "projection_dim": 32,
+    },
+    "vocab_size": 0,  # the tokenizer's own few hundred tokens
+}
+FLORENCE2_BASE = {
+    "text": {
+        "d_model": 768,
+        "encoder_layers": 6,
+        "decoder_layers": 6,
+        "encoder_attention_heads": 12,
+        "decoder_attention_heads": 12,
+        "encoder_ffn_dim": 3072,
+        "decoder_ffn_dim": 3072,
+    },
+    "vision": {
+        "depths": [1, 1, 9, 1],
+        "patch_size": [7, 3, 3, 3],
+        "patch_stride": [4, 2, 2, 2],
+        "patch_padding": [3, 1, 1, 1],
+        "patch_prenorm": [False, True, True, True],
+        "embed_dim": [128, 256, 512, 1024],
+        "num_heads": [4, 8, 16, 32],
+        "num_groups": [4, 8, 16, 32],
+        "window_size": 12,
+        "projection_dim": 768,
+    },
+    "vocab_size": 51289,
+}
+"""microsoft/Florence-2-base's sizes (0.23B parameters; it reads 768 px images), for timing."""
+
+
+def save_tiny_florence2(
+    directory: Path, image_size: int = 32, seed: int = 0, shape: dict | None = None
+) -> Path:
     """A random Florence2ForConditionalGeneration (DaViT vision tower + BART) with its
-    Florence2Processor (CLIP image processor + BART tokenizer with `<image>`)."""
+    Florence2Processor (CLIP image processor + BART tokenizer with `<image>`); `shape` is
+    `FLORENCE2_TINY` (the default) or `FLORENCE2_BASE`."""
     import torch
     from transformers import (
         BartTokenizer,
@@ -49,7 +107,8 @@ def save_tiny_florence2(directory: Path, image_size: int = 32, seed: int = 0) ->
         Florence2Processor,
     )
 
-    vocab, merges = _bpe_vocabulary(directory / "tokenizer")
+    shape = shape or FLORENCE2_TINY
+    vocab, merges = _bpe_vocabulary(directory / "tokenizer", shape["vocab_size"])
     tokenizer = BartTokenizer(
         vocab=str(vocab), merges=str(merges), extra_special_tokens={"image_token": "<image>"}
     )
@@ -60,21 +119,16 @@ def save_tiny_florence2(directory: Path, image_size: int = 32, seed: int = 0) ->
         image_mean=[0.485, 0.456, 0.406],
         image_std=[0.229, 0.224, 0.225],
     )
-    image_tokens = (image_size // 16) ** 2 + 1  # stride 4 then 2 twice, plus the pooled token
+    stride = math.prod(shape["vision"]["patch_stride"])
+    image_tokens = (image_size // stride) ** 2 + 1  # the last stage's grid, plus a pooled token
     image_processor.image_seq_length = image_tokens
     processor = Florence2Processor(image_processor=image_processor, tokenizer=tokenizer)
     torch.manual_seed(seed)
     config = Florence2Config(
         text_config={
             "vocab_size": len(tokenizer),
-            "d_model": 32,
-            "encoder_layers": 1,
-            "decoder_layers": 1,
-            "encoder_attention_heads": 2,
-            "decoder_attention_heads": 2,
-            "encoder_ffn_dim": 64,
-            "decoder_ffn_dim": 64,
-            "max_position_embeddings": 128,
+            **shape["text"],
+            "max_position_embeddings": 1024 if shape["vocab_size"] else 128,
             "bos_token_id": 0,
             "pad_token_id": 1,
             "eos_token_id": 2,
@@ -82,16 +136,7 @@ def save_tiny_florence2(directory: Path, image_size: int = 32, seed: int = 0) ->
             "forced_eos_token_id": 2,
         },
         vision_config={
-            "depths": [1, 1, 1],
-            "patch_size": [7, 3, 3],
-            "patch_stride": [4, 2, 2],
-            "patch_padding": [3, 1, 1],
-            "patch_prenorm": [False, True, True],
-            "embed_dim": [16, 32, 32],
-            "num_heads": [2, 2, 2],
-            "num_groups": [2, 2, 2],
-            "window_size": 2,
-            "projection_dim": 32,
+            **shape["vision"],
             "drop_path_rate": 0.0,
         },
         image_token_id=tokenizer.image_token_id,
