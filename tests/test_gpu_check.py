@@ -68,7 +68,10 @@ def test_the_quick_cpu_run_passes_every_check(gpu_check, tmp_path):
     assert report["finished"] is True
     names = [c["name"].split()[0] for c in report["checks"]]
     expected = ["device", "predict", "predict", "train", "train", "generate", "index", "describe"]
-    assert names == expected
+    assert names == [*expected, "captioner"]
+    captioner = next(c for c in report["checks"] if c["name"] == "captioner")["figures"]
+    assert captioner["task_prompt"] == "<MORE_DETAILED_CAPTION>"  # Florence-2's, as recorded
+    assert captioner["images_per_s"] > 0 and captioner["dtype"] == "float32"  # on a CPU
     assert all(c["status"] == "ok" for c in report["checks"]), report["checks"]
     train = next(c for c in report["checks"] if c["name"].startswith("train"))["figures"]
     assert train["resumed"] and train["losses"][-1] < train["losses"][0]
