@@ -259,8 +259,8 @@ def real_pairs_section(model, encoder, cache: Path | None, search_templates: boo
 
 def kaggle_section(model) -> bool:
     import torch
-    from build_default_model import imagenet_class_names
 
+    from build_default_model import imagenet_class_names
     from img2prompt.data.images import load_image
     from img2prompt.data.transforms import preprocess
     from img2prompt.metrics import cosines

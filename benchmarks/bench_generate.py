@@ -78,11 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
     import torch
-    from tiny_pipeline import build_tiny_pipeline
 
     from img2prompt.generate.options import GenerateConfig
     from img2prompt.generate.run import generate
     from img2prompt.generate.sd import load_pipeline, render
+    from tiny_pipeline import build_tiny_pipeline
 
     torch.set_num_threads(args.threads)
     texts = _prompts(args.images)

@@ -35,8 +35,9 @@ GOAL_MB = 2048.0
 
 
 def make_set(folder: Path, huge: int, megapixels: int) -> list[str]:
-    from odd_images import write_odd_images
     from PIL import Image
+
+    from odd_images import write_odd_images
 
     write_odd_images(folder, huge=None)
     width = 16000

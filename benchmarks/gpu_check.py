@@ -448,11 +448,11 @@ def check_train(setup: Setup, name: str, shape: dict, side: int) -> dict:
 def check_generate(setup: Setup) -> dict:
     import pyarrow as pa
     import torch
-    from tiny_pipeline import build_tiny_pipeline
 
     from img2prompt.generate.options import GenerateConfig
     from img2prompt.generate.run import generate
     from img2prompt.io import write_parquet
+    from tiny_pipeline import build_tiny_pipeline
 
     tmp, device, quick = setup.tmp, setup.device, setup.quick
     pipeline = build_tiny_pipeline(tmp / "tiny-sd", words=["fox", "castle"])
@@ -510,8 +510,9 @@ def check_generate(setup: Setup) -> dict:
 
 def check_index(setup: Setup) -> dict:
     import torch
-    from tiny_pipeline import write_tokenizer_files
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from tiny_pipeline import write_tokenizer_files
 
     write_tokenizer_files(setup.tmp / "tok", ["a", "red", "fox", "castle", "painting"])
     tokenizer = CLIPTokenizer.from_pretrained(setup.tmp / "tok", model_max_length=77)
@@ -629,11 +630,11 @@ def check_captioner(setup: Setup) -> dict:
     """A random captioner of Florence-2-base's size (0.23B; tiny with --quick) made into a
     captioner folder and generating for a batch: images/s and tokens/s of generation alone."""
     import torch
-    from tiny_captioners import FLORENCE2_BASE, FLORENCE2_TINY, save_tiny_florence2
 
     from img2prompt.models.captioner import make_captioner
     from img2prompt.models.model import load_model
     from img2prompt.models.options import CaptionerMakeConfig, GenerationOptions
+    from tiny_captioners import FLORENCE2_BASE, FLORENCE2_TINY, save_tiny_florence2
 
     side, shape = (32, FLORENCE2_TINY) if setup.quick else (768, FLORENCE2_BASE)
     new_tokens, batch = (8, 2) if setup.quick else (32, 8)

@@ -7,12 +7,12 @@ import json
 from importlib import metadata
 from pathlib import Path
 
-import build_default_model as dm
 import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
 
+import build_default_model as dm
 from img2prompt.data.images import load_image
 from img2prompt.data.transforms import preprocess
 from img2prompt.models.backbones import build_backbone

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from odd_images import hostile_images, write_odd_images
 
 from img2prompt.data.images import load_image
 from img2prompt.errors import InputError
 from img2prompt.models.model import ImageToPromptModel, ModelConfig, save_model
 from img2prompt.predict.predictor import PredictOptions, Predictor
 from img2prompt.predict.reader import ImageReader
+from odd_images import hostile_images, write_odd_images
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/statm")
 

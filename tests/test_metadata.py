@@ -8,13 +8,13 @@ import json
 from pathlib import Path
 
 import pytest
-from odd_images import write_odd_images
 from PIL import Image
 from typer.testing import CliRunner
 
 from img2prompt.app.cli import app
 from img2prompt.metadata import read_metadata
 from img2prompt.metadata.reader import MAX_TEXT_CHARS
+from odd_images import write_odd_images
 from sd_files import (
     a1111_text,
     comfy_graph,

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from odd_images import write_odd_images
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -26,6 +25,7 @@ from img2prompt.data.images import (
 from img2prompt.predict.predictor import PredictOptions, Predictor
 from img2prompt.predict.reader import ImageReader
 from img2prompt.predict.tables import read_predictions
+from odd_images import write_odd_images
 from sd_files import a1111_text, comfy_graph, comfy_png, picture, png_with_text, with_user_comment
 
 runner = CliRunner()
