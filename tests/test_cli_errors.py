@@ -41,7 +41,7 @@ def test_bad_recipe_keys_and_option_values_are_settings(tmp_path):
     recipe.write_text("backbone: tiny-clip\nepoch: 3\n")
     result = runner.invoke(app, ["train", "--recipe", str(recipe)])
     assert result.exit_code == 2 and "unknown keys ['epoch']" in _one_error_line(result.output)
-    recipe.write_text("backbone: tiny-clip\nlayer_decay: 3\n")  # config.py's ConfigError
+    recipe.write_text("backbone: tiny-clip\nlayer_decay: 3\n")  # the options' ConfigError
     result = runner.invoke(app, ["train", "--recipe", str(recipe), "--data", "d", "--out", "o"])
     assert result.exit_code == 2 and "--layer-decay must be in (0, 1]" in result.output
 
@@ -71,3 +71,41 @@ def test_an_internal_error_prints_a_traceback_from_the_command_line(tmp_path):
     assert run.returncode == 1
     assert "Traceback (most recent call last)" in run.stderr
     assert "ValueError: operands could not be broadcast" in run.stderr
+
+
+def test_an_unknown_decode_mode_fails_before_anything_loads(tmp_path):
+    """Modes come from the registry, and a typo is refused first: not after the model loaded,
+    not masked by a missing bank, not accepted where decoding would not run."""
+    image = tmp_path / "x.png"
+    for args in (
+        ["describe", str(image), "--mode", "fastest", "--metadata", "only"],
+        ["describe", str(image), "--mode", "fastest", "--bank", str(tmp_path / "no-bank")],
+        ["decode", "--text", "a cat", "--mode", "fastest", "--bank", str(tmp_path / "no-bank")],
+        ["demo", "--mode", "fastest", "--out", str(tmp_path / "demo")],
+    ):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2, args
+        line = _one_error_line(result.output)
+        assert "unknown decode mode 'fastest' (--mode); known: best, fast, max" in line, args
+
+
+def test_a_reader_that_stops_early_is_no_error(shared_data):
+    """`img2prompt metadata DIR --json | head -1`: the closed pipe ends the command quietly."""
+    command = [sys.executable, "-m", "img2prompt", "metadata", "--json", "-q"]
+    folder = str(shared_data / "sd_metadata" / "more")
+    with subprocess.Popen([*command, folder], stdout=subprocess.PIPE, stderr=subprocess.PIPE) as p:
+        first = p.stdout.readline()
+        p.stdout.close()  # as `head -1` does
+        errors = p.stderr.read().decode()
+    assert first.startswith(b'{"image": ')
+    assert "error" not in errors.lower() and "Traceback" not in errors, errors
+
+
+def test_submission_problems_name_the_file_once(tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    result = runner.invoke(app, ["submission", "check", str(bad)])
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())  # the terminal may wrap the line
+    assert text.count("problem:") == 1 and text.count(str(bad)) == 1, text
+    assert f"problem: {bad}:1: header must be imgId_eId,val" in text

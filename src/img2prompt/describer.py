@@ -43,10 +43,11 @@ if TYPE_CHECKING:
 
 
 class CaptionCandidate(TypedDict):
-    """Captioners: one candidate prompt, the captioner's score and the judge's cosine."""
+    """Captioners: one candidate prompt, the captioner's mean log-probability per token and the
+    judge's cosine."""
 
     prompt: str
-    score: float
+    logprob: float
     judge_cosine: float | None
 
 
@@ -207,7 +208,7 @@ DESCRIPTION_FIELDS: tuple[OutputField, ...] = (
         list[CaptionCandidate],
         pa.list_(
             pa.struct(
-                [("prompt", pa.string()), ("score", pa.float32()), ("judge_cosine", pa.float32())]
+                [("prompt", pa.string()), ("logprob", pa.float32()), ("judge_cosine", pa.float32())]
             )
         ),
         "Captioners: the candidate prompts, the chosen one first (with a judge, by its cosine), "
@@ -353,7 +354,7 @@ class Description:
             "interrogation": self.interrogation or None,
             "interrogation_match": _rounded(interrogation_match) if self.interrogation else None,
             "caption_candidates": [
-                {"prompt": t, "score": round(s, 6), "judge_cosine": _rounded(c)}
+                {"prompt": t, "logprob": round(s, 6), "judge_cosine": _rounded(c)}
                 for t, s, c in self.caption_candidates
             ],
             "judge_cosine": _rounded(self.judge_cosine),
@@ -473,7 +474,9 @@ class Describer:
         from img2prompt.device import resolve_device
         from img2prompt.models.model import load_model
         from img2prompt.text.bank import open_bank
+        from img2prompt.text.strategies import check_mode
 
+        check_mode(mode or (decode_options or DecodeOptions()).mode)
         check_metadata_use(metadata)
         if metadata == "only":
             raise ConfigError("metadata='only' needs no model: use describe_metadata_only")

@@ -25,7 +25,19 @@ holds accuracy, else on a CPU int8 where it holds accuracy). Prediction and deco
 `fp16` (bf16 keeps float32's range); `int8` (linear layers with int8 weights, activations
 quantized per call: the fast path of CPUs without native bf16) is theirs alone (`no_int8`)."""
 
-INT8_COMMANDS = "predict, decode, describe and index tune"
+INT8_COMMANDS = (
+    "predict, describe, serve and index tune (--precision) and decode (--search-precision)"
+)
+
+
+def no_fp16(**values: str) -> None:
+    """Prediction and decoding offer bf16 (float32's range), not fp16."""
+    for name, value in values.items():
+        if value == "fp16":
+            raise ConfigError(
+                f"--{name.replace('_', '-')} fp16 is not offered here: use bf16 (float32's range)"
+                " or fp32"
+            )
 
 
 def no_int8(**values: str) -> None:

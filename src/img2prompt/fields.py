@@ -90,15 +90,6 @@ def unit_interval(**values: float) -> None:
             raise ConfigError(f"{flag(name)} must be a cosine in (0, 1], got {value}")
 
 
-def no_fp16(**values: str) -> None:
-    """Prediction and decoding offer bf16 (float32's range), not fp16."""
-    for name, value in values.items():
-        if value == "fp16":
-            raise ConfigError(
-                f"{flag(name)} fp16 is not offered here: use bf16 (float32's range) or fp32"
-            )
-
-
 # --- spellings and building -------------------------------------------------------------------
 
 

@@ -266,6 +266,9 @@ def describe(cfg: DescribeConfig, quiet: bool) -> None:
     IMAGE.txt beside each image (existing ones kept unless --overwrite, so a rerun goes on
     where an interrupted one stopped). Unreadable images are listed with their reason; the exit
     code is 1 when there were any (unless --skip-bad and at least one image was described)."""
+    from img2prompt.text.strategies import check_mode
+
+    check_mode(cfg.decode.mode)  # a typo fails before anything loads, even where unused
     if cfg.sidecar != "none":
         _describe_captions(cfg, quiet)
         return
@@ -359,7 +362,9 @@ def serve(cfg: ServeConfig) -> None:
     import uvicorn
 
     from img2prompt.app.serve.app import create_app
+    from img2prompt.text.strategies import check_mode
 
+    check_mode(cfg.decode.mode)
     stderr.print(f"loading model {cfg.model!r} and bank {cfg.bank!r} ...", highlight=False)
     describer = _load_describer(cfg, metadata="auto", progress=False)
     app_ = create_app(describer, cfg.limits, metadata=cfg.metadata)
@@ -378,7 +383,9 @@ def demo(cfg: DemoConfig) -> None:
     prompts, when ../shared/data/kaggle_sample is there); then the data stage on shipped
     prompts."""
     from img2prompt.app.demo import run_demo
+    from img2prompt.text.strategies import check_mode
 
+    check_mode(cfg.mode)
     run_demo(cfg.out, mode=cfg.mode)
 
 

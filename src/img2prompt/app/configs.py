@@ -24,8 +24,9 @@ class MetadataConfig:
     files: list[Path] = field(metadata=POSITIONAL)
     """Image files or folders (searched recursively)."""
     json: bool = False
-    """One JSON object a line, in input order: image, prompt (null when the file has none),
-    negative_prompt, generator, settings, error."""
+    """One JSON object a line, in input order: image, prompt (the base pass's; null when the
+    file has none or makes it at run time), negative_prompt, generator, settings, error,
+    passes, composed, candidates, note."""
 
 
 @dataclass

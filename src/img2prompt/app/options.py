@@ -168,6 +168,8 @@ def guarded(function, *args, **kwargs):
 
     try:
         return function(*args, **kwargs)
+    except BrokenPipeError:  # the reader of our output left (`| head`): click ends quietly
+        raise
     except (InputError, ConfigError, OSError) as e:
         if os.environ.get("IMG2PROMPT_DEBUG"):
             raise

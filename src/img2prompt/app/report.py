@@ -395,8 +395,9 @@ def print_submission_check(check, file: Path) -> None:
         console.print(f"score (mean cosine) {check.score:.4f}", highlight=False, soft_wrap=True)
     if check.ok:
         stderr.print(f"{file}: ok, {check.images:,} images x {check.dim} values", highlight=False)
-    for problem in check.problems:
-        stderr.print(f"[bold red]problem:[/] {escape(f'{file}: {problem}')}", highlight=False)
+    for problem in check.problems:  # parse errors already start with `FILE:LINE`
+        named = problem if problem.startswith(str(file)) else f"{file}: {problem}"
+        stderr.print(f"[bold red]problem:[/] {escape(named)}", highlight=False)
 
 
 def print_ensemble_fit(result, out: Path) -> None:

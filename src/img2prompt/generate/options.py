@@ -56,7 +56,7 @@ class GenerateConfig:
     """Run the checkpoint's safety checker (it blacks out flagged images; off by default)."""
 
     def __post_init__(self) -> None:
-        check_choices(self)  # the preset first: it fills the settings left unset
+        check_choices(self)  # before the preset fills the settings left unset
         no_int8(precision=self.precision)
         preset = PRESETS[self.preset]
         for name in ("model", "steps", "guidance", "size", "save_size", "scheduler"):
@@ -74,4 +74,3 @@ class GenerateConfig:
         if self.size < 8 or self.size % 8:
             raise ConfigError(f"--size must be a positive multiple of 8, got {self.size}")
         at_least(1, save_size=self.save_size)
-        check_choices(self)

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from img2prompt.device import Device, Precision, no_int8
+from img2prompt.device import Device, Precision, no_fp16, no_int8
 from img2prompt.errors import ConfigError
-from img2prompt.fields import POSITIONAL, at_least, check_choices, no_fp16
+from img2prompt.fields import POSITIONAL, at_least, check_choices
 
 IndexSearch = Literal["exact", "ivf", "hnsw"]
 """`exact` (IndexFlatIP, equals brute force), `ivf` (IVF-Flat) or `hnsw`."""

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Literal
 
 from img2prompt.data.images import MAX_PIXELS
-from img2prompt.device import Device, Precision
+from img2prompt.device import Device, Precision, no_fp16
 from img2prompt.errors import ConfigError
-from img2prompt.fields import POSITIONAL, check_choices, no_fp16
+from img2prompt.fields import POSITIONAL, check_choices
 
 TTAName = Literal["none", "hflip", "zoom", "hflip+zoom"]
 """Test-time views: the image, its mirror, a 15% zoom, or all of these."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from img2prompt.device import Device, Precision
+from img2prompt.device import Device, Precision, no_fp16
 from img2prompt.errors import ConfigError
-from img2prompt.fields import POSITIONAL, at_least, check_choices, no_fp16
+from img2prompt.fields import POSITIONAL, at_least, check_choices
 from img2prompt.results import check_result_output
 from img2prompt.targets.encoder import DEFAULT_ENCODER
 from img2prompt.targets.options import BANK_EMBED_BATCH, EmbedOptions

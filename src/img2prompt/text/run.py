@@ -61,6 +61,9 @@ def _read_npy(path: Path, dim: int) -> tuple[list[str], np.ndarray]:
 def run_decode(cfg: DecodeConfig, progress: bool = True) -> DecodeRun:
     import time
 
+    from img2prompt.text.strategies import check_mode
+
+    check_mode(cfg.options.mode)
     encoder = load_encoder(cfg.encoder, cfg.device)
     bank = open_bank(cfg.bank, encoder, progress=progress)
     labels, targets = read_targets(cfg, encoder)

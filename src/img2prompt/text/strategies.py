@@ -38,6 +38,12 @@ def register_mode(name: str):
     return DECODE_MODES.register(name)
 
 
+def check_mode(name: str) -> None:
+    """Refuse a `--mode` no strategy is registered for, naming the known ones: called before
+    any model or bank is loaded, so a typo costs no wait."""
+    DECODE_MODES.get(name, " (--mode)")
+
+
 class Strategy:
     """Picks phrase ids (bank rows) for each target; `Decoder` writes them out."""
 

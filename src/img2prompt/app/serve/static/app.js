@@ -191,7 +191,7 @@ function renderCaptioned(a) {
     : "Captioner's own scores (mean log-probability per token); no judge.";
   els.captionCandidates.replaceChildren(...candidates.map((c) => {
     const li = document.createElement("li");
-    const figure = c.judge_cosine ?? c.score;
+    const figure = c.judge_cosine ?? c.logprob;
     li.append(textElement("span", c.prompt, "text"), textElement("span", figure.toFixed(3), "cos"));
     return li;
   }));
