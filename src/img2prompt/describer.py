@@ -31,7 +31,7 @@ from img2prompt.metadata import GenerationMetadata, read_metadata
 from img2prompt.metadata.passes import PassJSON
 from img2prompt.metadata.reader import NOT_AN_IMAGE
 from img2prompt.metadata.use import MetadataUse
-from img2prompt.models.protocol import PromptModel
+from img2prompt.models.protocol import CAPTIONER_KIND, PromptModel
 from img2prompt.predict.options import PredictOptions
 from img2prompt.predict.predictor import Failure, Predictor
 from img2prompt.results import NEIGHBORS, Neighbor, write_results
@@ -506,13 +506,12 @@ class Describer:
     def _predictor(model: PromptModel, options: PredictOptions, judge: Any) -> Predictor:
         """The model's predictor; a captioner's keeps its candidates and runs the `judge` (a
         model folder, `default`, or a loaded model) that reranks them."""
-        from img2prompt.models.captioner import KIND as CAPTIONER
-        from img2prompt.predict.captioned import CaptionPredictor
-
-        if model.kind != CAPTIONER:
+        if model.kind != CAPTIONER_KIND:  # (importing the captioner module costs a start)
             if judge is not None:
                 raise ConfigError("--judge reranks a captioner's candidates: --model a captioner")
             return Predictor(model, options, finish=False)
+        from img2prompt.predict.captioned import CaptionPredictor
+
         if isinstance(judge, str | Path):
             from img2prompt.device import resolve_device
             from img2prompt.models.model import load_model

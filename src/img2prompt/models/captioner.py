@@ -31,10 +31,10 @@ from torch import nn
 from img2prompt.data.transforms import PreprocessConfig
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.models.options import CaptionerMakeConfig, GenerationOptions
-from img2prompt.models.protocol import PromptModel, register_model_kind
+from img2prompt.models.protocol import CAPTIONER_KIND, PromptModel, register_model_kind
 from img2prompt.targets.encoder import DEFAULT_ENCODER
 
-KIND = "captioner"
+KIND = CAPTIONER_KIND
 CHECKPOINT_FOLDER = "captioner"
 INSTRUCTION = "Write a Stable Diffusion prompt for this image."
 """What chat VLMs are asked (their family's task prompt)."""
@@ -145,8 +145,7 @@ class CaptionNetwork(nn.Module):
     def __deepcopy__(self, memo: dict) -> CaptionNetwork:
         return self
 
-    @torch.compiler.disable
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:  # never compiled (own precision)
         return self._owner[0](pixels)
 
 

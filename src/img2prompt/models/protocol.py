@@ -30,6 +30,9 @@ from img2prompt.registry import Registry
 
 ENTRY_POINTS = "img2prompt.model_kinds"
 DEFAULT_KIND = "trained"
+CAPTIONER_KIND = "captioner"
+"""A vision-language captioner (`models/captioner.py`); named here so a caller can ask
+without importing it."""
 
 
 @dataclass

@@ -147,7 +147,9 @@ class Engine:
         """On the first batch: choose the precision, then compile if asked."""
         self._choose_precision(pixels)
         self._forward = self.network
-        if self.options.compile is True and self.precision == "int8":
+        if self.options.compile is True and self.own_precision:
+            self.compile_note = "not compiled: the model runs as it was loaded"
+        elif self.options.compile is True and self.precision == "int8":
             self.compile_note = "not compiled: int8 runs eagerly"
         elif self.options.compile is True:
             self._compile()
@@ -158,7 +160,7 @@ class Engine:
         rows left would keep the eager model busy `COMPILE_AUTO_SECONDS` or more."""
         if self.options.compile is not None or self.compiled or not self._seconds_per_row:
             return False
-        if self.precision == "int8":  # its quantized kernels run eagerly
+        if self.precision == "int8" or self.own_precision:  # they run eagerly, as loaded
             return False
         if not self.network.backbone.tokens_per_image:  # not a transformer: see above
             return False
