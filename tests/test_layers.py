@@ -180,3 +180,18 @@ def test_every_model_kind_loads_through_its_own_registration(tmp_path):
     (folder / "model.json").write_text(json.dumps(manifest))
     with pytest.raises(InputError, match=r"model.json: unknown model kind 'hologram' \(known: "):
         load_model(folder)
+
+
+def test_describing_with_a_trained_model_imports_no_captioner_nor_the_compiler(small_bank):
+    """Start-up is most of a one-image `describe`: a trained model's path must not import the
+    captioner kind, nor torch's compiler (1.5 s of imports on a 2-core CPU)."""
+    import subprocess
+
+    code = (
+        "import sys; from img2prompt.describer import Describer;"
+        f"Describer('default', {str(small_bank)!r}, mode='fast');"
+        "print(sorted(m for m in ('img2prompt.models.captioner', 'torch._dynamo')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
