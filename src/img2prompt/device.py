@@ -23,31 +23,27 @@ Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 CUDA, fp32 on CPU; predict and decoding: bf16 where the hardware computes it natively and it
 holds accuracy, else on a CPU int8 where it holds accuracy). Prediction and decoding refuse
 `fp16` (bf16 keeps float32's range); `int8` (linear layers with int8 weights, activations
-quantized per call: the fast path of CPUs without native bf16) is theirs alone (`no_int8`)."""
+quantized per call: the fast path of CPUs without native bf16) is theirs alone
+(`refuse_precision`)."""
 
 INT8_COMMANDS = (
     "predict, describe, serve and index tune (--precision) and decode (--search-precision)"
 )
 
 
-def no_fp16(**values: str) -> None:
-    """Prediction and decoding offer bf16 (float32's range), not fp16."""
-    for name, value in values.items():
-        if value == "fp16":
-            raise ConfigError(
-                f"--{name.replace('_', '-')} fp16 is not offered here: use bf16 (float32's range)"
-                " or fp32"
-            )
+NOT_OFFERED = {
+    "fp16": "is not offered here: use bf16 (float32's range) or fp32",
+    "int8": f"is offered by {INT8_COMMANDS} only (on a CPU): use fp32, bf16, fp16 or auto",
+}
+"""Precision words some commands refuse, and what to say instead."""
 
 
-def no_int8(**values: str) -> None:
-    """Refuse `int8` in a command that does not offer it, naming the option."""
+def refuse_precision(word: str, **values: str) -> None:
+    """Refuse `word` (`fp16`: prediction and decoding keep float32's range; `int8`: the
+    commands without an int8 path) in any of the options given, naming the option."""
     for name, value in values.items():
-        if value == "int8":
-            raise ConfigError(
-                f"--{name.replace('_', '-')} int8 is offered by {INT8_COMMANDS} only "
-                "(on a CPU): use fp32, bf16, fp16 or auto"
-            )
+        if value == word:
+            raise ConfigError(f"--{name.replace('_', '-')} {word} {NOT_OFFERED[word]}")
 
 
 def check_int8_device(device: torch.device, option: str = "--precision") -> None:

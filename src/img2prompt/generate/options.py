@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from img2prompt.device import Device, Precision, no_int8
+from img2prompt.device import Device, Precision, refuse_precision
 from img2prompt.errors import ConfigError
 from img2prompt.fields import at_least, check_choices
 from img2prompt.generate.presets import PRESETS, PresetName, SchedulerName
@@ -57,7 +57,7 @@ class GenerateConfig:
 
     def __post_init__(self) -> None:
         check_choices(self)  # before the preset fills the settings left unset
-        no_int8(precision=self.precision)
+        refuse_precision("int8", precision=self.precision)
         preset = PRESETS[self.preset]
         for name in ("model", "steps", "guidance", "size", "save_size", "scheduler"):
             if getattr(self, name) is None:

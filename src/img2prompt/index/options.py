@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from img2prompt.device import Device, Precision, no_fp16, no_int8
+from img2prompt.device import Device, Precision, refuse_precision
 from img2prompt.errors import ConfigError
 from img2prompt.fields import POSITIONAL, at_least, check_choices
 
@@ -71,7 +71,7 @@ class IndexBuildConfig:
     def __post_init__(self) -> None:
         self.prompts, self.out = Path(self.prompts), Path(self.out)
         check_choices(self)
-        no_int8(precision=self.precision)
+        refuse_precision("int8", precision=self.precision)
         at_least(1, batch_size=self.batch_size, chunk_size=self.chunk_size)
         if not self.clip:
             raise ConfigError("--clip needs a hub id or a CLIPModel folder")
@@ -122,6 +122,6 @@ class IndexTuneConfig:
         if self.batch_size < 0:
             raise ConfigError("--batch-size must be >= 1 (or 0: chosen for the model)")
         check_choices(self)
-        no_fp16(precision=self.precision)
+        refuse_precision("fp16", precision=self.precision)
         if not 0.0 < self.exclude_similar <= 1.0:
             raise ConfigError(f"--exclude-similar must be in (0, 1], got {self.exclude_similar}")

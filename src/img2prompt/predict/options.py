@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from img2prompt.data.images import MAX_PIXELS
-from img2prompt.device import Device, Precision, no_fp16
+from img2prompt.device import Device, Precision, refuse_precision
 from img2prompt.errors import ConfigError
 from img2prompt.fields import POSITIONAL, check_choices
 
@@ -48,7 +48,7 @@ class PredictOptions:
     def __post_init__(self) -> None:
         if self.k < 0 or self.temperature < 0:
             raise ConfigError("--k and --temperature must be > 0 (or 0: the index's own)")
-        no_fp16(precision=self.precision)
+        refuse_precision("fp16", precision=self.precision)
         if self.batch_size < 0:
             raise ConfigError("--batch-size must be >= 1 (or 0: chosen for the model)")
         check_choices(self)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from img2prompt.device import Device, Precision, no_fp16
+from img2prompt.device import Device, Precision, refuse_precision
 from img2prompt.errors import ConfigError
 from img2prompt.fields import POSITIONAL, at_least, check_choices
 from img2prompt.results import check_result_output
@@ -65,7 +65,7 @@ class DecodeOptions:
         # `mode` is checked against the registry when a Decoder is made: a mode registered by a
         # plugin is known there, and this stays free of the search's imports.
         check_choices(self)
-        no_fp16(search_precision=self.search_precision)
+        refuse_precision("fp16", search_precision=self.search_precision)
         if self.max_words < 1 or self.max_phrases < 1:
             raise ConfigError("--max-words and --max-phrases must be >= 1")
         at_least(1, shortlist=self.shortlist, beam_width=self.beam_width)

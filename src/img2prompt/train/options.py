@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
-from img2prompt.device import Precision, no_int8
+from img2prompt.device import Precision, refuse_precision
 from img2prompt.errors import ConfigError
 from img2prompt.fields import check_choices
 from img2prompt.models.options import ModelConfig
@@ -104,7 +104,7 @@ class TrainConfig:
         from img2prompt.models.heads import NOT_TRAINABLE
 
         self.data, self.out = Path(self.data), Path(self.out)
-        no_int8(precision=self.precision)
+        refuse_precision("int8", precision=self.precision)
         if isinstance(self.model, dict):
             self.model = ModelConfig(**self.model)
         if self.model.head in NOT_TRAINABLE:
