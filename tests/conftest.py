@@ -70,3 +70,16 @@ def describer(small_bank):
         mode="fast",
         predict_options=PredictOptions(workers=0, precision="fp32"),
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_model_dir(tmp_path_factory) -> Path:
+    """A random tiny-CLIP model (seed 0) saved as a model folder: what predict tests run."""
+    import torch
+
+    from img2prompt.models.model import ImageToPromptModel, save_model
+    from img2prompt.models.options import ModelConfig
+
+    torch.manual_seed(0)
+    model = ImageToPromptModel(ModelConfig(backbone="tiny-clip:32"), pretrained=False)
+    return save_model(model, tmp_path_factory.mktemp("tiny-clip-model") / "model")

@@ -35,7 +35,6 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from img2prompt.app.cli import app
-from img2prompt.models.model import ImageToPromptModel, ModelConfig, save_model
 from synthetic import make_shapes_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -172,13 +171,6 @@ def test_training_killed_resumes_to_the_uninterrupted_metrics(killed, straight, 
 
 
 @pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = ImageToPromptModel(ModelConfig(backbone="tiny-clip:32"), pretrained=False)
-    return save_model(model, tmp_path_factory.mktemp("model") / "model")
-
-
-@pytest.fixture(scope="module")
 def pictures(tmp_path_factory) -> list[str]:
     """40 small images of different sizes, in a shuffled order (input order is not name order)."""
     folder = tmp_path_factory.mktemp("pictures")
@@ -198,9 +190,9 @@ def predict_args(model: Path, images: list[str], out: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tiny_model, pictures, tmp_path_factory, one_thread) -> pq.Table:
+def uninterrupted(tiny_clip_model_dir, pictures, tmp_path_factory, one_thread) -> pq.Table:
     out = tmp_path_factory.mktemp("uninterrupted") / "preds.parquet"
-    invoke(predict_args(tiny_model, pictures, out))
+    invoke(predict_args(tiny_clip_model_dir, pictures, out))
     return pq.read_table(out)
 
 
@@ -212,10 +204,10 @@ def uninterrupted(tiny_model, pictures, tmp_path_factory, one_thread) -> pq.Tabl
     ],
 )
 def test_predict_killed_resumes_with_no_row_lost_or_repeated(
-    point, n, tiny_model, pictures, uninterrupted, tmp_path, one_thread
+    point, n, tiny_clip_model_dir, pictures, uninterrupted, tmp_path, one_thread
 ):
     out = tmp_path / "preds.parquet"
-    args = predict_args(tiny_model, pictures, out)
+    args = predict_args(tiny_clip_model_dir, pictures, out)
     run_killed(point, n, args, "--save-every", "12")  # batches of 4: a part every 3 batches
     partial = tmp_path / "preds.parquet.partial"
     assert not out.exists()

@@ -19,20 +19,13 @@ from img2prompt.data.images import load_image
 from img2prompt.data.transforms import preprocess
 from img2prompt.device import native_bf16
 from img2prompt.errors import InputError
-from img2prompt.models.model import ImageToPromptModel, ModelConfig, load_model, save_model
+from img2prompt.models.model import ImageToPromptModel, ModelConfig, load_model
 from img2prompt.predict.options import PredictOptions
 from img2prompt.predict.predictor import Predictor
 from img2prompt.predict.run import run_predict
 from img2prompt.predict.tables import read_predictions
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def clip_model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = ImageToPromptModel(ModelConfig(backbone="tiny-clip:32"), pretrained=False)
-    return save_model(model, tmp_path_factory.mktemp("model") / "model")
 
 
 @pytest.fixture(scope="module")
@@ -65,25 +58,25 @@ def reference_embeddings(model_dir: Path, paths: list[Path], hflip_too: bool = F
     return torch.stack(rows).numpy()
 
 
-def test_order_normalisation_and_batching_match_one_image_at_a_time(clip_model_dir, photos):
+def test_order_normalisation_and_batching_match_one_image_at_a_time(tiny_clip_model_dir, photos):
     order = [photos[3], photos[0], photos[4], photos[1], photos[2]]  # not sorted on purpose
-    expected = reference_embeddings(clip_model_dir, order)
+    expected = reference_embeddings(tiny_clip_model_dir, order)
     for batch_size, workers in [(1, 0), (2, 2), (32, -1)]:
         options = PredictOptions(batch_size=batch_size, workers=workers, precision="fp32")
-        result = Predictor(clip_model_dir, options).predict_files(order, progress=False)
+        result = Predictor(tiny_clip_model_dir, options).predict_files(order, progress=False)
         assert result.images == [str(p) for p in order]
         np.testing.assert_allclose(np.linalg.norm(result.embeddings, axis=1), 1.0, atol=1e-5)
         np.testing.assert_allclose(result.embeddings, expected, atol=2e-5)
 
 
-def test_folder_input_is_recursive_sorted_and_paths_are_kept_as_given(clip_model_dir, photos):
+def test_folder_input_is_recursive_sorted_and_paths_are_kept_as_given(tiny_clip_model_dir, photos):
     folder = photos[0].parent
     out = folder.parent / "preds.parquet"
     result = runner.invoke(
         app,
         [
             "predict",
-            str(clip_model_dir),
+            str(tiny_clip_model_dir),
             str(folder),
             "--out",
             str(out),
@@ -96,26 +89,26 @@ def test_folder_input_is_recursive_sorted_and_paths_are_kept_as_given(clip_model
     table = read_predictions(out)
     assert table.images == [str(p) for p in sorted(photos)]
     np.testing.assert_allclose(
-        table.embeddings, reference_embeddings(clip_model_dir, sorted(photos)), atol=2e-5
+        table.embeddings, reference_embeddings(tiny_clip_model_dir, sorted(photos)), atol=2e-5
     )
     assert pq.read_table(out).column_names == ["image", "embedding"]
 
 
-def test_hflip_tta_averages_normalised_views(clip_model_dir, photos):
+def test_hflip_tta_averages_normalised_views(tiny_clip_model_dir, photos):
     options = PredictOptions(tta="hflip", precision="fp32")
-    result = Predictor(clip_model_dir, options).predict_files(photos, progress=False)
-    expected = reference_embeddings(clip_model_dir, photos, hflip_too=True)
+    result = Predictor(tiny_clip_model_dir, options).predict_files(photos, progress=False)
+    expected = reference_embeddings(tiny_clip_model_dir, photos, hflip_too=True)
     np.testing.assert_allclose(result.embeddings, expected, atol=2e-5)
-    plain = Predictor(clip_model_dir, PredictOptions(precision="fp32")).predict_files(
+    plain = Predictor(tiny_clip_model_dir, PredictOptions(precision="fp32")).predict_files(
         photos, progress=False
     )
     assert not np.allclose(result.embeddings, plain.embeddings, atol=1e-3)
 
 
-def test_zoom_view_is_a_tighter_crop_and_changes_the_prediction(clip_model_dir, photos):
+def test_zoom_view_is_a_tighter_crop_and_changes_the_prediction(tiny_clip_model_dir, photos):
     from img2prompt.predict.tta import tta_views
 
-    model = load_model(clip_model_dir)
+    model = load_model(tiny_clip_model_dir)
     views = tta_views(model.preprocess, "hflip+zoom")
     assert [v.name for v in views] == ["plain", "zoom", "plain-hflip", "zoom-hflip"]
     assert views[1].preprocess.resize_to > model.preprocess.resize_to
@@ -123,7 +116,7 @@ def test_zoom_view_is_a_tighter_crop_and_changes_the_prediction(clip_model_dir, 
 
     def predict(tta: str) -> np.ndarray:
         options = PredictOptions(tta=tta, precision="fp32")
-        return Predictor(clip_model_dir, options).predict_files(photos, False).embeddings
+        return Predictor(tiny_clip_model_dir, options).predict_files(photos, False).embeddings
 
     flipped, zoomed = predict("hflip"), predict("hflip+zoom")
     np.testing.assert_allclose(np.linalg.norm(zoomed, axis=1), 1.0, atol=1e-5)
@@ -181,8 +174,8 @@ def test_auto_precision_refuses_bf16_when_it_loses_accuracy(kaggle_sample, monke
     assert auto.engine.layout == torch.channels_last  # convolutional backbones run channels-last
 
 
-def test_embed_images_equals_predict_files(clip_model_dir, photos):
-    predictor = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
+def test_embed_images_equals_predict_files(tiny_clip_model_dir, photos):
+    predictor = Predictor(tiny_clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
     in_memory = predictor.embed_images([Image.open(p) for p in photos])
     np.testing.assert_allclose(
         in_memory, predictor.predict_files(photos, False).embeddings, atol=1e-6
@@ -253,9 +246,9 @@ def odd_folder(tmp_path_factory):
     return folder, expected, failing
 
 
-def test_odd_images_are_converted_correctly(clip_model_dir, odd_folder):
+def test_odd_images_are_converted_correctly(tiny_clip_model_dir, odd_folder):
     folder, expected, failing = odd_folder
-    predictor = Predictor(clip_model_dir, PredictOptions(precision="fp32"))
+    predictor = Predictor(tiny_clip_model_dir, PredictOptions(precision="fp32"))
     result = predictor.predict_files(sorted(folder.iterdir()), progress=False)
     assert [Path(p).name for p in result.images] == sorted(expected)
     assert sorted(Path(f.image).name for f in result.failures) == sorted(failing)
@@ -264,11 +257,11 @@ def test_odd_images_are_converted_correctly(clip_model_dir, odd_folder):
 
 
 def test_broken_images_are_reported_with_reasons_and_the_rest_is_written(
-    clip_model_dir, odd_folder, tmp_path
+    tiny_clip_model_dir, odd_folder, tmp_path
 ):
     folder, expected, _ = odd_folder
     out = tmp_path / "preds.parquet"
-    args = ["predict", str(clip_model_dir), str(folder), "--out", str(out), "-q"]
+    args = ["predict", str(tiny_clip_model_dir), str(folder), "--out", str(out), "-q"]
     result = runner.invoke(app, args)
     assert result.exit_code == 1
     text = " ".join(result.output.split())
@@ -296,7 +289,7 @@ def crash_on_batch(monkeypatch, n: int) -> list[int]:
 
 
 def test_a_crash_leaves_no_partial_output_and_the_rerun_resumes(
-    clip_model_dir, photos, tmp_path, monkeypatch
+    tiny_clip_model_dir, photos, tmp_path, monkeypatch
 ):
     """Killed mid-job: no output file, the old submission intact, the finished rows saved in
     OUT.partial; the same command again predicts only the rest, and the result equals a run that
@@ -309,7 +302,9 @@ def test_a_crash_leaves_no_partial_output_and_the_rerun_resumes(
     options = PredictOptions(batch_size=2, precision="fp32")
     crash_on_batch(monkeypatch, 2)
     with pytest.raises(RuntimeError, match="killed"):
-        run_predict(clip_model_dir, photos, options, out=out, submission=submission, progress=False)
+        run_predict(
+            tiny_clip_model_dir, photos, options, out=out, submission=submission, progress=False
+        )
     assert not out.exists()
     assert submission.read_text() == "previous run\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preds.parquet.partial", "sub.csv"]
@@ -317,10 +312,10 @@ def test_a_crash_leaves_no_partial_output_and_the_rerun_resumes(
 
     calls = crash_on_batch(monkeypatch, 0)  # counts, never crashes
     _, result = run_predict(
-        clip_model_dir, photos, options, out=out, submission=submission, progress=False
+        tiny_clip_model_dir, photos, options, out=out, submission=submission, progress=False
     )
     assert calls == [2, 1] and result.resumed == 2  # only the 3 images not saved before
-    expected = Predictor(clip_model_dir, options).predict_files(photos, False).embeddings
+    expected = Predictor(tiny_clip_model_dir, options).predict_files(photos, False).embeddings
     table = read_predictions(out)
     assert table.images == [str(p) for p in photos]
     np.testing.assert_allclose(table.embeddings, expected, atol=1e-5)
@@ -328,7 +323,7 @@ def test_a_crash_leaves_no_partial_output_and_the_rerun_resumes(
 
 
 def test_resume_refuses_other_settings_and_redoes_changed_images(
-    clip_model_dir, photos, tmp_path, monkeypatch
+    tiny_clip_model_dir, photos, tmp_path, monkeypatch
 ):
     from img2prompt.predict import resume
 
@@ -341,20 +336,22 @@ def test_resume_refuses_other_settings_and_redoes_changed_images(
     options = PredictOptions(batch_size=2, precision="fp32")
     crash_on_batch(monkeypatch, 2)
     with pytest.raises(RuntimeError, match="killed"):
-        run_predict(clip_model_dir, images, options, out=out, progress=False)
+        run_predict(tiny_clip_model_dir, images, options, out=out, progress=False)
 
     crash_on_batch(monkeypatch, 0)
     other = PredictOptions(batch_size=2, precision="fp32", tta="hflip")
     with pytest.raises(InputError, match=r"another model or settings .*tta.*--restart"):
-        run_predict(clip_model_dir, images, other, out=out, progress=False)
+        run_predict(tiny_clip_model_dir, images, other, out=out, progress=False)
 
     Image.open(photos[4]).save(images[0])  # a saved row whose image then changed
     calls = crash_on_batch(monkeypatch, 0)
-    _, result = run_predict(clip_model_dir, images, options, out=out, progress=False)
+    _, result = run_predict(tiny_clip_model_dir, images, options, out=out, progress=False)
     assert result.resumed == 1 and sum(calls) == 4
     np.testing.assert_allclose(result.embeddings[0], result.embeddings[4], atol=1e-5)
 
-    _, restarted = run_predict(clip_model_dir, images, other, out=out, progress=False, restart=True)
+    _, restarted = run_predict(
+        tiny_clip_model_dir, images, other, out=out, progress=False, restart=True
+    )
     assert restarted.resumed == 0 and len(restarted.images) == 5
 
 
@@ -365,30 +362,32 @@ def test_bad_options_are_refused():
         PredictOptions(precision="fp8")
 
 
-def test_missing_input_and_empty_folder_give_clear_errors(clip_model_dir, tmp_path):
-    result = runner.invoke(app, ["predict", str(clip_model_dir), str(tmp_path / "nope")])
+def test_missing_input_and_empty_folder_give_clear_errors(tiny_clip_model_dir, tmp_path):
+    result = runner.invoke(app, ["predict", str(tiny_clip_model_dir), str(tmp_path / "nope")])
     assert result.exit_code == 2 and "no such file or folder" in result.output
-    result = runner.invoke(app, ["predict", str(clip_model_dir), str(tmp_path)])
+    result = runner.invoke(app, ["predict", str(tiny_clip_model_dir), str(tmp_path)])
     assert result.exit_code == 2 and "no image files" in result.output
 
 
 def test_compile_auto_compiles_a_long_job_and_gives_the_eager_embeddings(
-    clip_model_dir, photos, monkeypatch
+    tiny_clip_model_dir, photos, monkeypatch
 ):
     """`--compile auto` times the first batch and compiles a transformer when the rest of the
     job is long enough (here: any length); the short last batch is padded to keep one shape,
     and the results equal eager ones."""
     from img2prompt.predict import engine
 
-    eager = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2, compile=False))
+    eager = Predictor(
+        tiny_clip_model_dir, PredictOptions(precision="fp32", batch_size=2, compile=False)
+    )
     expected = eager.predict_files(photos, False).embeddings
     assert not eager.engine.compiled
-    short_job = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
+    short_job = Predictor(tiny_clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
     short_job.predict_files(photos, False)  # a few images: far from worth a compile
     assert not short_job.engine.compiled and short_job.engine.compile_note == ""
 
     monkeypatch.setattr(engine, "COMPILE_AUTO_SECONDS", 0.0)
-    auto = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
+    auto = Predictor(tiny_clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
     got = auto.predict_files(photos, False)
     assert auto.engine.compiled and auto.engine.compile_note.startswith("compiled")
     assert len(got.images) == len(photos) == 5  # an eager batch, a compiled one, a padded one
@@ -398,7 +397,9 @@ def test_compile_auto_compiles_a_long_job_and_gives_the_eager_embeddings(
     assert not convolutional.engine.compiled  # auto leaves conv nets eager: compiling did not pay
 
 
-def test_a_failed_compile_falls_back_to_eager_unless_asked_for(clip_model_dir, photos, monkeypatch):
+def test_a_failed_compile_falls_back_to_eager_unless_asked_for(
+    tiny_clip_model_dir, photos, monkeypatch
+):
     """Inductor needs a C++ compiler on CPU: `auto` runs on eagerly and says why; an explicit
     `--compile` fails loudly."""
     from img2prompt.predict import engine
@@ -409,15 +410,17 @@ def test_a_failed_compile_falls_back_to_eager_unless_asked_for(clip_model_dir, p
 
         return forward
 
-    expected = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
+    expected = Predictor(tiny_clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
     expected = expected.predict_files(photos, False).embeddings
     monkeypatch.setattr(torch, "compile", broken_compile)
     monkeypatch.setattr(engine, "COMPILE_AUTO_SECONDS", 0.0)
-    auto = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
+    auto = Predictor(tiny_clip_model_dir, PredictOptions(precision="fp32", batch_size=2))
     got = auto.predict_files(photos, False)
     assert not auto.engine.compiled and "no C++ compiler found" in auto.engine.compile_note
     np.testing.assert_allclose(got.embeddings, expected, atol=1e-5)
-    forced = Predictor(clip_model_dir, PredictOptions(precision="fp32", batch_size=2, compile=True))
+    forced = Predictor(
+        tiny_clip_model_dir, PredictOptions(precision="fp32", batch_size=2, compile=True)
+    )
     with pytest.raises(RuntimeError, match="no C\\+\\+ compiler"):
         forced.predict_files(photos, False)
 
