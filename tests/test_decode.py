@@ -90,6 +90,27 @@ def test_a_bank_whose_vectors_came_with_it_decodes_without_norms(tmp_path, encod
         assert all(d.match > max(c for _, c in d.neighbors) + 0.05 for d in decoded)
 
 
+def test_best_never_encodes_what_the_bank_holds(bank, encoder, monkeypatch):
+    """A one-entry proposal (the beam's first step, clean-up's last) takes the bank's vector:
+    no single entry's text reaches the encoder during the search, and the result is the one
+    that encoding them gives."""
+    decoder = Decoder(bank, encoder, DecodeOptions(mode="best"))
+    searched: list[str] = []
+    encode = decoder.scorer.encode
+
+    def spy(texts, exact=False):
+        if not exact:
+            searched.extend(texts)
+        return encode(texts, exact)
+
+    monkeypatch.setattr(decoder.scorer, "encode", spy)
+    targets = encoder.encode(ROUND_TRIP)
+    chosen = decoder.strategy.search(targets, bank.search(targets, decoder.strategy.shortlist)[1])
+    entries = set(bank.texts)
+    assert searched and not [t for t in searched if t in entries]
+    assert all(len(c) > 1 for c in chosen)  # the searches went past their first step
+
+
 def test_min_gain_keeps_only_phrases_that_earn_their_place(bank, encoder):
     """A phrase whose removal costs less than `min_gain` is dropped: a huge one leaves a single
     phrase, and every phrase of a prompt decoded with none is needed (removal never helps)."""

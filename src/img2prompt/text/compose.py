@@ -159,7 +159,8 @@ class Composer:
         # Tokens a phrase adds to a prompt: its word pieces plus the comma before it.
         self.tokens = (np.maximum(bank.tokens, 1) + 1).astype(np.float32)
         self.norms_known = bool(np.isfinite(bank.norms).any())
-        self.pull = self.tokens * fill_norms(bank.norms, bank.tokens) ** PULL_POWER
+        self.norms = fill_norms(bank.norms, bank.tokens)
+        self.pull = self.tokens * self.norms**PULL_POWER
         self.words = np.fromiter((len(t.split()) for t in bank.texts), np.int32, len(bank))
         self.tier = np.fromiter((tier(c) for c in bank.categories), np.int8, len(bank))
         # Content words of the entries met so far (a search meets a few thousand of ~80k, and

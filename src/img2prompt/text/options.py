@@ -36,9 +36,10 @@ class DecodeOptions:
     """`best`: prompts kept after each step."""
     encodes_per_step: int = 20
     """`best`: extensions per prompt and step scored by the encoder (the search's cost)."""
-    patience: int = 1
+    patience: int = 0
     """Steps the beam search goes on without improving its best prompt (`best`): one more
-    phrase can lower the match and the next raise it again."""
+    phrase can lower the match and the next raise it again, but on the dev prompts going on
+    one step gained 0.0006 of round trip for 19% more encoded tokens."""
     cleanup: bool = True
     """Drop phrases whose removal does not lower the match (`best`)."""
     min_gain: float = 0.0

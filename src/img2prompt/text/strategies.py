@@ -181,13 +181,19 @@ class BeamStrategy(Strategy):
     def _encode(
         self, searches: list[_Search], proposals: list[list[list[int]]]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Every proposal of every search, composed and encoded in one batch."""
-        texts = [
-            self.composer.compose(p, s.target)
-            for s, props in zip(searches, proposals, strict=True)
-            for p in props
-        ]
-        return self.scorer.encode(texts)
+        """Every proposal of every search, composed and encoded in one batch; a proposal of
+        one entry (the first step's, clean-up's last) is not encoded: the bank holds its
+        vector and norm already."""
+        c = self.composer
+        flat = [(s, p) for s, props in zip(searches, proposals, strict=True) for p in props]
+        vectors = np.empty((len(flat), c.vectors.shape[1]), np.float32)
+        norms = np.empty(len(flat), np.float32)
+        single = np.array([len(p) == 1 for _, p in flat], dtype=bool)
+        ids = [p[0] for _, p in flat if len(p) == 1]
+        vectors[single], norms[single] = c.vectors[ids], c.norms[ids]
+        texts = [c.compose(p, s.target) for s, p in flat if len(p) > 1]
+        vectors[~single], norms[~single] = self.scorer.encode(texts)
+        return vectors, norms
 
     def _swap(self, searches: list[_Search]) -> bool:
         """Try replacing one phrase of each best prompt by a pool entry (the replacements the
