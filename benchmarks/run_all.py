@@ -31,7 +31,7 @@ QUICK_GENERATE = ["--images", "16"]
 QUICK_TRAIN = ["--images", "32", "--lp-epochs", "3"]
 # The default bank only: the shared-data bank takes minutes to build the first time.
 QUICK_DECODE = ["--no-big-bank", "--repeats", "1"]
-QUICK_PREDICT = ["--images", "64", "--naive-images", "8", "--no-compile"]
+QUICK_PREDICT = ["--images", "64", "--naive-images", "8", "--no-compile", "--whole-process", "64"]
 QUICK_SERVE = ["--requests", "80", "--baseline-requests", "16"]
 QUICK_INDEX = ["--n", "100000", "--hnsw-n", "20000", "--texts", "500", "--queries", "100"]
 QUICK_EMBED = ["--n-prompts", "300", "--naive-n", "60", "--repeats", "1"]
