@@ -212,6 +212,10 @@ def _open_rgb(
 ) -> Image.Image:
     """Open, check the header's claims before any pixels are allocated, decode, make RGB."""
     available = _source_bytes(source)
+    # Every plugin registered, in Pillow's order, before the first open (once; then a no-op):
+    # otherwise the first file's suffix decides which plugin is asked first (after a .tga file,
+    # TGA, whose check takes almost anything, opened an icon and failed to load it).
+    Image.init()
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(source, formats=formats) as image:
