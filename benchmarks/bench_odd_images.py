@@ -16,6 +16,17 @@ Goal: peak <= 2 GB for `bounded`. Both runs must predict the same files and repo
 ones; the small files' embeddings must be equal and the huge ones' close.
 
     python benchmarks/bench_odd_images.py [--huge 8] [--megapixels 80] [--quick]
+
+`--corpus DIR`: instead, `predict default` over every file under DIR, given as one list (as
+`img2prompt predict default FILE...` takes them), in one fresh process with `--workers` decoding
+threads (4: the most the command takes): peak memory against the same 2 GB goal, files/s, and
+how many were predicted and reported bad. Pillow's own decoder test images (1,060 files of every
+format, many of them fuzzers' finds) are the corpus it was written for; they are not in this
+repository and nothing is copied into it. To obtain them:
+
+    pip download pillow==<installed version> --no-binary :all: --no-deps -d /tmp/pilsrc
+    tar -xzf /tmp/pilsrc/pillow-*.tar.gz -C /tmp/pilsrc
+    python benchmarks/bench_odd_images.py --corpus /tmp/pilsrc/pillow-<version>/Tests/images
 """
 
 from __future__ import annotations
@@ -75,6 +86,40 @@ def predict(paths: list[str], bounded: bool) -> dict:
     }
 
 
+def predict_corpus(paths: list[str], workers: int) -> dict:
+    """`predict default` over `paths` as one list, as the command runs it (precision auto)."""
+    from img2prompt.predict.predictor import PredictOptions, Predictor
+
+    model = Predictor("default", PredictOptions(workers=workers))
+    result = model.predict_files(paths, progress=False)
+    return {"predicted": len(result.images), "bad": len(result.failures), "seconds": result.seconds}
+
+
+def run_corpus(folder: Path, workers: int) -> int:
+    """The `--corpus` run: 0 when the peak is within the goal, 1 when not, 2 without a corpus."""
+    if not folder.is_dir():
+        print(
+            f"error: no corpus folder {folder}: get Pillow's test images with `pip download "
+            "pillow==<version> --no-binary :all: --no-deps`, extract them and pass their "
+            "Tests/images folder (this script's docstring says how)",
+            file=sys.stderr,
+        )
+        return 2
+    paths = sorted(str(p) for p in folder.rglob("*") if p.is_file())
+    print(f"== predict default over {len(paths):,} files under {folder}, as one list ==")
+    print(f"  {hardware_line()}")
+    run = run_isolated(predict_corpus, paths=paths, workers=workers)
+    r = run.result
+    print(
+        f"  peak {fmt_mb(run.peak_rss_mb)} (goal {GOAL_MB:.0f} MB), {workers} decoding threads; "
+        f"{len(paths) / r['seconds']:.1f} files/s, {r['seconds']:.1f} s; "
+        f"{r['predicted']:,} predicted, {r['bad']:,} reported bad"
+    )
+    ok = run.peak_rss_mb <= GOAL_MB and r["predicted"] + r["bad"] == len(paths)
+    print(f"  goal: peak <= {GOAL_MB:.0f} MB, every file predicted or reported: {verdict(ok)}")
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
@@ -82,7 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--megapixels", type=int, default=80, help="size of each strip")
     p.add_argument("--quick", action="store_true", help="2 strips")
+    p.add_argument("--corpus", type=Path, help="instead: every file under this folder")
+    p.add_argument("--workers", type=int, default=4, help="decoding threads (--corpus)")
     args = p.parse_args(argv)
+    if args.corpus is not None:
+        return run_corpus(args.corpus, args.workers)
     huge = 2 if args.quick else args.huge
     print(f"== predict default over odd files + {huge} strips of {args.megapixels} Mpx ==")
     print(f"  {hardware_line()}")

@@ -119,7 +119,11 @@ def _dds_unknown_fourcc() -> bytes:
 HOSTILE_SIDE = 9000
 """9000 x 9000 = 81 Mpx: under Pillow's decompression-bomb warning (89 Mpx)."""
 TALL = (1, 83_886_338)
-"""A one-pixel-wide column: Pillow keeps a pointer per row, 8 bytes each."""
+"""A one-pixel-wide column: Pillow writes a pointer per row, 8 bytes each (640 MB), before it
+decodes anything."""
+TALL_ROOM = 90_000
+"""Bytes of data after a tall uncompressed header: more than its pixels need at the densest
+(1,024 a byte), fewer than its rows (each takes a byte)."""
 
 
 def _pillow_bytes(fmt: str, mode: str = "RGB", **options: object) -> bytes:
@@ -136,9 +140,10 @@ def _patched(data: bytes, *fields: tuple[str, int, int]) -> bytes:
     return bytes(out)
 
 
-def _hostile_blp(width: int, height: int) -> bytes:
-    """BLP2, uncompressed palette: 20-byte header, then 16 offsets and 16 lengths."""
-    header = b"BLP2" + struct.pack("<i4b2I", 1, 1, 0, 0, 0, width, height)
+def _hostile_blp(width: int, height: int, encoding: int = 1) -> bytes:
+    """BLP2, uncompressed palette (encoding 1) or DXT1 blocks (2, as Pillow's fuzzed test
+    files): 20-byte header, then 16 offsets and 16 lengths."""
+    header = b"BLP2" + struct.pack("<i4b2I", 1, encoding, 0, 0, 0, width, height)
     offsets = struct.pack("<16I", 148 + 1024, *([0] * 15))
     lengths = struct.pack("<16I", width * height, *([0] * 15))
     return header + offsets + lengths + b"\0" * 1024 + b"\x01" * 64
@@ -196,6 +201,7 @@ def hostile_images() -> dict[str, bytes]:
     return {
         "hostile-blp-1x83886338-named.png": _hostile_blp(*TALL),
         "hostile-blp-9000x9000-named.png": _hostile_blp(side, side),
+        "hostile-blp-dxt-1x83886338-named.png": _hostile_blp(*TALL, encoding=2),
         "hostile-dds-9000x9000.dds": _patched(
             _pillow_bytes("DDS", "RGBA"), ("<I", 12, side), ("<I", 16, side)
         ),
@@ -228,6 +234,11 @@ def hostile_images() -> dict[str, bytes]:
         ),
         "hostile-png-9000x9000.png": _png_header_only(side, side),
         "hostile-ppm-9000x9000.ppm": b"P6 9000 9000 255\n" + b"\x80" * 64,
+        "hostile-pgm-1x83886338.pgm": b"P5 1 %d 255\n" % TALL[1] + b"\0" * TALL_ROOM,
+        "hostile-bmp-1x83886338.bmp": _patched(
+            _pillow_bytes("BMP", "L"), ("<i", 18, TALL[0]), ("<i", 22, TALL[1])
+        )
+        + b"\0" * TALL_ROOM,
     }
 
 
@@ -262,6 +273,8 @@ def write_odd_images(
         buffer = io.BytesIO()
         frames[0].save(buffer, fmt, save_all=True, append_images=frames[1:], duration=100)
         put(name, buffer.getvalue(), True)
+    # Legal, 118 bytes: resizing all of it to a model's 224 px short side once took 4 GB.
+    put("png-tall-1x20000.png", _save(_gradient("L", (1, 20_000)), "PNG", {}) or b"", True)
     if huge is not None:
         flat = Image.new("RGB", huge, (90, 140, 200))
         put(f"huge-{huge[0]}x{huge[1]}.png", _save(flat, "PNG", {}) or b"", True)

@@ -5,6 +5,8 @@ captions beside a folder's images, and a folder of one's own generations as trai
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -101,6 +103,22 @@ def test_huge_images_are_decoded_reduced_and_the_same_picture(tmp_path):
     photo = tmp_path / "photo.png"
     picture(size=(640, 480)).save(photo)  # ordinary images are decoded exactly as they are
     assert load_image(photo, fit=224).tobytes() == load_image(photo).tobytes()
+
+
+def test_the_file_decoded_first_does_not_decide_how_an_icon_opens(tmp_path):
+    """Pillow asks the plugin of the first file's suffix before the others: after a .tga file,
+    TGA (whose check takes almost anything) opened this icon, and it failed to load."""
+    noise = np.random.default_rng(0).integers(0, 255, (128, 128, 4), np.uint8)
+    Image.fromarray(noise, "RGBA").save(tmp_path / "noise.ico", sizes=[(128, 128)])  # 65 KB
+    Image.new("RGB", (8, 8)).save(tmp_path / "first.tga")
+    code = (
+        "import sys; from img2prompt.data.images import load_image; "
+        "load_image(sys.argv[1]); print(*load_image(sys.argv[2]).size)"
+    )
+    args = [sys.executable, "-c", code, str(tmp_path / "first.tga"), str(tmp_path / "noise.ico")]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=120)  # a fresh Pillow
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["128", "128"]
 
 
 def test_pixel_budget_bounds_what_threads_hold_at_once():

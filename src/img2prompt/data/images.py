@@ -212,6 +212,10 @@ def _open_rgb(
 ) -> Image.Image:
     """Open, check the header's claims before any pixels are allocated, decode, make RGB."""
     available = _source_bytes(source)
+    # Every plugin registered, in Pillow's order, before the first open (once; then a no-op):
+    # otherwise the first file's suffix decides which plugin is asked first (after a .tga file,
+    # TGA, whose check takes almost anything, opened an icon and failed to load it).
+    Image.init()
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(source, formats=formats) as image:
@@ -241,26 +245,50 @@ MAX_PIXELS_PER_BYTE = {
         ("raw", "dds_rgb", "bcn", "packbits", "tga_rle", "sgi_rle", "pcx", "ppm", "ppm_plain"),
         _DENSEST_RUN_LENGTH,
     ),
+    # BLP's Python decoders (palette, BGRA, DXT blocks; not BLP1's JPEG, `_UNBOUNDED_ARGS`),
+    # QOI (a run byte: 62 pixels) and Sun RLE: a fuzzed BLP declaring 1x83,886,338 in 284
+    # bytes made Pillow allocate 640 MB of row pointers before failing.
+    **dict.fromkeys(("BLP1", "BLP2", "qoi", "sun_rle"), _DENSEST_RUN_LENGTH),
+    "gif": 4096,  # LZW: one 12-bit code gives at most 4,096 pixels
     "zip": 16 * 1024,  # PNG: deflate inflates 1,032x at most, 1-bit pixels 8 a byte
 }
 """Pillow decoders whose output per byte of file is bounded, and the bound: a header declaring
 far more pixels than the file could hold is refused before Pillow allocates them (a fuzzed TGA
-or PNG header claims 81 Mpx in 60 bytes). Others (JPEG, WebP, JPEG 2000, FLI) can fill a
-picture from a few bytes; for them the pixel limit and the decode budget are the bound."""
+or PNG header claims 81 Mpx in 60 bytes). Others (JPEG, WebP, JPEG 2000, FLI, BMP RLE, whose
+escapes skip rows) can fill a picture from a few bytes; for them the pixel limit and the decode
+budget are the bound."""
+WHOLE_BYTE_ROWS = frozenset(("raw", "dds_rgb", "ppm", "ppm_plain"))
+"""Uncompressed decoders: every row takes at least one byte of the file, so a header cannot
+declare more rows than the file has bytes. Pillow writes an 8-byte pointer per row before
+decoding: a 100 KB BMP or PGM declaring 1x83,886,338 cost 640 MB, then failed as truncated."""
+_UNBOUNDED_ARGS = {("BLP1", 0)}
+"""(decoder, first argument) that `MAX_PIXELS_PER_BYTE` does not bound: BLP1's compression 0,
+a JPEG inside."""
+
+
+def _pixels_per_byte(tile: tuple) -> int | None:
+    """The bound on what a tile's decoder makes of one byte (`MAX_PIXELS_PER_BYTE`); None
+    when it has none."""
+    args = tile[3] if len(tile) > 3 else None
+    if isinstance(args, tuple) and args and (tile[0], args[0]) in _UNBOUNDED_ARGS:
+        return None
+    return MAX_PIXELS_PER_BYTE.get(tile[0])
 
 
 def _check_data_suffices(image: Image.Image, available: int | None, name: str | Path) -> None:
     """An `InputError` when a tile of a bounded decoder (`MAX_PIXELS_PER_BYTE`) declares more
-    pixels than the bytes after its offset could hold."""
+    pixels (or, uncompressed, `WHOLE_BYTE_ROWS`, more rows) than the bytes after its offset
+    could hold."""
     if available is None:
         return
     for tile in getattr(image, "tile", None) or []:
-        decoder, extents, offset = tile[0], tile[1], tile[2]
-        density = MAX_PIXELS_PER_BYTE.get(decoder)
+        extents, offset, density = tile[1], tile[2], _pixels_per_byte(tile)
         if density is None or extents is None:
             continue
-        pixels = max(0, extents[2] - extents[0]) * max(0, extents[3] - extents[1])
-        if pixels > max(0, available - (offset or 0)) * density:
+        rows = max(0, extents[3] - extents[1])
+        pixels = max(0, extents[2] - extents[0]) * rows
+        room = max(0, available - (offset or 0))
+        if pixels > room * density or (tile[0] in WHOLE_BYTE_ROWS and rows > room):
             width, height = image.size
             raise InputError(
                 name,
