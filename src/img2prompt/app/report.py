@@ -349,8 +349,10 @@ def print_predict_summary(predictor, result, written: list[Path]) -> None:
     notes = [note for note in (engine.precision_note, engine.compile_note) if note]
     note = f" ({'; '.join(notes)})" if notes else ""
     split = f"; {result.split}" if result.split else ""
+    bad = len(result.failures)
+    count = f"{n - bad:,} of {n:,} images predicted" if bad else f"{n:,} images"
     stderr.print(
-        f"{n:,} images {timing}, {result.precision}{note}, "
+        f"{count} {timing}, {result.precision}{note}, "
         f"{predictor.tta.count} view(s) per image{split}{result.skipped}"
         + "".join(f"; wrote {path}" for path in written),
         highlight=False,
