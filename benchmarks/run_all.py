@@ -25,6 +25,7 @@ import bench_odd_images
 import bench_predict
 import bench_recipes
 import bench_serve
+import bench_startup
 import bench_train
 
 QUICK_GENERATE = ["--images", "16"]
@@ -65,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     status |= bench_decode.main(QUICK_DECODE if args.quick else [])
     print(flush=True)
     status |= bench_predict.main(QUICK_PREDICT if args.quick else [])
+    print(flush=True)
+    status |= bench_startup.main(["--repeats", "1"] if args.quick else [])
     print(flush=True)
     # real_pairs' 1,161 images take minutes: full runs only.
     status |= bench_default_model.main(["--no-real-pairs"] if args.quick else [])

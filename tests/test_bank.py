@@ -145,6 +145,47 @@ def test_add_keeps_what_is_there_and_embeds_only_new_entries(tmp_path, encoder):
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".bank")]  # no leftovers
 
 
+def test_a_large_banks_float32_rows_are_kept_once_and_mapped_after(tmp_path, monkeypatch, encoder):
+    """`vectors` widens the float16 file once and keeps the float32 rows beside it; later loads
+    map them (read-only, nothing copied). A copy made from an earlier `embeddings.npy` is never
+    taken for a new one's, and searches return what a FAISS flat index over the rows does."""
+    import faiss
+
+    from img2prompt.text import bank_index
+
+    monkeypatch.setattr(bank_index, "FLOAT32_MIN_BYTES", 0)  # every bank keeps one here
+    subjects = write_lines(tmp_path / "subjects.txt", PHRASES)
+    build_bank([subjects], tmp_path / "bank", encoder, words=False, cache_dir=tmp_path / "c")
+    first = load_bank(tmp_path / "bank")
+    widened = first.embeddings.astype(np.float32)
+    assert np.array_equal(first.vectors, widened) and first.vectors.flags.writeable
+    (copy,) = (tmp_path / "bank").glob(f"{bank_index.FLOAT32_PREFIX}*.npy")
+    second = load_bank(tmp_path / "bank")
+    assert second.float32_copy == copy and not second.embeddings.flags.writeable  # mapped
+    assert np.array_equal(second.vectors, widened) and not second.vectors.flags.writeable
+    index = faiss.IndexFlatIP(second.dim)
+    index.add(widened)
+    queries = widened[:5] + widened[5:10]
+    for k in (1, 3, len(PHRASES)):
+        for got, expected in zip(second.search(queries, k), index.search(queries, k), strict=True):
+            assert np.array_equal(got, expected)
+    np.save(tmp_path / "other.npy", -second.embeddings)  # another file of the same shape
+    (tmp_path / "other.npy").replace(tmp_path / "bank" / "embeddings.npy")
+    third = load_bank(tmp_path / "bank")
+    assert third.float32_copy != copy and np.array_equal(third.vectors, -widened)
+    assert list((tmp_path / "bank").glob(f"{bank_index.FLOAT32_PREFIX}*.npy")) == [
+        third.float32_copy
+    ]  # the copy of the earlier file is gone
+    monkeypatch.setattr(bank_index, "atomic_path", _unwritable)  # a read-only folder
+    third.float32_copy.unlink()
+    fourth = load_bank(tmp_path / "bank")
+    assert np.array_equal(fourth.vectors, -widened) and not fourth.float32_copy.exists()
+
+
+def _unwritable(path):
+    raise PermissionError(13, "Permission denied", str(path))
+
+
 def test_prepared_table_targets_are_reused_without_embedding(tmp_path, encoder):
     prompts = ["a red fox in the snow", "a lighthouse in a storm"]
     targets = encoder.encode(prompts)

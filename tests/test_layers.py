@@ -195,3 +195,42 @@ def test_describing_with_a_trained_model_imports_no_captioner_nor_the_compiler(s
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+DESCRIBE_IMPORTS_NONE_OF = (
+    "img2prompt.models.captioner",  # another model kind
+    "torch._dynamo",  # torch's compiler: 1.5 s of imports on a 2-core CPU
+    "transformers",  # MiniLM runs through targets/bert.py
+    "sentence_transformers",
+    "sklearn",
+    "scipy",
+    "pyarrow.dataset",  # pq.read_table's dataset layer: a bank's entries are one file
+    "pyarrow.compute",
+    "better_profanity",  # its import builds censor patterns; decoding reads its word list only
+    "PIL.PdfImagePlugin",  # Pillow's whole list of formats: only a folder search needs it
+    "uvicorn",
+    "fastapi",
+)
+"""Modules `describe one.png` does not use; each was once imported on its way (issue 35)."""
+
+
+def test_describing_one_image_imports_only_what_it_uses(small_bank, tmp_path):
+    """Start-up is most of `img2prompt describe one.png` (goal: <= 2.5 s on a 2-core CPU): the
+    whole command, run in a fresh interpreter, imports none of `DESCRIBE_IMPORTS_NONE_OF`."""
+    import subprocess
+
+    from PIL import Image
+
+    image = tmp_path / "one.png"
+    Image.radial_gradient("L").convert("RGB").save(image)
+    args = ["describe", str(image), "--bank", str(small_bank), "--mode", "fast"]
+    args += ["--metadata", "ignore", "--json", "-q"]
+    code = (
+        "import sys; from img2prompt.app.cli import app;"
+        f"app({args!r}, standalone_mode=False);"
+        f"print(sorted(m for m in {DESCRIBE_IMPORTS_NONE_OF!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    *described, imported = out.stdout.strip().splitlines()
+    assert json.loads("\n".join(described))["results"][0]["prompt"]  # it did describe the image
+    assert imported == "[]"

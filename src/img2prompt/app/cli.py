@@ -12,6 +12,7 @@ import typer
 
 from img2prompt.app.configs import DemoConfig, DescribeConfig, MetadataConfig, ServeConfig
 from img2prompt.app.options import command
+from img2prompt.app.startup import finishing, pause_collector, started
 from img2prompt.data.options import PrepareConfig
 from img2prompt.generate.options import GenerateConfig
 from img2prompt.index.options import IndexBuildConfig, IndexTuneConfig
@@ -270,12 +271,14 @@ def describe(cfg: DescribeConfig, quiet: bool) -> None:
 
     check_mode(cfg.decode.mode)  # a typo fails before anything loads, even where unused
     if cfg.sidecar != "none":
+        started()  # (the model loads only for images without a prompt of their own, if any)
         _describe_captions(cfg, quiet)
         return
     from img2prompt.app.report import print_describe_run
     from img2prompt.describer import describe_metadata_only, descriptions_json, write_descriptions
 
     if cfg.metadata == "only":
+        started()
         result = describe_metadata_only(cfg.images, progress=not quiet)
     else:
         describer = _load_describer(cfg, metadata=cfg.metadata, progress=not quiet)
@@ -292,10 +295,11 @@ def describe(cfg: DescribeConfig, quiet: bool) -> None:
 
 
 def _load_describer(cfg: DescribeConfig | ServeConfig, *, metadata: str, progress: bool):
-    """The `Describer` a command's model, bank, predict and decode options name."""
+    """The `Describer` a command's model, bank, predict and decode options name; loading it
+    ends the command's start (`startup.started`)."""
     from img2prompt.describer import Describer
 
-    return Describer(
+    describer = Describer(
         cfg.model,
         cfg.bank,
         predict_options=cfg.predict,
@@ -304,6 +308,8 @@ def _load_describer(cfg: DescribeConfig | ServeConfig, *, metadata: str, progres
         metadata=metadata,
         judge=cfg.judge or None,
     )
+    started()
+    return describer
 
 
 def _describe_captions(cfg: DescribeConfig, quiet: bool) -> None:
@@ -461,6 +467,9 @@ COMMANDS = {  # name: (config class, run function); a run function with `quiet` 
     "captioner make": (CaptionerMakeConfig, captioner_make),
 }
 CONFIG_FLAGS = {"train": ("--config", "--recipe")}  # README's `train --recipe` spelling
+STARTS_ITSELF = {"describe", "serve"}
+"""Commands that end their start themselves (`startup.started`, once their model and bank are
+loaded); the others run with the garbage collector on, as it was."""
 
 
 def _register() -> None:
@@ -475,6 +484,7 @@ def _register() -> None:
             doc=run.__doc__ or "",
             quiet=quiet,
             config_flags=CONFIG_FLAGS.get(name, ("--config",)),
+            starts_itself=name in STARTS_ITSELF,
         )
         *group, leaf = name.split()
         target = app
@@ -495,7 +505,14 @@ _register()
 
 
 def main() -> None:
-    app()
+    """The `img2prompt` command (the console script and `python -m img2prompt`): the garbage
+    collector waits while the command starts, and the exit skips what is alive at its end
+    (`startup`: ~0.8 s of CPU of `describe one.png` on a 2-core CPU)."""
+    pause_collector()
+    try:
+        app()
+    finally:
+        finishing()
 
 
 __all__ = ["COMMANDS", "app", "main"]

@@ -21,6 +21,7 @@ from dataclasses import MISSING
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
+from img2prompt.app.startup import started
 from img2prompt.errors import ConfigError, InputError
 from img2prompt.fields import Spec, build_options, load_options_file, specs
 
@@ -57,9 +58,12 @@ def command(
     doc: str,
     quiet: bool = True,
     config_flags: tuple[str, ...] = ("--config",),
+    starts_itself: bool = False,
 ) -> Callable[..., None]:
     """A typer command function whose parameters are `cls`'s fields; it builds the options (file
-    values, then the options given) and calls `run(options, quiet=...)` (or `run(options)`)."""
+    values, then the options given) and calls `run(options, quiet=...)` (or `run(options)`).
+    Unless `starts_itself` (`run` calls `startup.started` once loaded), the command's start ends
+    before `run`."""
     parameters = [p for spec in specs(cls) for p in _parameters(spec)]
     parameters += _extra_parameters(quiet, config_flags)
 
@@ -74,6 +78,8 @@ def command(
             options = build_options(cls, values)
         except (TypeError, ValueError) as e:
             raise typer_bad_parameter(str(e)) from None
+        if not starts_itself:
+            started()
         guarded(run, options, quiet=be_quiet) if quiet else guarded(run, options)
 
     function.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]

@@ -389,10 +389,11 @@ def scan_images(paths: Sequence[str | Path]) -> ImageSearch:
     """Files as given and folders searched recursively (sorted), keeping the order of `paths`.
     In folders only still-image files are taken (`FOLDER_FORMATS`, by suffix; hidden files and
     folders are passed over); a file named directly is always taken, whatever its suffix."""
-    suffixes = folder_suffixes()
     search = ImageSearch()
     for path in map(Path, paths):
         if path.is_dir():
+            # Only folders need them: Pillow's full list of formats imports all its plugins.
+            suffixes = folder_suffixes()
             for file in sorted(p for p in path.rglob("*") if p.is_file()):
                 if any(part.startswith(".") for part in file.relative_to(path).parts):
                     continue

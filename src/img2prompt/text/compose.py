@@ -8,9 +8,10 @@ words. The search strategies (`strategies.py`) ask it what they may build and ho
 from __future__ import annotations
 
 import functools
+import importlib.util
 import re
 from collections.abc import Sequence
-from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
@@ -101,8 +102,11 @@ NEAREST_PERMIT = 8
 @functools.cache
 def safety_words() -> frozenset[str]:
     """Sexual, violent and slur words (better-profanity's list, MIT): a readable prompt says one
-    only where the target's nearest real prompts do."""
-    text = (resources.files("better_profanity") / "profanity_wordlist.txt").read_text("utf-8")
+    only where the target's nearest real prompts do. The file is found without importing the
+    package, whose import builds its own censor patterns (~0.05 s of every start)."""
+    spec = importlib.util.find_spec("better_profanity")
+    folder = Path(spec.submodule_search_locations[0])  # type: ignore[union-attr,index]
+    text = (folder / "profanity_wordlist.txt").read_text("utf-8")
     return frozenset(line.strip().lower() for line in text.splitlines() if line.strip())
 
 
