@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from img2prompt.device import CPU_LIMIT_VARIABLES
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
 # The dev-only asset builders (tiny pipeline, odd images, default model) live in scripts/.
@@ -110,13 +112,7 @@ def hardware_line() -> str:
     )
 
 
-EMULATION_VARIABLES = (
-    "ONEDNN_MAX_CPU_ISA",
-    "MKL_ENABLE_INSTRUCTIONS",
-    "ATEN_CPU_CAPABILITY",
-    "FBGEMM_ENABLE_INSTRUCTIONS",
-    "IMG2PROMPT_NATIVE_BF16",
-)
+EMULATION_VARIABLES = (*CPU_LIMIT_VARIABLES, "IMG2PROMPT_NATIVE_BF16")
 """What limits this CPU to a lesser one's instructions (docs/predict.md names the set used)."""
 
 

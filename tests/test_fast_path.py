@@ -177,6 +177,34 @@ def test_auto_search_refuses_int8_for_minilm(encoder, bank, no_native_bf16):
     assert decoder.scorer.search_note.startswith("no native bf16; int8 checked and refused")
 
 
+def test_the_int8_search_check_runs_once_then_is_read_back(
+    encoder, bank, no_native_bf16, monkeypatch, tmp_path
+):
+    """The check's cosine is kept in the cache folder: a second decoder (a second `describe`)
+    answers the same without encoding the check texts again; another CPU's kernels check anew."""
+    from img2prompt.text import scorer
+    from img2prompt.text.decode import DecodeOptions, Decoder
+
+    monkeypatch.setenv("IMG2PROMPT_CACHE", str(tmp_path))
+    int8_encodes = []
+    encode = encoder.encode_with_norms
+
+    def spy(texts, batch_size=32, *, int8=False):
+        int8_encodes.append(int8)
+        return encode(texts, batch_size, int8=int8)
+
+    monkeypatch.setattr(encoder, "encode_with_norms", spy)
+    notes = []
+    for _ in range(2):
+        decoder = Decoder(bank, encoder, DecodeOptions(search_precision="auto"))
+        notes.append(decoder.scorer.search_note)
+    assert int8_encodes.count(True) == 1 and notes[0] == notes[1]
+    assert "int8 checked and refused" in notes[0]
+    monkeypatch.setattr(scorer, "cpu_kernels", lambda: "another CPU")
+    Decoder(bank, encoder, DecodeOptions(search_precision="auto"))
+    assert int8_encodes.count(True) == 2
+
+
 def test_auto_search_runs_int8_where_it_passes(encoder, bank, no_native_bf16, monkeypatch):
     from img2prompt.text import scorer
     from img2prompt.text.decode import DecodeOptions, Decoder

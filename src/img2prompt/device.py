@@ -106,6 +106,26 @@ def cpu_flags() -> list[str]:
     return [flag for flag in CPU_FLAGS if flag in flags]
 
 
+CPU_LIMIT_VARIABLES = (
+    "ONEDNN_MAX_CPU_ISA",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ATEN_CPU_CAPABILITY",
+    "FBGEMM_ENABLE_INSTRUCTIONS",
+)
+"""Variables that limit torch's CPU kernels to a lesser CPU's instructions (oneDNN, MKL, ATen's
+own, fbgemm's int8 ones): how an AVX2 CPU is emulated (docs/predict.md)."""
+
+
+def cpu_kernels() -> str:
+    """What decides this process's CPU arithmetic, as one line: the instruction sets
+    (`cpu_flags`), ATen's dispatch level, the int8 engine and any `CPU_LIMIT_VARIABLES`."""
+    import torch
+
+    limits = [f"{k}={os.environ[k]}" for k in CPU_LIMIT_VARIABLES if k in os.environ]
+    kernels = [torch.backends.cpu.get_cpu_capability(), torch.backends.quantized.engine]
+    return " ".join([*cpu_flags(), *kernels, *limits])
+
+
 @functools.lru_cache(maxsize=8)
 def native_bf16(device: str) -> bool:
     """Whether `device` computes in bfloat16 natively (there it is 2-4x faster than float32;

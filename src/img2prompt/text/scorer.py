@@ -5,13 +5,17 @@ call."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 from collections.abc import Sequence
 
 import numpy as np
 
-from img2prompt.device import native_bf16, precision_context
+from img2prompt.device import cpu_kernels, native_bf16, precision_context
+from img2prompt.io import write_json
 from img2prompt.metrics import cosines
-from img2prompt.targets.encoder import TargetEncoder
+from img2prompt.targets.encoder import TargetEncoder, default_cache_dir
 
 EXACT_BATCH = 16
 """Float32 encodes are mostly the final prompts, one a prompt and of any length: small batches
@@ -63,12 +67,32 @@ class Scorer:
         if not self.encoder.supports_int8 or not check:
             self.search_note = "no native bf16, no int8 encoder or texts to check it on"
             return "fp32"
-        exact, _ = self.encoder.encode_with_norms(check, self.batch_size)
-        fast, _ = self.encoder.encode_with_norms(check, self.batch_size, int8=True)
-        worst = float(cosines(exact, fast).min())
+        worst = self._int8_agreement(check)
         verdict = "checked" if worst >= INT8_MIN_COSINE else "checked and refused"
         self.search_note = f"no native bf16; int8 {verdict}: cosine {worst:.5f} to fp32"
         return "int8" if worst >= INT8_MIN_COSINE else "fp32"
+
+    def _int8_agreement(self, check: Sequence[str]) -> float:
+        """The worst cosine of int8 to float32 encodes of `check`: measured once per encoder,
+        texts, torch build and CPU kernels, then read back from the cache folder (the check
+        costs 0.6-0.9 s, most of an AVX2 CPU's `describe` start-up, and always answers the
+        same)."""
+        import torch
+
+        key = hashlib.blake2b(digest_size=8)
+        for part in (self.encoder.fingerprint, torch.__version__, cpu_kernels(), *check):
+            key.update(part.encode() + b"\0")
+        path = default_cache_dir().parent / "checks" / f"int8-{key.hexdigest()}.json"
+        try:
+            return float(json.loads(path.read_text(encoding="utf-8"))["worst_cosine"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # not measured yet (or unreadable): measure
+        exact, _ = self.encoder.encode_with_norms(check, self.batch_size)
+        fast, _ = self.encoder.encode_with_norms(check, self.batch_size, int8=True)
+        worst = float(cosines(exact, fast).min())
+        with contextlib.suppress(OSError):  # a read-only cache costs the check, nothing else
+            write_json({"worst_cosine": worst}, path)
+        return worst
 
     def forget(self) -> None:
         self._exact.clear()
