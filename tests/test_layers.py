@@ -207,7 +207,6 @@ DESCRIBE_IMPORTS_NONE_OF = (
     "pyarrow.dataset",  # pq.read_table's dataset layer: a bank's entries are one file
     "pyarrow.compute",
     "better_profanity",  # its import builds censor patterns; decoding reads its word list only
-    "PIL.PdfImagePlugin",  # Pillow's whole list of formats: only a folder search needs it
     "uvicorn",
     "fastapi",
 )
