@@ -58,15 +58,26 @@ def int8_linears(module: torch.nn.Module) -> torch.nn.Module:
     """A copy of `module` whose nn.Linear layers compute with int8 weights and activations
     quantized per call (torch's dynamic quantization); other layers (convolutions) stay
     float32."""
-    import warnings
-
     import torch
 
-    with warnings.catch_warnings():  # torch marks torch.ao.quantization as deprecated
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(
-            module, {torch.nn.Linear}, dtype=torch.qint8, inplace=False
-        )
+    quiet_quantization_warnings()
+    return torch.ao.quantization.quantize_dynamic(
+        module, {torch.nn.Linear}, dtype=torch.qint8, inplace=False
+    )
+
+
+def quiet_quantization_warnings() -> None:
+    """torch marks its quantized tensors and torch.ao.quantization as deprecated, which int8
+    uses on purpose: their warnings are ignored for good. Not with `warnings.catch_warnings`:
+    its save and restore of the process-wide filters races with the image-decoding threads'
+    own (the warning then reached predict's users)."""
+    import warnings
+
+    for category in (UserWarning, DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"torch\.ao\.")
+    # Attributed to the caller (this module), not to torch: matched by their words.
+    warnings.filterwarnings("ignore", message=r"torch\.quantize_per_(tensor|channel)")
+    warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

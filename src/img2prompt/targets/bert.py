@@ -16,13 +16,14 @@ ranking candidates only. The float32 path is untouched by it.
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from img2prompt.device import quiet_quantization_warnings
 
 
 def supports(folder: Path) -> bool:
@@ -97,18 +98,17 @@ class Bert(torch.nn.Module):
     def _pack_int8(self) -> dict[str, object]:
         """Every encoder linear layer's weight as int8, one scale per output channel."""
         packed = {}
-        with warnings.catch_warnings():  # torch marks its quantized tensors as deprecated
-            warnings.simplefilter("ignore")
-            for key, weight in self.weights.items():
-                name = key.replace("/", ".").removesuffix(".weight")
-                if not name.startswith("encoder.") or weight.ndim != 2:
-                    continue
-                weight = weight.detach().float().cpu()
-                scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-8).double()
-                zeros = torch.zeros(len(scales), dtype=torch.long)
-                quantized = torch.quantize_per_channel(weight, scales, zeros, 0, torch.qint8)
-                bias = self.weights[f"{key.removesuffix('weight')}bias"].detach().float().cpu()
-                packed[name] = torch.ops.quantized.linear_prepack(quantized, bias)
+        quiet_quantization_warnings()
+        for key, weight in self.weights.items():
+            name = key.replace("/", ".").removesuffix(".weight")
+            if not name.startswith("encoder.") or weight.ndim != 2:
+                continue
+            weight = weight.detach().float().cpu()
+            scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-8).double()
+            zeros = torch.zeros(len(scales), dtype=torch.long)
+            quantized = torch.quantize_per_channel(weight, scales, zeros, 0, torch.qint8)
+            bias = self.weights[f"{key.removesuffix('weight')}bias"].detach().float().cpu()
+            packed[name] = torch.ops.quantized.linear_prepack(quantized, bias)
         return packed
 
     def _forward(
