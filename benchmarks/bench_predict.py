@@ -324,6 +324,8 @@ def whole_process(model, tmp: Path, n: int) -> bool:
         if name == "img2prompt predict":
             said = " ".join(done.stderr.split())  # its summary: images, rate, precision
             print(f"  whole process: {name} said: {said[-300:]}")
+            if "Warning" in done.stderr:  # a library's warning reached the user
+                raise SystemExit(f"{name} printed a warning:\n{done.stderr[-2000:]}")
     ratio = seconds["naive script"] / seconds["img2prompt predict"]
     ok = ratio >= WHOLE_PROCESS_GOAL
     print(

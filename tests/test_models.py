@@ -17,6 +17,7 @@ from img2prompt.data.transforms import (
     normalise_pixels,
     preprocess,
 )
+from img2prompt.errors import InputError
 from img2prompt.models.backbones import backbone_names, build_backbone, register_backbone
 from img2prompt.models.model import ImageToPromptModel, ModelConfig, load_model, save_model
 from img2prompt.models.pooling import GeM
@@ -73,14 +74,14 @@ def test_optional_backbones_say_which_extra_they_need(monkeypatch, name, module,
     # The extra made missing whether or not it is installed here: `import` then raises.
     monkeypatch.setitem(sys.modules, module, None)
     with pytest.raises(ValueError, match=rf"pip install 'img2prompt\[{extra}\]'"):
-        build_backbone(f"{name}:anything", pretrained=False)
+        build_backbone(f"{name}:anything", "random")
 
 
 def test_unknown_and_duplicate_backbones_are_clear_errors():
     with pytest.raises(ValueError, match=r"unknown backbone 'nope'.*known: .*efficientnet-lite0"):
         build_backbone("nope:x")
     with pytest.raises(ValueError, match="already registered"):
-        register_backbone("tiny-clip")(lambda argument, pretrained: None)
+        register_backbone("tiny-clip")(lambda argument, init: None)
 
 
 def test_hf_clip_takes_preprocessing_from_the_checkpoint(tiny_dirs):
@@ -88,7 +89,7 @@ def test_hf_clip_takes_preprocessing_from_the_checkpoint(tiny_dirs):
     transform equals transformers' own CLIP image processor on the same image."""
     from transformers import CLIPImageProcessor
 
-    backbone = build_backbone(f"hf-clip:{tiny_dirs['hf-clip']}", pretrained=True)
+    backbone = build_backbone(f"hf-clip:{tiny_dirs['hf-clip']}", "pretrained")
     assert backbone.preprocess == PreprocessConfig.from_hf(tiny_dirs["hf-clip"])
     assert (backbone.preprocess.resize_to, backbone.preprocess.crop_size) == (40, 32)
     rng = np.random.default_rng(0)
@@ -169,6 +170,41 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, tiny_dirs):
     with torch.no_grad():
         assert torch.equal(loaded(pixels), expected)
     assert loaded.preprocess == model.preprocess
+
+
+def test_a_saved_model_missing_a_weight_is_refused_not_left_uninitialised(tmp_path, tiny_dirs):
+    """Loading skips the backbone's initialisation (the file holds every weight), so a file
+    without one must be refused: that weight would otherwise be whatever memory held."""
+    from safetensors.torch import load_file, save_file
+
+    model = ImageToPromptModel(ModelConfig(f"hf-clip:{tiny_dirs['hf-clip']}")).eval()
+    folder = save_model(model, tmp_path / "model")
+    weights = load_file(str(folder / "model.safetensors"))
+    dropped = next(name for name in weights if name.startswith("backbone.") and "fc1" in name)
+    del weights[dropped]
+    save_file(weights, str(folder / "model.safetensors"))
+    with pytest.raises(InputError, match=r"model\.safetensors.*does not fit the model") as caught:
+        load_model(folder)
+    assert "fc1" in str(caught.value)
+
+
+def test_clip_activation_gives_transformers_numbers_and_gradients():
+    """CLIP backbones swap transformers' QuickGELU for one that works in place where no gradient
+    flows: the same numbers bit for bit, and where one flows, the same gradients."""
+    from transformers.activations import QuickGELUActivation
+
+    from img2prompt.models.backbones import QuickGELU
+
+    backbone = build_backbone("tiny-clip")
+    layers = backbone.model.encoder.layers
+    assert all(type(layer.mlp.activation_fn) is QuickGELU for layer in layers)
+    x = torch.randn(4, 7, 64) * 4
+    with torch.inference_mode():
+        assert torch.equal(QuickGELU()(x), QuickGELUActivation()(x))
+    ours, theirs = x.clone().requires_grad_(), x.clone().requires_grad_()
+    QuickGELU()(ours).pow(2).sum().backward()
+    QuickGELUActivation()(theirs).pow(2).sum().backward()
+    assert torch.equal(ours.grad, theirs.grad)
 
 
 def test_load_model_errors_name_the_folder(tmp_path):

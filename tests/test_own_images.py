@@ -121,6 +121,56 @@ def test_the_file_decoded_first_does_not_decide_how_an_icon_opens(tmp_path):
     assert done.stdout.split() == ["128", "128"]
 
 
+def test_decoding_keeps_the_warning_filters_other_threads_add(tmp_path, monkeypatch):
+    """Images decode in threads beside the model, whose int8 path adds warning filters. A
+    decode inside `warnings.catch_warnings` restored the filters it saw on entering, dropping
+    those, and torch's quantization warning reached predict's users."""
+    import warnings
+
+    from img2prompt.data import images
+
+    path = tmp_path / "a.png"
+    picture(size=(64, 48)).save(path)
+    real_open = Image.open
+    sentinel = r"added while an image was decoding"
+
+    def open_while_another_thread_adds_a_filter(*args, **kwargs):
+        warnings.filterwarnings("ignore", message=sentinel)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(images.Image, "open", open_while_another_thread_adds_a_filter)
+    try:
+        assert load_image(path).size == (64, 48)
+        assert any(f[1] is not None and f[1].pattern == sentinel for f in warnings.filters)
+    finally:
+        warnings.filters[:] = [
+            f for f in warnings.filters if not (f[1] and f[1].pattern == sentinel)
+        ]
+
+
+def test_the_pixel_limit_is_the_one_asked_for_and_silent(tmp_path):
+    """Files over `max_pixels` are refused with the sizes named, and nothing else is printed;
+    under it, Pillow's own decompression-bomb warning neither refuses nor shows."""
+    import warnings
+
+    from image_helpers import png_header_only
+    from img2prompt.data.images import MAX_PIXELS
+    from img2prompt.errors import InputError
+
+    header = tmp_path / "big.png"
+    header.write_bytes(png_header_only(10000, 10000))  # 100 Mpx: over Pillow's 89.5 Mpx
+    assert MAX_PIXELS < 10000 * 10000 < 2 * MAX_PIXELS
+    refused = pytest.raises(InputError, match=r"10000x10000, over the 89,478,485-pixel limit")
+    with warnings.catch_warnings(record=True) as shown, refused:
+        load_image(header)
+    assert not shown, [str(w.message) for w in shown]
+    small = tmp_path / "small.png"
+    picture(size=(300, 200)).save(small)
+    with pytest.raises(InputError, match=r"300x200, over the 50,000-pixel limit"):
+        load_image(small, max_pixels=50_000)
+    assert load_image(small, max_pixels=60_000).size == (300, 200)
+
+
 def test_pixel_budget_bounds_what_threads_hold_at_once():
     budget = PixelBudget(100)
     peak, lock = [0], threading.Lock()

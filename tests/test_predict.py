@@ -456,6 +456,6 @@ def test_auto_batch_size_keeps_about_4k_tokens_per_pass_on_cpu():
     assert (l14.tokens_per_image, b32.tokens_per_image) == (257, 50)
     assert auto_batch_size(l14, 1, cpu) == 16 and auto_batch_size(l14, 4, cpu) == 4
     assert auto_batch_size(b32, 1, cpu) == 64 and auto_batch_size(b32, 2, cpu) == 32
-    convnet = build_backbone("tiny-convnext", pretrained=False)
+    convnet = build_backbone("tiny-convnext", "random")
     assert convnet.tokens_per_image is None and auto_batch_size(convnet, 1, cpu) == 32
     assert auto_batch_size(l14, 2, gpu) == 32

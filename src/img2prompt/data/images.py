@@ -23,7 +23,10 @@ from PIL import Image, ImageOps
 
 from img2prompt.errors import ConfigError, InputError
 
-MAX_PIXELS = 16384 * 16384  # larger is treated as a decompression bomb, not decoded
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+"""Files with more pixels are refused as decompression bombs, not decoded: Pillow's own limit
+(89.5 Mpx, 256 MiB of RGB). A caller may raise it up to twice that, where Pillow refuses a file
+itself."""
 UPLOAD_MAX_PIXELS = 64_000_000
 """An upload's limit (a server's default `--max-megapixels`): lower than a file's, as anyone
 can send one."""
@@ -145,6 +148,7 @@ def image_header(
 ) -> tuple[str, int, int]:
     """(format, width, height) from the header alone, without decoding pixels; `NotAnImage`
     when no allowed format recognises the bytes."""
+    _prepare_pillow()
     try:
         with Image.open(io.BytesIO(data), formats=formats) as image:
             return str(image.format), image.width, image.height
@@ -191,7 +195,7 @@ def _failure_reason(error: BaseException, formats: Sequence[str] | None) -> tupl
     """(why a file could not be decoded, was it in no allowed format at all)."""
     if isinstance(error, Image.UnidentifiedImageError):
         return _not_an_image(formats), True
-    if isinstance(error, Image.DecompressionBombError | Image.DecompressionBombWarning):
+    if isinstance(error, Image.DecompressionBombError):
         return f"refused as a decompression bomb ({error})", False
     if isinstance(error, OSError | SyntaxError | ValueError):  # Pillow's "not decodable"
         return f"cannot decode image: {error}", False
@@ -200,6 +204,19 @@ def _failure_reason(error: BaseException, formats: Sequence[str] | None) -> tupl
     # A decoder's own bug (DDS: NotImplementedError; struct.error, IndexError...) is one bad
     # file, never the end of a job.
     return f"cannot decode image: {type(error).__name__}: {error}", False
+
+
+def _prepare_pillow() -> None:
+    """Before each open:
+    - every plugin registered, in Pillow's order (once; then a no-op): otherwise the first
+      file's suffix decides which plugin is asked first (after a .tga file, TGA, whose check
+      takes almost anything, opened an icon and failed to load it);
+    - Pillow's decompression-bomb warning ignored: `max_pixels` refuses those files itself.
+      Not inside `warnings.catch_warnings`, whose restore on leaving drops the filters another
+      thread added meanwhile (int8's, set while images decode beside the model); again at
+      each open, as a caller's own `catch_warnings` may have dropped it since."""
+    Image.init()
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def _open_rgb(
@@ -212,29 +229,23 @@ def _open_rgb(
 ) -> Image.Image:
     """Open, check the header's claims before any pixels are allocated, decode, make RGB."""
     available = _source_bytes(source)
-    # Every plugin registered, in Pillow's order, before the first open (once; then a no-op):
-    # otherwise the first file's suffix decides which plugin is asked first (after a .tga file,
-    # TGA, whose check takes almost anything, opened an icon and failed to load it).
-    Image.init()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        with Image.open(source, formats=formats) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise InputError(
-                    name, f"image is {width}x{height}, over the {max_pixels:,}-pixel limit"
-                )
-            _check_data_suffices(image, available, name)
-            holding = budget.hold(width * height) if budget else contextlib.nullcontext()
-            with holding:
-                reduce = fit is not None and width * height > REDUCE_ABOVE_PIXELS
-                if reduce and image.format == "JPEG":
-                    image.draft("RGB", _at_least(image.size, 2 * fit))  # type: ignore[arg-type]
-                image.load()
-                if reduce:
-                    image = _reduce(image, 2 * fit)  # type: ignore[operator]
-                image = ImageOps.exif_transpose(image)
-                return to_rgb(image)
+    _prepare_pillow()
+    with Image.open(source, formats=formats) as image:
+        width, height = image.size
+        if width * height > max_pixels:
+            limit = f"over the {max_pixels:,}-pixel limit"
+            raise InputError(name, f"image is {width}x{height}, {limit}")
+        _check_data_suffices(image, available, name)
+        holding = budget.hold(width * height) if budget else contextlib.nullcontext()
+        with holding:
+            reduce = fit is not None and width * height > REDUCE_ABOVE_PIXELS
+            if reduce and image.format == "JPEG":
+                image.draft("RGB", _at_least(image.size, 2 * fit))  # type: ignore[arg-type]
+            image.load()
+            if reduce:
+                image = _reduce(image, 2 * fit)  # type: ignore[operator]
+            image = ImageOps.exif_transpose(image)
+            return to_rgb(image)
 
 
 _DENSEST_RUN_LENGTH = 1024

