@@ -10,6 +10,11 @@ requests at a fixed concurrency, never an open-ended flood.
 Baseline, measured in the same run against the same server: the requests one at a time
 (concurrency 1), which is what the server does without concurrent clients to batch. The main run
 must finish with zero errors.
+
+`--corpus DIR` (issue 35): instead, every file under DIR uploaded once at `--concurrency` (a
+decoder test corpus: truncated, fuzzed and odd files among real ones). Each answer must be 200
+or a 4xx naming the problem (never a 5xx, never a dropped connection), and the server's peak
+resident memory (its VmHWM) must stay under 2 GB.
 """
 
 from __future__ import annotations
@@ -120,6 +125,66 @@ async def load(url: str, images, requests: int, concurrency: int) -> dict:
     return {"latencies": latencies, "errors": errors, "seconds": seconds, "requests": requests}
 
 
+CORPUS_PEAK_GOAL_GB = 2.0
+
+
+def corpus_files(folder: Path) -> list[tuple[str, bytes]]:
+    return [(p.name, p.read_bytes()) for p in sorted(folder.rglob("*")) if p.is_file()]
+
+
+async def upload_all(url: str, files, concurrency: int) -> dict[str, list[str]]:
+    """Each file uploaded once; names by answer: `ok`, `refused` (4xx), `failed` (the rest)."""
+    import httpx
+
+    answers: dict[str, list[str]] = {"ok": [], "refused": [], "failed": []}
+    todo = iter(files)
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        for name, data in todo:
+            try:
+                response = await client.post(
+                    "/api/describe", files={"image": (name, data, "application/octet-stream")}
+                )
+                status = response.status_code
+                kind = "ok" if status == 200 else "refused" if 400 <= status < 500 else "failed"
+                answers[kind].append(name if kind == "ok" else f"{name}: HTTP {status}")
+            except httpx.HTTPError as e:
+                answers["failed"].append(f"{name}: {type(e).__name__}: {e}")
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+    return answers
+
+
+def peak_rss_gb(pid: int) -> float:
+    """A live process's peak resident memory (Linux's VmHWM), in GB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024 / 1e9
+    raise RuntimeError("no VmHWM in /proc: Linux only")
+
+
+def corpus_run(url: str, server: subprocess.Popen, folder: Path, concurrency: int) -> bool:
+    files = corpus_files(folder)
+    start = time.perf_counter()
+    answers = asyncio.run(upload_all(url, files, concurrency))
+    seconds = time.perf_counter() - start
+    alive = server.poll() is None
+    peak = peak_rss_gb(server.pid) if alive else float("nan")
+    ok = alive and not answers["failed"] and peak <= CORPUS_PEAK_GOAL_GB
+    print(
+        f"  corpus {folder}: {len(files)} files in {seconds:.0f} s at concurrency {concurrency}:"
+        f" {len(answers['ok'])} described, {len(answers['refused'])} refused (4xx), "
+        f"{len(answers['failed'])} failed; server {'alive' if alive else 'DIED'}; PEAK server "
+        f"RSS {peak:.2f} GB (goal <= {CORPUS_PEAK_GOAL_GB} GB): {verdict(ok)}",
+        flush=True,
+    )
+    for failure in answers["failed"][:10]:
+        print(f"    failed: {failure}", flush=True)
+    return ok
+
+
 def report(name: str, r: dict) -> float:
     lat = sorted(r["latencies"])
     rate = len(lat) / r["seconds"]
@@ -147,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", default="fast", choices=["fast", "best"])
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--startup-timeout", type=float, default=300, help="a first run builds the bank")
+    p.add_argument("--corpus", type=Path, help="upload every file under this folder once instead")
     args = p.parse_args(argv)
     if not (1 <= args.concurrency <= 64 and 1 <= args.requests <= 10_000):
         p.error("keep it bounded: --concurrency 1..64, --requests 1..10000")
@@ -166,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{os.cpu_count()} CPUs",
             flush=True,
         )
+        if args.corpus:
+            return 0 if corpus_run(url, server, args.corpus, args.concurrency) else 1
         asyncio.run(load(url, images, 8, 4))  # warm-up: first calls pick precision, fill caches
         baseline = asyncio.run(load(url, images, args.baseline_requests, 1))
         base_rate = report("baseline, concurrency 1", baseline)

@@ -111,6 +111,20 @@ def test_auto_picks_int8_where_bf16_is_not_native_and_it_passes(tmp_path, no_nat
     assert quantized_linears(predictor.engine.network)[0] > 0
 
 
+def test_auto_runs_a_convolutional_model_in_fp32_without_a_check(no_native_bf16, monkeypatch):
+    """int8 quantizes linear layers: a convolutional model has only a head's, so auto does not
+    pay for the check (the default model's `describe one.png`)."""
+    import img2prompt
+
+    module = img2prompt.load_model("default", device="cpu").module
+    monkeypatch.setattr(engine, "int8_linears", lambda network: pytest.fail("int8 was tried"))
+    options = PredictOptions(device="cpu", compile=False)
+    predictor = Predictor(module, options)
+    predictor.embed_pixels(torch.zeros(1, 3, 224, 224))
+    assert predictor.engine.precision == "fp32"
+    assert predictor.engine.precision_note.endswith("int8 not tried: convolutional")
+
+
 def test_auto_refuses_int8_that_fails_the_check(tmp_path, no_native_bf16, monkeypatch):
     monkeypatch.setattr(engine, "INT8_MIN_COSINE", 1.5)  # no cosine passes
     model = tiny_clip_model(tmp_path)

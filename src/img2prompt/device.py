@@ -21,7 +21,8 @@ Device = str
 Precision = Literal["auto", "fp32", "bf16", "fp16", "int8"]
 """The one precision vocabulary. `auto` is each command's own safe choice (generate: fp16 on
 CUDA, fp32 on CPU; predict and decoding: bf16 where the hardware computes it natively and it
-holds accuracy, else on a CPU int8 where it holds accuracy). Prediction and decoding refuse
+holds accuracy, else on a CPU int8 where it holds accuracy and the model is no convolutional
+network). Prediction and decoding refuse
 `fp16` (bf16 keeps float32's range); `int8` (linear layers with int8 weights, activations
 quantized per call: the fast path of CPUs without native bf16) is theirs alone
 (`refuse_precision`)."""

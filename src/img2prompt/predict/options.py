@@ -24,9 +24,10 @@ class PredictOptions:
     nets; 64 rows on a GPU)."""
     precision: Precision = "auto"
     """auto: bf16 where the device computes it natively and it keeps cosine >= 0.9995 to fp32
-    on the job's first images; on a CPU without native bf16, int8 where it keeps cosine >= 0.999;
-    else fp32. int8: linear layers with int8 weights (convolutions stay fp32), CPU only. fp16 is
-    refused here (bf16 keeps fp32's range)."""
+    on the job's first images; on a CPU without native bf16, int8 where it keeps cosine >= 0.999
+    (transformers: a convolutional model's few linear layers gain nothing); else fp32. int8:
+    linear layers with int8 weights (convolutions stay fp32), CPU only. fp16 is refused here
+    (bf16 keeps fp32's range)."""
     tta: TTAName = "none"
     """Test-time views, averaged after normalising each: mirror, 15% zoom."""
     workers: int = -1

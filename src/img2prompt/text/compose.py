@@ -166,7 +166,8 @@ class Composer:
         self.norms = fill_norms(bank.norms, bank.tokens)
         self.pull = self.tokens * self.norms**PULL_POWER
         self.words = np.fromiter((len(t.split()) for t in bank.texts), np.int32, len(bank))
-        self.tier = np.fromiter((tier(c) for c in bank.categories), np.int8, len(bank))
+        tiers = {category: tier(category) for category in set(bank.categories)}  # a few dozen
+        self.tier = np.fromiter(map(tiers.__getitem__, bank.categories), np.int8, len(bank))
         # Content words of the entries met so far (a search meets a few thousand of ~80k, and
         # computing all of them would add ~0.6 s to every start).
         self._stems: dict[int, frozenset[str] | None] = {}
