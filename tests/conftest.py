@@ -83,3 +83,13 @@ def tiny_clip_model_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = ImageToPromptModel(ModelConfig(backbone="tiny-clip:32"), pretrained=False)
     return save_model(model, tmp_path_factory.mktemp("tiny-clip-model") / "model")
+
+
+@pytest.fixture
+def fresh_answer():
+    """`native_bf16` asked afresh: its answer is cached per device."""
+    from img2prompt.device import native_bf16
+
+    native_bf16.cache_clear()
+    yield
+    native_bf16.cache_clear()

@@ -36,6 +36,18 @@ def test_a_bad_setting_exits_2_with_one_line(tmp_path):
     assert "--out must end in .parquet" in _one_error_line(result.output)
 
 
+def test_out_of_range_predict_options_are_settings(tmp_path):
+    image = tmp_path / "a.png"
+    image.write_bytes(b"")
+    for flags, said in (
+        (["--workers", "-5"], "--workers must be >= 0 (or -1: one per CPU core), got -5"),
+        (["--max-pixels", "0"], "--max-pixels must be >= 1, got 0"),
+    ):
+        result = runner.invoke(app, ["predict", "default", str(image), *flags])
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value: {said}" in result.output  # a usage error, before any loading
+
+
 def test_bad_recipe_keys_and_option_values_are_settings(tmp_path):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("backbone: tiny-clip\nepoch: 3\n")

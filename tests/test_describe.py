@@ -116,6 +116,10 @@ def test_cli_json_and_parquet(describer, images, tmp_path, monkeypatch):
     table_run = _cli(good[:1], describer, monkeypatch)
     assert table_run.exit_code == 0 and "good0.png" in table_run.stdout
     assert "match" in table_run.stdout and "score" not in table_run.stdout
+    # Quiet and written to a file: the file is the output, stdout stays empty.
+    quiet_run = _cli([*good, "--out", str(tmp_path / "quiet.parquet")], describer, monkeypatch)
+    assert quiet_run.exit_code == 0 and quiet_run.stdout == ""
+    assert len(pq.read_table(tmp_path / "quiet.parquet")) == 2
 
 
 def test_cli_exit_codes(describer, images, monkeypatch):

@@ -21,13 +21,6 @@ INT8_COSINE = engine.INT8_MIN_COSINE  # the stated bound: auto's own threshold
 
 
 @pytest.fixture
-def fresh_answer():
-    native_bf16.cache_clear()  # the answer is cached per device
-    yield
-    native_bf16.cache_clear()
-
-
-@pytest.fixture
 def no_native_bf16(monkeypatch, fresh_answer):
     monkeypatch.setenv("IMG2PROMPT_NATIVE_BF16", "0")
 

@@ -23,8 +23,8 @@ def test_resolve_device_auto_cpu_and_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device() == torch.device("cpu") == resolve_device("auto")
     assert resolve_device("cpu") == torch.device("cpu")
-    with pytest.raises(ConfigError, match="CUDA is not available"):
-        resolve_device("cuda")
+    with pytest.raises(ConfigError, match=r"^--device cuda: CUDA is not available"):
+        resolve_device("cuda")  # named as the user wrote it, not as cuda:0
     with pytest.raises(ConfigError, match="nonsense"):
         resolve_device("nonsense")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -171,6 +171,30 @@ def test_the_pixel_limit_is_the_one_asked_for_and_silent(tmp_path):
     assert load_image(small, max_pixels=60_000).size == (300, 200)
 
 
+def test_the_command_names_a_broken_file_without_pillows_warnings(tmp_path):
+    """A TIFF whose description tag points past its end: Pillow warns "Tag data larger than
+    file" as it opens it. The command line shows its own line naming the file instead."""
+    import io
+
+    from PIL import TiffImagePlugin
+
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[270] = "x" * 400  # ImageDescription, stored after the pixels
+    data = io.BytesIO()
+    Image.new("RGB", (16, 16), "red").save(data, "TIFF", tiffinfo=tags)
+    cut = data.getvalue().find(b"x" * 400) + 10
+    (tmp_path / "broken.tif").write_bytes(data.getvalue()[:cut])
+    picture(size=(64, 48)).save(tmp_path / "fine.png")
+    out = tmp_path / "p.parquet"
+    command = [sys.executable, "-m", "img2prompt", "predict", "default", str(tmp_path)]
+    done = subprocess.run(
+        [*command, "--out", str(out), "--skip-bad"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "broken.tif" in done.stderr and "Warning" not in done.stderr, done.stderr
+    assert len(pq.read_table(out)) == 1
+
+
 def test_pixel_budget_bounds_what_threads_hold_at_once():
     budget = PixelBudget(100)
     peak, lock = [0], threading.Lock()

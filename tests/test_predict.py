@@ -430,12 +430,16 @@ def test_a_failed_compile_falls_back_to_eager_unless_asked_for(
         forced.predict_files(photos, False)
 
 
-def test_auto_batch_size_keeps_about_4k_tokens_per_pass_on_cpu():
-    """ViT-L/14 at 224 (257 tokens) runs 16 images per pass, ViT-B/32 (50 tokens) the cap of 64;
-    each TTA view is a row, so views divide the images; conv nets and GPUs get fixed sizes."""
+def test_auto_batch_size_keeps_about_4k_bf16_or_2k_fp32_tokens_per_pass_on_cpu(
+    monkeypatch, fresh_answer
+):
+    """In bf16, ViT-L/14 at 224 (257 tokens) runs 16 images per pass, ViT-B/32 (50 tokens) the
+    cap of 64; in 4-byte activations (fp32, int8) half the tokens; each TTA view is a row, so
+    views divide the images; conv nets and GPUs get fixed sizes."""
     from transformers import CLIPVisionConfig, CLIPVisionModel
 
     from img2prompt.data.transforms import CLIP_MEAN, CLIP_STD, PreprocessConfig
+    from img2prompt.device import native_bf16
     from img2prompt.models.backbones import HFCLIPBackbone, build_backbone
     from img2prompt.predict.engine import auto_batch_size
 
@@ -454,8 +458,16 @@ def test_auto_batch_size_keeps_about_4k_tokens_per_pass_on_cpu():
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
     l14, b32 = clip(14), clip(32)
     assert (l14.tokens_per_image, b32.tokens_per_image) == (257, 50)
-    assert auto_batch_size(l14, 1, cpu) == 16 and auto_batch_size(l14, 4, cpu) == 4
-    assert auto_batch_size(b32, 1, cpu) == 64 and auto_batch_size(b32, 2, cpu) == 32
+    assert auto_batch_size(l14, 1, cpu, "bf16") == 16 and auto_batch_size(l14, 4, cpu, "bf16") == 4
+    assert auto_batch_size(b32, 1, cpu, "bf16") == 64 and auto_batch_size(b32, 2, cpu, "bf16") == 32
+    for precision in ("fp32", "int8"):
+        assert auto_batch_size(l14, 1, cpu, precision) == 8
+        assert auto_batch_size(b32, 1, cpu, precision) == 41
+    monkeypatch.setenv("IMG2PROMPT_NATIVE_BF16", "1")  # auto: as bf16 will run, or not
+    assert auto_batch_size(b32, 1, cpu) == 64
+    monkeypatch.setenv("IMG2PROMPT_NATIVE_BF16", "0")
+    native_bf16.cache_clear()
+    assert auto_batch_size(b32, 1, cpu) == 41
     convnet = build_backbone("tiny-convnext", "random")
     assert convnet.tokens_per_image is None and auto_batch_size(convnet, 1, cpu) == 32
     assert auto_batch_size(l14, 2, gpu) == 32

@@ -88,7 +88,8 @@ def resolve_device(spec: str = "auto") -> torch.device:
     there is none is a ConfigError naming the option, not a failure deep inside torch."""
     import torch
 
-    spec = str(spec).strip() or "auto"
+    asked = str(spec).strip() or "auto"
+    spec = asked
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "cpu"
     if spec == "cuda":
@@ -96,9 +97,9 @@ def resolve_device(spec: str = "auto") -> torch.device:
     try:
         device = torch.device(spec)
     except RuntimeError as e:
-        raise ConfigError(f"--device {spec!r}: {e}") from None
+        raise ConfigError(f"--device {asked!r}: {e}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {spec}: CUDA is not available here")
+        raise ConfigError(f"--device {asked}: CUDA is not available here")  # as the user wrote it
     return device
 
 

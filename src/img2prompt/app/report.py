@@ -443,11 +443,12 @@ def print_describe_run(
     out: Path | None,
     quiet: bool,
 ) -> None:
-    """`describe`'s output: the JSON body (`--json`) or the table on stdout; the summary (unless
-    quiet) and the failures on stderr."""
+    """`describe`'s output: the JSON body (`--json`) or the table on stdout (not where `quiet`
+    and written to `out`: the file is the output); the summary (unless quiet) and the failures
+    on stderr."""
     if json_body is not None:
         typer.echo(json.dumps(json_body))
-    elif result.descriptions:
+    elif result.descriptions and not (quiet and out is not None):
         print_descriptions(result.descriptions)
     if not quiet:
         print_describe_summary(result, how, out)

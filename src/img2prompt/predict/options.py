@@ -53,6 +53,12 @@ class PredictOptions:
         refuse_precision("fp16", precision=self.precision)
         if self.batch_size < 0:
             raise ConfigError("--batch-size must be >= 1 (or 0: chosen for the model)")
+        if self.workers < -1:
+            raise ConfigError(
+                f"--workers must be >= 0 (or -1: one per CPU core), got {self.workers}"
+            )
+        if self.max_pixels < 1:
+            raise ConfigError(f"--max-pixels must be >= 1, got {self.max_pixels}")
         check_choices(self)
         self.compile = {"auto": None, "on": True, "off": False}.get(self.compile, self.compile)  # type: ignore[call-overload]
         if self.compile not in (None, True, False):

@@ -101,7 +101,7 @@ class Predictor:
         self.tta = TTA(model.preprocess, self.options.tta)
         network = model.network
         self.batch_size = self.options.batch_size or auto_batch_size(
-            network.backbone, self.tta.count, self.device
+            network.backbone, self.tta.count, self.device, self.options.precision
         )
         self.engine = Engine(
             network,
