@@ -56,7 +56,7 @@ def embed(model, precision: str, pixels: torch.Tensor) -> tuple[torch.Tensor, Pr
 
 def quantized_linears(network: torch.nn.Module) -> tuple[int, int]:
     """(dynamic int8 linear layers, float nn.Linear layers left) in `network`."""
-    from torch.ao.nn.quantized.dynamic import Linear as Int8Linear
+    from img2prompt.int8 import Int8Linear
 
     modules = list(network.modules())
     int8 = sum(isinstance(m, Int8Linear) for m in modules)
@@ -76,6 +76,23 @@ def test_int8_stays_within_its_cosine_of_fp32_on_a_tiny_clip(tmp_path):
     assert convs and all(c.weight.dtype == torch.float32 for c in convs)  # ...convolutions not
     worst = cosines(exact, fast).min().item()
     assert INT8_COSINE <= worst < 0.99999  # close, and not the float32 network itself
+
+
+def test_an_int8_copy_leaves_the_float32_network_as_it_was(tmp_path):
+    """auto keeps the float32 network for its check (and runs it where int8 is refused): the
+    copy must share nothing the int8 layers replace, and change nothing."""
+    from img2prompt.int8 import int8_linears
+
+    network = tiny_clip_model(tmp_path).network
+    pixels = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        before = network(pixels)
+        copy = int8_linears(network)
+        assert torch.equal(network(pixels), before)
+        assert quantized_linears(network)[0] == 0 and quantized_linears(copy)[1] == 0
+        norm = next(m for m in copy.modules() if isinstance(m, torch.nn.LayerNorm))
+        assert all(norm.weight is not p for p in network.parameters())  # copied, not shared
+        assert cosines(copy(pixels), before).min() >= INT8_COSINE
 
 
 def test_int8_stays_within_its_cosine_of_fp32_on_the_default_model():

@@ -55,18 +55,6 @@ def check_int8_device(device: torch.device, option: str = "--precision") -> None
         )
 
 
-def int8_linears(module: torch.nn.Module) -> torch.nn.Module:
-    """A copy of `module` whose nn.Linear layers compute with int8 weights and activations
-    quantized per call (torch's dynamic quantization); other layers (convolutions) stay
-    float32."""
-    import torch
-
-    quiet_quantization_warnings()
-    return torch.ao.quantization.quantize_dynamic(
-        module, {torch.nn.Linear}, dtype=torch.qint8, inplace=False
-    )
-
-
 def quiet_quantization_warnings() -> None:
     """torch marks its quantized tensors and torch.ao.quantization as deprecated, which int8
     uses on purpose: their warnings are ignored for good. Not with `warnings.catch_warnings`:

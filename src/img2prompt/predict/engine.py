@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from img2prompt.data.transforms import PreprocessConfig, normalise_pixels
-from img2prompt.device import check_int8_device, int8_linears, native_bf16
+from img2prompt.device import check_int8_device, native_bf16
 from img2prompt.errors import ConfigError
+from img2prompt.int8 import int8_linears
 from img2prompt.metrics import cosines
 from img2prompt.models.backbones import Backbone
 from img2prompt.predict.options import PredictOptions

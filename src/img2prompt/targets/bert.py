@@ -8,9 +8,8 @@ sentence vectors against sentence-transformers'. Only the configuration MiniLM u
 (`supports`); anything else goes through transformers.
 
 `forward(..., int8=True)` runs the linear layers with int8 weights (per output channel) and
-activations quantized per call (`torch.ops.quantized.linear_dynamic`, what
-`quantize_dynamic` makes of an nn.Linear): the fast path of CPUs without native bfloat16, for
-ranking candidates only. The float32 path is untouched by it.
+activations quantized per call (`img2prompt.int8`): the fast path of CPUs without native
+bfloat16, for ranking candidates only. The float32 path is untouched by it.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from img2prompt.device import quiet_quantization_warnings
+from img2prompt.int8 import int8_linear, pack_int8
 
 
 def supports(folder: Path) -> bool:
@@ -91,24 +90,18 @@ class Bert(torch.nn.Module):
         """The linear layer `name` with int8 weights and dynamically quantized activations."""
         if self._packed is None:
             self._packed = self._pack_int8()
-        # reduce_range: 7-bit activations, as quantize_dynamic's modules run them, so that
-        # AVX2's 16-bit multiply-add cannot saturate.
-        return torch.ops.quantized.linear_dynamic(x, self._packed[name], True)
+        return int8_linear(x, self._packed[name])
 
     def _pack_int8(self) -> dict[str, object]:
-        """Every encoder linear layer's weight as int8, one scale per output channel."""
+        """Every encoder linear layer's weight as int8, one scale per output channel
+        (`img2prompt.int8.pack_int8`)."""
         packed = {}
-        quiet_quantization_warnings()
         for key, weight in self.weights.items():
             name = key.replace("/", ".").removesuffix(".weight")
             if not name.startswith("encoder.") or weight.ndim != 2:
                 continue
-            weight = weight.detach().float().cpu()
-            scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-8).double()
-            zeros = torch.zeros(len(scales), dtype=torch.long)
-            quantized = torch.quantize_per_channel(weight, scales, zeros, 0, torch.qint8)
-            bias = self.weights[f"{key.removesuffix('weight')}bias"].detach().float().cpu()
-            packed[name] = torch.ops.quantized.linear_prepack(quantized, bias)
+            bias = self.weights[f"{key.removesuffix('weight')}bias"]
+            packed[name] = pack_int8(weight, bias, per_channel=True)
         return packed
 
     def _forward(
