@@ -117,13 +117,12 @@ EMULATION_VARIABLES = (*CPU_LIMIT_VARIABLES, "IMG2PROMPT_NATIVE_BF16")
 
 
 def kernels_line() -> str:
-    """torch's dispatch level (AVX2, AVX512...) and its int8 engine."""
+    """torch's dispatch level (AVX2, AVX512...) and the engine int8 layers run on."""
     import torch
 
-    return (
-        f"torch kernels {torch.backends.cpu.get_cpu_capability()},"
-        f" int8 engine {torch.backends.quantized.engine}"
-    )
+    from img2prompt.device import int8_engine
+
+    return f"torch kernels {torch.backends.cpu.get_cpu_capability()}, int8 engine {int8_engine()}"
 
 
 def load_average() -> str:

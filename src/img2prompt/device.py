@@ -123,8 +123,17 @@ def cpu_kernels() -> str:
     import torch
 
     limits = [f"{k}={os.environ[k]}" for k in CPU_LIMIT_VARIABLES if k in os.environ]
-    kernels = [torch.backends.cpu.get_cpu_capability(), torch.backends.quantized.engine]
+    kernels = [torch.backends.cpu.get_cpu_capability(), int8_engine()]
     return " ".join([*cpu_flags(), *kernels, *limits])
+
+
+def int8_engine() -> str:
+    """The engine whose kernels int8 layers run on (`img2prompt.int8`): oneDNN's where torch
+    has them (faster than torch's default here, docs/predict.md), else torch's choice."""
+    import torch
+
+    engines = torch.backends.quantized.supported_engines
+    return "onednn" if "onednn" in engines else torch.backends.quantized.engine
 
 
 @functools.lru_cache(maxsize=8)
