@@ -85,7 +85,7 @@ def test_every_readme_option_spelling_is_accepted():
         *("--nodes", "--ntasks-per-node", "--gpus-per-node", "--cpus-per-task"),
         # the benchmarks' (bench_decode, bench_embed, bench_predict, run_all)
         *("--repeats", "--no-big-bank", "--real-pairs", "--half", "--cache", "--quick"),
-        *("--sweep", "--int8-vs-fp32", "--models", "--corpus"),
+        *("--sweep", "--int8-vs-fp32", "--models", "--corpus", "--naive-images"),
         # pip's, in the GPU machine's one command
         *("--no-index", "--no-deps", "--no-cache-dir", "--upgrade", "--target"),
     }

@@ -105,7 +105,10 @@ def test_importing_the_package_and_the_bottom_layers_stays_light():
 
 
 LAYERS = (
-    ("errors", "io", "device", "metrics", "progress", "ranks", "registry", "fields", "results"),
+    (
+        *("errors", "io", "device", "int8", "metrics", "progress"),
+        *("ranks", "registry", "fields", "results"),
+    ),
     ("targets", "metadata"),
     ("data", "models"),
     ("text",),
