@@ -55,20 +55,6 @@ def check_int8_device(device: torch.device, option: str = "--precision") -> None
         )
 
 
-def quiet_quantization_warnings() -> None:
-    """torch marks its quantized tensors and torch.ao.quantization as deprecated, which int8
-    uses on purpose: their warnings are ignored for good. Not with `warnings.catch_warnings`:
-    its save and restore of the process-wide filters races with the image-decoding threads'
-    own (the warning then reached predict's users)."""
-    import warnings
-
-    for category in (UserWarning, DeprecationWarning, FutureWarning):
-        warnings.filterwarnings("ignore", category=category, module=r"torch\.ao\.")
-    # Attributed to the caller (this module), not to torch: matched by their words.
-    warnings.filterwarnings("ignore", message=r"torch\.quantize_per_(tensor|channel)")
-    warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
-
-
 def resolve_device(spec: str = "auto") -> torch.device:
     """`auto`: a GPU when CUDA is there, else the CPU. `auto` and a bare `cuda` mean this
     process's GPU, `cuda:$LOCAL_RANK` (0 outside torchrun), so each rank of a multi-GPU run gets

@@ -13,19 +13,28 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 from collections.abc import Iterator
 
 import torch
 from torch import nn
 
-from img2prompt.device import int8_engine, quiet_quantization_warnings
+from img2prompt.device import int8_engine
+
+
+def _quiet_quantization_warnings() -> None:
+    """torch marks its quantized tensors as deprecated, which int8 uses on purpose: the
+    warning is ignored for good. Not with `warnings.catch_warnings`, whose save and restore of
+    the process-wide filters races with other threads (the image decoders': the warning then
+    reached predict's users). Attributed to this module, not to torch: matched by its words."""
+    warnings.filterwarnings("ignore", message=r"torch\.quantize_per_(tensor|channel)")
 
 
 def pack_int8(weight: torch.Tensor, bias: torch.Tensor | None, per_channel: bool) -> object:
     """A linear layer's weight as int8, packed for torch's dynamic int8 kernels with its
     float32 bias: one scale per output channel, or one for the whole weight (4x faster to pack:
     torch's per-channel quantize and pack took 0.6 s for a ViT-B/32's 73 layers on 2 cores)."""
-    quiet_quantization_warnings()
+    _quiet_quantization_warnings()
     weight = weight.detach().float().cpu()
     if per_channel:
         scales = (weight.abs().amax(dim=1) / 127).clamp(min=1e-8).double()
