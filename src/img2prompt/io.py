@@ -3,6 +3,8 @@
 `atomic_path` writes one file, `atomic_dir` one folder: a crash (even SIGKILL or power loss)
 leaves the old file or folder or the new one at the path, never half of one, never neither.
 Every module that publishes a file or folder goes through these two; none renames by hand.
+`keep_copy` keeps a file made from another (a cache: it can always be made again), and
+`cache_folder` says where such files live unless a bank folder keeps them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,28 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         fsync_dir(path.parent)  # the rename itself must reach the disk, not just the bytes
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def cache_folder(name: str) -> Path:
+    """Where img2prompt keeps what it can make again (`name`: embeddings, banks, weights...):
+    $IMG2PROMPT_CACHE/name, else $XDG_CACHE_HOME (or ~/.cache)/img2prompt/name."""
+    if root := os.environ.get("IMG2PROMPT_CACHE"):
+        return Path(root) / name
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "img2prompt" / name
+
+
+def keep_copy(copy: Path, write: Callable[[Path], object], earlier: str) -> None:
+    """Keep a file made from another for later runs: `write` writes it to the path it is given,
+    then it replaces `copy`, and the copies of earlier versions (`earlier`, a glob pattern in
+    the same folder) are deleted. A copy is only a saving: where the folder cannot be written
+    (read-only, full), nothing is kept."""
+    with contextlib.suppress(OSError):
+        with atomic_path(copy) as tmp:
+            write(tmp)
+        for stale in copy.parent.glob(earlier):
+            if stale != copy:
+                stale.unlink(missing_ok=True)
 
 
 def remove_stale_temporaries(path: str | Path) -> int:

@@ -79,8 +79,7 @@ class Interrogator:
             start += len(phrases)
 
     def _cached(self, clip_folder: Path, phrases: list[str], cache_dir: Path | None) -> np.ndarray:
-        from img2prompt.io import atomic_path
-        from img2prompt.targets.encoder import default_cache_dir
+        from img2prompt.io import atomic_path, cache_folder
 
         digest = hashlib.blake2b(digest_size=16)
         for path in sorted(clip_folder.glob("*.safetensors")):
@@ -88,7 +87,7 @@ class Interrogator:
             digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
         for phrase in phrases:
             digest.update(phrase.encode("utf-8") + b"\0")
-        folder = cache_dir or default_cache_dir().parent / "interrogation"
+        folder = cache_dir or cache_folder("interrogation")
         path = folder / f"{digest.hexdigest()}.npy"
         if path.is_file():
             return np.load(path)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -30,7 +29,7 @@ import numpy as np
 
 from img2prompt.device import check_int8_device, precision_context, resolve_device
 from img2prompt.errors import ConfigError
-from img2prompt.io import atomic_path
+from img2prompt.io import atomic_path, cache_folder
 
 if TYPE_CHECKING:
     import torch
@@ -48,11 +47,9 @@ _PACKAGED_ALIASES = {
 
 
 def default_cache_dir() -> Path:
-    """$IMG2PROMPT_CACHE/embeddings, else $XDG_CACHE_HOME (or ~/.cache)/img2prompt/embeddings."""
-    if root := os.environ.get("IMG2PROMPT_CACHE"):
-        return Path(root) / "embeddings"
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "img2prompt" / "embeddings"
+    """The embedding cache: $IMG2PROMPT_CACHE/embeddings, else $XDG_CACHE_HOME (or
+    ~/.cache)/img2prompt/embeddings (`io.cache_folder`)."""
+    return cache_folder("embeddings")
 
 
 def load_encoder(spec: str = DEFAULT_ENCODER, device: str = "auto") -> TargetEncoder:

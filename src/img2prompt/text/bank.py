@@ -31,7 +31,8 @@ from importlib import resources
 from pathlib import Path
 
 from img2prompt.device import native_bf16
-from img2prompt.targets.encoder import TargetEncoder, default_cache_dir
+from img2prompt.io import cache_folder
+from img2prompt.targets.encoder import TargetEncoder
 from img2prompt.text.bank_build import add_to_bank, build_bank
 from img2prompt.text.bank_index import (
     BANK_FORMAT,
@@ -127,7 +128,7 @@ def default_bank(
         digest.update(f"|templates={TEMPLATES_FORMAT}".encode())
         for path in sorted(template_folder.glob("*.txt")):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    root = Path(cache_dir) if cache_dir else default_cache_dir().parent / "banks"
+    root = Path(cache_dir) if cache_dir else cache_folder("banks")
     path = root / f"default-{digest.hexdigest()}"
     if not (path / MANIFEST_FILE).is_file():
         build_bank(

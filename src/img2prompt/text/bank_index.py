@@ -7,12 +7,13 @@ Searches and scores read float32 rows. A large bank keeps them beside its vector
 second or two, once) and memory-mapped by every later one, so a start neither reads nor widens
 the float16 file: widening 154k rows into 236 MB of fresh memory took 0.15-0.7 s of every
 `describe` on the 2-core VM, mapping the copy takes a millisecond. The key (the float16 file's
-inode, size and modification time) ties the copy to the very file it was made from. A folder
-that cannot be written is read as it is: its rows are widened at each load."""
+inode, size and modification time) ties the copy to the very file it was made from. Likewise
+`prompt-words-<key>.txt` keeps the words of its prompt phrases (`PromptBank.prompt_words`),
+keyed by the entries file: finding them again took ~0.1 s of every `describe`. A folder that
+cannot be written is read as it is: what it would keep is remade at each load."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -25,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from img2prompt.errors import InputError
-from img2prompt.io import atomic_path, readable_dir
+from img2prompt.io import keep_copy, readable_dir
 from img2prompt.targets.encoder import TargetEncoder
 
 BANK_FORMAT = 2  # 2: entries have a `norm`
@@ -33,9 +34,10 @@ ENTRIES_FILE = "entries.parquet"
 EMBEDDINGS_FILE = "embeddings.npy"
 MANIFEST_FILE = "manifest.json"
 FLOAT32_PREFIX = "embeddings-float32-"
+WORDS_PREFIX = "prompt-words-"
 FLOAT32_MIN_BYTES = 16 * 2**20
-"""Banks whose float16 vectors take this much or more keep a float32 copy (module docstring);
-below it widening them costs next to nothing."""
+"""Banks whose float16 vectors take this much or more keep a float32 copy and their prompt
+words (module docstring); below it remaking them costs next to nothing."""
 
 
 FILLER_CATEGORIES = frozenset({"dictionary", "vocabulary"})
@@ -58,6 +60,8 @@ class PromptBank:
     manifest: dict[str, Any]
     float32_copy: Path | None = None
     """Where the float32 copy of `embeddings` is (or would be) kept; None: not kept."""
+    words_copy: Path | None = None
+    """Where `prompt_words` is (or would be) kept; None: not kept."""
     _vectors: np.ndarray | None = field(default=None, repr=False)
     _prompt_words: frozenset[str] | None = field(default=None, repr=False)
 
@@ -66,13 +70,23 @@ class PromptBank:
 
     def prompt_words(self) -> frozenset[str]:
         """Lower-case words of the entries that are prompt phrases, not language filler
-        (`FILLER_CATEGORIES`): the vocabulary of prompts. Computed once."""
+        (`FILLER_CATEGORIES`): the vocabulary of prompts. Found once, read from `words_copy`
+        where the folder keeps it (and written there for the next load)."""
+        if self._prompt_words is None:
+            self._prompt_words = _kept_words(self.words_copy)
         if self._prompt_words is None:
             words: set[str] = set()
             for text, category in zip(self.texts, self.categories, strict=True):
                 if category not in FILLER_CATEGORIES:
                     words.update(PROMPT_WORD.findall(text.lower()))
             self._prompt_words = frozenset(words)
+            if self.words_copy is not None:
+                listed = "".join(f"{word}\n" for word in sorted(words))
+                keep_copy(
+                    self.words_copy,
+                    lambda tmp: tmp.write_text(listed, encoding="utf-8"),
+                    f"{WORDS_PREFIX}*.txt",
+                )
         return self._prompt_words
 
     @property
@@ -89,8 +103,12 @@ class PromptBank:
         if self._vectors is None:
             self._vectors = self.embeddings.astype(np.float32)
             if self.float32_copy is not None:
-                _write_copy(self.float32_copy, self._vectors)
+                keep_copy(self.float32_copy, self._save_vectors, f"{FLOAT32_PREFIX}*.npy")
         return self._vectors
+
+    def _save_vectors(self, path: Path) -> None:
+        with open(path, "wb") as f:  # a file object: `np.save` would add ".npy" to a name
+            np.save(f, self._vectors)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Cosines and entry ids of the `k` nearest entries to each (unit) query row: FAISS's
@@ -114,8 +132,10 @@ def load_bank(path: str | Path, encoder: TargetEncoder | None = None) -> PromptB
         check_encoder(path, manifest, encoder)
     # `source` (one string per entry) is only needed by `bank add`, which reads it itself. One
     # file: `ParquetFile` reads it without `pq.read_table`'s dataset layer (its imports: ~0.03 s).
+    before = os.stat(path / ENTRIES_FILE)
     with pq.ParquetFile(path / ENTRIES_FILE) as entries:
         table = entries.read(columns=["text", "category", "frequency", "tokens", "norm"])
+    entries_key = _file_key(before, os.stat(path / ENTRIES_FILE))
     embeddings, copy = _map_embeddings(path)
     if len(table) != len(embeddings) or len(table) != manifest.get("entries"):
         raise InputError(
@@ -125,7 +145,16 @@ def load_bank(path: str | Path, encoder: TargetEncoder | None = None) -> PromptB
         )
     bank = _bank_from_table(path, table, embeddings, manifest)
     bank.float32_copy = copy
+    if copy is not None and entries_key is not None:  # a large bank
+        bank.words_copy = path / f"{WORDS_PREFIX}{entries_key}.txt"
     return bank
+
+
+def _file_key(before: os.stat_result, after: os.stat_result) -> str | None:
+    """What names a file's derived copies: its inode, size and modification time, the same
+    before and after it was read (else None: it changed meanwhile, keep nothing)."""
+    key = [(s.st_ino, s.st_size, s.st_mtime_ns) for s in (before, after)]
+    return "-".join(map(str, key[0])) if key[0] == key[1] else None
 
 
 def _map_embeddings(path: Path) -> tuple[np.ndarray, Path | None]:
@@ -136,10 +165,10 @@ def _map_embeddings(path: Path) -> tuple[np.ndarray, Path | None]:
     file = path / EMBEDDINGS_FILE
     before = os.stat(file)
     embeddings = np.load(file, mmap_mode="r").view(np.ndarray)
-    key = [(s.st_ino, s.st_size, s.st_mtime_ns) for s in (before, os.stat(file))]
-    if embeddings.nbytes < FLOAT32_MIN_BYTES or key[0] != key[1]:
+    key = _file_key(before, os.stat(file))
+    if embeddings.nbytes < FLOAT32_MIN_BYTES or key is None:
         return embeddings, None
-    return embeddings, path / (FLOAT32_PREFIX + "-".join(map(str, key[0])) + ".npy")
+    return embeddings, path / f"{FLOAT32_PREFIX}{key}.npy"
 
 
 def _mapped_copy(copy: Path | None, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -155,15 +184,14 @@ def _mapped_copy(copy: Path | None, shape: tuple[int, ...]) -> np.ndarray | None
     return mapped.view(np.ndarray)
 
 
-def _write_copy(copy: Path, vectors: np.ndarray) -> None:
-    """Keep `vectors` at `copy` for later loads, replacing copies of earlier files; a folder
-    that cannot be written (read-only, full) is left as it is."""
-    with contextlib.suppress(OSError):
-        with atomic_path(copy) as tmp, open(tmp, "wb") as f:
-            np.save(f, vectors)
-        for stale in copy.parent.glob(f"{FLOAT32_PREFIX}*.npy"):
-            if stale != copy:
-                stale.unlink(missing_ok=True)
+def _kept_words(copy: Path | None) -> frozenset[str] | None:
+    """The prompt words kept at `copy` (one per line), if they are there."""
+    if copy is None:
+        return None
+    try:
+        return frozenset(copy.read_text(encoding="utf-8").splitlines())
+    except (OSError, UnicodeDecodeError):  # not written yet, or damaged: they are found again
+        return None
 
 
 def read_bank_manifest(path: Path) -> dict:

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 
 from img2prompt.device import cpu_kernels, native_bf16, precision_context
-from img2prompt.io import write_json
+from img2prompt.io import cache_folder, write_json
 from img2prompt.metrics import cosines
-from img2prompt.targets.encoder import TargetEncoder, default_cache_dir
+from img2prompt.targets.encoder import TargetEncoder
 
 EXACT_BATCH = 16
 """Float32 encodes are mostly the final prompts, one a prompt and of any length: small batches
@@ -82,7 +82,7 @@ class Scorer:
         key = hashlib.blake2b(digest_size=8)
         for part in (self.encoder.fingerprint, torch.__version__, cpu_kernels(), *check):
             key.update(part.encode() + b"\0")
-        path = default_cache_dir().parent / "checks" / f"int8-{key.hexdigest()}.json"
+        path = cache_folder("checks") / f"int8-{key.hexdigest()}.json"
         try:
             return float(json.loads(path.read_text(encoding="utf-8"))["worst_cosine"])
         except (OSError, ValueError, KeyError, TypeError):
