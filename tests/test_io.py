@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from img2prompt.io import atomic_dir, atomic_path, backup_dir, readable_dir, recover_dir
+from img2prompt.io import (
+    atomic_dir,
+    atomic_path,
+    backup_dir,
+    cache_folder,
+    keep_copy,
+    readable_dir,
+    recover_dir,
+)
 from tiny_checkpoints import save_tiny_clip
 
 
@@ -71,6 +79,33 @@ def test_recover_dir_restores_a_lone_backup_and_drops_a_stale_one(tmp_path):
     (backup / "a.txt").write_text("older")
     recover_dir(target)  # cut off after both renames: the backup is stale
     assert _files(target) == {"a.txt": "old"} and not backup.exists()
+
+
+def test_cache_folders_follow_img2prompt_cache_then_xdg_then_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMG2PROMPT_CACHE", str(tmp_path / "mine"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_folder("weights") == tmp_path / "mine" / "weights"
+    monkeypatch.delenv("IMG2PROMPT_CACHE")
+    assert cache_folder("banks") == tmp_path / "xdg" / "img2prompt" / "banks"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_folder("banks") == tmp_path / "home" / ".cache" / "img2prompt" / "banks"
+
+
+def test_keep_copy_replaces_earlier_versions_and_never_fails(tmp_path, monkeypatch):
+    """A kept copy is only a saving: the copies of earlier versions go, a writer that fails
+    (a full or read-only folder) leaves nothing behind and raises nothing, other files stay."""
+    (tmp_path / "copy-1.txt").write_text("old")
+    (tmp_path / "other.txt").write_text("mine")
+    keep_copy(tmp_path / "copy-2.txt", lambda tmp: tmp.write_text("new"), "copy-*.txt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy-2.txt", "other.txt"]
+    assert (tmp_path / "copy-2.txt").read_text() == "new"
+
+    def full(tmp):
+        raise OSError(28, "No space left on device")
+
+    keep_copy(tmp_path / "copy-3.txt", full, "copy-*.txt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy-2.txt", "other.txt"]
 
 
 def test_atomic_path_writes_whole_files_only(tmp_path):

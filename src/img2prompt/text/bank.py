@@ -13,8 +13,8 @@ A bank is a folder:
 - `manifest.json`: format version, the encoder (spec, fingerprint, dim), counts per category, the
   inputs it was built from.
 
-The FAISS index (inner product over unit rows = cosine) is built when the bank is loaded; for a few
-hundred thousand rows that takes well under a second, less than reading a saved index would.
+Searches are exhaustive (inner product over unit rows = cosine: `PromptBank.search`), straight
+over the rows: no index is built or saved.
 A bank is written into a fresh folder that then replaces the old one, so an interrupted build or
 `add` leaves the previous bank whole.
 
