@@ -212,6 +212,7 @@ DESCRIBE_IMPORTS_NONE_OF = (
     "better_profanity",  # its import builds censor patterns; decoding reads its word list only
     "uvicorn",
     "fastapi",
+    "faiss",  # a bank search of a few queries runs in torch (~0.05 s of imports)
 )
 """Modules `describe one.png` does not use; each was once imported on its way (issue 35)."""
 
