@@ -83,9 +83,9 @@ def test_every_readme_option_spelling_is_accepted():
         # torchrun's and SLURM's
         *("--nproc-per-node", "--nnodes", "--node-rank", "--rdzv-backend", "--rdzv-endpoint"),
         *("--nodes", "--ntasks-per-node", "--gpus-per-node", "--cpus-per-task"),
-        # the benchmarks' (bench_decode, bench_embed, bench_predict, run_all)
+        # the benchmarks' (bench_decode, bench_embed, bench_predict, bench_startup, run_all)
         *("--repeats", "--no-big-bank", "--real-pairs", "--half", "--cache", "--quick"),
-        *("--sweep", "--int8-vs-fp32", "--models", "--corpus", "--naive-images"),
+        *("--sweep", "--int8-vs-fp32", "--models", "--corpus", "--naive-images", "--against"),
         # pip's, in the GPU machine's one command
         *("--no-index", "--no-deps", "--no-cache-dir", "--upgrade", "--target"),
     }
