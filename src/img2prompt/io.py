@@ -57,9 +57,10 @@ def cache_folder(name: str) -> Path:
 def keep_copy(copy: Path, write: Callable[[Path], object], earlier: str) -> None:
     """Keep a file made from another for later runs: `write` writes it to the path it is given,
     then it replaces `copy`, and the copies of earlier versions (`earlier`, a glob pattern in
-    the same folder) are deleted. A copy is only a saving: where the folder cannot be written
-    (read-only, full), nothing is kept."""
-    with contextlib.suppress(OSError):
+    the same folder) are deleted. A copy is only a saving: where it cannot be written
+    (a read-only folder, a full disk, whatever error the writer reports it in), nothing is
+    kept and the run goes on."""
+    with contextlib.suppress(Exception):  # safetensors reports a full disk as its own error
         with atomic_path(copy) as tmp:
             write(tmp)
         for stale in copy.parent.glob(earlier):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import gc
 import os
 import sys
@@ -58,8 +59,10 @@ def finishing() -> None:
 
 def exit_now(done: SystemExit) -> NoReturn:
     """End the process with `done`'s status, as the interpreter's exit would but without its
-    teardown (module docstring); where another thread still runs, `done` goes on to the
-    interpreter, which waits for it."""
+    teardown (module docstring): the `atexit` handlers run, Python's and C's standard streams
+    are flushed, and output that could not be written makes the status 120, as Python's own
+    exit does (a reader that stopped early, a closed pipe, is no error). Where another thread
+    still runs, `done` goes on to the interpreter, which waits for it."""
     others = [t for t in threading.enumerate() if t is not threading.main_thread()]
     if any(t.is_alive() and not t.daemon for t in others):
         raise done
@@ -68,7 +71,16 @@ def exit_now(done: SystemExit) -> NoReturn:
         print(code, file=sys.stderr)
         code = 1
     atexit._run_exitfuncs()  # what the interpreter runs first; private, but there since 2.x
+    status = code or 0
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # a closed pipe: nothing more can be shown
+        try:
             stream.flush()
-    os._exit(code or 0)
+        except BrokenPipeError:
+            pass
+        except (OSError, ValueError) as e:  # a full disk, a stream closed by someone
+            with contextlib.suppress(Exception):
+                print(f"img2prompt: output not fully written: {e}", file=sys.__stderr__)
+            status = status or 120
+    with contextlib.suppress(Exception):  # C's buffers: what native libraries printed
+        ctypes.CDLL(None).fflush(None)
+    os._exit(status)

@@ -8,9 +8,10 @@ second or two, once) and memory-mapped by every later one, so a start neither re
 the float16 file: widening 154k rows into 236 MB of fresh memory took 0.15-0.7 s of every
 `describe` on the 2-core VM, mapping the copy takes a millisecond. The key (the float16 file's
 inode, size and modification time) ties the copy to the very file it was made from. Likewise
-`prompt-words-<key>.txt` keeps the words of its prompt phrases (`PromptBank.prompt_words`),
-keyed by the entries file: finding them again took ~0.1 s of every `describe`. A folder that
-cannot be written is read as it is: what it would keep is remade at each load."""
+`prompt-words-<format>-<key>.txt` keeps the words of its prompt phrases
+(`PromptBank.prompt_words`), keyed by the entries file: finding them again took ~0.1 s of every
+`describe`. A folder that cannot be written is read as it is: what it would keep is remade at
+each load."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ EMBEDDINGS_FILE = "embeddings.npy"
 MANIFEST_FILE = "manifest.json"
 FLOAT32_PREFIX = "embeddings-float32-"
 WORDS_PREFIX = "prompt-words-"
+WORDS_FORMAT = 1
+"""In the kept prompt words' name: raised when what counts as a prompt word changes
+(`FILLER_CATEGORIES`, `PROMPT_WORD`), so no bank reads words found the earlier way."""
 FEW_QUERIES = 16
 """`PromptBank.search` scores up to this many queries with torch, more with FAISS."""
 FLOAT32_MIN_BYTES = 16 * 2**20
@@ -137,7 +141,8 @@ def _search_few(rows: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarr
     over the 154k rows of the default bank, 2 AVX2 cores; above it, it is the faster.)"""
     import torch
 
-    with torch.inference_mode():
+    # float32 even inside a caller's bfloat16 autocast (ranks must not depend on it).
+    with torch.inference_mode(), torch.autocast("cpu", enabled=False):
         scores = torch.from_numpy(rows) @ torch.from_numpy(queries).T  # (rows, queries)
         top = torch.topk(scores.T.contiguous(), k, dim=1)  # sorted, nearest first
     return top.values.numpy(), top.indices.numpy()
@@ -165,7 +170,7 @@ def load_bank(path: str | Path, encoder: TargetEncoder | None = None) -> PromptB
     bank = _bank_from_table(path, table, embeddings, manifest)
     bank.float32_copy = copy
     if copy is not None and entries_key is not None:  # a large bank
-        bank.words_copy = path / f"{WORDS_PREFIX}{entries_key}.txt"
+        bank.words_copy = path / f"{WORDS_PREFIX}{WORDS_FORMAT}-{entries_key}.txt"
     return bank
 
 
