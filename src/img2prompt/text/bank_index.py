@@ -79,21 +79,24 @@ class PromptBank:
         (`FILLER_CATEGORIES`): the vocabulary of prompts. Found once, read from `words_copy`
         where the folder keeps it (and written there for the next load)."""
         if self._prompt_words is None:
-            self._prompt_words = _kept_words(self.words_copy)
-        if self._prompt_words is None:
-            words: set[str] = set()
-            for text, category in zip(self.texts, self.categories, strict=True):
-                if category not in FILLER_CATEGORIES:
-                    words.update(PROMPT_WORD.findall(text.lower()))
-            self._prompt_words = frozenset(words)
-            if self.words_copy is not None:
-                listed = "".join(f"{word}\n" for word in sorted(words))
-                keep_copy(
-                    self.words_copy,
-                    lambda tmp: tmp.write_text(listed, encoding="utf-8"),
-                    f"{WORDS_PREFIX}*.txt",
-                )
+            kept = _kept_words(self.words_copy)
+            self._prompt_words = kept if kept is not None else self._find_prompt_words()
         return self._prompt_words
+
+    def _find_prompt_words(self) -> frozenset[str]:
+        """`prompt_words` from the entries, kept at `words_copy` where there is one."""
+        words: set[str] = set()
+        for text, category in zip(self.texts, self.categories, strict=True):
+            if category not in FILLER_CATEGORIES:
+                words.update(PROMPT_WORD.findall(text.lower()))
+        if self.words_copy is not None:
+            listed = "".join(f"{word}\n" for word in sorted(words))
+
+            def write(tmp: Path) -> None:
+                tmp.write_text(listed, encoding="utf-8")
+
+            keep_copy(self.words_copy, write, f"{WORDS_PREFIX}*.txt")
+        return frozenset(words)
 
     @property
     def dim(self) -> int:
